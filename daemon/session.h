@@ -1,0 +1,67 @@
+/*
+ * A profiling session: one sampler, one symbolizer and one profile, wired
+ * together. `stoke record` runs a session in-process; stoked runs several
+ * from its event loop. The session does no I/O of its own beyond what the
+ * sampler does and the final write.
+ *
+ * Lifecycle:
+ *   stoke_session_new → stoke_session_attach / stoke_session_launch
+ *   → (poll stoke_session_pollfds; stoke_session_process) …
+ *   → stoke_session_stop → stoke_session_write_* → stoke_session_free
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "profile.h"
+#include "sampler.h"
+
+struct stoke_session_opts {
+	struct stoke_sampler_opts sampler;
+	bool no_kernel_symbols; /* do not read /proc/kallsyms */
+};
+
+struct stoke_session_stats {
+	uint64_t samples;      /* samples added to the profile */
+	uint64_t lost;         /* samples the kernel dropped */
+	uint64_t throttled;
+	uint64_t malformed;    /* records that did not decode */
+	uint64_t unknown_frames;
+	uint32_t threads;      /* threads seen with samples or names */
+	uint32_t targets_alive;
+};
+
+struct stoke_session;
+
+void stoke_session_opts_init(struct stoke_session_opts *opts);
+int stoke_session_new(const struct stoke_session_opts *opts, struct stoke_session **ret);
+void stoke_session_free(struct stoke_session *s);
+
+/* Attach to a running process (every thread, and threads born later).
+ * Returns 0 or -errno (see stoke_sampler_strerror). */
+int stoke_session_attach(struct stoke_session *s, pid_t pid);
+/* Launch argv with the events opened before exec. *ret_pid is the child; the
+ * caller reaps it and tells the session with stoke_session_target_exited. */
+int stoke_session_launch(struct stoke_session *s, char *const argv[], pid_t *ret_pid);
+
+/* Ring fds to poll (POLLIN), valid until the next attach/launch. */
+int stoke_session_pollfds(const struct stoke_session *s, const int **ret);
+/* Drain every ring into the profile. Returns records read or -errno. */
+int stoke_session_process(struct stoke_session *s);
+/* A target process (attached or launched) ended. */
+void stoke_session_target_exited(struct stoke_session *s, pid_t pid);
+/* Number of target processes still alive. */
+unsigned stoke_session_targets_alive(const struct stoke_session *s);
+
+/* Disable the events, read what is left and fill the profile's metadata.
+ * Idempotent. */
+int stoke_session_stop(struct stoke_session *s);
+
+const struct stoke_profile *stoke_session_profile(const struct stoke_session *s);
+void stoke_session_get_stats(const struct stoke_session *s, struct stoke_session_stats *ret);
+/* The event actually used, and whether it replaced the requested one. */
+const char *stoke_session_event_name(const struct stoke_session *s);
+bool stoke_session_event_fell_back(const struct stoke_session *s);
+bool stoke_session_kernel_dropped(const struct stoke_session *s);

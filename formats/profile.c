@@ -1,0 +1,578 @@
+/*
+ * The profile model (see profile.h): interned strings, interned frames, a
+ * prefix tree of stacks, samples, threads and metadata.
+ *
+ * Every table is a growable array indexed by id plus, where lookups by value
+ * are needed, an open-addressing hash index (linear probing, power-of-two
+ * size, load factor at most 1/2) that stores ids only. Keys live in the
+ * arrays, so the index is rebuilt from them when it grows. All insertions and
+ * lookups are amortised O(1): a profile with 10^6 samples and 10^5 stacks
+ * must not cost more than a few passes over its tables.
+ */
+#include "profile.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Ids are uint32_t and 0 is reserved in every table. */
+#define ID_LIMIT ((size_t)UINT32_MAX)
+
+/* An open-addressing index of ids; 0 marks an empty slot. */
+struct idtab {
+	uint32_t *slots;
+	size_t mask; /* size - 1; size is 0 or a power of two */
+	size_t count;
+};
+
+struct stoke_profile {
+	/* strings: bytes in one pool, each NUL-terminated; id 0 is "" */
+	char *pool;
+	size_t pool_len, pool_cap;
+	size_t *str_off;
+	size_t *str_len;
+	uint32_t *str_hash;
+	size_t nstr, str_cap, str_len_cap, str_hash_cap;
+	struct idtab str_idx;
+
+	/* frames: index 0 is an unused placeholder so ids index directly */
+	struct stoke_pframe *frames;
+	size_t nframes, frames_cap; /* nframes counts the placeholder */
+	struct idtab frame_idx;
+
+	/* stacks: index 0 is the empty stack {0, 0, 0} */
+	struct stoke_pstack *stacks;
+	size_t nstacks, stacks_cap; /* counts the empty stack */
+	struct idtab stack_idx;
+
+	struct stoke_psample *samples;
+	size_t nsamples, samples_cap;
+	uint64_t total;
+
+	/* threads in first-seen order; the index maps tid -> position + 1 */
+	struct stoke_pthread *threads;
+	size_t nthreads, threads_cap;
+	struct idtab thread_idx;
+
+	struct stoke_pmeta meta;
+};
+
+/* --- the generic id index ------------------------------------------------ */
+
+typedef uint64_t (*idtab_hash_fn)(const struct stoke_profile *p, uint32_t id);
+
+static void idtab_free(struct idtab *t)
+{
+	free(t->slots);
+	*t = (struct idtab){ 0 };
+}
+
+static void idtab_put(struct idtab *t, uint64_t h, uint32_t id)
+{
+	size_t i = (size_t)h & t->mask;
+
+	while (t->slots[i])
+		i = (i + 1) & t->mask;
+	t->slots[i] = id;
+}
+
+/*
+ * Make room for one more id. Growing rehashes every stored id, which is what
+ * keeps the load factor at 1/2 and probe sequences short.
+ */
+static int idtab_reserve(struct idtab *t, const struct stoke_profile *p, idtab_hash_fn hash)
+{
+	size_t size = t->mask + 1, nsize;
+	uint32_t *old = t->slots;
+
+	if (old && (t->count + 1) * 2 <= size)
+		return 0;
+	nsize = old ? size * 2 : 64;
+	if (nsize > SIZE_MAX / sizeof(*old) || nsize < size)
+		return -ENOMEM;
+	t->slots = calloc(nsize, sizeof(*old));
+	if (!t->slots) {
+		t->slots = old;
+		return -ENOMEM;
+	}
+	t->mask = nsize - 1;
+	if (old) {
+		for (size_t i = 0; i < size; i++)
+			if (old[i])
+				idtab_put(t, hash(p, old[i]), old[i]);
+	}
+	free(old);
+	return 0;
+}
+
+/* --- lifetime -------------------------------------------------------------- */
+
+static int add_string(struct stoke_profile *p, const char *s, size_t len, uint32_t h,
+		      uint32_t *ret);
+
+int stoke_profile_new(struct stoke_profile **ret)
+{
+	struct stoke_profile *p;
+	uint32_t id;
+	int r;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	/* Id 0 of each table is a placeholder, so ids index the arrays. The
+	 * empty string is never entered in the string index: intern
+	 * short-circuits it. */
+	r = add_string(p, "", 0, 0, &id);
+	if (r >= 0)
+		r = STOKE_GROW(p->frames, p->frames_cap, 1);
+	if (r >= 0)
+		r = STOKE_GROW(p->stacks, p->stacks_cap, 1);
+	if (r < 0) {
+		stoke_profile_free(p);
+		return r;
+	}
+	p->frames[0] = (struct stoke_pframe){ 0 };
+	p->nframes = 1;
+	p->stacks[0] = (struct stoke_pstack){ 0 };
+	p->nstacks = 1;
+	*ret = p;
+	return 0;
+}
+
+void stoke_profile_free(struct stoke_profile *p)
+{
+	if (!p)
+		return;
+	free(p->pool);
+	free(p->str_off);
+	free(p->str_len);
+	free(p->str_hash);
+	idtab_free(&p->str_idx);
+	free(p->frames);
+	idtab_free(&p->frame_idx);
+	free(p->stacks);
+	idtab_free(&p->stack_idx);
+	free(p->samples);
+	free(p->threads);
+	idtab_free(&p->thread_idx);
+	free(p);
+}
+
+/* --- strings --------------------------------------------------------------- */
+
+static uint32_t string_hash(const char *s, size_t len)
+{
+	uint64_t h = stoke_hash_bytes(STOKE_HASH_INIT, s, len);
+
+	/* Fold the high bits in: slot indices use the low bits only. */
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+static uint64_t string_rehash(const struct stoke_profile *p, uint32_t id)
+{
+	return p->str_hash[id];
+}
+
+/* Append s to the pool and the per-id arrays; does not touch the index. */
+static int add_string(struct stoke_profile *p, const char *s, size_t len, uint32_t h,
+		      uint32_t *ret)
+{
+	size_t need;
+
+	if (p->nstr >= ID_LIMIT || len >= SIZE_MAX - p->pool_len - 1)
+		return -ENOMEM;
+	need = p->nstr + 1;
+	if (STOKE_GROW(p->str_off, p->str_cap, need) < 0 ||
+	    STOKE_GROW(p->str_len, p->str_len_cap, need) < 0 ||
+	    STOKE_GROW(p->str_hash, p->str_hash_cap, need) < 0 ||
+	    STOKE_GROW(p->pool, p->pool_cap, p->pool_len + len + 1) < 0)
+		return -ENOMEM;
+	if (len)
+		memcpy(p->pool + p->pool_len, s, len);
+	p->pool[p->pool_len + len] = '\0';
+	p->str_off[p->nstr] = p->pool_len;
+	p->str_len[p->nstr] = len;
+	p->str_hash[p->nstr] = h;
+	p->pool_len += len + 1;
+	*ret = (uint32_t)p->nstr++;
+	return 0;
+}
+
+int stoke_profile_intern_n(struct stoke_profile *p, const char *s, size_t len, uint32_t *ret)
+{
+	struct idtab *t = &p->str_idx;
+	uint32_t h, id;
+	size_t i;
+	int r;
+
+	if (len == 0) {
+		*ret = 0;
+		return 0;
+	}
+	if (!s)
+		return -EINVAL;
+	h = string_hash(s, len);
+	if (t->slots) {
+		for (i = h & t->mask; (id = t->slots[i]); i = (i + 1) & t->mask) {
+			if (p->str_hash[id] == h && p->str_len[id] == len &&
+			    memcmp(p->pool + p->str_off[id], s, len) == 0) {
+				*ret = id;
+				return 0;
+			}
+		}
+	}
+	/* Reserve first so that a failure leaves no unindexed string behind. */
+	r = idtab_reserve(t, p, string_rehash);
+	if (r < 0)
+		return r;
+	r = add_string(p, s, len, h, &id);
+	if (r < 0)
+		return r;
+	idtab_put(t, h, id);
+	t->count++;
+	*ret = id;
+	return 0;
+}
+
+int stoke_profile_intern(struct stoke_profile *p, const char *s, uint32_t *ret)
+{
+	return stoke_profile_intern_n(p, s, s ? strlen(s) : 0, ret);
+}
+
+/* NULL for an id that was never handed out. */
+const char *stoke_profile_string(const struct stoke_profile *p, uint32_t id)
+{
+	if (id >= p->nstr)
+		return NULL;
+	return p->pool + p->str_off[id];
+}
+
+size_t stoke_profile_nstrings(const struct stoke_profile *p)
+{
+	return p->nstr;
+}
+
+/* --- frames ---------------------------------------------------------------- */
+
+/*
+ * Hash the fields one by one, never the struct's bytes: its padding is
+ * indeterminate in a caller's automatic variable.
+ */
+static uint64_t frame_hash(const struct stoke_pframe *f)
+{
+	uint64_t h = STOKE_HASH_INIT;
+
+	h = stoke_hash_u64(h ^ f->name);
+	h = stoke_hash_u64(h ^ ((uint64_t)f->file << 32 | f->line));
+	h = stoke_hash_u64(h ^ f->module);
+	h = stoke_hash_u64(h ^ f->offset);
+	h = stoke_hash_u64(h ^ ((uint64_t)f->kind << 1 | (f->inlined ? 1 : 0)));
+	return h;
+}
+
+static bool frame_eq(const struct stoke_pframe *a, const struct stoke_pframe *b)
+{
+	return a->name == b->name && a->file == b->file && a->line == b->line &&
+	       a->module == b->module && a->offset == b->offset && a->kind == b->kind &&
+	       a->inlined == b->inlined;
+}
+
+static uint64_t frame_rehash(const struct stoke_profile *p, uint32_t id)
+{
+	return frame_hash(&p->frames[id]);
+}
+
+int stoke_profile_frame(struct stoke_profile *p, const struct stoke_pframe *f, uint32_t *ret)
+{
+	struct idtab *t = &p->frame_idx;
+	struct stoke_pframe *nf;
+	uint64_t h;
+	uint32_t id;
+	size_t i;
+	int r;
+
+	if (!f || f->name >= p->nstr || f->file >= p->nstr || f->module >= p->nstr ||
+	    f->kind > STOKE_PFRAME_SYNTHETIC)
+		return -EINVAL;
+	h = frame_hash(f);
+	if (t->slots) {
+		for (i = h & t->mask; (id = t->slots[i]); i = (i + 1) & t->mask) {
+			if (frame_eq(&p->frames[id], f)) {
+				*ret = id;
+				return 0;
+			}
+		}
+	}
+	if (p->nframes >= ID_LIMIT)
+		return -ENOMEM;
+	r = idtab_reserve(t, p, frame_rehash);
+	if (r < 0)
+		return r;
+	r = STOKE_GROW(p->frames, p->frames_cap, p->nframes + 1);
+	if (r < 0)
+		return r;
+	id = (uint32_t)p->nframes++;
+	nf = &p->frames[id];
+	/* Copy field by field so the stored copy's padding is zeroed. */
+	memset(nf, 0, sizeof(*nf));
+	nf->name = f->name;
+	nf->file = f->file;
+	nf->line = f->line;
+	nf->module = f->module;
+	nf->offset = f->offset;
+	nf->kind = f->kind;
+	nf->inlined = f->inlined;
+	idtab_put(t, h, id);
+	t->count++;
+	*ret = id;
+	return 0;
+}
+
+const struct stoke_pframe *stoke_profile_get_frame(const struct stoke_profile *p, uint32_t id)
+{
+	if (id == 0 || id >= p->nframes)
+		return NULL;
+	return &p->frames[id];
+}
+
+size_t stoke_profile_nframes(const struct stoke_profile *p)
+{
+	return p->nframes - 1;
+}
+
+/* --- stacks ---------------------------------------------------------------- */
+
+static uint64_t stack_hash(uint32_t parent, uint32_t frame)
+{
+	return stoke_hash_u64((uint64_t)parent << 32 | frame);
+}
+
+static uint64_t stack_rehash(const struct stoke_profile *p, uint32_t id)
+{
+	return stack_hash(p->stacks[id].parent, p->stacks[id].frame);
+}
+
+int stoke_profile_stack(struct stoke_profile *p, uint32_t parent, uint32_t frame, uint32_t *ret)
+{
+	struct idtab *t = &p->stack_idx;
+	struct stoke_pstack *s;
+	uint64_t h;
+	uint32_t id;
+	size_t i;
+	int r;
+
+	if (parent >= p->nstacks || frame == 0 || frame >= p->nframes)
+		return -EINVAL;
+	h = stack_hash(parent, frame);
+	if (t->slots) {
+		for (i = h & t->mask; (id = t->slots[i]); i = (i + 1) & t->mask) {
+			s = &p->stacks[id];
+			if (s->parent == parent && s->frame == frame) {
+				*ret = id;
+				return 0;
+			}
+		}
+	}
+	if (p->nstacks >= ID_LIMIT)
+		return -ENOMEM;
+	r = idtab_reserve(t, p, stack_rehash);
+	if (r < 0)
+		return r;
+	r = STOKE_GROW(p->stacks, p->stacks_cap, p->nstacks + 1);
+	if (r < 0)
+		return r;
+	id = (uint32_t)p->nstacks++;
+	/* Depth cannot overflow: it is at most the number of stacks. */
+	p->stacks[id] = (struct stoke_pstack){
+		.parent = parent,
+		.frame = frame,
+		.depth = p->stacks[parent].depth + 1,
+	};
+	idtab_put(t, h, id);
+	t->count++;
+	*ret = id;
+	return 0;
+}
+
+/* Stack 0 (the empty stack, depth 0) is valid here; NULL when out of range. */
+const struct stoke_pstack *stoke_profile_get_stack(const struct stoke_profile *p, uint32_t id)
+{
+	if (id >= p->nstacks)
+		return NULL;
+	return &p->stacks[id];
+}
+
+size_t stoke_profile_nstacks(const struct stoke_profile *p)
+{
+	return p->nstacks - 1;
+}
+
+size_t stoke_profile_stack_frames(const struct stoke_profile *p, uint32_t stack,
+				  uint32_t *out, size_t max)
+{
+	size_t depth, i = 0;
+
+	if (stack >= p->nstacks)
+		return 0;
+	depth = p->stacks[stack].depth;
+	/* The parent links lead to the root, so only the leaf-most max frames
+	 * are written; callers that want all of them retry with depth. */
+	for (uint32_t s = stack; s && i < max; s = p->stacks[s].parent)
+		out[i++] = p->stacks[s].frame;
+	return depth;
+}
+
+/* --- threads --------------------------------------------------------------- */
+
+static uint64_t thread_rehash(const struct stoke_profile *p, uint32_t pos1)
+{
+	return stoke_hash_u64(p->threads[pos1 - 1].tid);
+}
+
+/* The thread with tid, or NULL. Pure lookup: no state changes. */
+static struct stoke_pthread *thread_lookup(const struct stoke_profile *p, uint32_t tid)
+{
+	const struct idtab *t = &p->thread_idx;
+	uint32_t pos1;
+	size_t i;
+
+	if (!t->slots)
+		return NULL;
+	for (i = stoke_hash_u64(tid) & t->mask; (pos1 = t->slots[i]); i = (i + 1) & t->mask)
+		if (p->threads[pos1 - 1].tid == tid)
+			return &p->threads[pos1 - 1];
+	return NULL;
+}
+
+static int thread_add(struct stoke_profile *p, uint32_t pid, uint32_t tid, uint32_t name,
+		      struct stoke_pthread **ret)
+{
+	struct idtab *t = &p->thread_idx;
+	int r;
+
+	if (p->nthreads >= ID_LIMIT)
+		return -ENOMEM;
+	r = idtab_reserve(t, p, thread_rehash);
+	if (r < 0)
+		return r;
+	r = STOKE_GROW(p->threads, p->threads_cap, p->nthreads + 1);
+	if (r < 0)
+		return r;
+	p->threads[p->nthreads] = (struct stoke_pthread){
+		.pid = pid,
+		.tid = tid,
+		.name = name,
+	};
+	p->nthreads++;
+	idtab_put(t, stoke_hash_u64(tid), (uint32_t)p->nthreads);
+	t->count++;
+	*ret = &p->threads[p->nthreads - 1];
+	return 0;
+}
+
+int stoke_profile_thread(struct stoke_profile *p, uint32_t pid, uint32_t tid, const char *name)
+{
+	struct stoke_pthread *th;
+	uint32_t nid = 0;
+	int r;
+
+	/* Intern first: a failure must not leave a half-made thread. */
+	if (name) {
+		r = stoke_profile_intern(p, name, &nid);
+		if (r < 0)
+			return r;
+	}
+	th = thread_lookup(p, tid);
+	if (!th)
+		return thread_add(p, pid, tid, nid, &th);
+	/* A thread created by a sample has pid 0 until someone knows better;
+	 * a known pid is never overwritten by 0. */
+	if (pid)
+		th->pid = pid;
+	if (name)
+		th->name = nid;
+	return 0;
+}
+
+const struct stoke_pthread *stoke_profile_threads(const struct stoke_profile *p, size_t *ret_n)
+{
+	*ret_n = p->nthreads;
+	return p->threads;
+}
+
+const struct stoke_pthread *stoke_profile_find_thread(const struct stoke_profile *p, uint32_t tid)
+{
+	return thread_lookup(p, tid);
+}
+
+/* --- samples --------------------------------------------------------------- */
+
+/*
+ * Also keeps meta.time_first/time_last as the range of sample times seen,
+ * unless the caller has already set a range, which is widened instead.
+ */
+int stoke_profile_add_sample(struct stoke_profile *p, uint32_t tid, uint64_t time,
+			     uint32_t stack, uint64_t weight)
+{
+	struct stoke_pthread *th;
+	uint64_t total;
+	int r;
+
+	if (stack >= p->nstacks || weight == 0)
+		return -EINVAL;
+	/* Refuse what would wrap the totals rather than report nonsense. */
+	if (__builtin_add_overflow(p->total, weight, &total))
+		return -EINVAL;
+	r = STOKE_GROW(p->samples, p->samples_cap, p->nsamples + 1);
+	if (r < 0)
+		return r;
+	th = thread_lookup(p, tid);
+	if (!th) {
+		r = thread_add(p, 0, tid, 0, &th);
+		if (r < 0)
+			return r;
+	}
+	p->samples[p->nsamples] = (struct stoke_psample){
+		.tid = tid,
+		.stack = stack,
+		.time = time,
+		.weight = weight,
+	};
+	if (p->nsamples == 0 && p->meta.time_first == 0 && p->meta.time_last == 0) {
+		p->meta.time_first = time;
+		p->meta.time_last = time;
+	} else {
+		p->meta.time_first = STOKE_MIN(p->meta.time_first, time);
+		p->meta.time_last = STOKE_MAX(p->meta.time_last, time);
+	}
+	p->nsamples++;
+	p->total = total;
+	/* Cannot overflow: a thread's weight is part of the total. */
+	th->samples += weight;
+	return 0;
+}
+
+const struct stoke_psample *stoke_profile_samples(const struct stoke_profile *p, size_t *ret_n)
+{
+	*ret_n = p->nsamples;
+	return p->samples;
+}
+
+uint64_t stoke_profile_total(const struct stoke_profile *p)
+{
+	return p->total;
+}
+
+/* --- metadata -------------------------------------------------------------- */
+
+struct stoke_pmeta *stoke_profile_meta(struct stoke_profile *p)
+{
+	return &p->meta;
+}
+
+const struct stoke_pmeta *stoke_profile_cmeta(const struct stoke_profile *p)
+{
+	return &p->meta;
+}

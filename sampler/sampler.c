@@ -1,0 +1,870 @@
+/*
+ * The perf_event sampler: event setup per (thread, CPU), one ring buffer per
+ * CPU, attach by PID with a rescan of /proc/PID/task until it is stable,
+ * launch of a held child with enable_on_exec, and draining of every ring
+ * through the record decoder into one callback.
+ */
+#include "sampler.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/perf_event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "maps.h"
+#include "ring.h"
+#include "util.h"
+
+#define STOKE_SAMPLER_DEFAULT_FREQ 999
+#define STOKE_SAMPLER_MAX_CPUS 4096
+/* Data pages per CPU ring. FP samples are a few hundred bytes; DWARF samples
+ * carry the stack copy, so they need far more room between drains. */
+#define STOKE_RING_PAGES_FP 128
+#define STOKE_RING_PAGES_DWARF 1024
+#define STOKE_RING_PAGES_MIN 8
+
+struct cpu_ring {
+	int cpu;
+	int fd; /* the event that owns the mmap; -1 until the first open */
+	void *base;
+	size_t map_len;
+	struct stoke_ring ring;
+};
+
+struct queued {
+	uint64_t time;
+	uint64_t seq; /* read order: keeps the sort stable */
+	size_t off;   /* into the arena */
+};
+
+/* Bound on the bytes held for reordering; past it everything is delivered. */
+#define STOKE_QUEUE_MAX_BYTES (64u << 20)
+
+struct stoke_sampler {
+	struct stoke_sampler_opts opts;
+	stoke_sampler_cb cb;
+	void *userdata;
+
+	struct perf_event_attr attr;
+	struct stoke_record_format fmt;
+	enum stoke_event event;
+	bool fell_back;
+	bool kernel_dropped; /* exclude_kernel forced by perf_event_paranoid */
+	bool launching;      /* opening events for a held child: enable_on_exec */
+	size_t page_size;
+	uint32_t ring_pages;
+
+	struct cpu_ring *rings;
+	size_t nrings;
+	int *ring_fds; /* owner fds, for polling */
+
+	int *fds; /* every event fd */
+	size_t nfds, fds_cap;
+
+	/* Records of one drain round, from every ring, copied here and
+	 * delivered in timestamp order (see drain_rings). */
+	uint8_t *arena;
+	size_t arena_len, arena_cap;
+	struct queued *queue;
+	size_t nqueue, queue_cap;
+	uint64_t seq;
+	uint64_t max_time;  /* newest timestamp read so far */
+	uint64_t safe_time; /* newest timestamp read before this round */
+
+	struct stoke_sampler_stats stats;
+};
+
+void stoke_sampler_opts_init(struct stoke_sampler_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->event = STOKE_EVENT_CPU_CLOCK;
+	opts->freq = STOKE_SAMPLER_DEFAULT_FREQ;
+	opts->callgraph = STOKE_CALLGRAPH_FP;
+	opts->stack_size = 8192;
+}
+
+const char *stoke_event_name(enum stoke_event e)
+{
+	switch (e) {
+	case STOKE_EVENT_CPU_CLOCK:
+		return "cpu-clock";
+	case STOKE_EVENT_TASK_CLOCK:
+		return "task-clock";
+	case STOKE_EVENT_CYCLES:
+		return "cycles";
+	}
+	return "?";
+}
+
+static long perf_event_open(struct perf_event_attr *attr, pid_t pid, int cpu, int group,
+			    unsigned long flags)
+{
+	return syscall(SYS_perf_event_open, attr, pid, cpu, group, flags);
+}
+
+/* Parse a CPU list such as "0-3,8,10-11" (sysfs "online"). */
+static int parse_cpu_list(const char *s, int *cpus, size_t max, size_t *ret_n)
+{
+	size_t n = 0;
+
+	while (*s && *s != '\n') {
+		char *end;
+		long a = strtol(s, &end, 10), b;
+
+		if (end == s || a < 0)
+			return -EINVAL;
+		b = a;
+		if (*end == '-') {
+			s = end + 1;
+			b = strtol(s, &end, 10);
+			if (end == s || b < a)
+				return -EINVAL;
+		}
+		for (long c = a; c <= b; c++) {
+			if (n == max)
+				return -E2BIG;
+			cpus[n++] = (int)c;
+		}
+		s = end;
+		if (*s == ',')
+			s++;
+	}
+	*ret_n = n;
+	return n ? 0 : -EINVAL;
+}
+
+static int online_cpus(int *cpus, size_t max, size_t *ret_n)
+{
+	_cleanup_free_ char *buf = NULL;
+	long n;
+
+	if (stoke_read_file("/sys/devices/system/cpu/online", &buf, 4096) >= 0 &&
+	    parse_cpu_list(buf, cpus, max, ret_n) == 0)
+		return 0;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	if ((size_t)n > max)
+		n = (long)max;
+	for (long i = 0; i < n; i++)
+		cpus[i] = (int)i;
+	*ret_n = (size_t)n;
+	return 0;
+}
+
+static void setup_attr(struct stoke_sampler *s)
+{
+	struct perf_event_attr *a = &s->attr;
+
+	memset(a, 0, sizeof(*a));
+	a->size = sizeof(*a);
+	if (s->event == STOKE_EVENT_CYCLES) {
+		a->type = PERF_TYPE_HARDWARE;
+		a->config = PERF_COUNT_HW_CPU_CYCLES;
+	} else {
+		a->type = PERF_TYPE_SOFTWARE;
+		a->config = s->event == STOKE_EVENT_TASK_CLOCK ? PERF_COUNT_SW_TASK_CLOCK
+							       : PERF_COUNT_SW_CPU_CLOCK;
+	}
+	a->freq = 1;
+	a->sample_freq = s->opts.freq;
+	a->sample_type = PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME |
+			 PERF_SAMPLE_CPU | PERF_SAMPLE_PERIOD | PERF_SAMPLE_CALLCHAIN;
+	if (s->opts.callgraph == STOKE_CALLGRAPH_DWARF) {
+		/* x86-64: the full user register set libunwind may ask for
+		 * (PERF_REG_X86_AX .. PERF_REG_X86_R15, skipping the segment
+		 * registers that do not exist in 64-bit mode). */
+		a->sample_type |= PERF_SAMPLE_REGS_USER | PERF_SAMPLE_STACK_USER;
+		a->sample_regs_user = 0xff0fffULL;
+		a->sample_stack_user = s->opts.stack_size;
+		/* The user part of the callchain would be a wrong FP walk. */
+		a->exclude_callchain_user = 1;
+	}
+	a->sample_id_all = 1;
+	a->mmap = 1;
+	a->mmap2 = 1;
+	a->comm = 1;
+	a->comm_exec = 1;
+	a->task = 1;
+	a->inherit = 1;
+	a->disabled = 1;
+	a->enable_on_exec = s->launching;
+	a->exclude_kernel = s->opts.exclude_kernel || s->kernel_dropped;
+	a->exclude_hv = 1;
+
+	s->fmt.sample_type = a->sample_type;
+	s->fmt.regs_user_mask = a->sample_regs_user;
+	s->fmt.sample_id_all = true;
+}
+
+int stoke_sampler_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb,
+		      void *userdata, struct stoke_sampler **ret)
+{
+	int cpus[STOKE_SAMPLER_MAX_CPUS];
+	size_t ncpus = 0;
+	struct stoke_sampler *s;
+	int r;
+
+	if (!cb || !opts->freq || opts->freq > 100000)
+		return -EINVAL;
+	if (opts->callgraph == STOKE_CALLGRAPH_DWARF &&
+	    (opts->stack_size == 0 || opts->stack_size > 65528 || opts->stack_size % 8))
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->opts = *opts;
+	s->cb = cb;
+	s->userdata = userdata;
+	s->event = opts->event;
+	s->page_size = (size_t)sysconf(_SC_PAGESIZE);
+	s->ring_pages = opts->ring_pages;
+	if (!s->ring_pages)
+		s->ring_pages = opts->callgraph == STOKE_CALLGRAPH_DWARF ? STOKE_RING_PAGES_DWARF
+									 : STOKE_RING_PAGES_FP;
+	if (s->ring_pages & (s->ring_pages - 1)) {
+		free(s);
+		return -EINVAL;
+	}
+	setup_attr(s);
+
+	r = online_cpus(cpus, ARRAY_SIZE(cpus), &ncpus);
+	if (r < 0) {
+		free(s);
+		return r;
+	}
+	s->rings = calloc(ncpus, sizeof(*s->rings));
+	s->ring_fds = calloc(ncpus, sizeof(*s->ring_fds));
+	if (!s->rings || !s->ring_fds) {
+		stoke_sampler_free(s);
+		return -ENOMEM;
+	}
+	s->nrings = ncpus;
+	for (size_t i = 0; i < ncpus; i++) {
+		s->rings[i].cpu = cpus[i];
+		s->rings[i].fd = -1;
+		s->ring_fds[i] = -1;
+	}
+	*ret = s;
+	return 0;
+}
+
+void stoke_sampler_free(struct stoke_sampler *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->nrings; i++) {
+		if (s->rings[i].base)
+			munmap(s->rings[i].base, s->rings[i].map_len);
+		stoke_ring_exit(&s->rings[i].ring);
+	}
+	for (size_t i = 0; i < s->nfds; i++)
+		close(s->fds[i]);
+	free(s->fds);
+	free(s->arena);
+	free(s->queue);
+	free(s->rings);
+	free(s->ring_fds);
+	free(s);
+}
+
+/* Map the ring for cpu r, halving the size while the mlock limit refuses it
+ * (perf_event_mlock_kb bounds unprivileged users). */
+static int ring_map(struct stoke_sampler *s, struct cpu_ring *cr, int fd)
+{
+	uint32_t pages = s->ring_pages;
+
+	for (;;) {
+		size_t len = (pages + 1) * s->page_size;
+		void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+		if (base != MAP_FAILED) {
+			int r = stoke_ring_init(&cr->ring, base, s->page_size,
+						pages * s->page_size);
+			if (r < 0) {
+				munmap(base, len);
+				return r;
+			}
+			cr->base = base;
+			cr->map_len = len;
+			cr->fd = fd;
+			if (pages != s->ring_pages)
+				log_debug("ring for cpu %d reduced to %u pages (mlock limit)",
+					  cr->cpu, pages);
+			s->stats.rings++;
+			return 0;
+		}
+		if (errno != EPERM && errno != ENOMEM)
+			return -errno;
+		if (pages <= STOKE_RING_PAGES_MIN)
+			return -EPERM;
+		pages /= 2;
+	}
+}
+
+static int fds_push(struct stoke_sampler *s, int fd)
+{
+	if (STOKE_GROW(s->fds, s->fds_cap, s->nfds + 1) < 0)
+		return -ENOMEM;
+	s->fds[s->nfds++] = fd;
+	s->stats.events++;
+	return 0;
+}
+
+/* Open the event on (pid, cpu) with the configured event, falling back from
+ * cycles to cpu-clock where there is no PMU. */
+static int open_one(struct stoke_sampler *s, pid_t pid, int cpu)
+{
+	for (;;) {
+		long fd = perf_event_open(&s->attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+
+		if (fd >= 0)
+			return (int)fd;
+		if (s->event == STOKE_EVENT_CYCLES &&
+		    (errno == ENOENT || errno == EOPNOTSUPP || errno == ENODEV ||
+		     errno == EINVAL)) {
+			log_debug("cycles unavailable (%s): falling back to cpu-clock",
+				  strerror(errno));
+			s->event = STOKE_EVENT_CPU_CLOCK;
+			s->fell_back = true;
+			setup_attr(s);
+			continue;
+		}
+		/* perf_event_paranoid=2 lets unprivileged users sample user space
+		 * only: do that, as perf does, rather than fail. */
+		if ((errno == EACCES || errno == EPERM) && !s->attr.exclude_kernel) {
+			log_debug("kernel sampling refused: user space only");
+			s->kernel_dropped = true;
+			setup_attr(s);
+			continue;
+		}
+		return -errno;
+	}
+}
+
+/* Open events for one task on every CPU, joining each to that CPU's ring. */
+static int open_task(struct stoke_sampler *s, pid_t tid)
+{
+	for (size_t i = 0; i < s->nrings; i++) {
+		struct cpu_ring *cr = &s->rings[i];
+		int fd = open_one(s, tid, cr->cpu), r;
+
+		if (fd < 0)
+			return fd;
+		r = fds_push(s, fd);
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+		if (cr->fd < 0) {
+			r = ring_map(s, cr, fd);
+			if (r < 0)
+				return r;
+			s->ring_fds[i] = fd;
+		} else if (ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, cr->fd) < 0) {
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+static void enable_all(struct stoke_sampler *s, size_t from)
+{
+	for (size_t i = from; i < s->nfds; i++)
+		ioctl(s->fds[i], PERF_EVENT_IOC_ENABLE, 0);
+}
+
+void stoke_sampler_disable(struct stoke_sampler *s)
+{
+	for (size_t i = 0; i < s->nfds; i++)
+		ioctl(s->fds[i], PERF_EVENT_IOC_DISABLE, 0);
+}
+
+/* ---- attach ---- */
+
+struct tid_set {
+	pid_t *tids;
+	size_t n, cap;
+};
+
+static bool tid_set_has(const struct tid_set *t, pid_t tid)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->tids[i] == tid)
+			return true;
+	return false;
+}
+
+/* One pass over /proc/PID/task: open events for every thread not yet seen.
+ * Returns the number of new threads, or -errno. A thread that exits between
+ * readdir and perf_event_open (ESRCH) is skipped. */
+static int attach_scan(struct stoke_sampler *s, pid_t pid, struct tid_set *seen)
+{
+	char path[64];
+	DIR *d;
+	struct dirent *de;
+	int added = 0, r = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while ((de = readdir(d))) {
+		char *end;
+		long tid = strtol(de->d_name, &end, 10);
+
+		if (*end || tid <= 0 || tid_set_has(seen, (pid_t)tid))
+			continue;
+		if (STOKE_GROW(seen->tids, seen->cap, seen->n + 1) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		seen->tids[seen->n++] = (pid_t)tid;
+		r = open_task(s, (pid_t)tid);
+		if (r == -ESRCH) {
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			break;
+		added++;
+	}
+	closedir(d);
+	return r < 0 ? r : added;
+}
+
+static int synth_comm(struct stoke_sampler *s, pid_t pid, pid_t tid)
+{
+	char path[96];
+	_cleanup_free_ char *comm = NULL;
+	struct stoke_record rec = { .type = STOKE_REC_COMM, .raw_type = PERF_RECORD_COMM };
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", pid, tid);
+	n = stoke_read_file(path, &comm, 256);
+	if (n < 0)
+		return 0; /* the thread is gone: nothing to name */
+	while (n > 0 && comm[n - 1] == '\n')
+		comm[--n] = '\0';
+	rec.comm.pid = (uint32_t)pid;
+	rec.comm.tid = (uint32_t)tid;
+	rec.comm.comm = comm;
+	return s->cb(&rec, s->userdata);
+}
+
+struct synth_ctx {
+	struct stoke_sampler *s;
+	pid_t pid;
+};
+
+static int synth_mmap_cb(const struct stoke_maps_entry *e, void *userdata)
+{
+	struct synth_ctx *ctx = userdata;
+	struct stoke_record rec = { .type = STOKE_REC_MMAP, .raw_type = PERF_RECORD_MMAP2 };
+
+	/* Like the kernel's PERF_RECORD_MMAP2 without mmap_data: executable
+	 * mappings only, which is all that code addresses can fall in. */
+	if (!(e->prot & PROT_EXEC))
+		return 0;
+	rec.mmap.pid = rec.mmap.tid = (uint32_t)ctx->pid;
+	rec.mmap.addr = e->start;
+	rec.mmap.len = e->end - e->start;
+	rec.mmap.pgoff = e->pgoff;
+	rec.mmap.is_mmap2 = true;
+	rec.mmap.maj = e->maj;
+	rec.mmap.min = e->min;
+	rec.mmap.ino = e->ino;
+	rec.mmap.prot = e->prot;
+	rec.mmap.flags = e->shared ? MAP_SHARED : MAP_PRIVATE;
+	rec.mmap.filename = e->path;
+	ctx->s->stats.records++;
+	return ctx->s->cb(&rec, ctx->s->userdata);
+}
+
+int stoke_sampler_attach(struct stoke_sampler *s, pid_t pid)
+{
+	struct tid_set seen = { 0 };
+	struct synth_ctx ctx = { s, pid };
+	size_t first_fd = s->nfds;
+	int r, rounds = 0;
+
+	if (pid <= 0)
+		return -ESRCH;
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return -ESRCH;
+	/* Threads born during a pass are either inherited from a thread we
+	 * already opened, or found by the next pass: repeat until one finds
+	 * nothing new. */
+	do {
+		r = attach_scan(s, pid, &seen);
+		if (r < 0)
+			goto out;
+	} while (r > 0 && ++rounds < 1000);
+	if (seen.n == 0 || s->nfds == first_fd) {
+		r = -ESRCH;
+		goto out;
+	}
+	s->stats.threads_attached += (uint32_t)seen.n;
+
+	/* Synthesize after the events are open, so a mapping made in between
+	 * is reported twice rather than never. */
+	for (size_t i = 0; i < seen.n; i++) {
+		r = synth_comm(s, pid, seen.tids[i]);
+		if (r < 0)
+			goto out;
+	}
+	r = stoke_maps_read_pid(pid, synth_mmap_cb, &ctx);
+	if (r < 0 && r != -ESRCH && r != -ENOENT)
+		goto out;
+	enable_all(s, first_fd);
+	r = 0;
+out:
+	free(seen.tids);
+	return r;
+}
+
+/* ---- launch ---- */
+
+static void child_exec(int go_fd, int err_fd, char *const argv[])
+{
+	sigset_t all;
+	char c;
+	int err;
+
+	/* The parent may block signals for its signalfd; the target must start
+	 * with a clean mask and default dispositions. */
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGPIPE, SIG_DFL);
+	/* Held here until the parent has opened the events (or gave up). */
+	if (read(go_fd, &c, 1) != 1)
+		_exit(127);
+	execvp(argv[0], argv);
+	err = errno;
+	if (write(err_fd, &err, sizeof(err)) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+int stoke_sampler_launch(struct stoke_sampler *s, char *const argv[], pid_t *ret_pid)
+{
+	int go[2], errp[2], err = 0, r;
+	size_t first_fd = s->nfds;
+	pid_t pid;
+	ssize_t n;
+
+	if (!argv || !argv[0])
+		return -EINVAL;
+	if (pipe2(go, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(errp, O_CLOEXEC) < 0) {
+		r = -errno;
+		close(go[0]);
+		close(go[1]);
+		return r;
+	}
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		goto out_pipes;
+	}
+	if (pid == 0) {
+		close(go[1]);
+		close(errp[0]);
+		child_exec(go[0], errp[1], argv);
+	}
+	close(go[0]);
+	close(errp[1]);
+	go[0] = errp[1] = -1;
+
+	/* enable_on_exec: counting starts at the exec, so the held child and
+	 * our fork are never sampled. */
+	s->launching = true;
+	setup_attr(s);
+	r = open_task(s, pid);
+	s->launching = false;
+	setup_attr(s);
+	if (r < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		goto out_pipes;
+	}
+	if (write(go[1], "g", 1) != 1) {
+		r = -errno;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		goto out_pipes;
+	}
+	/* EOF means the exec succeeded (the pipe is O_CLOEXEC); an int means it
+	 * failed with that errno. */
+	do {
+		n = read(errp[0], &err, sizeof(err));
+	} while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)sizeof(err)) {
+		waitpid(pid, NULL, 0);
+		r = -err;
+		goto out_pipes;
+	}
+	(void)first_fd;
+	*ret_pid = pid;
+	r = 0;
+out_pipes:
+	for (int i = 0; i < 2; i++) {
+		if (go[i] >= 0)
+			close(go[i]);
+		if (errp[i] >= 0)
+			close(errp[i]);
+	}
+	return r;
+}
+
+/* ---- reading ----
+ *
+ * Each CPU's ring is in time order, but the rings are not ordered with
+ * respect to each other: a thread's FORK may sit in CPU 0's ring while its
+ * parent's exec COMM and MMAPs sit in CPU 1's. Records are therefore copied
+ * out of every ring, sorted by timestamp and delivered in that order.
+ *
+ * Which records are safe to deliver (perf's "finished round"): a record read
+ * in a later round was written after this round's snapshot of its ring, and
+ * so after every record read in an earlier round; only a record stamped
+ * before the previous rounds ended can still be missing. So each round
+ * delivers the records stamped at or before the newest timestamp seen in the
+ * earlier rounds and keeps the rest for the next round. A flush delivers all.
+ */
+
+static uint64_t record_time(const struct stoke_record *rec)
+{
+	if (rec->type == STOKE_REC_SAMPLE)
+		return rec->sample.time;
+	return rec->id.has_time ? rec->id.time : 0;
+}
+
+static int deliver(struct stoke_sampler *s, const void *buf, size_t len)
+{
+	struct stoke_record rec;
+
+	if (stoke_record_decode(&s->fmt, buf, len, &rec) < 0) {
+		s->stats.malformed++;
+		return 0;
+	}
+	s->stats.records++;
+	switch (rec.type) {
+	case STOKE_REC_SAMPLE:
+		s->stats.samples++;
+		break;
+	case STOKE_REC_LOST:
+		s->stats.lost += rec.lost.lost;
+		break;
+	case STOKE_REC_THROTTLE:
+		s->stats.throttled++;
+		break;
+	default:
+		break;
+	}
+	return s->cb(&rec, s->userdata);
+}
+
+/* Copy one record into the arena and queue it. */
+static int enqueue(struct stoke_sampler *s, const struct perf_event_header *h)
+{
+	struct stoke_record rec;
+	struct queued *q;
+
+	if (stoke_record_decode(&s->fmt, h, h->size, &rec) < 0) {
+		s->stats.malformed++;
+		return 0;
+	}
+	if (STOKE_GROW(s->arena, s->arena_cap, s->arena_len + h->size) < 0 ||
+	    STOKE_GROW(s->queue, s->queue_cap, s->nqueue + 1) < 0)
+		return -ENOMEM;
+	q = &s->queue[s->nqueue++];
+	q->time = record_time(&rec);
+	q->seq = s->seq++;
+	q->off = s->arena_len;
+	/* Record sizes are multiples of 8 and the arena is malloc-aligned, so
+	 * the decoder's borrowed u64 arrays stay aligned. */
+	memcpy(s->arena + s->arena_len, h, h->size);
+	s->arena_len += h->size;
+	if (q->time > s->max_time)
+		s->max_time = q->time;
+	return 0;
+}
+
+static int read_ring(struct stoke_sampler *s, struct cpu_ring *cr)
+{
+	const struct perf_event_header *h;
+	int r = 0;
+
+	if (!cr->base || stoke_ring_read_init(&cr->ring) < 0)
+		return 0;
+	while (stoke_ring_read_event(&cr->ring, &h) == 0) {
+		r = enqueue(s, h);
+		stoke_ring_consume(&cr->ring);
+		if (r < 0)
+			break;
+	}
+	stoke_ring_read_done(&cr->ring);
+	return r;
+}
+
+static int queued_cmp(const void *a, const void *b)
+{
+	const struct queued *x = a, *y = b;
+
+	if (x->time != y->time)
+		return x->time < y->time ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Deliver queued records stamped at or before limit, in order, and keep
+ * the rest (compacting the arena). Returns the number delivered. */
+static int deliver_queued(struct stoke_sampler *s, uint64_t limit)
+{
+	size_t i, keep_bytes = 0, n;
+	int r = 0;
+
+	qsort(s->queue, s->nqueue, sizeof(*s->queue), queued_cmp);
+	for (i = 0; i < s->nqueue && s->queue[i].time <= limit; i++) {
+		const struct perf_event_header *h = (const void *)(s->arena + s->queue[i].off);
+
+		r = deliver(s, h, h->size);
+		if (r < 0) {
+			i++;
+			break;
+		}
+	}
+	n = i;
+	/* Move the kept records to the front of the arena. They are few (one
+	 * round's tail), so copying through a temporary is cheap. */
+	if (n < s->nqueue) {
+		uint8_t *tmp = NULL;
+
+		for (size_t j = n; j < s->nqueue; j++)
+			keep_bytes += ((const struct perf_event_header *)(s->arena + s->queue[j].off))->size;
+		tmp = malloc(keep_bytes);
+		if (!tmp)
+			return -ENOMEM;
+		keep_bytes = 0;
+		for (size_t j = n; j < s->nqueue; j++) {
+			const struct perf_event_header *h = (const void *)(s->arena + s->queue[j].off);
+
+			memcpy(tmp + keep_bytes, h, h->size);
+			s->queue[j - n] = s->queue[j];
+			s->queue[j - n].off = keep_bytes;
+			keep_bytes += h->size;
+		}
+		memcpy(s->arena, tmp, keep_bytes);
+		free(tmp);
+	}
+	s->nqueue -= n;
+	s->arena_len = keep_bytes;
+	return r < 0 ? r : (int)n;
+}
+
+static int drain_rings(struct stoke_sampler *s, bool flush)
+{
+	uint64_t limit;
+	int r;
+
+	for (size_t i = 0; i < s->nrings; i++) {
+		r = read_ring(s, &s->rings[i]);
+		if (r < 0)
+			return r;
+	}
+	limit = s->safe_time;
+	if (flush || s->arena_len > STOKE_QUEUE_MAX_BYTES)
+		limit = UINT64_MAX;
+	r = deliver_queued(s, limit);
+	s->safe_time = s->max_time;
+	return r;
+}
+
+int stoke_sampler_drain(struct stoke_sampler *s)
+{
+	return drain_rings(s, false);
+}
+
+int stoke_sampler_flush(struct stoke_sampler *s)
+{
+	return drain_rings(s, true);
+}
+
+int stoke_sampler_pollfds(const struct stoke_sampler *s, const int **ret)
+{
+	*ret = s->ring_fds;
+	return (int)s->nrings;
+}
+
+enum stoke_event stoke_sampler_event(const struct stoke_sampler *s)
+{
+	return s->event;
+}
+
+bool stoke_sampler_fell_back(const struct stoke_sampler *s)
+{
+	return s->fell_back;
+}
+
+bool stoke_sampler_kernel_dropped(const struct stoke_sampler *s)
+{
+	return s->kernel_dropped;
+}
+
+void stoke_sampler_get_stats(const struct stoke_sampler *s, struct stoke_sampler_stats *ret)
+{
+	*ret = s->stats;
+	for (size_t i = 0; i < s->nrings; i++)
+		ret->malformed += s->rings[i].ring.malformed;
+}
+
+const struct stoke_record_format *stoke_sampler_format(const struct stoke_sampler *s)
+{
+	return &s->fmt;
+}
+
+const char *stoke_sampler_strerror(int err)
+{
+	switch (err) {
+	case -ESRCH:
+		return "no such process";
+	case -EACCES:
+	case -EPERM: {
+		static char buf[256];
+		_cleanup_free_ char *p = NULL;
+		int level = 2;
+
+		if (stoke_read_file("/proc/sys/kernel/perf_event_paranoid", &p, 64) > 0)
+			level = atoi(p);
+		snprintf(buf, sizeof(buf),
+			 "permission denied (kernel.perf_event_paranoid=%d): run as root or "
+			 "with CAP_PERFMON, or lower the setting with "
+			 "'sysctl kernel.perf_event_paranoid=1'; another user's process "
+			 "also needs CAP_SYS_PTRACE",
+			 level);
+		return buf;
+	}
+	case -EMFILE:
+	case -ENFILE:
+		return "too many open files: raise the limit with 'ulimit -n'";
+	case -ENOENT:
+	case -EOPNOTSUPP:
+		return "the event is not supported on this machine";
+	case -E2BIG:
+		return "too many CPUs";
+	default:
+		return strerror(-err);
+	}
+}

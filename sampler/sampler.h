@@ -1,0 +1,126 @@
+/*
+ * The perf_event sampler: opens events on target processes, owns their ring
+ * buffers, and delivers decoded records (samples, mmaps, comms, forks, exits,
+ * lost and throttle records) to one callback. It has no symbol knowledge.
+ *
+ * Events are opened per (thread, CPU) with inherit=1, so threads the target
+ * creates later are sampled too; the kernel refuses mmap on inherited
+ * per-thread (cpu == -1) events, which is why they are per CPU. Each CPU has
+ * one ring buffer; every other event on that CPU is redirected into it with
+ * PERF_EVENT_IOC_SET_OUTPUT.
+ *
+ * Records that describe state which existed before the attach (the mappings
+ * in /proc/PID/maps, thread names) are synthesized and delivered through the
+ * same callback, before any sample of that process.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "record.h"
+
+enum stoke_event {
+	STOKE_EVENT_CPU_CLOCK,
+	STOKE_EVENT_TASK_CLOCK,
+	STOKE_EVENT_CYCLES,
+};
+
+enum stoke_callgraph {
+	STOKE_CALLGRAPH_FP,    /* kernel callchain (frame pointers) */
+	STOKE_CALLGRAPH_DWARF, /* regs + user stack copy, unwound later */
+};
+
+struct stoke_sampler_opts {
+	enum stoke_event event;
+	unsigned freq;            /* samples per second per thread; default 999 */
+	enum stoke_callgraph callgraph;
+	uint32_t stack_size;      /* DWARF user-stack copy; default 8192 */
+	uint32_t ring_pages;      /* data pages per CPU ring (power of 2); 0 = auto */
+	bool exclude_kernel;      /* no kernel samples/callchains */
+};
+
+/* Called for every record, synthesized or read from a ring. The record and
+ * what it points to are valid only during the call. Return 0 to continue, or
+ * a negative errno to stop the current drain (it is returned by it). */
+typedef int (*stoke_sampler_cb)(const struct stoke_record *rec, void *userdata);
+
+struct stoke_sampler;
+
+struct stoke_sampler_stats {
+	uint64_t records;
+	uint64_t samples;
+	uint64_t lost;        /* samples the kernel dropped (PERF_RECORD_LOST) */
+	uint64_t throttled;   /* THROTTLE records */
+	uint64_t malformed;   /* records that did not decode */
+	uint32_t events;      /* event fds open */
+	uint32_t rings;
+	uint32_t threads_attached; /* threads found in /proc at attach */
+};
+
+/* Fill opts with the defaults. */
+void stoke_sampler_opts_init(struct stoke_sampler_opts *opts);
+
+/* Returns 0 or -errno. */
+int stoke_sampler_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb,
+		      void *userdata, struct stoke_sampler **ret);
+/* Closes every event and unmaps every ring. Accepts NULL. */
+void stoke_sampler_free(struct stoke_sampler *s);
+
+/*
+ * Attach to every thread of a running process, rescanning /proc/PID/task
+ * until no new thread appears, and synthesize its existing mappings and
+ * thread names. Events start enabled. Returns 0, or -ESRCH (no such process),
+ * -EACCES/-EPERM (not allowed: see stoke_sampler_strerror), -EMFILE, …
+ */
+int stoke_sampler_attach(struct stoke_sampler *s, pid_t pid);
+
+/*
+ * Launch argv[0] (searched in PATH) with argv: fork, hold the child on a
+ * pipe, open its events with enable_on_exec, then let it exec. Returns 0 and
+ * the child's pid in *ret_pid, or -ENOENT/-EACCES when the command cannot be
+ * executed (the child is reaped), or another -errno. The caller reaps the
+ * child with waitpid.
+ */
+int stoke_sampler_launch(struct stoke_sampler *s, char *const argv[], pid_t *ret_pid);
+
+/* The event that was actually opened (cycles falls back to cpu-clock where
+ * there is no PMU) and its name, for reports. */
+enum stoke_event stoke_sampler_event(const struct stoke_sampler *s);
+const char *stoke_event_name(enum stoke_event e);
+/* True when the requested event was replaced by a fallback. */
+bool stoke_sampler_fell_back(const struct stoke_sampler *s);
+/* True when kernel samples were refused (perf_event_paranoid) and the events
+ * were opened for user space only. */
+bool stoke_sampler_kernel_dropped(const struct stoke_sampler *s);
+
+/*
+ * The fds to poll for POLLIN (data) and POLLHUP (the event's task exited).
+ * Returns the count; *ret points at an internal array valid until the next
+ * attach/launch.
+ */
+int stoke_sampler_pollfds(const struct stoke_sampler *s, const int **ret);
+
+/*
+ * Read every ring until empty and deliver the records in timestamp order
+ * across rings. Records newer than what earlier drains saw are held back
+ * until the next drain, since an older record may still be on its way in
+ * another ring. Returns the number of records delivered, or the callback's
+ * negative value, or -ENOMEM.
+ */
+int stoke_sampler_drain(struct stoke_sampler *s);
+/* Like stoke_sampler_drain, but delivers every record held back too. Use it
+ * after stoke_sampler_disable, at the end. */
+int stoke_sampler_flush(struct stoke_sampler *s);
+
+/* Disable every event (before the final drain). */
+void stoke_sampler_disable(struct stoke_sampler *s);
+
+void stoke_sampler_get_stats(const struct stoke_sampler *s, struct stoke_sampler_stats *ret);
+/* The format records are decoded with (for tests and offline tools). */
+const struct stoke_record_format *stoke_sampler_format(const struct stoke_sampler *s);
+
+/* A one-line explanation of an attach/launch error, with the fix where there
+ * is one (perf_event_paranoid, CAP_PERFMON, perf_event_mlock_kb). */
+const char *stoke_sampler_strerror(int err);

@@ -1,0 +1,194 @@
+/*
+ * Per-process address spaces and the pid table (see addrspace.h).
+ *
+ * Mappings are kept sorted and disjoint so that a lookup is one binary
+ * search. An insert costs a memmove, which is fine: MMAP records are rare
+ * next to samples. The pid table is open addressing with linear probing and
+ * no deletion: a process's mappings are kept after it exits, because its
+ * samples may still be symbolized later and a module's fd outlives it anyway.
+ */
+#include "addrspace.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Index of the first mapping whose end is above addr (n when none). */
+static size_t first_ending_after(const struct stoke_addrspace *as, uint64_t addr)
+{
+	size_t lo = 0, hi = as->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (as->maps[mid].end > addr)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+int stoke_addrspace_insert(struct stoke_addrspace *as, const struct stoke_mapping *m)
+{
+	struct stoke_mapping left, right;
+	bool has_left = false, has_right = false;
+	size_t lo, hi, n_new;
+
+	if (m->end <= m->start)
+		return 0;
+	lo = first_ending_after(as, m->start);
+	for (hi = lo; hi < as->n && as->maps[hi].start < m->end; hi++)
+		;
+	/* [lo, hi) overlap m: keep the parts outside it. */
+	if (lo < hi && as->maps[lo].start < m->start) {
+		left = as->maps[lo];
+		left.end = m->start;
+		has_left = true;
+	}
+	if (lo < hi && as->maps[hi - 1].end > m->end) {
+		right = as->maps[hi - 1];
+		right.pgoff += m->end - right.start;
+		right.start = m->end;
+		has_right = true;
+	}
+	n_new = 1 + has_left + has_right;
+	if (as->n - (hi - lo) + n_new > STOKE_ADDRSPACE_MAX_MAPS)
+		return -ENOMEM;
+	if (STOKE_GROW(as->maps, as->cap, as->n - (hi - lo) + n_new) < 0)
+		return -ENOMEM;
+	memmove(&as->maps[lo + n_new], &as->maps[hi], (as->n - hi) * sizeof(*as->maps));
+	as->n = as->n - (hi - lo) + n_new;
+	if (has_left)
+		as->maps[lo++] = left;
+	as->maps[lo++] = *m;
+	if (has_right)
+		as->maps[lo] = right;
+	return 0;
+}
+
+void stoke_addrspace_clear(struct stoke_addrspace *as)
+{
+	as->n = 0;
+}
+
+int stoke_addrspace_copy(struct stoke_addrspace *dst, const struct stoke_addrspace *src)
+{
+	if (dst == src)
+		return 0;
+	if (STOKE_GROW(dst->maps, dst->cap, src->n) < 0)
+		return -ENOMEM;
+	if (src->n)
+		memcpy(dst->maps, src->maps, src->n * sizeof(*src->maps));
+	dst->n = src->n;
+	return 0;
+}
+
+const struct stoke_mapping *stoke_addrspace_find(const struct stoke_addrspace *as, uint64_t addr)
+{
+	size_t i = first_ending_after(as, addr);
+
+	if (i < as->n && as->maps[i].start <= addr)
+		return &as->maps[i];
+	return NULL;
+}
+
+/* ---- pid table ---- */
+
+struct stoke_proctable {
+	struct stoke_addrspace **slots; /* power-of-two size, NULL: empty */
+	size_t nslots, count;
+	struct stoke_addrspace *last; /* samples come in runs of one pid */
+};
+
+int stoke_proctable_new(struct stoke_proctable **ret)
+{
+	struct stoke_proctable *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	t->nslots = 64;
+	t->slots = calloc(t->nslots, sizeof(*t->slots));
+	if (!t->slots) {
+		free(t);
+		return -ENOMEM;
+	}
+	*ret = t;
+	return 0;
+}
+
+void stoke_proctable_free(struct stoke_proctable *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->nslots; i++) {
+		if (t->slots[i]) {
+			free(t->slots[i]->maps);
+			free(t->slots[i]);
+		}
+	}
+	free(t->slots);
+	free(t);
+}
+
+static size_t slot_of(const struct stoke_proctable *t, uint32_t pid)
+{
+	size_t i = stoke_hash_u64(pid) & (t->nslots - 1);
+
+	while (t->slots[i] && t->slots[i]->pid != pid)
+		i = (i + 1) & (t->nslots - 1);
+	return i;
+}
+
+struct stoke_addrspace *stoke_proctable_find(struct stoke_proctable *t, uint32_t pid)
+{
+	if (t->last && t->last->pid == pid)
+		return t->last;
+	t->last = t->slots[slot_of(t, pid)];
+	return t->last;
+}
+
+static int proctable_grow(struct stoke_proctable *t)
+{
+	struct stoke_proctable n = { .nslots = t->nslots * 2 };
+
+	n.slots = calloc(n.nslots, sizeof(*n.slots));
+	if (!n.slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->nslots; i++)
+		if (t->slots[i])
+			n.slots[slot_of(&n, t->slots[i]->pid)] = t->slots[i];
+	free(t->slots);
+	t->slots = n.slots;
+	t->nslots = n.nslots;
+	return 0;
+}
+
+int stoke_proctable_get(struct stoke_proctable *t, uint32_t pid, struct stoke_addrspace **ret)
+{
+	struct stoke_addrspace *as = stoke_proctable_find(t, pid);
+	size_t i;
+
+	if (!as) {
+		if ((t->count + 1) * 2 > t->nslots && proctable_grow(t) < 0)
+			return -ENOMEM;
+		as = calloc(1, sizeof(*as));
+		if (!as)
+			return -ENOMEM;
+		as->pid = pid;
+		i = slot_of(t, pid);
+		t->slots[i] = as;
+		t->count++;
+		t->last = as;
+	}
+	*ret = as;
+	return 0;
+}
+
+size_t stoke_proctable_count(const struct stoke_proctable *t)
+{
+	return t->count;
+}

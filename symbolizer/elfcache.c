@@ -1,0 +1,538 @@
+/*
+ * The string pool and the ELF module cache (see elfcache.h).
+ *
+ * Modules are opened when their MMAP record arrives, so a target that exits
+ * before the end of the run still symbolizes, and parsed with libdwfl on the
+ * first lookup: most mapped files are never sampled. Each module gets its own
+ * offline Dwfl, reported at base 0, so module addresses are ELF virtual
+ * addresses plus the bias libdwfl reports (0 for ET_EXEC and for ET_DYN whose
+ * first PT_LOAD is at 0; -p_vaddr of that segment otherwise, e.g. prelinked
+ * libraries) — we add the bias back rather than assume it is 0.
+ *
+ * Cleanup style in this file: explicit frees on early return (no cleanup
+ * attribute, no goto).
+ */
+#include "elfcache.h"
+
+#include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+/* ---- string pool ---- */
+
+#define POOL_CHUNK_SIZE (64 * 1024)
+
+struct pool_chunk {
+	struct pool_chunk *next;
+	size_t used, cap;
+	char data[];
+};
+
+struct pool_slot {
+	uint64_t hash;
+	const char *str; /* NULL: empty slot */
+};
+
+struct stoke_strpool {
+	struct pool_chunk *chunks;
+	struct pool_slot *slots; /* open addressing, power-of-two size */
+	size_t nslots, count;
+};
+
+int stoke_strpool_new(struct stoke_strpool **ret)
+{
+	struct stoke_strpool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->nslots = 1024;
+	p->slots = calloc(p->nslots, sizeof(*p->slots));
+	if (!p->slots) {
+		free(p);
+		return -ENOMEM;
+	}
+	*ret = p;
+	return 0;
+}
+
+void stoke_strpool_free(struct stoke_strpool *p)
+{
+	if (!p)
+		return;
+	while (p->chunks) {
+		struct pool_chunk *next = p->chunks->next;
+
+		free(p->chunks);
+		p->chunks = next;
+	}
+	free(p->slots);
+	free(p);
+}
+
+static char *pool_alloc(struct stoke_strpool *p, size_t size)
+{
+	struct pool_chunk *c = p->chunks;
+
+	if (!c || c->cap - c->used < size) {
+		size_t cap = STOKE_MAX((size_t)POOL_CHUNK_SIZE, size);
+
+		c = malloc(sizeof(*c) + cap);
+		if (!c)
+			return NULL;
+		c->used = 0;
+		c->cap = cap;
+		/* A big string gets its own chunk behind the current one, so
+		 * the current one keeps filling up. */
+		if (p->chunks && cap > POOL_CHUNK_SIZE) {
+			c->next = p->chunks->next;
+			p->chunks->next = c;
+		} else {
+			c->next = p->chunks;
+			p->chunks = c;
+		}
+	}
+	c->used += size;
+	return c->data + c->used - size;
+}
+
+static int pool_rehash(struct stoke_strpool *p)
+{
+	size_t n = p->nslots * 2;
+	struct pool_slot *slots = calloc(n, sizeof(*slots));
+
+	if (!slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->nslots; i++) {
+		size_t j;
+
+		if (!p->slots[i].str)
+			continue;
+		for (j = p->slots[i].hash & (n - 1); slots[j].str; j = (j + 1) & (n - 1))
+			;
+		slots[j] = p->slots[i];
+	}
+	free(p->slots);
+	p->slots = slots;
+	p->nslots = n;
+	return 0;
+}
+
+const char *stoke_strpool_intern_n(struct stoke_strpool *p, const char *s, size_t len)
+{
+	uint64_t h = stoke_hash_bytes(STOKE_HASH_INIT, s, len);
+	size_t i;
+	char *copy;
+
+	if (p->count * 2 >= p->nslots && pool_rehash(p) < 0)
+		return NULL;
+	for (i = h & (p->nslots - 1); p->slots[i].str; i = (i + 1) & (p->nslots - 1)) {
+		const char *t = p->slots[i].str;
+
+		if (p->slots[i].hash == h && strncmp(t, s, len) == 0 && t[len] == '\0')
+			return t;
+	}
+	copy = pool_alloc(p, len + 1);
+	if (!copy)
+		return NULL;
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	p->slots[i].hash = h;
+	p->slots[i].str = copy;
+	p->count++;
+	return copy;
+}
+
+const char *stoke_strpool_intern(struct stoke_strpool *p, const char *s)
+{
+	return stoke_strpool_intern_n(p, s, strlen(s));
+}
+
+/* ---- modules ---- */
+
+enum module_state {
+	MODULE_NEW = 0, /* opened (or not), not parsed */
+	MODULE_READY,
+	MODULE_FAILED,
+};
+
+struct load_seg {
+	uint64_t offset, filesz, vaddr;
+};
+
+struct stoke_module {
+	struct stoke_module *next; /* hash chain */
+	uint64_t hash;
+	/* identity */
+	bool by_inode;
+	uint32_t maj, min;
+	uint64_t ino, ino_generation;
+	uint8_t build_id_size;
+	uint8_t build_id[20];
+	const char *path; /* interned, as mapped */
+	/* file */
+	int fd;
+	char *open_path; /* the path fd was opened from (debuginfo search) */
+	enum module_state state;
+	Dwfl *dwfl;
+	Dwfl_Module *dwmod;
+	Dwarf_Addr bias; /* module address = ELF vaddr + bias */
+	struct load_seg *segs;
+	size_t nsegs;
+};
+
+struct stoke_elfcache {
+	struct stoke_strpool *pool;
+	struct stoke_module **buckets;
+	size_t nbuckets;
+	uint32_t count, failed;
+};
+
+/* Offline callbacks: the main file comes from our fd; separate debuginfo is
+ * found by build-id under /usr/lib/debug, .gnu_debuglink, and (if the
+ * environment sets DEBUGINFOD_URLS) debuginfod. */
+static char *debuginfo_path;
+static const Dwfl_Callbacks offline_callbacks = {
+	.find_elf = dwfl_build_id_find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.section_address = dwfl_offline_section_address,
+	.debuginfo_path = &debuginfo_path,
+};
+
+int stoke_elfcache_new(struct stoke_strpool *pool, struct stoke_elfcache **ret)
+{
+	struct stoke_elfcache *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->pool = pool;
+	c->nbuckets = 256;
+	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+	if (!c->buckets) {
+		free(c);
+		return -ENOMEM;
+	}
+	*ret = c;
+	return 0;
+}
+
+static void module_free(struct stoke_module *mod)
+{
+	if (mod->dwfl)
+		dwfl_end(mod->dwfl); /* closes the fd we handed it */
+	if (mod->fd >= 0)
+		close(mod->fd);
+	free(mod->open_path);
+	free(mod->segs);
+	free(mod);
+}
+
+void stoke_elfcache_free(struct stoke_elfcache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->nbuckets; i++) {
+		while (c->buckets[i]) {
+			struct stoke_module *next = c->buckets[i]->next;
+
+			module_free(c->buckets[i]);
+			c->buckets[i] = next;
+		}
+	}
+	free(c->buckets);
+	free(c);
+}
+
+/* File identity: the inode when the record has one (MMAP2 without build-id),
+ * else the path plus the build-id when there is one. */
+static void module_key(const struct stoke_mmap *m, struct stoke_module *key)
+{
+	memset(key, 0, sizeof(*key));
+	key->by_inode = m->is_mmap2 && !m->has_build_id && (m->maj || m->min || m->ino);
+	if (key->by_inode) {
+		key->maj = m->maj;
+		key->min = m->min;
+		key->ino = m->ino;
+		key->ino_generation = m->ino_generation;
+		key->hash = stoke_hash_u64(((uint64_t)m->maj << 32 | m->min) ^
+					   stoke_hash_u64(m->ino ^ stoke_hash_u64(m->ino_generation)));
+		return;
+	}
+	key->hash = stoke_hash_bytes(STOKE_HASH_INIT, m->filename, strlen(m->filename));
+	if (m->is_mmap2 && m->has_build_id) {
+		key->build_id_size = STOKE_MIN(m->build_id_size, (uint8_t)sizeof(key->build_id));
+		memcpy(key->build_id, m->build_id, key->build_id_size);
+		key->hash = stoke_hash_bytes(key->hash, key->build_id, key->build_id_size);
+	}
+}
+
+static bool module_match(const struct stoke_module *mod, const struct stoke_module *key,
+			 const char *path)
+{
+	if (mod->hash != key->hash || mod->by_inode != key->by_inode)
+		return false;
+	if (key->by_inode)
+		return mod->maj == key->maj && mod->min == key->min && mod->ino == key->ino &&
+		       mod->ino_generation == key->ino_generation;
+	return strcmp(mod->path, path) == 0 && mod->build_id_size == key->build_id_size &&
+	       memcmp(mod->build_id, key->build_id, key->build_id_size) == 0;
+}
+
+static int try_open(const char *path, struct stoke_module *mod)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	mod->open_path = strdup(path);
+	if (!mod->open_path) {
+		close(fd);
+		return -ENOMEM;
+	}
+	mod->fd = fd;
+	return 0;
+}
+
+/* /proc/PID/root first (the target may live in another mount namespace),
+ * then the path as seen by us, then /proc/PID/map_files for deleted or
+ * replaced files. Failure leaves fd at -1; the module is marked failed on
+ * first use. */
+static void module_open(struct stoke_module *mod, const struct stoke_mmap *m)
+{
+	char buf[4096 + 64];
+	int r = -ENOENT;
+
+	if (m->pid && m->pid != (uint32_t)-1) {
+		if ((size_t)snprintf(buf, sizeof(buf), "/proc/%" PRIu32 "/root%s", m->pid,
+				     m->filename) < sizeof(buf))
+			r = try_open(buf, mod);
+	}
+	if (r < 0 && r != -ENOMEM)
+		r = try_open(m->filename, mod);
+	if (r < 0 && r != -ENOMEM && m->pid && m->pid != (uint32_t)-1) {
+		snprintf(buf, sizeof(buf), "/proc/%" PRIu32 "/map_files/%" PRIx64 "-%" PRIx64,
+			 m->pid, m->addr, m->addr + m->len);
+		r = try_open(buf, mod);
+	}
+	if (r < 0)
+		log_debug("symbolizer: cannot open %s: %s", m->filename, strerror(-r));
+}
+
+static int cache_grow(struct stoke_elfcache *c)
+{
+	size_t n = c->nbuckets * 2;
+	struct stoke_module **b = calloc(n, sizeof(*b));
+
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->nbuckets; i++) {
+		while (c->buckets[i]) {
+			struct stoke_module *mod = c->buckets[i];
+
+			c->buckets[i] = mod->next;
+			mod->next = b[mod->hash & (n - 1)];
+			b[mod->hash & (n - 1)] = mod;
+		}
+	}
+	free(c->buckets);
+	c->buckets = b;
+	c->nbuckets = n;
+	return 0;
+}
+
+int stoke_elfcache_get(struct stoke_elfcache *c, const struct stoke_mmap *m,
+		       struct stoke_module **ret)
+{
+	struct stoke_module key, *mod;
+	size_t b;
+
+	module_key(m, &key);
+	for (mod = c->buckets[key.hash & (c->nbuckets - 1)]; mod; mod = mod->next) {
+		if (module_match(mod, &key, m->filename)) {
+			*ret = mod;
+			return 0;
+		}
+	}
+	if (c->count >= c->nbuckets && cache_grow(c) < 0)
+		return -ENOMEM;
+	mod = malloc(sizeof(*mod));
+	if (!mod)
+		return -ENOMEM;
+	*mod = key;
+	mod->fd = -1;
+	mod->path = stoke_strpool_intern(c->pool, m->filename);
+	if (!mod->path) {
+		free(mod);
+		return -ENOMEM;
+	}
+	module_open(mod, m);
+	b = mod->hash & (c->nbuckets - 1);
+	mod->next = c->buckets[b];
+	c->buckets[b] = mod;
+	c->count++;
+	*ret = mod;
+	return 0;
+}
+
+const char *stoke_module_path(const struct stoke_module *mod)
+{
+	return mod->path;
+}
+
+static int module_load_segments(struct stoke_module *mod, Elf *elf)
+{
+	size_t phnum;
+
+	if (elf_getphdrnum(elf, &phnum) != 0)
+		return -ENOEXEC;
+	for (size_t i = 0; i < phnum; i++) {
+		GElf_Phdr mem, *ph = gelf_getphdr(elf, (int)i, &mem);
+		size_t cap = mod->nsegs;
+
+		if (!ph)
+			return -ENOEXEC;
+		if (ph->p_type != PT_LOAD || ph->p_filesz == 0)
+			continue;
+		if (STOKE_GROW(mod->segs, cap, mod->nsegs + 1) < 0)
+			return -ENOMEM;
+		mod->segs[mod->nsegs++] = (struct load_seg){
+			.offset = ph->p_offset,
+			.filesz = ph->p_filesz,
+			.vaddr = ph->p_vaddr,
+		};
+	}
+	return 0;
+}
+
+static int module_load(struct stoke_module *mod)
+{
+	Elf *elf;
+	int fd, r;
+
+	if (mod->fd < 0)
+		return -EBADF;
+	mod->dwfl = dwfl_begin(&offline_callbacks);
+	if (!mod->dwfl)
+		return -ENOMEM;
+	/* dwfl owns the fd we give it once the report succeeds (and we close
+	 * ours then); on failure it is still ours to close. */
+	fd = fcntl(mod->fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	dwfl_report_begin(mod->dwfl);
+	mod->dwmod = dwfl_report_elf(mod->dwfl, mod->path, mod->open_path, fd, 0, false);
+	if (!mod->dwmod) {
+		close(fd);
+		log_debug("symbolizer: %s: %s", mod->path, dwfl_errmsg(-1));
+		return -ENOEXEC;
+	}
+	if (dwfl_report_end(mod->dwfl, NULL, NULL) != 0) {
+		log_debug("symbolizer: %s: %s", mod->path, dwfl_errmsg(-1));
+		return -ENOEXEC;
+	}
+	elf = dwfl_module_getelf(mod->dwmod, &mod->bias);
+	if (!elf) {
+		log_debug("symbolizer: %s: %s", mod->path, dwfl_errmsg(-1));
+		return -ENOEXEC;
+	}
+	r = module_load_segments(mod, elf);
+	if (r < 0) {
+		log_debug("symbolizer: %s: bad program headers: %s", mod->path, elf_errmsg(-1));
+		return r;
+	}
+	return 0;
+}
+
+/* Parse once; a failure is sticky and counted once. The fd is closed on
+ * failure: nothing will read it again. */
+static int module_ready(struct stoke_elfcache *c, struct stoke_module *mod)
+{
+	int r;
+
+	if (mod->state == MODULE_READY)
+		return 0;
+	if (mod->state == MODULE_FAILED)
+		return -ENOEXEC;
+	r = module_load(mod);
+	if (r < 0) {
+		mod->state = MODULE_FAILED;
+		c->failed++;
+		if (mod->dwfl) {
+			dwfl_end(mod->dwfl);
+			mod->dwfl = NULL;
+			mod->dwmod = NULL;
+		}
+		if (mod->fd >= 0) {
+			close(mod->fd);
+			mod->fd = -1;
+		}
+		free(mod->segs);
+		mod->segs = NULL;
+		mod->nsegs = 0;
+		return r == -ENOMEM ? r : -ENOEXEC;
+	}
+	/* libdwfl holds its own descriptor now: one fd per module is enough. */
+	close(mod->fd);
+	mod->fd = -1;
+	mod->state = MODULE_READY;
+	return 0;
+}
+
+int stoke_module_vaddr(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t file_off,
+		       uint64_t *ret_vaddr)
+{
+	int r = module_ready(c, mod);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < mod->nsegs; i++) {
+		const struct load_seg *s = &mod->segs[i];
+
+		if (file_off >= s->offset && file_off - s->offset < s->filesz) {
+			*ret_vaddr = file_off - s->offset + s->vaddr;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int stoke_module_symbol(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t vaddr,
+			const char **ret_name)
+{
+	const char *name;
+	GElf_Off off;
+	GElf_Sym sym;
+	int r = module_ready(c, mod);
+
+	if (r < 0)
+		return r;
+	name = dwfl_module_addrinfo(mod->dwmod, vaddr + mod->bias, &off, &sym, NULL, NULL, NULL);
+	if (!name || !*name) {
+		*ret_name = NULL;
+		return 0;
+	}
+	/* Versioned definitions appear as "dlsym@@GLIBC_2.34" in a .symtab;
+	 * the version is not part of the function's name. */
+	name = stoke_strpool_intern_n(c->pool, name, strchrnul(name + 1, '@') - name);
+	if (!name)
+		return -ENOMEM;
+	*ret_name = name;
+	return 0;
+}
+
+uint32_t stoke_elfcache_modules(const struct stoke_elfcache *c)
+{
+	return c->count;
+}
+
+uint32_t stoke_elfcache_failed(const struct stoke_elfcache *c)
+{
+	return c->failed;
+}

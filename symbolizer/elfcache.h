@@ -1,0 +1,68 @@
+/*
+ * Private to symbolizer/: the string pool and the ELF module cache.
+ *
+ * The pool interns every string the symbolizer hands out (module paths,
+ * function names), so a returned const char * stays valid until the pool is
+ * freed and equal strings share one pointer.
+ *
+ * The module cache holds one struct stoke_module per mapped file, keyed by
+ * file identity: (maj, min, ino, ino_generation) from MMAP2 when known, else
+ * (path, build-id). The file is opened when the MMAP record arrives and parsed
+ * with libdwfl on the first lookup. Modules live until the cache is freed.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record.h"
+
+struct stoke_strpool;
+
+int stoke_strpool_new(struct stoke_strpool **ret);
+void stoke_strpool_free(struct stoke_strpool *p);
+/* Intern s (len bytes, no NUL needed). Returns the pooled copy, or NULL on
+ * ENOMEM. */
+const char *stoke_strpool_intern_n(struct stoke_strpool *p, const char *s, size_t len);
+const char *stoke_strpool_intern(struct stoke_strpool *p, const char *s);
+
+struct stoke_module;
+struct stoke_elfcache;
+
+/* The cache does not own pool. */
+int stoke_elfcache_new(struct stoke_strpool *pool, struct stoke_elfcache **ret);
+void stoke_elfcache_free(struct stoke_elfcache *c);
+
+/*
+ * The module for the file mapped by m (m->filename must be an absolute path),
+ * created on first sight: its file is opened now (through /proc/PID/root
+ * first, then the path, then /proc/PID/map_files) but not parsed. A file that
+ * cannot be opened still gets a module, which is marked failed when first
+ * used. Returns 0 or -ENOMEM.
+ */
+int stoke_elfcache_get(struct stoke_elfcache *c, const struct stoke_mmap *m,
+		       struct stoke_module **ret);
+
+/* The module's path as mapped (interned). */
+const char *stoke_module_path(const struct stoke_module *mod);
+
+/*
+ * Translate a file offset to an ELF virtual address through the PT_LOAD
+ * segment that contains it (p_offset <= off < p_offset + p_filesz). Parses
+ * the module on first use. Returns 0, -ENOENT when no segment holds off, or
+ * -ENOEXEC when the module cannot be read as ELF.
+ */
+int stoke_module_vaddr(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t file_off,
+		       uint64_t *ret_vaddr);
+
+/*
+ * The symbol containing vaddr (an ELF virtual address of mod), or NULL in
+ * *ret_name when none does. Not cached here: the caller caches per address.
+ * Returns 0 or -ENOEXEC/-ENOMEM.
+ */
+int stoke_module_symbol(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t vaddr,
+			const char **ret_name);
+
+uint32_t stoke_elfcache_modules(const struct stoke_elfcache *c);
+uint32_t stoke_elfcache_failed(const struct stoke_elfcache *c);

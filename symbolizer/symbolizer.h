@@ -1,0 +1,115 @@
+/*
+ * The symbolizer: turns the raw addresses of a sample into named frames.
+ *
+ * It keeps one address space per process, built from MMAP records (the
+ * sampler synthesizes them from /proc/PID/maps at attach, and the kernel
+ * sends them for later mmaps), and a cache of ELF modules keyed by file
+ * identity (device/inode, else path) that is shared by every process mapping
+ * the same file. A module's file is opened when its MMAP record arrives, so a
+ * target that has exited by the end of the run still symbolizes; it is parsed
+ * (libdwfl) only on the first lookup. Results are cached per (module,
+ * address), so each unique address is symbolized once.
+ *
+ * Kernel addresses are named from /proc/kallsyms, loaded on first use.
+ *
+ * This is the only folder that uses libelf and libdw.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "record.h"
+
+enum stoke_frame_kind {
+	STOKE_FRAME_USER = 0,
+	STOKE_FRAME_KERNEL,
+	STOKE_FRAME_JIT,
+	STOKE_FRAME_SYNTHETIC, /* e.g. [truncated]; function carries the name */
+};
+
+/*
+ * One resolved frame. Strings are owned by the symbolizer and stay valid
+ * until stoke_symbolizer_free. An unknown frame has function == NULL and
+ * keeps its module (NULL when the address is in no mapping) and offset.
+ */
+struct stoke_symbol {
+	const char *function; /* symbol name (as in the symbol table) or NULL;
+			       * a symbol-version suffix ("@@GLIBC_2.34") is
+			       * dropped */
+	const char *file;     /* source file or NULL (later: DWARF lines) */
+	uint32_t line;        /* 0 when unknown */
+	const char *module;   /* full path of the mapped file, "[kernel.kallsyms]",
+			       * "[vdso]", or NULL; for a kernel module's
+			       * symbol, its name in brackets ("[ext4]") */
+	uint64_t addr;        /* the address as sampled (before the -1 rule) */
+	uint64_t offset;      /* module-relative address: ELF virtual address for
+			       * ELF modules, the kernel address for the kernel */
+	enum stoke_frame_kind kind;
+	bool inlined;         /* an inlined frame (later) */
+};
+
+struct stoke_symbolizer_opts {
+	bool no_kernel;       /* never read /proc/kallsyms */
+	const char *kallsyms_path; /* default /proc/kallsyms (tests override) */
+};
+
+struct stoke_symbolizer_stats {
+	uint64_t lookups;       /* addresses looked up */
+	uint64_t cache_hits;
+	uint64_t unknown;       /* frames left without a function name */
+	uint64_t no_mapping;    /* user addresses outside every mapping */
+	uint32_t modules;       /* modules known */
+	uint32_t modules_failed;/* modules whose ELF could not be read */
+	uint32_t processes;
+};
+
+struct stoke_symbolizer;
+
+int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
+			 struct stoke_symbolizer **ret);
+void stoke_symbolizer_free(struct stoke_symbolizer *s);
+
+/*
+ * Feed a record. MMAP adds a mapping to its process; COMM with exec drops the
+ * process's mappings (the MMAPs after it rebuild them); FORK of a new process
+ * copies the parent's mappings. Other records are ignored. Returns 0 or
+ * -ENOMEM.
+ */
+int stoke_symbolizer_record(struct stoke_symbolizer *s, const struct stoke_record *rec);
+
+/*
+ * Resolve a sample's callchain into frames, leaf first: kernel frames (from
+ * the part before PERF_CONTEXT_USER) then user frames. Context markers are
+ * dropped. Every entry but the first of each context is a return address and
+ * is looked up at addr - 1, so call sites resolve to the caller. When the
+ * sample has no callchain, sample->ip alone is used. Writes at most max
+ * frames and returns the number written.
+ */
+int stoke_symbolizer_sample(struct stoke_symbolizer *s, const struct stoke_sample *sample,
+			    struct stoke_symbol *frames, size_t max);
+
+/*
+ * Resolve one address of process pid (kernel addresses when kernel is true).
+ * return_addr applies the -1 rule. Returns 0 (ret filled, possibly unknown).
+ */
+int stoke_symbolizer_addr(struct stoke_symbolizer *s, pid_t pid, uint64_t addr,
+			  bool kernel, bool return_addr, struct stoke_symbol *ret);
+
+void stoke_symbolizer_get_stats(const struct stoke_symbolizer *s,
+				struct stoke_symbolizer_stats *ret);
+
+/* ---- kernel symbols (kallsyms), usable on their own ---- */
+
+struct stoke_ksyms;
+/* Load a kallsyms-format file. Returns 0, or -errno. An all-zero address file
+ * (kptr_restrict) loads with no symbols. */
+int stoke_ksyms_load(const char *path, struct stoke_ksyms **ret);
+void stoke_ksyms_free(struct stoke_ksyms *k);
+/* The symbol containing addr (the greatest start <= addr), or NULL. *ret_module
+ * is the module name ("" for the core kernel) when non-NULL. */
+const char *stoke_ksyms_lookup(const struct stoke_ksyms *k, uint64_t addr,
+			       uint64_t *ret_start, const char **ret_module);
+size_t stoke_ksyms_count(const struct stoke_ksyms *k);

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Integration tests for `stoke record` on the fixture programs.
+
+The truth each test checks against comes from the fixture's arguments (the
+split between leaf_a and leaf_b), never from a stored profile.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from stoketest import (check, contains_in_order, cpu_ticks, fixture, has_chain,  # noqa: E402
+                       kill, leaf_count, parse_folded, proc_state, run_stoke,
+                       run_tests, spawn, tids, total)
+
+TOLERANCE = 5.0  # percentage points
+
+
+def assert_split(stacks, pct_a, chain_prefix):
+    n = total(stacks)
+    check(n > 0, "no samples")
+    a = leaf_count(stacks, "leaf_a")
+    b = leaf_count(stacks, "leaf_b")
+    share_a = 100.0 * a / n
+    share_b = 100.0 * b / n
+    print("samples=%d leaf_a=%.1f%% (truth %d%%) leaf_b=%.1f%% (truth %d%%)"
+          % (n, share_a, pct_a, share_b, 100 - pct_a))
+    check(abs(share_a - pct_a) <= TOLERANCE,
+          "leaf_a share %.1f%% is not within %.0f points of %d%%" % (share_a, TOLERANCE, pct_a))
+    check(abs(share_b - (100 - pct_a)) <= TOLERANCE,
+          "leaf_b share %.1f%% is not within %.0f points of %d%%"
+          % (share_b, TOLERANCE, 100 - pct_a))
+    # Full stacks: every leaf sample must show the whole chain ending at it.
+    for leaf in ("leaf_a", "leaf_b"):
+        leaf_stacks = [(fr, c) for fr, c in stacks if fr[-1] == leaf]
+        full = sum(c for fr, c in leaf_stacks if has_chain(fr, chain_prefix + [leaf]))
+        got = sum(c for _, c in leaf_stacks)
+        check(got == 0 or full >= 0.95 * got,
+              "%s: only %d of %d samples have the full chain %s"
+              % (leaf, full, got, "→".join(chain_prefix + [leaf])))
+
+
+def test_launch_split(d):
+    out = os.path.join(d, "out.folded")
+    p = run_stoke(["record", "-F", "999", "-o", out, "--", fixture("split"), "3", "75"])
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    check("samples" in p.stderr and out in p.stderr, "no summary line: %r" % p.stderr)
+    stacks = parse_folded(out)
+    check(total(stacks) > 1500, "too few samples for 3 s at 999 Hz: %d" % total(stacks))
+    assert_split(stacks, 75, ["main", "run", "work_round"])
+
+
+def test_launch_other_ratio(d):
+    out = os.path.join(d, "out.folded")
+    p = run_stoke(["record", "-F", "499", "-o", out, "--", fixture("split"), "2", "30"])
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    assert_split(parse_folded(out), 30, ["main", "run", "work_round"])
+
+
+def test_exit_status(d):
+    out = os.path.join(d, "out.folded")
+    p = run_stoke(["record", "-q", "-o", out, "--", "sh", "-c", "exit 7"])
+    check(p.returncode == 7, "stoke exited %d, the command 7" % p.returncode)
+    check(os.path.exists(out), "no output written")
+    p = run_stoke(["record", "-q", "-o", out, "--", "sh", "-c", "kill -TERM $$"])
+    check(p.returncode == 128 + signal.SIGTERM, "killed command: stoke exited %d" % p.returncode)
+
+
+def test_multithreaded(d):
+    out = os.path.join(d, "out.folded")
+    p = run_stoke(["record", "--per-thread", "-o", out, "--",
+                   fixture("split-mt"), "2", "3", "75"])
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    stacks = parse_folded(out)
+    # Per-thread roots are comm-PID/TID; drop them for the shares.
+    by_thread = {}
+    for fr, c in stacks:
+        by_thread[fr[0]] = by_thread.get(fr[0], 0) + c
+    workers = {t: c for t, c in by_thread.items() if c > 200}
+    check(len(workers) >= 2, "expected 2 busy threads, got %r" % by_thread)
+    stripped = [(fr[1:], c) for fr, c in stacks]
+    check(all(fr[0].startswith("split-mt-") for fr, _ in stacks),
+          "per-thread root is not comm-PID/TID: %r" % stacks[0][0][0])
+    assert_split(stripped, 75, ["thread_main", "work_round"])
+
+
+def test_attach_pid(d):
+    out = os.path.join(d, "out.folded")
+    target = spawn([fixture("split"), "0", "60"])
+    try:
+        time.sleep(0.3)
+        p = run_stoke(["record", "-p", str(target.pid), "-d", "2", "-o", out])
+        check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+        stacks = parse_folded(out)
+        check(total(stacks) > 1000, "too few samples for 2 s: %d" % total(stacks))
+        assert_split(stacks, 60, ["main", "run", "work_round"])
+        # After detach the target runs on, unchanged: not stopped, not
+        # traced, and still consuming CPU.
+        check(target.poll() is None, "target died after detach")
+        state, tracer = proc_state(target.pid)
+        check(state in ("R", "S"), "target state after detach: %s" % state)
+        check(tracer == 0, "target is still traced by %d" % tracer)
+        t0 = cpu_ticks(target.pid)
+        time.sleep(0.5)
+        check(cpu_ticks(target.pid) > t0, "target stopped making progress after detach")
+    finally:
+        kill(target)
+
+
+def test_threads_born_later(d):
+    out = os.path.join(d, "out.folded")
+    target = spawn([fixture("spawner"), "0"])
+    try:
+        time.sleep(0.3)
+        before = tids(target.pid)
+        p = run_stoke(["record", "-p", str(target.pid), "-d", "2", "--per-thread", "-o", out])
+        check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+        stacks = parse_folded(out)
+        born = set()
+        for fr, c in stacks:
+            if any(f == "born_worker" for f in fr):
+                born.add(int(fr[0].rsplit("/", 1)[1]))
+        new = born - before
+        print("threads at attach: %d; sampled in born_worker: %d, of them new: %d"
+              % (len(before), len(born), len(new)))
+        # One thread every 25 ms for 2 s: dozens are born after the attach.
+        check(len(new) >= 10, "only %d threads born after attach were sampled" % len(new))
+    finally:
+        kill(target)
+
+
+def test_target_exit_ends_recording(d):
+    out = os.path.join(d, "out.folded")
+    target = spawn([fixture("split"), "1.5"])
+    try:
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        p = run_stoke(["record", "-p", str(target.pid), "-d", "60", "-o", out], timeout=30)
+        elapsed = time.monotonic() - t0
+        check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+        check(elapsed < 10, "recording went on %.1f s after the target exited" % elapsed)
+        check(total(parse_folded(out)) > 300, "no samples written after the target exited")
+    finally:
+        kill(target)
+
+
+def test_sigint_writes_output(d):
+    out = os.path.join(d, "out.folded")
+    p = subprocess.Popen(["stoke" if False else os.environ["STOKE"], "record", "-o", out, "--",
+                          fixture("split"), "60"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    try:
+        _, err = p.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise
+    # The command got the SIGINT too, and stoke exits with its status.
+    check(p.returncode == 128 + signal.SIGINT, "exit %d: %s" % (p.returncode, err))
+    stacks = parse_folded(out)
+    check(total(stacks) > 500, "only %d samples written on SIGINT" % total(stacks))
+
+
+def test_sigterm_attach_writes_output(d):
+    out = os.path.join(d, "out.folded")
+    target = spawn([fixture("split"), "0"])
+    try:
+        time.sleep(0.2)
+        p = subprocess.Popen([os.environ["STOKE"], "record", "-p", str(target.pid), "-o", out],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=15)
+        check(p.returncode == 0, "exit %d: %s" % (p.returncode, err))
+        check(total(parse_folded(out)) > 500, "no samples written on SIGTERM")
+        check(target.poll() is None, "SIGTERM to stoke killed the attached target")
+    finally:
+        kill(target)
+
+
+def test_cycles_fallback(d):
+    out = os.path.join(d, "out.folded")
+    p = run_stoke(["record", "-e", "cycles", "-o", out, "--", fixture("split"), "0.5"])
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    if "cpu-clock" in p.stderr:
+        warn = [l for l in p.stderr.splitlines() if "cpu-clock" in l]
+        check(len(warn) == 1, "expected one fallback line: %r" % p.stderr)
+    check(total(parse_folded(out)) > 0, "no samples with -e cycles")
+
+
+TESTS = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("test_")}
+
+if __name__ == "__main__":
+    run_tests(TESTS)

@@ -1,0 +1,954 @@
+/*
+ * Unit tests for symbolizer/: address spaces from synthesized MMAP/COMM/FORK
+ * records, ELF symbol lookup on this very binary and on libc, the
+ * return-address rule, the result cache, kallsyms parsing, and robustness
+ * against unreadable and malformed ELF files.
+ *
+ * The test feeds its own executable mappings (parsed from /proc/self/maps)
+ * as MMAP records, so the names it expects are the ones the compiler gave
+ * the functions below.
+ */
+#include <check.h>
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/perf_event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "symbolizer.h"
+
+/* ---- functions the test resolves in itself ---- */
+
+static volatile uintptr_t recorded_return;
+
+/* Keep the functions whole and under their own names (no clones such as
+ * target_fn.constprop.0). */
+#if defined(__clang__)
+#define TEST_NOIPA __attribute__((noinline))
+#else
+#define TEST_NOIPA __attribute__((noipa))
+#endif
+
+static TEST_NOIPA void record_return(void)
+{
+	recorded_return = (uintptr_t)__builtin_return_address(0);
+}
+
+/* Big enough that +10 is still inside it; the call is not in tail position,
+ * so its return address lies inside this function. */
+static TEST_NOIPA int target_fn(int x)
+{
+	int acc = 0;
+
+	for (int i = 0; i < x; i++)
+		acc += i * 3 + (int)(recorded_return & 7);
+	record_return();
+	return acc + 1;
+}
+
+/*
+ * Two adjacent functions where the first ends with a call: the return address
+ * of that call is exactly the first byte of the second. Only assembly gives
+ * that layout for sure.
+ */
+#if defined(__x86_64__)
+#define HAVE_ASM_PAIR 1
+__asm__(".text\n"
+	".p2align 4\n"
+	".type stoke_test_asm_a, @function\n"
+	"stoke_test_asm_a:\n"
+	"\tnop\n"
+	"\tcall stoke_test_asm_b\n"
+	".size stoke_test_asm_a, .-stoke_test_asm_a\n"
+	".type stoke_test_asm_b, @function\n"
+	"stoke_test_asm_b:\n"
+	"\tret\n"
+	".size stoke_test_asm_b, .-stoke_test_asm_b\n");
+#elif defined(__aarch64__)
+#define HAVE_ASM_PAIR 1
+__asm__(".text\n"
+	".p2align 4\n"
+	".type stoke_test_asm_a, %function\n"
+	"stoke_test_asm_a:\n"
+	"\tnop\n"
+	"\tbl stoke_test_asm_b\n"
+	".size stoke_test_asm_a, .-stoke_test_asm_a\n"
+	".type stoke_test_asm_b, %function\n"
+	"stoke_test_asm_b:\n"
+	"\tret\n"
+	".size stoke_test_asm_b, .-stoke_test_asm_b\n");
+#endif
+#ifdef HAVE_ASM_PAIR
+extern void stoke_test_asm_a(void) __attribute__((visibility("hidden")));
+extern void stoke_test_asm_b(void) __attribute__((visibility("hidden")));
+#endif
+
+/* ---- helpers ---- */
+
+#define FAKE_PID 3999001u
+#define FAKE_CHILD 3999002u
+#define KBASE 0xffffffff81000000ULL
+
+static struct stoke_symbolizer *sym_new(const char *kallsyms, bool no_kernel)
+{
+	struct stoke_symbolizer_opts opts = {
+		.no_kernel = no_kernel,
+		.kallsyms_path = kallsyms ? kallsyms : "/nonexistent/kallsyms",
+	};
+	struct stoke_symbolizer *s = NULL;
+
+	ck_assert_int_eq(stoke_symbolizer_new(&opts, &s), 0);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+static void feed_mmap_id(struct stoke_symbolizer *s, uint32_t pid, uint64_t start, uint64_t len,
+			 uint64_t pgoff, const char *path, uint32_t maj, uint32_t min,
+			 uint64_t ino)
+{
+	struct stoke_record rec = { .type = STOKE_REC_MMAP };
+
+	rec.mmap.pid = rec.mmap.tid = pid;
+	rec.mmap.addr = start;
+	rec.mmap.len = len;
+	rec.mmap.pgoff = pgoff;
+	rec.mmap.is_mmap2 = true;
+	rec.mmap.maj = maj;
+	rec.mmap.min = min;
+	rec.mmap.ino = ino;
+	rec.mmap.prot = PROT_READ | PROT_EXEC;
+	rec.mmap.filename = path;
+	ck_assert_int_eq(stoke_symbolizer_record(s, &rec), 0);
+}
+
+static void feed_mmap(struct stoke_symbolizer *s, uint32_t pid, uint64_t start, uint64_t len,
+		      uint64_t pgoff, const char *path)
+{
+	feed_mmap_id(s, pid, start, len, pgoff, path, 0, 0, 0);
+}
+
+/* Feed this process's executable mappings as MMAP records of pid. Parsed
+ * here rather than with sampler/maps.c so this suite depends on symbolizer/
+ * alone. Returns the number fed. */
+static int feed_self_maps(struct stoke_symbolizer *s, uint32_t pid)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[4096];
+	int n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long start, end, off, ino;
+		unsigned int maj, min;
+		char perms[8];
+		int pos = 0;
+		char *path;
+
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &off, &maj,
+			   &min, &ino, &pos) < 7)
+			continue;
+		if (!strchr(perms, 'x'))
+			continue;
+		path = line + pos;
+		path[strcspn(path, "\n")] = '\0';
+		feed_mmap_id(s, pid, start, end - start, off, path, maj, min, ino);
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+static struct stoke_symbol resolve(struct stoke_symbolizer *s, uint32_t pid, uint64_t addr,
+				   bool kernel, bool ret_addr)
+{
+	struct stoke_symbol sym;
+
+	memset(&sym, 0xa5, sizeof(sym)); /* catch fields left unwritten */
+	ck_assert_int_eq(stoke_symbolizer_addr(s, (pid_t)pid, addr, kernel, ret_addr, &sym), 0);
+	ck_assert_uint_eq(sym.addr, addr);
+	return sym;
+}
+
+static struct stoke_symbolizer_stats stats_of(struct stoke_symbolizer *s)
+{
+	struct stoke_symbolizer_stats st;
+
+	stoke_symbolizer_get_stats(s, &st);
+	return st;
+}
+
+static void assert_fn(const struct stoke_symbol *sym, const char *name)
+{
+	ck_assert_msg(sym->function && strcmp(sym->function, name) == 0,
+		      "expected %s, got %s (module %s, offset %#" PRIx64 ")", name,
+		      sym->function ? sym->function : "(null)",
+		      sym->module ? sym->module : "(null)", sym->offset);
+}
+
+static char *tmp_file(const void *data, size_t len)
+{
+	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char *path;
+	int fd;
+
+	ck_assert_int_gt(asprintf(&path, "%s/stoke-test-symXXXXXX", dir), 0);
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+	close(fd);
+	return path;
+}
+
+static char *tmp_text(const char *text)
+{
+	return tmp_file(text, strlen(text));
+}
+
+static uint32_t self_pid(void)
+{
+	return (uint32_t)getpid();
+}
+
+static char *self_exe(void)
+{
+	char *p = realpath("/proc/self/exe", NULL);
+
+	ck_assert_ptr_nonnull(p);
+	return p;
+}
+
+/*
+ * A minimal valid ELF with program headers only (no sections, so no
+ * symbols): PT_LOAD 0 maps file [0, 0x1000) at 0x400000, PT_LOAD 1 maps
+ * [0x1000, 0x4000) at 0x411000, a different delta, so a wrong offset->vaddr
+ * conversion shows.
+ */
+#define MINI_SIZE 0x4000
+#define MINI_SEG1_OFF 0x1000
+#define MINI_SEG1_VADDR 0x411000
+
+static char *write_mini_elf(void)
+{
+	static unsigned char buf[MINI_SIZE];
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)buf;
+	Elf64_Phdr *ph = (Elf64_Phdr *)(buf + sizeof(*eh));
+
+	memset(buf, 0, sizeof(buf));
+	memcpy(eh->e_ident, ELFMAG, SELFMAG);
+	eh->e_ident[EI_CLASS] = ELFCLASS64;
+	eh->e_ident[EI_DATA] = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ELFDATA2LSB : ELFDATA2MSB;
+	eh->e_ident[EI_VERSION] = EV_CURRENT;
+	eh->e_type = ET_EXEC;
+#if defined(__x86_64__)
+	eh->e_machine = EM_X86_64;
+#elif defined(__aarch64__)
+	eh->e_machine = EM_AARCH64;
+#endif
+	eh->e_version = EV_CURRENT;
+	eh->e_entry = MINI_SEG1_VADDR;
+	eh->e_phoff = sizeof(*eh);
+	eh->e_ehsize = sizeof(*eh);
+	eh->e_phentsize = sizeof(*ph);
+	eh->e_phnum = 2;
+	ph[0] = (Elf64_Phdr){ .p_type = PT_LOAD, .p_flags = PF_R, .p_offset = 0,
+			      .p_vaddr = 0x400000, .p_paddr = 0x400000, .p_filesz = 0x1000,
+			      .p_memsz = 0x1000, .p_align = 0x1000 };
+	ph[1] = (Elf64_Phdr){ .p_type = PT_LOAD, .p_flags = PF_R | PF_X,
+			      .p_offset = MINI_SEG1_OFF, .p_vaddr = MINI_SEG1_VADDR,
+			      .p_paddr = MINI_SEG1_VADDR, .p_filesz = 0x3000, .p_memsz = 0x3000,
+			      .p_align = 0x1000 };
+	return tmp_file(buf, sizeof(buf));
+}
+
+/* ---- user-space symbols ---- */
+
+START_TEST(test_own_function)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	uint64_t fn = (uintptr_t)&target_fn;
+	struct stoke_symbol a, b, r;
+	char *exe = self_exe();
+
+	ck_assert_int_eq(target_fn(5), 31); /* sets recorded_return */
+	ck_assert_int_gt(feed_self_maps(s, self_pid()), 0);
+
+	a = resolve(s, self_pid(), fn, false, false);
+	assert_fn(&a, "target_fn");
+	ck_assert_ptr_nonnull(a.module);
+	ck_assert_str_eq(a.module, exe);
+	ck_assert_int_eq(a.kind, STOKE_FRAME_USER);
+	ck_assert_ptr_null(a.file);
+	ck_assert_uint_eq(a.line, 0);
+	ck_assert(!a.inlined);
+
+	b = resolve(s, self_pid(), fn + 10, false, false);
+	assert_fn(&b, "target_fn");
+	ck_assert_uint_eq(b.offset - a.offset, 10);
+	/* Same module string, interned once. */
+	ck_assert_ptr_eq(a.module, b.module);
+
+	/* A real return address (the end of the call insn) inside target_fn. */
+	ck_assert_uint_gt(recorded_return, fn);
+	r = resolve(s, self_pid(), recorded_return, false, true);
+	assert_fn(&r, "target_fn");
+	ck_assert_uint_eq(r.addr, recorded_return);
+	ck_assert_uint_eq(r.offset - a.offset, recorded_return - fn);
+
+	ck_assert_uint_eq(stats_of(s).unknown, 0);
+	stoke_symbolizer_free(s);
+	free(exe);
+}
+END_TEST
+
+START_TEST(test_libc_function)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	void *p = dlsym(RTLD_DEFAULT, "getpid");
+	struct stoke_symbol sym;
+
+	ck_assert_ptr_nonnull(p);
+	feed_self_maps(s, self_pid());
+	sym = resolve(s, self_pid(), (uintptr_t)p, false, false);
+	ck_assert_msg(sym.function && strstr(sym.function, "getpid"), "got %s",
+		      sym.function ? sym.function : "(null)");
+	ck_assert_ptr_nonnull(sym.module);
+	ck_assert_ptr_nonnull(strstr(sym.module, "libc"));
+
+	/* With glibc's debug symbols, dlsym is "dlsym@@GLIBC_2.34" in the
+	 * .symtab: the version suffix is dropped. */
+	p = dlsym(RTLD_DEFAULT, "dlsym");
+	ck_assert_ptr_nonnull(p);
+	sym = resolve(s, self_pid(), (uintptr_t)p, false, false);
+	ck_assert_ptr_nonnull(sym.function);
+	ck_assert_msg(strstr(sym.function, "dlsym") && !strchr(sym.function, '@'), "got %s",
+		      sym.function);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
+START_TEST(test_unknown_address)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	struct stoke_symbol sym;
+
+	feed_self_maps(s, self_pid());
+	sym = resolve(s, self_pid(), 0x10, false, false);
+	ck_assert_ptr_null(sym.function);
+	ck_assert_ptr_null(sym.module);
+	ck_assert_ptr_null(sym.file);
+	ck_assert_uint_eq(sym.offset, 0x10);
+	/* A pid we never heard of. */
+	sym = resolve(s, FAKE_PID + 77, (uintptr_t)&target_fn, false, false);
+	ck_assert_ptr_null(sym.function);
+	ck_assert_ptr_null(sym.module);
+	ck_assert_uint_eq(stats_of(s).no_mapping, 2);
+	ck_assert_uint_eq(stats_of(s).unknown, 2);
+	ck_assert_uint_eq(stats_of(s).lookups, 2);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
+START_TEST(test_no_symbol_and_vaddr)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	char *path = write_mini_elf();
+	const uint64_t base = 0x7f0000100000ULL;
+	struct stoke_symbol sym;
+
+	feed_mmap(s, FAKE_PID, base, 0x3000, MINI_SEG1_OFF, path);
+	sym = resolve(s, FAKE_PID, base + 0x10, false, false);
+	ck_assert_ptr_null(sym.function);
+	ck_assert_str_eq(sym.module, path);
+	ck_assert_uint_eq(sym.offset, MINI_SEG1_VADDR + 0x10);
+	ck_assert_uint_eq(stats_of(s).modules, 1);
+	ck_assert_uint_eq(stats_of(s).modules_failed, 0);
+	ck_assert_uint_eq(stats_of(s).no_mapping, 0);
+	ck_assert_uint_eq(stats_of(s).unknown, 1);
+
+	/* Return-address rule keeps addr and offset of the sampled address. */
+	sym = resolve(s, FAKE_PID, base + 0x20, false, true);
+	ck_assert_uint_eq(sym.addr, base + 0x20);
+	ck_assert_uint_eq(sym.offset, MINI_SEG1_VADDR + 0x20);
+	unlink(path);
+	free(path);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
+START_TEST(test_mmap_overlap_split)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	char *path = write_mini_elf();
+	const uint64_t base = 0x7f0000100000ULL;
+	struct stoke_symbol sym;
+
+	feed_mmap(s, FAKE_PID, base, 0x3000, MINI_SEG1_OFF, path);
+	/* An anonymous mapping punches a hole in the middle. */
+	feed_mmap(s, FAKE_PID, base + 0x1000, 0x1000, 0, "//anon");
+
+	sym = resolve(s, FAKE_PID, base + 0x10, false, false);
+	ck_assert_str_eq(sym.module, path);
+	ck_assert_uint_eq(sym.offset, MINI_SEG1_VADDR + 0x10);
+	sym = resolve(s, FAKE_PID, base + 0x1010, false, false);
+	ck_assert_ptr_null(sym.module);
+	ck_assert_ptr_null(sym.function);
+	/* The right part keeps its file offset (pgoff moved by the cut). */
+	sym = resolve(s, FAKE_PID, base + 0x2010, false, false);
+	ck_assert_str_eq(sym.module, path);
+	ck_assert_uint_eq(sym.offset, MINI_SEG1_VADDR + 0x2010);
+	ck_assert_uint_eq(stats_of(s).no_mapping, 0);
+
+	/* A mapping over all of it replaces every piece. */
+	feed_mmap(s, FAKE_PID, base - 0x1000, 0x5000, 0, "[heap]");
+	for (uint64_t a = base; a < base + 0x3000; a += 0x800) {
+		sym = resolve(s, FAKE_PID, a, false, false);
+		ck_assert_ptr_null(sym.module);
+	}
+	ck_assert_uint_eq(stats_of(s).no_mapping, 0);
+	sym = resolve(s, FAKE_PID, base + 0x4000, false, false);
+	ck_assert_ptr_null(sym.module);
+	ck_assert_uint_eq(stats_of(s).no_mapping, 1);
+	unlink(path);
+	free(path);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
+START_TEST(test_pseudo_mappings)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	struct stoke_symbol sym;
+
+	feed_mmap(s, FAKE_PID, 0x7fff00000000ULL, 0x2000, 0, "[vdso]");
+	feed_mmap(s, FAKE_PID, 0x10000, 0x1000, 0, "//anon");
+	sym = resolve(s, FAKE_PID, 0x7fff00000123ULL, false, false);
+	ck_assert_ptr_null(sym.function);
+	ck_assert_str_eq(sym.module, "[vdso]");
+	ck_assert_uint_eq(sym.offset, 0x123);
+	sym = resolve(s, FAKE_PID, 0x10010, false, false);
+	ck_assert_ptr_null(sym.function);
+	ck_assert_ptr_null(sym.module);
+	ck_assert_uint_eq(stats_of(s).modules, 0);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
+START_TEST(test_cache_hits)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	uint64_t fn = (uintptr_t)&target_fn;
+	struct stoke_symbol a, b;
+
+	feed_self_maps(s, self_pid());
+	a = resolve(s, self_pid(), fn + 4, false, false);
+	ck_assert_uint_eq(stats_of(s).cache_hits, 0);
+	b = resolve(s, self_pid(), fn + 4, false, false);
+	ck_assert_uint_eq(stats_of(s).cache_hits, 1);
+	ck_assert_ptr_eq(a.function, b.function);
+	/* The return-address rule looks up fn+4: same entry. */
+	resolve(s, self_pid(), fn + 5, false, true);
+	ck_assert_uint_eq(stats_of(s).cache_hits, 2);
+	/* A different address is a miss. */
+	resolve(s, self_pid(), fn + 6, false, false);
+	ck_assert_uint_eq(stats_of(s).cache_hits, 2);
+	/* Another process mapping the same file shares the module and cache. */
+	feed_self_maps(s, FAKE_PID);
+	b = resolve(s, FAKE_PID, fn + 4, false, false);
+	assert_fn(&b, "target_fn");
+	ck_assert_uint_eq(stats_of(s).cache_hits, 3);
+	ck_assert_uint_eq(stats_of(s).lookups, 5);
+	ck_assert_uint_eq(stats_of(s).processes, 2);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
+START_TEST(test_module_identity)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	char *path = write_mini_elf();
+	struct stat st;
+
+	ck_assert_int_eq(stat(path, &st), 0);
+	/* Same inode in two processes: one module. */
+	feed_mmap_id(s, FAKE_PID, 0x100000, 0x3000, 0x1000, path, major(st.st_dev),
+		     minor(st.st_dev), st.st_ino);
+	feed_mmap_id(s, FAKE_CHILD, 0x200000, 0x3000, 0x1000, path, major(st.st_dev),
+		     minor(st.st_dev), st.st_ino);
+	ck_assert_uint_eq(stats_of(s).modules, 1);
+	/* No identity: keyed by path, a second key for the same file. */
+	feed_mmap(s, FAKE_PID, 0x300000, 0x3000, 0x1000, path);
+	feed_mmap(s, FAKE_CHILD, 0x300000, 0x3000, 0x1000, path);
+	ck_assert_uint_eq(stats_of(s).modules, 2);
+	/* Another inode at the same path: a different module. */
+	feed_mmap_id(s, FAKE_PID, 0x400000, 0x3000, 0x1000, path, major(st.st_dev),
+		     minor(st.st_dev), st.st_ino + 1);
+	ck_assert_uint_eq(stats_of(s).modules, 3);
+	unlink(path);
+	free(path);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
+START_TEST(test_exec_clears)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	struct stoke_record rec = { .type = STOKE_REC_COMM };
+	uint64_t fn = (uintptr_t)&target_fn;
+	struct stoke_symbol sym;
+
+	feed_self_maps(s, FAKE_PID);
+	sym = resolve(s, FAKE_PID, fn, false, false);
+	assert_fn(&sym, "target_fn");
+
+	/* A plain rename (prctl) keeps the mappings. */
+	rec.comm.pid = rec.comm.tid = FAKE_PID;
+	rec.comm.comm = "renamed";
+	ck_assert_int_eq(stoke_symbolizer_record(s, &rec), 0);
+	sym = resolve(s, FAKE_PID, fn, false, false);
+	assert_fn(&sym, "target_fn");
+
+	rec.comm.exec = true;
+	ck_assert_int_eq(stoke_symbolizer_record(s, &rec), 0);
+	sym = resolve(s, FAKE_PID, fn, false, false);
+	ck_assert_ptr_null(sym.function);
+	ck_assert_ptr_null(sym.module);
+
+	/* The MMAPs after exec rebuild the space. */
+	feed_self_maps(s, FAKE_PID);
+	sym = resolve(s, FAKE_PID, fn, false, false);
+	assert_fn(&sym, "target_fn");
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
+static void feed_fork(struct stoke_symbolizer *s, uint32_t pid, uint32_t ppid)
+{
+	struct stoke_record rec = { .type = STOKE_REC_FORK };
+
+	rec.task.pid = rec.task.tid = pid;
+	rec.task.ppid = rec.task.ptid = ppid;
+	ck_assert_int_eq(stoke_symbolizer_record(s, &rec), 0);
+}
+
+START_TEST(test_fork_copies)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	struct stoke_record rec = { .type = STOKE_REC_COMM };
+	uint64_t fn = (uintptr_t)&target_fn;
+	struct stoke_symbol sym;
+
+	feed_self_maps(s, FAKE_PID);
+	/* A new thread: no new process. */
+	feed_fork(s, FAKE_PID, FAKE_PID);
+	ck_assert_uint_eq(stats_of(s).processes, 1);
+
+	feed_fork(s, FAKE_CHILD, FAKE_PID);
+	ck_assert_uint_eq(stats_of(s).processes, 2);
+	sym = resolve(s, FAKE_CHILD, fn, false, false);
+	assert_fn(&sym, "target_fn");
+
+	/* A copy, not a share: the child's exec leaves the parent alone. */
+	rec.comm.pid = rec.comm.tid = FAKE_CHILD;
+	rec.comm.exec = true;
+	rec.comm.comm = "child";
+	ck_assert_int_eq(stoke_symbolizer_record(s, &rec), 0);
+	sym = resolve(s, FAKE_CHILD, fn, false, false);
+	ck_assert_ptr_null(sym.module);
+	sym = resolve(s, FAKE_PID, fn, false, false);
+	assert_fn(&sym, "target_fn");
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
+START_TEST(test_return_address_rule)
+{
+#ifdef HAVE_ASM_PAIR
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	uint64_t a = (uintptr_t)&stoke_test_asm_a, b = (uintptr_t)&stoke_test_asm_b;
+	uint64_t chain[] = { PERF_CONTEXT_USER, b, b };
+	struct stoke_sample sample = {
+		.pid = FAKE_PID, .tid = FAKE_PID, .ip = b, .nr = 3, .callchain = chain
+	};
+	struct stoke_symbol sym, frames[4];
+
+	ck_assert_uint_gt(b, a);
+	feed_self_maps(s, FAKE_PID);
+	sym = resolve(s, FAKE_PID, b, false, false);
+	assert_fn(&sym, "stoke_test_asm_b");
+	sym = resolve(s, FAKE_PID, b, false, true);
+	assert_fn(&sym, "stoke_test_asm_a");
+	ck_assert_uint_eq(sym.addr, b);
+
+	/* In a callchain: the exact IP first, then a return address. */
+	ck_assert_int_eq(stoke_symbolizer_sample(s, &sample, frames, 4), 2);
+	assert_fn(&frames[0], "stoke_test_asm_b");
+	assert_fn(&frames[1], "stoke_test_asm_a");
+	ck_assert_uint_eq(frames[1].addr, b);
+	stoke_symbolizer_free(s);
+#endif
+}
+END_TEST
+
+START_TEST(test_malformed_elf)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	unsigned char garbage[8192];
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)garbage;
+	uint32_t x = 12345;
+	char *bad, *text;
+	struct stoke_symbol sym;
+
+	for (size_t i = 0; i < sizeof(garbage); i++) {
+		x = x * 1103515245u + 12345u;
+		garbage[i] = (unsigned char)(x >> 16);
+	}
+	memcpy(garbage, ELFMAG, SELFMAG);
+	garbage[EI_CLASS] = ELFCLASS64;
+	garbage[EI_DATA] = ELFDATA2LSB;
+	garbage[EI_VERSION] = EV_CURRENT;
+	eh->e_phoff = 0xfffffffff000ULL; /* far past the end */
+	eh->e_phnum = 0xfff0;
+	bad = tmp_file(garbage, sizeof(garbage));
+	text = tmp_text("this is not an ELF file\n");
+
+	feed_mmap(s, FAKE_PID, 0x100000, 0x2000, 0, bad);
+	feed_mmap(s, FAKE_PID, 0x200000, 0x1000, 0, text);
+	feed_mmap(s, FAKE_PID, 0x300000, 0x1000, 0, "/nonexistent/libgone.so");
+	ck_assert_uint_eq(stats_of(s).modules, 3);
+	ck_assert_uint_eq(stats_of(s).modules_failed, 0); /* parsed lazily */
+
+	for (int round = 0; round < 2; round++) {
+		sym = resolve(s, FAKE_PID, 0x100010, false, false);
+		ck_assert_ptr_null(sym.function);
+		ck_assert_str_eq(sym.module, bad);
+		ck_assert_uint_eq(sym.offset, 0x10); /* the file offset */
+		sym = resolve(s, FAKE_PID, 0x200010, false, true);
+		ck_assert_ptr_null(sym.function);
+		ck_assert_str_eq(sym.module, text);
+		sym = resolve(s, FAKE_PID, 0x300010, false, false);
+		ck_assert_ptr_null(sym.function);
+		ck_assert_str_eq(sym.module, "/nonexistent/libgone.so");
+	}
+	/* Each counted once. */
+	ck_assert_uint_eq(stats_of(s).modules_failed, 3);
+	ck_assert_uint_eq(stats_of(s).unknown, 6);
+	unlink(bad);
+	unlink(text);
+	free(bad);
+	free(text);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
+/* The executable file is kept open from its MMAP record on: deleting it
+ * before the first lookup must not matter. */
+START_TEST(test_file_kept_open)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	char *exe = self_exe();
+	char *copy;
+	struct stoke_symbol sym;
+	uint64_t fn = (uintptr_t)&target_fn;
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[4096];
+	int fed = 0;
+
+	/* Copy the executable, map the copy where the real one is. */
+	{
+		char *data;
+		size_t len;
+		FILE *in = fopen(exe, "rb");
+
+		ck_assert_ptr_nonnull(in);
+		fseek(in, 0, SEEK_END);
+		len = (size_t)ftell(in);
+		rewind(in);
+		data = malloc(len);
+		ck_assert_uint_eq(fread(data, 1, len, in), len);
+		fclose(in);
+		copy = tmp_file(data, len);
+		free(data);
+	}
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long start, end, off;
+		char perms[8];
+		int pos = 0;
+
+		if (sscanf(line, "%llx-%llx %7s %llx %*x:%*x %*u %n", &start, &end, perms, &off,
+			   &pos) < 4 || !strchr(perms, 'x') || !pos)
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		if (strcmp(line + pos, exe) != 0)
+			continue;
+		feed_mmap(s, FAKE_PID, start, end - start, off, copy);
+		fed++;
+	}
+	fclose(f);
+	ck_assert_int_gt(fed, 0);
+	ck_assert_int_eq(unlink(copy), 0);
+	sym = resolve(s, FAKE_PID, fn, false, false);
+	assert_fn(&sym, "target_fn");
+	ck_assert_str_eq(sym.module, copy);
+	free(copy);
+	free(exe);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
+/* ---- kernel symbols ---- */
+
+static const char kallsyms_text[] =
+	"0000000000000000 A fixed_percpu_data\n"
+	"ffffffff81000000 T _stext\n"
+	"ffffffff81000100 t secondary_fn\n"
+	"ffffffff81000180 D some_data\n"
+	"ffffffff81000200 W weak_fn\n"
+	"0000000000001000 T low_fn\n" /* out of order: the sort must fix it */
+	"ffffffffc0001000 t mod_fn\t[mymod]\n"
+	"ffffffffc0001100 T mod_fn2\t[mymod]\n"
+	"ffffffffc0002000 t other_fn\t[othermod]\n"
+	"garbage line\n"
+	"ffffffffc0003000 r mod_rodata\t[othermod]\n";
+
+START_TEST(test_ksyms_parse)
+{
+	char *path = tmp_text(kallsyms_text);
+	struct stoke_ksyms *k = NULL;
+	const char *mod = NULL;
+	uint64_t start = 0;
+
+	ck_assert_int_eq(stoke_ksyms_load(path, &k), 0);
+	ck_assert_uint_eq(stoke_ksyms_count(k), 7);
+
+	ck_assert_str_eq(stoke_ksyms_lookup(k, KBASE + 0x50, &start, &mod), "_stext");
+	ck_assert_uint_eq(start, KBASE);
+	ck_assert_str_eq(mod, "");
+	ck_assert_str_eq(stoke_ksyms_lookup(k, KBASE, NULL, NULL), "_stext");
+	ck_assert_str_eq(stoke_ksyms_lookup(k, KBASE + 0x100, &start, NULL), "secondary_fn");
+	ck_assert_uint_eq(start, KBASE + 0x100);
+	/* Data symbols are not kept. */
+	ck_assert_str_eq(stoke_ksyms_lookup(k, KBASE + 0x1f0, NULL, NULL), "secondary_fn");
+	ck_assert_str_eq(stoke_ksyms_lookup(k, KBASE + 0x200, NULL, NULL), "weak_fn");
+	/* Before the first, and between two far apart (64-bit ordering). */
+	ck_assert_ptr_null(stoke_ksyms_lookup(k, 0xfff, NULL, NULL));
+	ck_assert_ptr_null(stoke_ksyms_lookup(k, 0, NULL, NULL));
+	ck_assert_str_eq(stoke_ksyms_lookup(k, 0x1000, NULL, NULL), "low_fn");
+	ck_assert_str_eq(stoke_ksyms_lookup(k, 0xffffffff80000000ULL, NULL, NULL), "low_fn");
+	ck_assert_str_eq(stoke_ksyms_lookup(k, KBASE - 1, NULL, NULL), "low_fn");
+	/* Module column. */
+	ck_assert_str_eq(stoke_ksyms_lookup(k, 0xffffffffc0001050ULL, NULL, &mod), "mod_fn");
+	ck_assert_str_eq(mod, "mymod");
+	ck_assert_str_eq(stoke_ksyms_lookup(k, 0xffffffffc0001100ULL, NULL, &mod), "mod_fn2");
+	ck_assert_str_eq(mod, "mymod");
+	ck_assert_str_eq(stoke_ksyms_lookup(k, 0xffffffffc0003010ULL, NULL, &mod), "other_fn");
+	ck_assert_str_eq(mod, "othermod");
+	stoke_ksyms_free(k);
+	stoke_ksyms_free(NULL);
+	unlink(path);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_ksyms_all_zero)
+{
+	char *path = tmp_text("0000000000000000 T _stext\n"
+			      "0000000000000000 t secondary_fn\n"
+			      "0000000000000000 t mod_fn\t[mymod]\n");
+	struct stoke_ksyms *k = NULL;
+	struct stoke_symbolizer *s;
+	struct stoke_symbol sym;
+
+	ck_assert_int_eq(stoke_ksyms_load(path, &k), 0);
+	ck_assert_uint_eq(stoke_ksyms_count(k), 0);
+	ck_assert_ptr_null(stoke_ksyms_lookup(k, KBASE, NULL, NULL));
+	stoke_ksyms_free(k);
+
+	s = sym_new(path, false);
+	sym = resolve(s, 0, KBASE + 0x10, true, false);
+	ck_assert_ptr_null(sym.function);
+	ck_assert_str_eq(sym.module, "[kernel.kallsyms]");
+	ck_assert_int_eq(sym.kind, STOKE_FRAME_KERNEL);
+	ck_assert_uint_eq(sym.offset, KBASE + 0x10);
+	stoke_symbolizer_free(s);
+	unlink(path);
+	free(path);
+
+	ck_assert_int_eq(stoke_ksyms_load("/nonexistent/kallsyms", &k), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_kernel_frames)
+{
+	char *path = tmp_text(kallsyms_text);
+	struct stoke_symbolizer *s = sym_new(path, false);
+	struct stoke_symbol sym;
+
+	sym = resolve(s, 0, KBASE + 0x150, true, false);
+	assert_fn(&sym, "secondary_fn");
+	ck_assert_str_eq(sym.module, "[kernel.kallsyms]");
+	ck_assert_int_eq(sym.kind, STOKE_FRAME_KERNEL);
+	ck_assert_uint_eq(sym.offset, KBASE + 0x150);
+	/* The start of the next function as a return address. */
+	sym = resolve(s, 0, KBASE + 0x100, true, true);
+	assert_fn(&sym, "_stext");
+	ck_assert_uint_eq(sym.addr, KBASE + 0x100);
+	sym = resolve(s, 0, 0xffffffffc0001010ULL, true, false);
+	assert_fn(&sym, "mod_fn");
+	ck_assert_str_eq(sym.module, "[mymod]");
+	ck_assert_uint_eq(stats_of(s).unknown, 0);
+	stoke_symbolizer_free(s);
+
+	/* no_kernel: never read, frames stay unknown. */
+	s = sym_new(path, true);
+	sym = resolve(s, 0, KBASE + 0x150, true, false);
+	ck_assert_ptr_null(sym.function);
+	ck_assert_str_eq(sym.module, "[kernel.kallsyms]");
+	ck_assert_int_eq(sym.kind, STOKE_FRAME_KERNEL);
+	stoke_symbolizer_free(s);
+	unlink(path);
+	free(path);
+}
+END_TEST
+
+/* ---- whole samples ---- */
+
+START_TEST(test_sample_callchain)
+{
+	char *path = tmp_text(kallsyms_text);
+	struct stoke_symbolizer *s = sym_new(path, false);
+	uint64_t fn = (uintptr_t)&target_fn;
+	uint64_t chain[] = {
+		PERF_CONTEXT_KERNEL, KBASE + 0x150, KBASE + 0x100,
+		PERF_CONTEXT_USER, fn + 10, fn, recorded_return,
+	};
+	struct stoke_sample sample = {
+		.pid = FAKE_PID, .tid = FAKE_PID, .ip = KBASE + 0x150,
+		.nr = sizeof(chain) / sizeof(chain[0]), .callchain = chain,
+	};
+	struct stoke_symbol frames[8];
+	int n;
+
+	target_fn(2);
+	chain[6] = recorded_return;
+	feed_self_maps(s, FAKE_PID);
+	n = stoke_symbolizer_sample(s, &sample, frames, 8);
+	ck_assert_int_eq(n, 5);
+	assert_fn(&frames[0], "secondary_fn");
+	ck_assert_int_eq(frames[0].kind, STOKE_FRAME_KERNEL);
+	assert_fn(&frames[1], "_stext"); /* return address: KBASE+0x100 - 1 */
+	ck_assert_uint_eq(frames[1].addr, KBASE + 0x100);
+	ck_assert_int_eq(frames[1].kind, STOKE_FRAME_KERNEL);
+	assert_fn(&frames[2], "target_fn"); /* exact IP again after the marker */
+	ck_assert_int_eq(frames[2].kind, STOKE_FRAME_USER);
+	ck_assert_uint_eq(frames[2].addr, fn + 10);
+	/* fn as a return address is fn - 1: not target_fn. */
+	ck_assert(!frames[3].function || strcmp(frames[3].function, "target_fn") != 0);
+	ck_assert_uint_eq(frames[3].addr, fn);
+	assert_fn(&frames[4], "target_fn");
+
+	/* The markers, not the address values, decide the context: a low
+	 * address after PERF_CONTEXT_KERNEL is still a kernel address. */
+	{
+		uint64_t chain2[] = { PERF_CONTEXT_KERNEL, 0x1010, PERF_CONTEXT_USER, fn + 10 };
+		struct stoke_sample s2 = sample;
+
+		s2.nr = 4;
+		s2.callchain = chain2;
+		ck_assert_int_eq(stoke_symbolizer_sample(s, &s2, frames, 8), 2);
+		assert_fn(&frames[0], "low_fn");
+		ck_assert_int_eq(frames[0].kind, STOKE_FRAME_KERNEL);
+		assert_fn(&frames[1], "target_fn");
+		ck_assert_int_eq(frames[1].kind, STOKE_FRAME_USER);
+	}
+
+	/* max truncates. */
+	ck_assert_int_eq(stoke_symbolizer_sample(s, &sample, frames, 2), 2);
+	ck_assert_int_eq(stoke_symbolizer_sample(s, &sample, frames, 0), 0);
+
+	/* No callchain: the IP alone, kind from the address. */
+	sample.nr = 0;
+	sample.callchain = NULL;
+	ck_assert_int_eq(stoke_symbolizer_sample(s, &sample, frames, 8), 1);
+	assert_fn(&frames[0], "secondary_fn");
+	ck_assert_int_eq(frames[0].kind, STOKE_FRAME_KERNEL);
+	sample.ip = fn + 10;
+	ck_assert_int_eq(stoke_symbolizer_sample(s, &sample, frames, 8), 1);
+	assert_fn(&frames[0], "target_fn");
+	ck_assert_int_eq(frames[0].kind, STOKE_FRAME_USER);
+	stoke_symbolizer_free(s);
+	unlink(path);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_ignored_records)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	struct stoke_record rec = { .type = STOKE_REC_EXIT };
+	struct stoke_symbol sym;
+
+	feed_self_maps(s, FAKE_PID);
+	rec.task.pid = rec.task.tid = FAKE_PID;
+	ck_assert_int_eq(stoke_symbolizer_record(s, &rec), 0);
+	rec.type = STOKE_REC_LOST;
+	ck_assert_int_eq(stoke_symbolizer_record(s, &rec), 0);
+	/* Samples of an exited process still symbolize. */
+	sym = resolve(s, FAKE_PID, (uintptr_t)&target_fn, false, false);
+	assert_fn(&sym, "target_fn");
+	stoke_symbolizer_free(s);
+	stoke_symbolizer_free(NULL);
+}
+END_TEST
+
+static Suite *symbolizer_suite(void)
+{
+	Suite *su = suite_create("symbolizer");
+	TCase *tc = tcase_create("user");
+
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_own_function);
+	tcase_add_test(tc, test_libc_function);
+	tcase_add_test(tc, test_unknown_address);
+	tcase_add_test(tc, test_no_symbol_and_vaddr);
+	tcase_add_test(tc, test_mmap_overlap_split);
+	tcase_add_test(tc, test_pseudo_mappings);
+	tcase_add_test(tc, test_cache_hits);
+	tcase_add_test(tc, test_module_identity);
+	tcase_add_test(tc, test_exec_clears);
+	tcase_add_test(tc, test_fork_copies);
+	tcase_add_test(tc, test_return_address_rule);
+	tcase_add_test(tc, test_malformed_elf);
+	tcase_add_test(tc, test_file_kept_open);
+	tcase_add_test(tc, test_ignored_records);
+	suite_add_tcase(su, tc);
+
+	tc = tcase_create("kernel");
+	tcase_add_test(tc, test_ksyms_parse);
+	tcase_add_test(tc, test_ksyms_all_zero);
+	tcase_add_test(tc, test_kernel_frames);
+	tcase_add_test(tc, test_sample_callchain);
+	suite_add_tcase(su, tc);
+	return su;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(symbolizer_suite());
+	int failed;
+
+	/* Hermetic: no debuginfod downloads from the test. */
+	unsetenv("DEBUGINFOD_URLS");
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -48,7 +48,8 @@ def test_launch_split(d):
     check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
     check("samples" in p.stderr and out in p.stderr, "no summary line: %r" % p.stderr)
     stacks = parse_folded(out)
-    check(total(stacks) > 1500, "too few samples for 3 s at 999 Hz: %d" % total(stacks))
+    # The machine is shared: assert a floor far below the nominal 3000, not a rate.
+    check(total(stacks) > 750, "too few samples for 3 s at 999 Hz: %d" % total(stacks))
     assert_split(stacks, 75, ["main", "run", "work_round"])
 
 
@@ -78,7 +79,7 @@ def test_multithreaded(d):
     by_thread = {}
     for fr, c in stacks:
         by_thread[fr[0]] = by_thread.get(fr[0], 0) + c
-    workers = {t: c for t, c in by_thread.items() if c > 200}
+    workers = {t: c for t, c in by_thread.items() if c > 100}
     check(len(workers) >= 2, "expected 2 busy threads, got %r" % by_thread)
     stripped = [(fr[1:], c) for fr, c in stacks]
     check(all(fr[0].startswith("split-mt-") for fr, _ in stacks),
@@ -94,7 +95,7 @@ def test_attach_pid(d):
         p = run_stoke(["record", "-p", str(target.pid), "-d", "2", "-o", out])
         check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
         stacks = parse_folded(out)
-        check(total(stacks) > 1000, "too few samples for 2 s: %d" % total(stacks))
+        check(total(stacks) > 500, "too few samples for 2 s: %d" % total(stacks))
         assert_split(stacks, 60, ["main", "run", "work_round"])
         # After detach the target runs on, unchanged: not stopped, not
         # traced, and still consuming CPU.
@@ -141,14 +142,14 @@ def test_target_exit_ends_recording(d):
         elapsed = time.monotonic() - t0
         check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
         check(elapsed < 10, "recording went on %.1f s after the target exited" % elapsed)
-        check(total(parse_folded(out)) > 300, "no samples written after the target exited")
+        check(total(parse_folded(out)) > 100, "no samples written after the target exited")
     finally:
         kill(target)
 
 
 def test_sigint_writes_output(d):
     out = os.path.join(d, "out.folded")
-    p = subprocess.Popen(["stoke" if False else os.environ["STOKE"], "record", "-o", out, "--",
+    p = subprocess.Popen([os.environ["STOKE"], "record", "-o", out, "--",
                           fixture("split"), "60"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
@@ -161,7 +162,7 @@ def test_sigint_writes_output(d):
     # The command got the SIGINT too, and stoke exits with its status.
     check(p.returncode == 128 + signal.SIGINT, "exit %d: %s" % (p.returncode, err))
     stacks = parse_folded(out)
-    check(total(stacks) > 500, "only %d samples written on SIGINT" % total(stacks))
+    check(total(stacks) > 200, "only %d samples written on SIGINT" % total(stacks))
 
 
 def test_sigterm_attach_writes_output(d):
@@ -175,7 +176,7 @@ def test_sigterm_attach_writes_output(d):
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=15)
         check(p.returncode == 0, "exit %d: %s" % (p.returncode, err))
-        check(total(parse_folded(out)) > 500, "no samples written on SIGTERM")
+        check(total(parse_folded(out)) > 200, "no samples written on SIGTERM")
         check(target.poll() is None, "SIGTERM to stoke killed the attached target")
     finally:
         kill(target)

@@ -1,0 +1,12 @@
+/*
+ * Shared by the stoke subcommands: one entry point per command file
+ * (tools/cmd-NAME.c) and the helpers in stoke.c.
+ */
+#pragma once
+
+#define EXIT_USAGE 2
+
+/* Print "stoke: <message> (see 'stoke CMD --help')" and return EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int cmd_record(int argc, char **argv);

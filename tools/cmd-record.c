@@ -1,0 +1,538 @@
+/*
+ * `stoke record`: sample processes and write their profile.
+ *
+ *   stoke record [-p PID[,PID…] | -- CMD ARGS…] [-F HZ] [-e EVENT] [-d SECONDS]
+ *                [-g fp] [-o FILE] [--per-thread] [-q]
+ *
+ * `record` runs a session in-process (no daemon needed): it attaches to the
+ * given processes or launches the command, reads samples until the duration
+ * passes, every target exits, or SIGINT/SIGTERM arrives, and then writes the
+ * profile atomically. With a launched command it exits with the command's
+ * status.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomicfile.h"
+#include "cli.h"
+#include "folded.h"
+#include "log.h"
+#include "session.h"
+#include "util.h"
+
+#define MAX_PIDS 256
+#define POLL_MS 100
+#define CHILD_GRACE_MS 3000
+
+struct record_args {
+	struct stoke_session_opts sopts;
+	pid_t pids[MAX_PIDS];
+	size_t npids;
+	char **argv;
+	double duration;
+	const char *output;
+	bool per_thread;
+	bool quiet;
+};
+
+static void usage(FILE *f)
+{
+	fputs("usage: stoke record [-p PID[,PID...] | -- CMD [ARGS...]] [options]\n"
+	      "\n"
+	      "Sample a running process (every thread, and threads born later) or a\n"
+	      "command with perf_event, and write the profile.\n"
+	      "\n"
+	      "  -p, --pid PID[,PID...]  attach to running processes\n"
+	      "  -F, --freq HZ           samples per second per thread (default 999)\n"
+	      "  -e, --event EVENT       cpu-clock (default), task-clock or cycles\n"
+	      "                          (cycles falls back to cpu-clock without a PMU)\n"
+	      "  -d, --duration SECONDS  stop after this long (default: until the\n"
+	      "                          targets exit or Ctrl-C)\n"
+	      "  -g, --call-graph MODE   fp (frame pointers; default)\n"
+	      "  -o, --output FILE       output file (default stoke.folded; - for stdout)\n"
+	      "      --per-thread        folded: prefix stacks with comm-PID/TID\n"
+	      "      --no-kernel         do not sample kernel stacks\n"
+	      "  -q, --quiet             no progress line or summary\n"
+	      "\n"
+	      "other commands: stoke help, stoke --version\n",
+	      f);
+}
+
+#define die_usage(...) cli_usage_error("record", __VA_ARGS__)
+
+static int parse_pids(const char *s, struct record_args *a)
+{
+	while (*s) {
+		char *end;
+		long v;
+
+		errno = 0;
+		v = strtol(s, &end, 10);
+		if (errno || end == s || v <= 0 || v > 0x3fffffff || (*end && *end != ','))
+			return -EINVAL;
+		if (a->npids == MAX_PIDS)
+			return -E2BIG;
+		a->pids[a->npids++] = (pid_t)v;
+		if (*end == ',' && !end[1])
+			return -EINVAL;
+		s = *end ? end + 1 : end;
+	}
+	return a->npids ? 0 : -EINVAL;
+}
+
+static int parse_event(const char *s, enum stoke_event *ret)
+{
+	if (!strcmp(s, "cpu-clock"))
+		*ret = STOKE_EVENT_CPU_CLOCK;
+	else if (!strcmp(s, "task-clock"))
+		*ret = STOKE_EVENT_TASK_CLOCK;
+	else if (!strcmp(s, "cycles") || !strcmp(s, "cpu-cycles"))
+		*ret = STOKE_EVENT_CYCLES;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static bool output_is_folded(const char *path)
+{
+	size_t n = strlen(path);
+
+	if (!strcmp(path, "-"))
+		return true;
+	return (n > 7 && !strcmp(path + n - 7, ".folded")) ||
+	       (n > 10 && !strcmp(path + n - 10, ".collapsed"));
+}
+
+/* Returns 0, or an exit code after printing the error. */
+static int parse_record(int argc, char **argv, struct record_args *a)
+{
+	enum { OPT_PER_THREAD = 256, OPT_NO_KERNEL };
+	static const struct option longopts[] = {
+		{ "pid", required_argument, NULL, 'p' },
+		{ "freq", required_argument, NULL, 'F' },
+		{ "event", required_argument, NULL, 'e' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "call-graph", required_argument, NULL, 'g' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "per-thread", no_argument, NULL, OPT_PER_THREAD },
+		{ "no-kernel", no_argument, NULL, OPT_NO_KERNEL },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int c;
+
+	stoke_session_opts_init(&a->sopts);
+	a->output = "stoke.folded";
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+p:F:e:d:g:o:qh", longopts, NULL)) != -1) {
+		char *end;
+
+		switch (c) {
+		case 'p':
+			if (parse_pids(optarg, a) < 0)
+				return die_usage("invalid PID list '%s'", optarg);
+			break;
+		case 'F': {
+			long v;
+
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || *end || v < 1 || v > 100000)
+				return die_usage("invalid frequency '%s' (1..100000 Hz)", optarg);
+			a->sopts.sampler.freq = (unsigned)v;
+			break;
+		}
+		case 'e':
+			if (parse_event(optarg, &a->sopts.sampler.event) < 0)
+				return die_usage("unknown event '%s' (cpu-clock, task-clock, cycles)",
+						 optarg);
+			break;
+		case 'd':
+			errno = 0;
+			a->duration = strtod(optarg, &end);
+			if (errno || *end || !(a->duration > 0) || !isfinite(a->duration))
+				return die_usage("invalid duration '%s' (seconds > 0)", optarg);
+			break;
+		case 'g':
+			if (strcmp(optarg, "fp") != 0)
+				return die_usage("unsupported call-graph mode '%s' (fp)", optarg);
+			a->sopts.sampler.callgraph = STOKE_CALLGRAPH_FP;
+			break;
+		case 'o':
+			a->output = optarg;
+			break;
+		case OPT_PER_THREAD:
+			a->per_thread = true;
+			break;
+		case OPT_NO_KERNEL:
+			a->sopts.sampler.exclude_kernel = true;
+			a->sopts.no_kernel_symbols = true;
+			break;
+		case 'q':
+			a->quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case '?':
+		default:
+			if (optopt && strchr("pFedgo", optopt))
+				return die_usage("option '-%s' needs an argument",
+						 (char[]){ (char)optopt, 0 });
+			return die_usage("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		a->argv = argv + optind;
+	if (!a->npids && !a->argv)
+		return die_usage("%s", "nothing to profile: give -p PID or -- CMD");
+	if (a->npids && a->argv)
+		return die_usage("%s", "give either -p PID or a command, not both");
+	if (!output_is_folded(a->output))
+		return die_usage("cannot tell the output format of '%s' (use a .folded file)",
+				 a->output);
+	return 0;
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	/* One event per (thread, CPU): a busy server needs many fds. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+struct recorder {
+	struct record_args *args;
+	struct stoke_session *session;
+	int sigfd;
+	pid_t child;       /* launched command, 0 if none or reaped */
+	int child_status;  /* waitpid status once reaped */
+	bool child_reaped;
+	int *pidfds;       /* for attached targets; -1 once exited */
+	bool stopping;
+	double stop_sent;  /* when the child was asked to stop */
+	double start;
+	bool tty;
+};
+
+static void progress(struct recorder *rec, bool final)
+{
+	struct stoke_session_stats st;
+
+	if (!rec->tty || rec->args->quiet)
+		return;
+	if (final) {
+		fputs("\r\033[K", stderr);
+		return;
+	}
+	stoke_session_get_stats(rec->session, &st);
+	fprintf(stderr, "\r\033[K[stoke] %.1fs  %llu samples  %llu lost  %u threads",
+		mono_s() - rec->start, (unsigned long long)st.samples,
+		(unsigned long long)st.lost, st.threads);
+	fflush(stderr);
+}
+
+static void reap_child(struct recorder *rec)
+{
+	int status;
+
+	if (!rec->child || rec->child_reaped)
+		return;
+	if (waitpid(rec->child, &status, WNOHANG) == rec->child) {
+		rec->child_reaped = true;
+		rec->child_status = status;
+		stoke_session_target_exited(rec->session, rec->child);
+	}
+}
+
+static void handle_signals(struct recorder *rec)
+{
+	struct signalfd_siginfo si;
+
+	while (read(rec->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGCHLD) {
+			reap_child(rec);
+			continue;
+		}
+		/* SIGINT/SIGTERM: stop. A launched command gets the same signal
+		 * and is waited for, so its exit status is ours. */
+		if (!rec->stopping) {
+			rec->stopping = true;
+			rec->stop_sent = mono_s();
+			if (rec->child && !rec->child_reaped)
+				kill(rec->child, (int)si.ssi_signo);
+		}
+	}
+}
+
+static int setup_signals(struct recorder *rec)
+{
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return -errno;
+	rec->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	return rec->sigfd < 0 ? -errno : 0;
+}
+
+static int start_targets(struct recorder *rec)
+{
+	struct record_args *a = rec->args;
+	int r;
+
+	if (a->argv) {
+		r = stoke_session_launch(rec->session, a->argv, &rec->child);
+		if (r < 0) {
+			log_error("cannot execute '%s': %s", a->argv[0],
+				  r == -ENOENT || r == -EACCES ? strerror(-r)
+							       : stoke_sampler_strerror(r));
+			return r == -ENOENT ? 127 : r == -EACCES ? 126 : 1;
+		}
+		return 0;
+	}
+	rec->pidfds = malloc(a->npids * sizeof(int));
+	if (!rec->pidfds)
+		return 1;
+	for (size_t i = 0; i < a->npids; i++) {
+		rec->pidfds[i] = (int)syscall(SYS_pidfd_open, a->pids[i], 0);
+		r = stoke_session_attach(rec->session, a->pids[i]);
+		if (r < 0) {
+			log_error("cannot attach to PID %d: %s", a->pids[i],
+				  stoke_sampler_strerror(r));
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* One poll round: wait for ring data, signals or target exit. */
+static int record_poll(struct recorder *rec, struct pollfd *pfd, size_t nring, int timeout_ms)
+{
+	size_t n = nring;
+	struct record_args *a = rec->args;
+	int r;
+
+	pfd[n++] = (struct pollfd){ .fd = rec->sigfd, .events = POLLIN };
+	for (size_t i = 0; rec->pidfds && i < a->npids; i++)
+		pfd[n++] = (struct pollfd){ .fd = rec->pidfds[i], .events = POLLIN };
+	r = poll(pfd, n, timeout_ms);
+	if (r < 0 && errno != EINTR)
+		return -errno;
+	/* A ring's owning thread exited (POLLHUP): stop polling it, or poll
+	 * would return at once forever. It is still drained every round. */
+	for (size_t i = 0; i < nring; i++)
+		if (pfd[i].revents & (POLLHUP | POLLERR))
+			pfd[i].fd = -1;
+	for (size_t i = 0; rec->pidfds && i < a->npids; i++) {
+		struct pollfd *p = &pfd[nring + 1 + i];
+
+		if (p->fd >= 0 && (p->revents & POLLIN)) {
+			stoke_session_target_exited(rec->session, a->pids[i]);
+			close(rec->pidfds[i]);
+			rec->pidfds[i] = -1;
+		}
+	}
+	if (pfd[nring].revents & POLLIN)
+		handle_signals(rec);
+	reap_child(rec);
+	return 0;
+}
+
+/* Ask a launched command that outlived the recording to stop, then wait. */
+static void finish_child(struct recorder *rec)
+{
+	int status;
+
+	if (!rec->child || rec->child_reaped)
+		return;
+	kill(rec->child, SIGTERM);
+	for (int i = 0; i < CHILD_GRACE_MS / 10; i++) {
+		if (waitpid(rec->child, &status, WNOHANG) == rec->child)
+			goto reaped;
+		usleep(10000);
+	}
+	kill(rec->child, SIGKILL);
+	waitpid(rec->child, &status, 0);
+reaped:
+	rec->child_reaped = true;
+	rec->child_status = status;
+}
+
+static int record_loop(struct recorder *rec)
+{
+	const int *ringfds;
+	size_t nring = (size_t)stoke_session_pollfds(rec->session, &ringfds);
+	size_t cap = nring + 1 + rec->args->npids;
+	_cleanup_free_ struct pollfd *pfd = calloc(cap, sizeof(*pfd));
+	double deadline = rec->args->duration > 0 ? rec->start + rec->args->duration : 0;
+	double next_progress = 0;
+
+	if (!pfd)
+		return -ENOMEM;
+	for (size_t i = 0; i < nring; i++)
+		pfd[i] = (struct pollfd){ .fd = ringfds[i], .events = POLLIN };
+	for (;;) {
+		double now = mono_s();
+		int timeout = POLL_MS, r;
+
+		if (deadline) {
+			if (now >= deadline)
+				break;
+			if ((deadline - now) * 1000 < timeout)
+				timeout = (int)ceil((deadline - now) * 1000);
+		}
+		r = record_poll(rec, pfd, nring, timeout);
+		if (r < 0)
+			return r;
+		r = stoke_session_process(rec->session);
+		if (r < 0)
+			return r;
+		if (stoke_session_targets_alive(rec->session) == 0)
+			break;
+		if (rec->stopping &&
+		    (!rec->child || (mono_s() - rec->stop_sent) * 1000 > CHILD_GRACE_MS))
+			break;
+		if (mono_s() >= next_progress) {
+			progress(rec, false);
+			next_progress = mono_s() + 0.25;
+		}
+	}
+	return 0;
+}
+
+static int write_output(struct recorder *rec)
+{
+	struct stoke_atomic_file af;
+	struct stoke_folded_opts fopts;
+	int r;
+
+	stoke_folded_opts_init(&fopts);
+	fopts.per_thread = rec->args->per_thread;
+	r = stoke_atomic_open(rec->args->output, &af);
+	if (r < 0) {
+		log_error("cannot write '%s': %s", rec->args->output, strerror(-r));
+		return r;
+	}
+	r = stoke_folded_write(stoke_session_profile(rec->session), &fopts, af.f);
+	if (r < 0) {
+		stoke_atomic_abort(&af);
+	} else {
+		r = stoke_atomic_commit(&af);
+	}
+	if (r < 0)
+		log_error("cannot write '%s': %s", rec->args->output, strerror(-r));
+	return r;
+}
+
+static void summary(struct recorder *rec, double elapsed)
+{
+	struct stoke_session_stats st;
+
+	stoke_session_get_stats(rec->session, &st);
+	if (st.lost)
+		log_warn("%llu samples lost (the ring buffer filled up; try a lower -F)",
+			 (unsigned long long)st.lost);
+	if (rec->args->quiet)
+		return;
+	fprintf(stderr, "stoke: %llu samples, %llu lost, %u threads, %.2f s -> %s\n",
+		(unsigned long long)st.samples, (unsigned long long)st.lost, st.threads,
+		elapsed, strcmp(rec->args->output, "-") ? rec->args->output : "stdout");
+}
+
+static int exit_code_of(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return 1;
+}
+
+int cmd_record(int argc, char **argv)
+{
+	struct record_args args = { 0 };
+	struct recorder rec = { .args = &args, .sigfd = -1 };
+	int code, r;
+
+	code = parse_record(argc, argv, &args);
+	if (code)
+		return code;
+	raise_nofile();
+	if (setup_signals(&rec) < 0) {
+		log_error("cannot set up signal handling: %s", strerror(errno));
+		return 1;
+	}
+	r = stoke_session_new(&args.sopts, &rec.session);
+	if (r < 0) {
+		log_error("cannot start: %s", stoke_sampler_strerror(r));
+		return 1;
+	}
+	rec.tty = isatty(STDERR_FILENO);
+	rec.start = mono_s();
+	code = start_targets(&rec);
+	if (code)
+		goto out;
+	if (stoke_session_event_fell_back(rec.session))
+		log_warn("event '%s' is not supported here (no PMU); using cpu-clock",
+			 stoke_event_name(args.sopts.sampler.event));
+	if (stoke_session_kernel_dropped(rec.session) && !args.sopts.sampler.exclude_kernel)
+		log_warn("kernel stacks are not sampled: kernel.perf_event_paranoid allows "
+			 "user space only (run as root or with CAP_PERFMON)");
+	r = record_loop(&rec);
+	progress(&rec, true);
+	if (r < 0)
+		log_error("recording failed: %s", strerror(-r));
+	if (stoke_session_stop(rec.session) < 0 && r == 0)
+		r = -EIO;
+	finish_child(&rec);
+	if (write_output(&rec) < 0)
+		code = 1;
+	summary(&rec, mono_s() - rec.start);
+	if (!code)
+		code = r < 0 ? 1 : 0;
+	if (!code && rec.child)
+		code = exit_code_of(rec.child_status);
+out:
+	if (rec.child && !rec.child_reaped)
+		finish_child(&rec);
+	for (size_t i = 0; rec.pidfds && i < args.npids; i++)
+		if (rec.pidfds[i] >= 0)
+			close(rec.pidfds[i]);
+	free(rec.pidfds);
+	stoke_session_free(rec.session);
+	if (rec.sigfd >= 0)
+		close(rec.sigfd);
+	return code;
+}
+

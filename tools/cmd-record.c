@@ -65,6 +65,7 @@ static void usage(FILE *f)
 	      "  -o, --output FILE       output file (default stoke.folded; - for stdout)\n"
 	      "      --per-thread        folded: prefix stacks with comm-PID/TID\n"
 	      "      --no-kernel         do not sample kernel stacks\n"
+	      "  -m, --mmap-pages PAGES  ring buffer data pages per CPU (power of 2)\n"
 	      "  -q, --quiet             no progress line or summary\n"
 	      "\n"
 	      "other commands: stoke help, stoke --version\n",
@@ -130,6 +131,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		{ "per-thread", no_argument, NULL, OPT_PER_THREAD },
 		{ "no-kernel", no_argument, NULL, OPT_NO_KERNEL },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "mmap-pages", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -139,7 +141,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 	a->output = "stoke.folded";
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:F:e:d:g:o:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:F:e:d:g:o:m:qh", longopts, NULL)) != -1) {
 		char *end;
 
 		switch (c) {
@@ -183,6 +185,16 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 			a->sopts.sampler.exclude_kernel = true;
 			a->sopts.no_kernel_symbols = true;
 			break;
+		case 'm': {
+			unsigned long v;
+
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || v < 1 || v > (1u << 20) || (v & (v - 1)))
+				return die_usage("invalid ring size '%s' (a power of 2 pages)", optarg);
+			a->sopts.sampler.ring_pages = (uint32_t)v;
+			break;
+		}
 		case 'q':
 			a->quiet = true;
 			break;
@@ -191,7 +203,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 			exit(0);
 		case '?':
 		default:
-			if (optopt && strchr("pFedgo", optopt))
+			if (optopt && strchr("pFedgom", optopt))
 				return die_usage("option '-%s' needs an argument",
 						 (char[]){ (char)optopt, 0 });
 			return die_usage("unknown option '%s'", argv[optind - 1]);

@@ -5,6 +5,7 @@ The truth each test checks against comes from the fixture's arguments (the
 split between leaf_a and leaf_b), never from a stored profile.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -123,6 +124,8 @@ def test_threads_born_later(d):
         for fr, c in stacks:
             if any(f == "born_worker" for f in fr):
                 born.add(int(fr[0].rsplit("/", 1)[1]))
+        check(all(fr[0].startswith("spawner-%d/" % target.pid) for fr, _ in stacks),
+              "thread roots are not named from /proc comm: %r" % stacks[0][0][0])
         new = born - before
         print("threads at attach: %d; sampled in born_worker: %d, of them new: %d"
               % (len(before), len(born), len(new)))
@@ -190,6 +193,60 @@ def test_cycles_fallback(d):
         warn = [l for l in p.stderr.splitlines() if "cpu-clock" in l]
         check(len(warn) == 1, "expected one fallback line: %r" % p.stderr)
     check(total(parse_folded(out)) > 0, "no samples with -e cycles")
+
+
+def test_lost_samples_reported(d):
+    # A one-page ring and a reader that is stopped: the kernel must drop
+    # samples, and stoke must count them and say so.
+    out = os.path.join(d, "out.folded")
+    target = spawn([fixture("split-mt"), "2", "0"])
+    try:
+        time.sleep(0.2)
+        p = subprocess.Popen([os.environ["STOKE"], "record", "-p", str(target.pid), "-m", "1",
+                              "-F", "4999", "-d", "3", "-o", out],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        p.send_signal(signal.SIGSTOP)
+        time.sleep(1.0)
+        p.send_signal(signal.SIGCONT)
+        _, err = p.communicate(timeout=30)
+        check(p.returncode == 0, "exit %d: %s" % (p.returncode, err))
+        m = re.search(r"(\d+) samples, (\d+) lost", err)
+        check(m, "no summary: %r" % err)
+        lost = int(m.group(2))
+        print("samples %s, lost %d" % (m.group(1), lost))
+        check(lost > 100, "a stopped reader on a 1-page ring lost only %d samples" % lost)
+        check(re.search(r"warning: \d+ samples lost", err), "no lost-samples warning: %r" % err)
+        check(total(parse_folded(out)) > 0, "no samples written")
+    finally:
+        kill(target)
+
+
+def test_tty_status_line(d):
+    # On a terminal, a live status line shows elapsed time, samples, lost
+    # samples and threads.
+    import pty
+    out = os.path.join(d, "out.folded")
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(os.environ["STOKE"], [os.environ["STOKE"], "record", "-o", out, "--",
+                                        fixture("split-mt"), "2", "1.2"])
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    _, status = os.waitpid(pid, 0)
+    text = data.decode("utf-8", "replace")
+    check(os.WEXITSTATUS(status) == 0, "exit status %d: %r" % (status, text))
+    lines = re.findall(r"\[stoke\] [\d.]+s +(\d+) samples +(\d+) lost +(\d+) threads", text)
+    check(len(lines) >= 2, "no live status line on a TTY: %r" % text[:500])
+    check(int(lines[-1][0]) > 0 and int(lines[-1][2]) >= 2, "status line never counted: %r" % lines)
+    check("samples, 0 lost" in text or re.search(r"\d+ samples, \d+ lost", text), "no summary")
 
 
 TESTS = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("test_")}

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "profile.h"
 
@@ -46,6 +47,11 @@ int stoke_format_from_path(const char *path, enum stoke_format *ret);
 /* The file name a run directory uses for a format ("profile.pb.gz", …). */
 const char *stoke_format_rundir_name(enum stoke_format f);
 
+/* Write p in format f to an open stream (not atomic: the caller owns the
+ * stream). Returns 0 or -errno. */
+int stoke_output_write_file(const struct stoke_profile *p, enum stoke_format f,
+			    const struct stoke_output_opts *opts, FILE *out);
+
 /* Write p in format f to path, relative to dirfd (AT_FDCWD for the cwd);
  * "-" writes to stdout. Atomic. Returns 0 or -errno. */
 int stoke_output_write(const struct stoke_profile *p, enum stoke_format f,
@@ -56,7 +62,7 @@ struct stoke_run_info {
 	const char *exe;         /* target executable path, or NULL */
 	const char *build_id;    /* hex, or NULL */
 	uint64_t unwind_failed;  /* stacks that did not unwind fully */
-	uint64_t truncated;
+	uint64_t truncated;      /* stacks cut at the callchain/stack-copy limit */
 };
 
 /*

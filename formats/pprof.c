@@ -1,0 +1,400 @@
+/*
+ * The pprof writer (see pprof.h for how the model maps onto profile.proto).
+ *
+ * The string table is the model's own string table, in id order, followed
+ * by the strings this writer adds (units, label keys, comments): model
+ * string ids are then pprof string indices, and index 0 is "" as
+ * go tool pprof requires. The message is built in memory (a profile is a
+ * few MB before compression) and then deflated to the stream in gzip
+ * framing (windowBits 15 + 16).
+ */
+#include "pprof.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "pb.h"
+#include "util.h"
+
+/* profile.proto field numbers */
+enum {
+	PROFILE_SAMPLE_TYPE = 1, PROFILE_SAMPLE, PROFILE_MAPPING, PROFILE_LOCATION,
+	PROFILE_FUNCTION, PROFILE_STRING_TABLE, PROFILE_TIME_NANOS = 9,
+	PROFILE_DURATION_NANOS, PROFILE_PERIOD_TYPE, PROFILE_PERIOD, PROFILE_COMMENT,
+	PROFILE_STOKE_THREAD = 100, /* extension: {1 pid, 2 tid, 3 name} */
+};
+
+/* Synthetic mapping bases: module offsets stay below 1 TiB. */
+#define MAPPING_SHIFT 40
+
+struct pprof_enc {
+	const struct stoke_profile *p;
+	struct pb_buf out, sub, sub2;
+	uint32_t nstr;             /* next extra string index */
+	struct pb_buf extra;       /* extra strings, as string_table fields */
+	uint32_t *module_mapping;  /* per string id: mapping id, 0 = none */
+	uint64_t *mapping_limit;   /* per mapping id: max offset + 1 */
+	uint32_t *mapping_module;  /* per mapping id: module string id */
+	uint32_t nmappings;
+	uint32_t *frame_function;  /* per frame id: function id, 0 = no line */
+	uint32_t *func_frame;      /* per function id: a frame with its name/file */
+	uint32_t nfunctions;
+	uint32_t *fn_slots;        /* hash (name, file) -> function id */
+	size_t fn_mask;
+};
+
+/* Add a string after the model's; returns its index. */
+static uint32_t extra_string(struct pprof_enc *e, const char *s)
+{
+	pb_ldelim(&e->extra, PROFILE_STRING_TABLE, s, strlen(s));
+	return e->nstr++;
+}
+
+static void comment(struct pprof_enc *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void comment(struct pprof_enc *e, const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		e->out.error = -ENOMEM;
+		return;
+	}
+	pb_uint(&e->out, PROFILE_COMMENT, extra_string(e, s));
+	free(s);
+}
+
+static void value_type(struct pprof_enc *e, uint32_t field, const char *type, const char *unit)
+{
+	pb_uint(&e->sub, 1, extra_string(e, type));
+	pb_uint(&e->sub, 2, extra_string(e, unit));
+	pb_message(&e->out, field, &e->sub);
+}
+
+/* Function ids, one per distinct (name, file); frames without either get
+ * none and their location no Line. */
+static int assign_functions(struct pprof_enc *e)
+{
+	size_t nframes = stoke_profile_nframes(e->p), size = 64;
+
+	while (size < nframes * 2 + 2)
+		size *= 2;
+	e->fn_slots = calloc(size, sizeof(*e->fn_slots));
+	e->frame_function = calloc(nframes + 1, sizeof(*e->frame_function));
+	e->func_frame = calloc(nframes + 1, sizeof(*e->func_frame));
+	if (!e->fn_slots || !e->frame_function || !e->func_frame)
+		return -ENOMEM;
+	e->fn_mask = size - 1;
+	for (uint32_t id = 1; id <= nframes; id++) {
+		const struct stoke_pframe *f = stoke_profile_get_frame(e->p, id);
+		size_t i = stoke_hash_u64((uint64_t)f->name << 32 | f->file) & e->fn_mask;
+		uint32_t fn;
+
+		if (!f->name && !f->file && !f->line)
+			continue;
+		for (; (fn = e->fn_slots[i]); i = (i + 1) & e->fn_mask) {
+			const struct stoke_pframe *g = stoke_profile_get_frame(e->p, e->func_frame[fn]);
+
+			if (g->name == f->name && g->file == f->file)
+				break;
+		}
+		if (!fn) {
+			fn = ++e->nfunctions;
+			e->func_frame[fn] = id;
+			e->fn_slots[i] = fn;
+		}
+		e->frame_function[id] = fn;
+	}
+	return 0;
+}
+
+/* Mapping ids, one per module, in first-seen frame order. */
+static int assign_mappings(struct pprof_enc *e)
+{
+	size_t nframes = stoke_profile_nframes(e->p);
+
+	e->module_mapping = calloc(stoke_profile_nstrings(e->p), sizeof(*e->module_mapping));
+	e->mapping_limit = calloc(nframes + 1, sizeof(*e->mapping_limit));
+	e->mapping_module = calloc(nframes + 1, sizeof(*e->mapping_module));
+	if (!e->module_mapping || !e->mapping_limit || !e->mapping_module)
+		return -ENOMEM;
+	for (uint32_t id = 1; id <= nframes; id++) {
+		const struct stoke_pframe *f = stoke_profile_get_frame(e->p, id);
+		uint32_t m;
+
+		if (!f->module)
+			continue;
+		if (f->offset >= (1ULL << MAPPING_SHIFT))
+			return -ERANGE;
+		m = e->module_mapping[f->module];
+		if (!m) {
+			m = e->module_mapping[f->module] = ++e->nmappings;
+			e->mapping_module[m] = f->module;
+		}
+		e->mapping_limit[m] = STOKE_MAX(e->mapping_limit[m], f->offset + 1);
+	}
+	return 0;
+}
+
+static void write_mappings(struct pprof_enc *e)
+{
+	for (uint32_t m = 1; m <= e->nmappings; m++) {
+		uint64_t start = (uint64_t)m << MAPPING_SHIFT;
+
+		pb_uint(&e->sub, 1, m);
+		pb_uint(&e->sub, 2, start);
+		pb_uint(&e->sub, 3, start + e->mapping_limit[m]);
+		pb_uint(&e->sub, 5, e->mapping_module[m]);
+		for (uint32_t field = 7; field <= 10; field++) /* has_functions … */
+			pb_uint(&e->sub, field, 1);
+		pb_message(&e->out, PROFILE_MAPPING, &e->sub);
+	}
+}
+
+static void write_locations(struct pprof_enc *e)
+{
+	size_t nframes = stoke_profile_nframes(e->p);
+
+	for (uint32_t id = 1; id <= nframes; id++) {
+		const struct stoke_pframe *f = stoke_profile_get_frame(e->p, id);
+		uint32_t m = f->module ? e->module_mapping[f->module] : 0;
+
+		pb_uint(&e->sub, 1, id);
+		pb_uint_nz(&e->sub, 2, m);
+		pb_uint_nz(&e->sub, 3, m ? ((uint64_t)m << MAPPING_SHIFT) + f->offset : f->offset);
+		if (e->frame_function[id]) {
+			pb_uint(&e->sub2, 1, e->frame_function[id]);
+			pb_uint_nz(&e->sub2, 2, f->line);
+			pb_message(&e->sub, 4, &e->sub2);
+		}
+		/* stoke extensions: readers skip unknown fields */
+		pb_uint_nz(&e->sub, 100, f->kind);
+		pb_uint_nz(&e->sub, 101, f->inlined);
+		pb_message(&e->out, PROFILE_LOCATION, &e->sub);
+	}
+}
+
+static void write_functions(struct pprof_enc *e)
+{
+	for (uint32_t fn = 1; fn <= e->nfunctions; fn++) {
+		const struct stoke_pframe *f = stoke_profile_get_frame(e->p, e->func_frame[fn]);
+
+		pb_uint(&e->sub, 1, fn);
+		pb_uint_nz(&e->sub, 2, f->name);
+		pb_uint_nz(&e->sub, 3, f->name); /* no separate mangled name kept */
+		pb_uint_nz(&e->sub, 4, f->file);
+		pb_message(&e->out, PROFILE_FUNCTION, &e->sub);
+	}
+}
+
+static void label(struct pb_buf *b, struct pb_buf *sub, uint32_t key, uint32_t str, uint64_t num,
+		  uint32_t unit)
+{
+	pb_uint(sub, 1, key);
+	pb_uint_nz(sub, 2, str);
+	pb_uint_nz(sub, 3, num);
+	pb_uint_nz(sub, 4, unit);
+	pb_message(b, 3, sub);
+}
+
+static int write_samples(struct pprof_enc *e)
+{
+	uint32_t k_thread = extra_string(e, "thread");
+	uint32_t k_tid = extra_string(e, "thread_id");
+	uint32_t k_time = extra_string(e, "time");
+	uint32_t u_ns = extra_string(e, "nanoseconds");
+	uint64_t period = stoke_profile_cmeta(e->p)->period_ns;
+	const struct stoke_psample *s;
+	struct pb_buf packed = { 0 };
+	size_t n;
+
+	s = stoke_profile_samples(e->p, &n);
+	for (size_t i = 0; i < n; i++) {
+		const struct stoke_pthread *th = stoke_profile_find_thread(e->p, s[i].tid);
+
+		/* location ids = frame ids, leaf first, as the stack walk gives */
+		for (uint32_t st = s[i].stack; st;) {
+			const struct stoke_pstack *node = stoke_profile_get_stack(e->p, st);
+
+			pb_varint(&packed, node->frame);
+			st = node->parent;
+		}
+		if (packed.len)
+			pb_ldelim(&e->sub, 1, packed.data, packed.len);
+		packed.len = 0;
+		pb_varint(&packed, s[i].weight);
+		pb_varint(&packed, s[i].weight * period);
+		pb_ldelim(&e->sub, 2, packed.data, packed.len);
+		packed.len = 0;
+		label(&e->sub, &e->sub2, k_thread, th ? th->name : 0, 0, 0);
+		label(&e->sub, &e->sub2, k_tid, 0, s[i].tid, 0);
+		label(&e->sub, &e->sub2, k_time, 0, s[i].time, u_ns);
+		pb_message(&e->out, PROFILE_SAMPLE, &e->sub);
+		if (packed.error)
+			e->out.error = packed.error;
+	}
+	pb_free(&packed);
+	return e->out.error;
+}
+
+static void write_comments(struct pprof_enc *e)
+{
+	const struct stoke_pmeta *m = stoke_profile_cmeta(e->p);
+	const struct stoke_pthread *th;
+	size_t n;
+
+	comment(e, "stoke.format=1");
+	/* The reader interns string_table[1..N-1] first, in order, so the
+	 * model it builds has the same string ids: `stoke report` is then
+	 * byte-identical even for pprof itself. */
+	comment(e, "stoke.strings=%zu", stoke_profile_nstrings(e->p));
+	comment(e, "stoke.event=%s", stoke_profile_string(e->p, m->event));
+	comment(e, "stoke.frequency=%" PRIu32, m->frequency);
+	comment(e, "stoke.period_ns=%" PRIu64, m->period_ns);
+	comment(e, "stoke.start_ns=%" PRIu64, m->start_ns);
+	comment(e, "stoke.end_ns=%" PRIu64, m->end_ns);
+	comment(e, "stoke.time_first=%" PRIu64, m->time_first);
+	comment(e, "stoke.time_last=%" PRIu64, m->time_last);
+	comment(e, "stoke.callgraph=%s", stoke_profile_string(e->p, m->callgraph));
+	comment(e, "stoke.command=%s", stoke_profile_string(e->p, m->command));
+	comment(e, "stoke.pid=%" PRIu32, m->pid);
+	comment(e, "stoke.lost=%" PRIu64, m->lost);
+	comment(e, "stoke.throttled=%" PRIu64, m->throttled);
+	/* Threads go into an extension field, not comments: a server has
+	 * hundreds, and go tool pprof prints every comment above its report. */
+	th = stoke_profile_threads(e->p, &n);
+	for (size_t i = 0; i < n; i++) {
+		pb_uint(&e->sub, 1, th[i].pid);
+		pb_uint(&e->sub, 2, th[i].tid);
+		pb_uint_nz(&e->sub, 3, th[i].name);
+		pb_message(&e->out, PROFILE_STOKE_THREAD, &e->sub);
+	}
+}
+
+static void enc_done(struct pprof_enc *e)
+{
+	pb_free(&e->sub);
+	pb_free(&e->sub2);
+	pb_free(&e->extra);
+	free(e->module_mapping);
+	free(e->mapping_limit);
+	free(e->mapping_module);
+	free(e->frame_function);
+	free(e->func_frame);
+	free(e->fn_slots);
+}
+
+int stoke_pprof_encode(const struct stoke_profile *p, uint8_t **ret_buf, size_t *ret_len)
+{
+	const struct stoke_pmeta *m = stoke_profile_cmeta(p);
+	struct pprof_enc e = { .p = p };
+	size_t nstr = stoke_profile_nstrings(p);
+	int r;
+
+	if (nstr >= UINT32_MAX / 2)
+		return -E2BIG;
+	e.nstr = (uint32_t)nstr;
+	r = assign_functions(&e);
+	if (r >= 0)
+		r = assign_mappings(&e);
+	if (r < 0)
+		goto out;
+	value_type(&e, PROFILE_SAMPLE_TYPE, "samples", "count");
+	value_type(&e, PROFILE_SAMPLE_TYPE, "cpu", "nanoseconds");
+	r = write_samples(&e);
+	if (r < 0)
+		goto out;
+	write_mappings(&e);
+	write_locations(&e);
+	write_functions(&e);
+	/* The model's strings first, so their ids are their indices. */
+	for (uint32_t id = 0; id < nstr; id++) {
+		const char *s = stoke_profile_string(p, id);
+
+		pb_ldelim(&e.out, PROFILE_STRING_TABLE, s, strlen(s));
+	}
+	pb_uint_nz(&e.out, PROFILE_TIME_NANOS, m->start_ns);
+	pb_uint_nz(&e.out, PROFILE_DURATION_NANOS,
+		   m->end_ns > m->start_ns ? m->end_ns - m->start_ns : 0);
+	value_type(&e, PROFILE_PERIOD_TYPE, "cpu", "nanoseconds");
+	pb_uint_nz(&e.out, PROFILE_PERIOD, m->period_ns);
+	write_comments(&e);
+	/* The extra strings follow the model's: order within string_table is
+	 * what gives indices, and fields may appear in any order otherwise. */
+	pb_bytes(&e.out, e.extra.data, e.extra.len);
+	r = e.out.error ? e.out.error : e.extra.error ? e.extra.error : e.sub.error;
+	if (r >= 0) {
+		*ret_buf = e.out.data;
+		*ret_len = e.out.len;
+		e.out.data = NULL;
+	}
+out:
+	pb_free(&e.out);
+	enc_done(&e);
+	return r < 0 ? r : 0;
+}
+
+/* gzip buf to out in chunks. */
+static int gzip_to(const uint8_t *buf, size_t len, FILE *out)
+{
+	uint8_t chunk[64 * 1024];
+	z_stream z = { 0 };
+	int zr;
+
+	/* windowBits 15 + 16: gzip framing, which go tool pprof expects. */
+	if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+	    Z_OK)
+		return -ENOMEM;
+	z.next_in = (Bytef *)(uintptr_t)buf;
+	do {
+		size_t chunk_in = STOKE_MIN(len, (size_t)UINT32_MAX);
+
+		z.avail_in = (uInt)chunk_in;
+		buf += chunk_in;
+		len -= chunk_in;
+		do {
+			z.next_out = chunk;
+			z.avail_out = sizeof(chunk);
+			zr = deflate(&z, len ? Z_NO_FLUSH : Z_FINISH);
+			if (zr == Z_STREAM_ERROR) {
+				deflateEnd(&z);
+				return -EIO;
+			}
+			if (fwrite(chunk, 1, sizeof(chunk) - z.avail_out, out) !=
+			    sizeof(chunk) - z.avail_out) {
+				deflateEnd(&z);
+				return -EIO;
+			}
+		} while (z.avail_out == 0);
+		z.next_in = (Bytef *)(uintptr_t)buf;
+	} while (len);
+	deflateEnd(&z);
+	return zr == Z_STREAM_END ? 0 : -EIO;
+}
+
+int stoke_pprof_write(const struct stoke_profile *p, const struct stoke_output_opts *opts,
+		      FILE *out)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	r = stoke_pprof_encode(p, &buf, &len);
+	if (r < 0)
+		return r;
+	r = gzip_to(buf, len, out);
+	free(buf);
+	if (r >= 0 && (fflush(out) != 0 || ferror(out)))
+		r = -EIO;
+	return r;
+}

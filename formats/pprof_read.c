@@ -1,0 +1,875 @@
+/*
+ * The pprof reader: profile.proto (gzipped or not) back into a model, for
+ * `stoke report`. For a file stoke wrote, the model comes back equal in
+ * everything a writer shows: frames in the same id order (locations are
+ * written in frame-id order and re-interned in file order), threads in the
+ * same order with the same names and pids (from the stoke thread table),
+ * samples in the same order with their weights and timestamps, and the
+ * metadata (stoke.* comments). See pprof.h for the mapping.
+ *
+ * Profiles from other tools load too: threads then come from the
+ * thread/thread_id labels, weights from the first sample value, and a
+ * location with several lines becomes its inlined frames.
+ *
+ * Input is untrusted: every index and id is checked, sizes are bounded, and
+ * a malformed file is -EINVAL with a one-line reason, never a crash.
+ */
+#include "pprof.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "pb.h"
+#include "util.h"
+
+#define READ_MAX_INPUT (256u << 20)        /* compressed or plain bytes read */
+#define MAX_INFLATED (2048ull << 20)  /* decompressed profile.proto */
+#define MAX_LINES 256                 /* frames per location */
+#define MAX_DEPTH 65536               /* frames per sample */
+
+/* uint64 id -> position + 1, open addressing. */
+struct idmap {
+	uint64_t *keys;
+	uint32_t *vals;
+	size_t mask;
+};
+
+static int idmap_init(struct idmap *m, size_t n)
+{
+	size_t size = 16;
+
+	while (size < n * 2 + 2)
+		size *= 2;
+	m->keys = calloc(size, sizeof(*m->keys));
+	m->vals = calloc(size, sizeof(*m->vals));
+	m->mask = size - 1;
+	return m->keys && m->vals ? 0 : -ENOMEM;
+}
+
+static void idmap_free(struct idmap *m)
+{
+	free(m->keys);
+	free(m->vals);
+}
+
+/* Returns false for a duplicate id. */
+static bool idmap_put(struct idmap *m, uint64_t key, uint32_t val)
+{
+	size_t i = stoke_hash_u64(key) & m->mask;
+
+	for (; m->vals[i]; i = (i + 1) & m->mask)
+		if (m->keys[i] == key)
+			return false;
+	m->keys[i] = key;
+	m->vals[i] = val;
+	return true;
+}
+
+static uint32_t idmap_get(const struct idmap *m, uint64_t key)
+{
+	size_t i = stoke_hash_u64(key) & m->mask;
+
+	for (; m->vals[i]; i = (i + 1) & m->mask)
+		if (m->keys[i] == key)
+			return m->vals[i];
+	return 0;
+}
+
+struct pmapping {
+	uint64_t start;
+	uint64_t file; /* string index */
+};
+
+struct pfunction {
+	uint64_t name, file;
+};
+
+struct plocation {
+	struct pb_reader msg;
+	uint32_t first_frame; /* index into dec.frames */
+	uint32_t nframes;
+};
+
+struct dec {
+	struct stoke_profile *p;
+	const char *err;
+	/* string table */
+	const uint8_t **str;
+	size_t *str_len;
+	size_t nstr, str_cap, str_len_cap;
+	uint32_t *str_id; /* model id of each string, UINT32_MAX until interned */
+	/* messages, in file order */
+	struct pb_reader *samples, *mappings_msg, *functions_msg, *locations_msg;
+	size_t nsamples, samples_cap, nmappings, mappings_cap, nfunctions, functions_cap;
+	size_t nlocations, locations_cap;
+	struct pb_reader *threads_msg;
+	size_t nthreads, threads_cap;
+	uint64_t *comments;
+	size_t ncomments, comments_cap;
+	uint64_t period;
+	/* decoded tables */
+	struct pmapping *mappings;
+	struct idmap mapping_ids;
+	struct pfunction *functions;
+	struct idmap function_ids;
+	struct plocation *locations;
+	struct idmap location_ids;
+	uint32_t *frames; /* model frame ids of all locations */
+	size_t nframes, frames_cap;
+	bool stoke;       /* stoke.format comment seen */
+	struct stoke_pmeta meta;
+	bool meta_time;   /* time_first/time_last given */
+};
+
+#define FAIL(d, msg)              \
+	do {                      \
+		(d)->err = (msg); \
+		return -EINVAL;   \
+	} while (0)
+
+static int push_msg(struct pb_reader **arr, size_t *n, size_t *cap, struct pb_reader r)
+{
+	if (STOKE_GROW(*arr, *cap, *n + 1) < 0)
+		return -ENOMEM;
+	(*arr)[(*n)++] = r;
+	return 0;
+}
+
+/* Pass 1: the string table and where each repeated message is. */
+static int scan(struct dec *d, const uint8_t *buf, size_t len)
+{
+	struct pb_reader r = { buf, buf + len };
+	struct pb_field f;
+	int rc = 0;
+
+	while (rc >= 0 && pb_next(&r, &f)) {
+		switch (f.number) {
+		case 2: case 3: case 4: case 5: case 6:
+			if (f.wire != 2)
+				FAIL(d, "a message field has the wrong wire type");
+			break;
+		case 12: case 13:
+			if (f.wire != 0 && !(f.number == 13 && f.wire == 2))
+				FAIL(d, "a number field has the wrong wire type");
+			break;
+		default:
+			break;
+		}
+		switch (f.number) {
+		case 2:
+			rc = push_msg(&d->samples, &d->nsamples, &d->samples_cap, f.sub);
+			break;
+		case 3:
+			rc = push_msg(&d->mappings_msg, &d->nmappings, &d->mappings_cap, f.sub);
+			break;
+		case 4:
+			rc = push_msg(&d->locations_msg, &d->nlocations, &d->locations_cap, f.sub);
+			break;
+		case 5:
+			rc = push_msg(&d->functions_msg, &d->nfunctions, &d->functions_cap, f.sub);
+			break;
+		case 100:
+			if (f.wire == 2)
+				rc = push_msg(&d->threads_msg, &d->nthreads, &d->threads_cap, f.sub);
+			break;
+		case 6:
+			if (STOKE_GROW(d->str, d->str_cap, d->nstr + 1) < 0 ||
+			    STOKE_GROW(d->str_len, d->str_len_cap, d->nstr + 1) < 0)
+				return -ENOMEM;
+			d->str[d->nstr] = f.sub.p;
+			d->str_len[d->nstr++] = (size_t)(f.sub.end - f.sub.p);
+			break;
+		case 12:
+			d->period = f.value;
+			break;
+		case 13:
+			if (f.wire == 0) {
+				if (STOKE_GROW(d->comments, d->comments_cap, d->ncomments + 1) < 0)
+					return -ENOMEM;
+				d->comments[d->ncomments++] = f.value;
+			} else {
+				uint64_t v;
+
+				while (f.sub.p < f.sub.end && pb_read_varint(&f.sub, &v)) {
+					if (STOKE_GROW(d->comments, d->comments_cap,
+						       d->ncomments + 1) < 0)
+						return -ENOMEM;
+					d->comments[d->ncomments++] = v;
+				}
+				if (f.sub.p != f.sub.end)
+					FAIL(d, "malformed comment list");
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	if (rc < 0)
+		return rc;
+	if (r.p != r.end)
+		FAIL(d, "malformed protobuf (not a pprof profile?)");
+	if (d->nstr == 0 || d->str_len[0] != 0)
+		FAIL(d, "string_table[0] is not the empty string");
+	d->str_id = malloc(d->nstr * sizeof(*d->str_id));
+	if (!d->str_id)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->nstr; i++)
+		d->str_id[i] = UINT32_MAX;
+	return 0;
+}
+
+/* The model id of string index idx, interning it on first use. */
+static int string_id(struct dec *d, uint64_t idx, uint32_t *ret)
+{
+	int r;
+
+	if (idx >= d->nstr)
+		FAIL(d, "a string index is out of range");
+	if (d->str_id[idx] == UINT32_MAX) {
+		/* Model strings are C strings: stop at an embedded NUL. */
+		const char *s = (const char *)d->str[idx];
+		size_t n = strnlen(s, d->str_len[idx]);
+
+		r = stoke_profile_intern_n(d->p, s, n, &d->str_id[idx]);
+		if (r < 0)
+			return r;
+	}
+	*ret = d->str_id[idx];
+	return 0;
+}
+
+/* A string index as a NUL-terminated copy (malloc'd). */
+static char *string_dup(struct dec *d, uint64_t idx)
+{
+	if (idx >= d->nstr)
+		return NULL;
+	return strndup((const char *)d->str[idx], d->str_len[idx]);
+}
+
+static int decode_mappings(struct dec *d)
+{
+	int r;
+
+	d->mappings = calloc(d->nmappings + 1, sizeof(*d->mappings));
+	if (!d->mappings || (r = idmap_init(&d->mapping_ids, d->nmappings)) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->nmappings; i++) {
+		struct pb_reader m = d->mappings_msg[i];
+		struct pb_field f;
+		uint64_t id = 0;
+
+		while (pb_next(&m, &f)) {
+			if (f.wire != 0)
+				continue;
+			if (f.number == 1)
+				id = f.value;
+			else if (f.number == 2)
+				d->mappings[i].start = f.value;
+			else if (f.number == 5)
+				d->mappings[i].file = f.value;
+		}
+		if (m.p != m.end)
+			FAIL(d, "malformed mapping");
+		if (!id || !idmap_put(&d->mapping_ids, id, (uint32_t)i + 1))
+			FAIL(d, "a mapping id is zero or duplicated");
+	}
+	return 0;
+}
+
+static int decode_functions(struct dec *d)
+{
+	d->functions = calloc(d->nfunctions + 1, sizeof(*d->functions));
+	if (!d->functions || idmap_init(&d->function_ids, d->nfunctions) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->nfunctions; i++) {
+		struct pb_reader m = d->functions_msg[i];
+		struct pb_field f;
+		uint64_t id = 0;
+
+		while (pb_next(&m, &f)) {
+			if (f.wire != 0)
+				continue;
+			if (f.number == 1)
+				id = f.value;
+			else if (f.number == 2)
+				d->functions[i].name = f.value;
+			else if (f.number == 4)
+				d->functions[i].file = f.value;
+		}
+		if (m.p != m.end)
+			FAIL(d, "malformed function");
+		if (!id || !idmap_put(&d->function_ids, id, (uint32_t)i + 1))
+			FAIL(d, "a function id is zero or duplicated");
+	}
+	return 0;
+}
+
+static int add_frame(struct dec *d, struct stoke_pframe *fr, uint32_t *ret)
+{
+	int r;
+
+	r = stoke_profile_frame(d->p, fr, ret);
+	if (r < 0)
+		return r;
+	if (STOKE_GROW(d->frames, d->frames_cap, d->nframes + 1) < 0)
+		return -ENOMEM;
+	d->frames[d->nframes++] = *ret;
+	return 0;
+}
+
+/* One location: its frames, innermost inlined callee first. */
+static int decode_location(struct dec *d, size_t i)
+{
+	struct pb_reader m = d->locations_msg[i], lines[MAX_LINES];
+	struct stoke_pframe base = { 0 };
+	struct plocation *loc = &d->locations[i];
+	uint64_t id = 0, mapping = 0, address = 0;
+	size_t nlines = 0;
+	struct pb_field f;
+	uint32_t frame;
+	int r;
+
+	while (pb_next(&m, &f)) {
+		if (f.number == 4 && f.wire == 2) {
+			if (nlines == MAX_LINES)
+				FAIL(d, "a location has too many lines");
+			lines[nlines++] = f.sub;
+		} else if (f.wire == 0) {
+			if (f.number == 1)
+				id = f.value;
+			else if (f.number == 2)
+				mapping = f.value;
+			else if (f.number == 3)
+				address = f.value;
+			else if (f.number == 100)
+				base.kind = (uint8_t)STOKE_MIN(f.value, (uint64_t)STOKE_PFRAME_SYNTHETIC);
+			else if (f.number == 101)
+				base.inlined = f.value != 0;
+		}
+	}
+	if (m.p != m.end)
+		FAIL(d, "malformed location");
+	if (!id || !idmap_put(&d->location_ids, id, (uint32_t)i + 1))
+		FAIL(d, "a location id is zero or duplicated");
+	base.offset = address;
+	if (mapping) {
+		uint32_t mi = idmap_get(&d->mapping_ids, mapping);
+
+		if (!mi)
+			FAIL(d, "a location names an unknown mapping");
+		r = string_id(d, d->mappings[mi - 1].file, &base.module);
+		if (r < 0)
+			return r;
+		base.offset = address >= d->mappings[mi - 1].start
+				      ? address - d->mappings[mi - 1].start
+				      : address;
+	}
+	loc->first_frame = (uint32_t)d->nframes;
+	if (nlines == 0) {
+		loc->nframes = 1;
+		return add_frame(d, &base, &frame);
+	}
+	for (size_t l = 0; l < nlines; l++) {
+		struct stoke_pframe fr = base;
+		uint64_t fn = 0, line = 0;
+		uint32_t fi;
+
+		while (pb_next(&lines[l], &f)) {
+			if (f.wire == 0 && f.number == 1)
+				fn = f.value;
+			else if (f.wire == 0 && f.number == 2)
+				line = f.value;
+		}
+		if (lines[l].p != lines[l].end)
+			FAIL(d, "malformed line");
+		fi = idmap_get(&d->function_ids, fn);
+		if (!fi)
+			FAIL(d, "a line names an unknown function");
+		fr.line = (uint32_t)STOKE_MIN(line, (uint64_t)UINT32_MAX);
+		r = string_id(d, d->functions[fi - 1].name, &fr.name);
+		if (r >= 0)
+			r = string_id(d, d->functions[fi - 1].file, &fr.file);
+		if (r < 0)
+			return r;
+		/* Named frames intern per function, as the session does. */
+		if (fr.name && !d->stoke)
+			fr.offset = 0;
+		/* Several lines: all but the last are inlined into it. */
+		if (nlines > 1)
+			fr.inlined = l + 1 < nlines;
+		r = add_frame(d, &fr, &frame);
+		if (r < 0)
+			return r;
+	}
+	loc->nframes = (uint32_t)nlines;
+	return 0;
+}
+
+static int decode_locations(struct dec *d)
+{
+	int r;
+
+	d->locations = calloc(d->nlocations + 1, sizeof(*d->locations));
+	if (!d->locations || idmap_init(&d->location_ids, d->nlocations) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->nlocations; i++) {
+		r = decode_location(d, i);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static bool parse_u64(const char *s, uint64_t *ret)
+{
+	char *end;
+
+	if (!*s || *s == '-')
+		return false;
+	errno = 0;
+	*ret = strtoull(s, &end, 10);
+	return !errno && !*end;
+}
+
+/* The stoke thread table (Profile field 100), in order. */
+static int decode_threads(struct dec *d)
+{
+	int r;
+
+	for (size_t i = 0; i < d->nthreads; i++) {
+		struct pb_reader m = d->threads_msg[i];
+		uint64_t pid = 0, tid = 0, name = 0;
+		struct pb_field f;
+		char *s;
+
+		while (pb_next(&m, &f)) {
+			if (f.wire != 0)
+				continue;
+			if (f.number == 1)
+				pid = f.value;
+			else if (f.number == 2)
+				tid = f.value;
+			else if (f.number == 3)
+				name = f.value;
+		}
+		if (m.p != m.end || pid > UINT32_MAX || tid > UINT32_MAX || name >= d->nstr)
+			FAIL(d, "malformed stoke thread entry");
+		s = string_dup(d, name);
+		if (!s)
+			return -ENOMEM;
+		r = stoke_profile_thread(d->p, (uint32_t)pid, (uint32_t)tid, s);
+		free(s);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int comment_string(struct dec *d, const char *v, uint32_t *ret)
+{
+	return stoke_profile_intern(d->p, v, ret);
+}
+
+static int comment_number(struct dec *d, const char *v, uint64_t max, uint64_t *ret)
+{
+	if (!parse_u64(v, ret) || *ret > max)
+		FAIL(d, "malformed number in a stoke comment");
+	return 0;
+}
+
+static int decode_comment(struct dec *d, const char *c)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+		bool is32;
+	} nums[] = {
+		{ "frequency", offsetof(struct stoke_pmeta, frequency), true },
+		{ "pid", offsetof(struct stoke_pmeta, pid), true },
+		{ "period_ns", offsetof(struct stoke_pmeta, period_ns), false },
+		{ "start_ns", offsetof(struct stoke_pmeta, start_ns), false },
+		{ "end_ns", offsetof(struct stoke_pmeta, end_ns), false },
+		{ "time_first", offsetof(struct stoke_pmeta, time_first), false },
+		{ "time_last", offsetof(struct stoke_pmeta, time_last), false },
+		{ "lost", offsetof(struct stoke_pmeta, lost), false },
+		{ "throttled", offsetof(struct stoke_pmeta, throttled), false },
+	};
+	const char *eq = strchr(c, '=');
+	const char *v = eq ? eq + 1 : "";
+	size_t klen;
+	uint64_t n;
+	int r;
+
+	if (strncmp(c, "stoke.", 6) != 0 || !eq)
+		return 0; /* someone else's comment */
+	c += 6;
+	klen = (size_t)(eq - c);
+#define KEY(k) (klen == strlen(k) && !strncmp(c, (k), klen))
+	if (KEY("format")) {
+		d->stoke = true;
+		return 0;
+	}
+	if (KEY("event"))
+		return comment_string(d, v, &d->meta.event);
+	if (KEY("callgraph"))
+		return comment_string(d, v, &d->meta.callgraph);
+	if (KEY("command"))
+		return comment_string(d, v, &d->meta.command);
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		if (!KEY(nums[i].key))
+			continue;
+		r = comment_number(d, v, nums[i].is32 ? UINT32_MAX : UINT64_MAX, &n);
+		if (r < 0)
+			return r;
+		if (nums[i].is32)
+			*(uint32_t *)((char *)&d->meta + nums[i].off) = (uint32_t)n;
+		else
+			*(uint64_t *)((char *)&d->meta + nums[i].off) = n;
+		if (!strcmp(nums[i].key, "time_first") || !strcmp(nums[i].key, "time_last"))
+			d->meta_time = true;
+		return 0;
+	}
+#undef KEY
+	return 0; /* a newer stoke's key: ignore */
+}
+
+/* stoke.strings=N: intern string_table[1..N-1] in order, so the model's
+ * string ids equal the writer's. */
+static int intern_model_strings(struct dec *d)
+{
+	uint64_t n = 0;
+	uint32_t id;
+	int r;
+
+	for (size_t i = 0; i < d->ncomments; i++) {
+		char *c = string_dup(d, d->comments[i]);
+
+		if (!c)
+			FAIL(d, "a comment's string index is out of range");
+		if (!strncmp(c, "stoke.strings=", 14) && !parse_u64(c + 14, &n))
+			n = 0;
+		free(c);
+	}
+	if (n > d->nstr)
+		FAIL(d, "stoke.strings is larger than the string table");
+	for (uint64_t i = 1; i < n; i++) {
+		r = string_id(d, i, &id);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int decode_comments(struct dec *d)
+{
+	int r;
+
+	r = intern_model_strings(d);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < d->ncomments; i++) {
+		char *c = string_dup(d, d->comments[i]);
+
+		if (!c)
+			FAIL(d, "a comment's string index is out of range");
+		r = decode_comment(d, c);
+		free(c);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+struct sample_labels {
+	uint64_t tid, time, thread_str;
+	bool has_tid;
+};
+
+static int decode_labels(struct dec *d, struct pb_reader m, struct sample_labels *sl)
+{
+	struct pb_field f;
+	uint64_t key = 0, str = 0, num = 0;
+	const uint8_t *k;
+	size_t klen;
+
+	while (pb_next(&m, &f)) {
+		if (f.wire != 0)
+			continue;
+		if (f.number == 1)
+			key = f.value;
+		else if (f.number == 2)
+			str = f.value;
+		else if (f.number == 3)
+			num = f.value;
+	}
+	if (m.p != m.end || key >= d->nstr || str >= d->nstr)
+		FAIL(d, "malformed label");
+	k = d->str[key];
+	klen = d->str_len[key];
+#define LKEY(s) (klen == strlen(s) && !memcmp(k, (s), klen))
+	if (LKEY("thread_id") || LKEY("tid")) {
+		sl->tid = num;
+		sl->has_tid = true;
+	} else if (LKEY("time")) {
+		sl->time = num;
+	} else if (LKEY("thread")) {
+		sl->thread_str = str;
+	}
+#undef LKEY
+	return 0;
+}
+
+static int decode_sample(struct dec *d, struct pb_reader m, uint32_t **stackbuf, size_t *stackcap)
+{
+	struct sample_labels sl = { 0 };
+	uint64_t weight = 0, v;
+	bool have_value = false;
+	size_t depth = 0;
+	struct pb_field f;
+	uint32_t stack = 0;
+	int r;
+
+	while (pb_next(&m, &f)) {
+		if (f.number == 1) {
+			struct pb_reader packed = f.sub;
+
+			if (f.wire == 0) {
+				packed = (struct pb_reader){ 0 };
+				v = f.value;
+				goto one_location;
+			}
+			if (f.wire != 2)
+				FAIL(d, "malformed sample");
+			while (packed.p < packed.end) {
+				if (!pb_read_varint(&packed, &v))
+					FAIL(d, "malformed sample");
+one_location:;
+				uint32_t li = idmap_get(&d->location_ids, v);
+
+				if (!li)
+					FAIL(d, "a sample names an unknown location");
+				if (depth + d->locations[li - 1].nframes > MAX_DEPTH)
+					FAIL(d, "a sample's stack is too deep");
+				if (STOKE_GROW(*stackbuf, *stackcap,
+					       depth + d->locations[li - 1].nframes) < 0)
+					return -ENOMEM;
+				for (uint32_t k = 0; k < d->locations[li - 1].nframes; k++)
+					(*stackbuf)[depth++] =
+						d->frames[d->locations[li - 1].first_frame + k];
+			}
+		} else if (f.number == 2 && !have_value) {
+			/* The first value is the sample count. */
+			if (f.wire == 0) {
+				weight = f.value;
+			} else if (f.wire != 2 || !pb_read_varint(&f.sub, &weight)) {
+				FAIL(d, "malformed sample value");
+			}
+			have_value = true;
+		} else if (f.number == 3 && f.wire == 2) {
+			r = decode_labels(d, f.sub, &sl);
+			if (r < 0)
+				return r;
+		}
+	}
+	if (m.p != m.end)
+		FAIL(d, "malformed sample");
+	if ((int64_t)weight <= 0)
+		return 0; /* nothing sampled; pprof allows zero values */
+	/* Leaf first in the file; the prefix tree is built root first. */
+	for (size_t i = depth; i-- > 0;) {
+		r = stoke_profile_stack(d->p, stack, (*stackbuf)[i], &stack);
+		if (r < 0)
+			return r;
+	}
+	if (sl.tid > UINT32_MAX)
+		FAIL(d, "a thread id is out of range");
+	if (!stoke_profile_find_thread(d->p, (uint32_t)sl.tid)) {
+		char *name = sl.thread_str ? string_dup(d, sl.thread_str) : NULL;
+
+		r = stoke_profile_thread(d->p, 0, (uint32_t)sl.tid, name);
+		free(name);
+		if (r < 0)
+			return r;
+	}
+	r = stoke_profile_add_sample(d->p, (uint32_t)sl.tid, sl.time, stack, weight);
+	return r == -EINVAL ? (d->err = "sample weights overflow", r) : r;
+}
+
+static int decode_samples(struct dec *d)
+{
+	uint32_t *stackbuf = NULL;
+	size_t cap = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < d->nsamples && r >= 0; i++)
+		r = decode_sample(d, d->samples[i], &stackbuf, &cap);
+	free(stackbuf);
+	return r;
+}
+
+static void dec_done(struct dec *d)
+{
+	free(d->str);
+	free(d->str_len);
+	free(d->str_id);
+	free(d->samples);
+	free(d->mappings_msg);
+	free(d->functions_msg);
+	free(d->locations_msg);
+	free(d->threads_msg);
+	free(d->comments);
+	free(d->mappings);
+	idmap_free(&d->mapping_ids);
+	free(d->functions);
+	idmap_free(&d->function_ids);
+	free(d->locations);
+	idmap_free(&d->location_ids);
+	free(d->frames);
+}
+
+int stoke_pprof_decode(const uint8_t *buf, size_t len, struct stoke_profile **ret,
+		       const char **ret_err)
+{
+	struct dec d = { 0 };
+	struct stoke_pmeta *m;
+	int r;
+
+	r = stoke_profile_new(&d.p);
+	if (r < 0)
+		return r;
+	r = scan(&d, buf, len);
+	if (r >= 0)
+		r = decode_comments(&d);
+	if (r >= 0)
+		r = decode_threads(&d);
+	if (r >= 0)
+		r = decode_mappings(&d);
+	if (r >= 0)
+		r = decode_functions(&d);
+	if (r >= 0)
+		r = decode_locations(&d);
+	if (r >= 0)
+		r = decode_samples(&d);
+	if (r >= 0) {
+		m = stoke_profile_meta(d.p);
+		if (!d.meta_time) {
+			d.meta.time_first = m->time_first;
+			d.meta.time_last = m->time_last;
+		}
+		if (!d.meta.period_ns)
+			d.meta.period_ns = d.period;
+		*m = d.meta;
+		*ret = d.p;
+		d.p = NULL;
+	}
+	if (r < 0 && ret_err)
+		*ret_err = d.err ? d.err : r == -ENOMEM ? "out of memory" : "cannot decode";
+	stoke_profile_free(d.p);
+	dec_done(&d);
+	return r < 0 ? r : 0;
+}
+
+/* Read all of in (at most READ_MAX_INPUT bytes). */
+static int slurp(FILE *in, uint8_t **ret, size_t *ret_len)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0, cap = 0, n;
+
+	do {
+		if (STOKE_GROW(buf, cap, len + 65536) < 0) {
+			free(buf);
+			return -ENOMEM;
+		}
+		n = fread(buf + len, 1, cap - len, in);
+		len += n;
+		if (len > READ_MAX_INPUT) {
+			free(buf);
+			return -EFBIG;
+		}
+	} while (n > 0);
+	if (ferror(in)) {
+		free(buf);
+		return -EIO;
+	}
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+static int gunzip(const uint8_t *in, size_t len, uint8_t **ret, size_t *ret_len,
+		  const char **ret_err)
+{
+	z_stream z = { 0 };
+	uint8_t *out = NULL;
+	size_t cap = 0, olen = 0;
+	int zr;
+
+	/* 15 + 32: zlib or gzip framing, detected from the header. */
+	if (inflateInit2(&z, 15 + 32) != Z_OK)
+		return -ENOMEM;
+	z.next_in = (Bytef *)(uintptr_t)in;
+	z.avail_in = (uInt)len;
+	do {
+		if (olen + 65536 > MAX_INFLATED) {
+			zr = Z_MEM_ERROR;
+			*ret_err = "the profile is too large when decompressed";
+			break;
+		}
+		if (STOKE_GROW(out, cap, olen + 65536) < 0) {
+			zr = Z_MEM_ERROR;
+			break;
+		}
+		z.next_out = out + olen;
+		z.avail_out = (uInt)(cap - olen);
+		zr = inflate(&z, Z_NO_FLUSH);
+		olen = cap - z.avail_out;
+	} while (zr == Z_OK);
+	inflateEnd(&z);
+	if (zr != Z_STREAM_END) {
+		free(out);
+		if (zr == Z_MEM_ERROR && !*ret_err)
+			return -ENOMEM;
+		if (!*ret_err)
+			*ret_err = "corrupt or truncated gzip data";
+		return -EINVAL;
+	}
+	*ret = out;
+	*ret_len = olen;
+	return 0;
+}
+
+int stoke_pprof_read(FILE *in, struct stoke_profile **ret, const char **ret_err)
+{
+	uint8_t *raw = NULL, *plain = NULL;
+	size_t len = 0, plen = 0;
+	const char *err = NULL;
+	int r;
+
+	r = slurp(in, &raw, &len);
+	if (r < 0) {
+		err = r == -EFBIG ? "the file is too large" : strerror(-r);
+		goto out;
+	}
+	if (len >= 2 && raw[0] == 0x1f && raw[1] == 0x8b) {
+		if (len > UINT32_MAX) {
+			r = -EFBIG;
+			err = "the file is too large";
+			goto out;
+		}
+		r = gunzip(raw, len, &plain, &plen, &err);
+		if (r < 0)
+			goto out;
+		r = stoke_pprof_decode(plain, plen, ret, &err);
+	} else {
+		r = stoke_pprof_decode(raw, len, ret, &err);
+	}
+out:
+	if (r < 0 && ret_err)
+		*ret_err = err ? err : strerror(-r);
+	free(raw);
+	free(plain);
+	return r;
+}

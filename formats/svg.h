@@ -1,0 +1,16 @@
+/*
+ * A self-contained interactive SVG flamegraph (no network access): one <g>
+ * per frame with a <title> tooltip "name (N samples, P%)", a rect and a
+ * truncated text; an inline script for hover details, click-to-zoom with
+ * Reset Zoom, regex search showing "Matched: X%", and state in the URL
+ * (?s=...). Options: title, width, inverted (icicle), minwidth (px).
+ */
+#pragma once
+
+#include <stdio.h>
+
+#include "output.h"
+#include "profile.h"
+
+int stoke_svg_write(const struct stoke_profile *p, const struct stoke_output_opts *opts,
+		    FILE *out);

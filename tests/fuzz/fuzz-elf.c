@@ -1,0 +1,125 @@
+/*
+ * libFuzzer target "elf": symbolizing against a mutated ELF file, through
+ * the public symbolizer API only (symbolizer/symbolizer.h).
+ *
+ * Each input is written to a memfd and mapped into a made-up process with a
+ * synthetic MMAP record naming /proc/self/fd/N, exactly as the sampler
+ * reports a mapped file; then addresses inside the mapping are resolved one
+ * by one and as a sample's callchain. Whatever the symbolizer parses from
+ * the file (program headers, symbol tables, and the DWARF it will read for
+ * lines and inlined frames) is thereby exercised on hostile bytes. A fresh
+ * symbolizer per input keeps the module cache from hiding later inputs.
+ *
+ * The addresses come from the input's last bytes (so the fuzzer steers them)
+ * plus fixed offsets at the start of the mapping.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/perf_event.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "symbolizer.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define REQUIRE(cond)                                                          \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "fuzz-elf: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+			abort();                                               \
+		}                                                              \
+	} while (0)
+
+#define MAP_BASE 0x10000000ull
+#define N_ADDRS 16
+
+static int memfd = -1;
+static char path[64];
+static volatile size_t sink;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	/* Never reach out to debuginfod from a fuzzer. */
+	unsetenv("DEBUGINFOD_URLS");
+	memfd = memfd_create("fuzz-elf", MFD_CLOEXEC);
+	if (memfd < 0) {
+		perror("fuzz-elf: memfd_create");
+		exit(1);
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", memfd);
+	return 0;
+}
+
+static void check_symbol(const struct stoke_symbol *sym)
+{
+	if (sym->function)
+		sink += strlen(sym->function);
+	if (sym->file)
+		sink += strlen(sym->file);
+	if (sym->module)
+		sink += strlen(sym->module);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct stoke_symbolizer_opts opts = { .no_kernel = true };
+	struct stoke_record rec = { .type = STOKE_REC_MMAP, .raw_type = PERF_RECORD_MMAP2 };
+	struct stoke_symbol frames[64];
+	uint64_t chain[N_ADDRS + 1];
+	struct stoke_sample sample = { 0 };
+	struct stoke_symbolizer *s;
+	uint64_t len = (size + 0xfff) & ~0xfffull;
+	pid_t pid = getpid();
+	int n;
+
+	if (ftruncate(memfd, 0) < 0 || pwrite(memfd, data, size, 0) != (ssize_t)size)
+		abort();
+	if (!len)
+		len = 0x1000;
+
+	REQUIRE(stoke_symbolizer_new(&opts, &s) == 0);
+	rec.mmap = (struct stoke_mmap){
+		.pid = (uint32_t)pid,
+		.tid = (uint32_t)pid,
+		.addr = MAP_BASE,
+		.len = len,
+		.pgoff = 0,
+		.prot = PROT_READ | PROT_EXEC,
+		.flags = MAP_PRIVATE,
+		.filename = path,
+	};
+	REQUIRE(stoke_symbolizer_record(s, &rec) == 0);
+
+	chain[0] = PERF_CONTEXT_USER;
+	for (int i = 0; i < N_ADDRS; i++) {
+		uint64_t off = (uint64_t)i * 0x40;
+		struct stoke_symbol sym;
+
+		/* Half the addresses from the input's tail, half fixed. */
+		if (i % 2 == 0 && size >= 4 * (size_t)(i / 2 + 1)) {
+			uint32_t v;
+
+			memcpy(&v, data + size - 4 * (size_t)(i / 2 + 1), sizeof(v));
+			off = v % len;
+		}
+		REQUIRE(stoke_symbolizer_addr(s, pid, MAP_BASE + off, false, i > 0, &sym) == 0);
+		check_symbol(&sym);
+		chain[i + 1] = MAP_BASE + off;
+	}
+	sample.pid = sample.tid = (uint32_t)pid;
+	sample.ip = chain[1];
+	sample.nr = N_ADDRS + 1;
+	sample.callchain = chain;
+	n = stoke_symbolizer_sample(s, &sample, frames, sizeof(frames) / sizeof(frames[0]));
+	REQUIRE(n >= 0 && (size_t)n <= sizeof(frames) / sizeof(frames[0]));
+	for (int i = 0; i < n; i++)
+		check_symbol(&frames[i]);
+	stoke_symbolizer_free(s);
+	return 0;
+}

@@ -44,8 +44,8 @@ static const struct format_info {
 	[STOKE_FORMAT_SVG] = { "svg", "flamegraph.svg", NULL /* stoke_svg_write */ },
 	[STOKE_FORMAT_SPEEDSCOPE] = { "speedscope", "profile.speedscope.json",
 				      NULL /* stoke_speedscope_write */ },
-	[STOKE_FORMAT_PSTATS] = { "pstats", "profile.pstats", NULL /* stoke_pstats_write */ },
-	[STOKE_FORMAT_TEXT] = { "txt", "profile.txt", NULL /* stoke_text_write */ },
+	[STOKE_FORMAT_PSTATS] = { "pstats", "profile.pstats", stoke_pstats_write },
+	[STOKE_FORMAT_TEXT] = { "txt", "profile.txt", stoke_text_write },
 	[STOKE_FORMAT_PPROF] = { "pprof", "profile.pb.gz", stoke_pprof_write },
 	/* kcachegrind and callgrind_annotate look for callgrind.out.* */
 	[STOKE_FORMAT_CALLGRIND] = { "callgrind", "callgrind.out.stoke", NULL /* stoke_callgrind_write */ },

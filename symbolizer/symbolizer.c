@@ -26,6 +26,7 @@
 #include "addrspace.h"
 #include "elfcache.h"
 #include "log.h"
+#include "unwind.h"
 #include "util.h"
 
 #define KERNEL_MODULE "[kernel.kallsyms]"
@@ -58,6 +59,7 @@ struct stoke_symbolizer {
 	struct result *results; /* NULL mod: empty slot */
 	size_t nresults, nslots;
 	struct stoke_symbolizer_stats stats;
+	struct stoke_unwinder *unwinder; /* DWARF mode; created on first use */
 };
 
 int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
@@ -102,6 +104,7 @@ void stoke_symbolizer_free(struct stoke_symbolizer *s)
 	if (!s)
 		return;
 	free(s->results);
+	stoke_unwinder_free(s->unwinder);
 	stoke_ksyms_free(s->ksyms);
 	stoke_proctable_free(s->procs);
 	stoke_elfcache_free(s->elfs);
@@ -181,6 +184,9 @@ int stoke_symbolizer_record(struct stoke_symbolizer *s, const struct stoke_recor
 			as = stoke_proctable_find(s->procs, rec->comm.pid);
 			if (as)
 				stoke_addrspace_clear(as);
+			/* libunwind's per-IP cache described the old image */
+			if (s->unwinder)
+				stoke_unwinder_forget(s->unwinder, rec->comm.pid);
 		}
 		return 0;
 	case STOKE_REC_FORK:
@@ -390,6 +396,114 @@ static void foreign_frame(struct stoke_symbolizer *s, uint64_t addr, struct stok
 	s->stats.unknown++;
 }
 
+/* ---- DWARF user stacks (unwind.c) ---- */
+
+/* The root-side marker of a stack that did not reach its outermost frame. */
+static void synthetic_frame(struct stoke_symbolizer *s, const char *name,
+			    struct stoke_symbol *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->function = stoke_strpool_intern(s->pool, name);
+	ret->kind = STOKE_FRAME_SYNTHETIC;
+}
+
+/* Name one unwound frame; vDSO frames, which no file describes, are named
+ * from the unwinder's vDSO image. */
+static void unwound_frame(struct stoke_symbolizer *s, pid_t pid,
+			  const struct stoke_unwind_frame *f, struct stoke_symbol *ret)
+{
+	struct stoke_addrspace *as;
+	const struct stoke_mapping *m;
+
+	stoke_symbolizer_addr(s, pid, f->ip, false, !f->exact, ret);
+	if (ret->function || ret->module != s->vdso_module)
+		return;
+	as = stoke_proctable_find(s->procs, (uint32_t)pid);
+	m = as ? stoke_addrspace_find(as, f->exact ? f->ip : f->ip - 1) : NULL;
+	if (!m)
+		return;
+	ret->function = stoke_unwind_vdso_symbol(s->unwinder, m->start,
+						 f->exact ? f->ip : f->ip - 1);
+	ret->offset = f->ip - m->start;
+	if (ret->function)
+		s->stats.unknown--;
+}
+
+static void count_unwind_end(struct stoke_symbolizer *s, enum stoke_unwind_end end)
+{
+	switch (end) {
+	case STOKE_UNWIND_COMPLETE:
+		s->stats.unwind_complete++;
+		break;
+	case STOKE_UNWIND_TRUNCATED:
+		s->stats.unwind_truncated++;
+		break;
+	case STOKE_UNWIND_NO_INFO:
+		s->stats.unwind_no_cfi++;
+		break;
+	case STOKE_UNWIND_BAD_FRAME:
+		s->stats.unwind_bad_frame++;
+		break;
+	case STOKE_UNWIND_MAX_DEPTH:
+		s->stats.unwind_max_depth++;
+		break;
+	case STOKE_UNWIND_NO_REGS:
+	case STOKE_UNWIND_NR_ENDS:
+		return;
+	}
+	s->stats.unwind_samples++;
+}
+
+/*
+ * A DWARF-mode sample: kernel frames from the callchain (the kernel wrote no
+ * user part: exclude_callchain_user), then the unwound user frames, then a
+ * synthetic frame when the walk stopped early. max >= 1.
+ */
+static int sample_dwarf(struct stoke_symbolizer *s, const struct stoke_sample *sample,
+			struct stoke_symbol *frames, size_t max)
+{
+	struct stoke_unwind_frame ips[STOKE_UNWIND_MAX_FRAMES];
+	enum stoke_unwind_end end;
+	bool kernel = false, first = true;
+	size_t n = 0, nips;
+
+	for (uint64_t i = 0; i < sample->nr && n < max; i++) {
+		uint64_t v = sample->callchain[i];
+
+		if (v >= PERF_CONTEXT_MAX) {
+			kernel = v == PERF_CONTEXT_KERNEL;
+			first = true;
+			continue;
+		}
+		if (!kernel)
+			continue; /* a stray user entry: the unwinder does better */
+		stoke_symbolizer_addr(s, (pid_t)sample->pid, v, true, !first, &frames[n++]);
+		first = false;
+	}
+	if (max - n < 2)
+		return (int)n;
+	if (!s->unwinder && stoke_unwinder_new(s->elfs, s->pool, &s->unwinder) < 0)
+		return (int)n;
+	/* One slot stays free for the synthetic root frame. */
+	nips = stoke_unwind_sample(s->unwinder, stoke_proctable_find(s->procs, sample->pid),
+				   sample, ips, STOKE_MIN(max - n - 1, ARRAY_SIZE(ips)), &end);
+	count_unwind_end(s, end);
+	/* Registers we cannot unwind from (another ABI): the sampled IP alone,
+	 * as without a callchain. */
+	if (!nips && !addr_is_kernel(sample->ip))
+		stoke_symbolizer_addr(s, (pid_t)sample->pid, sample->ip, false, false,
+				      &frames[n++]);
+	for (size_t i = 0; i < nips; i++)
+		unwound_frame(s, (pid_t)sample->pid, &ips[i], &frames[n++]);
+	if (nips && n < max && end != STOKE_UNWIND_COMPLETE)
+		synthetic_frame(s,
+				end == STOKE_UNWIND_TRUNCATED || end == STOKE_UNWIND_MAX_DEPTH
+					? "[truncated]"
+					: "[unwind-failed]",
+				&frames[n++]);
+	return (int)n;
+}
+
 int stoke_symbolizer_sample(struct stoke_symbolizer *s, const struct stoke_sample *sample,
 			    struct stoke_symbol *frames, size_t max)
 {
@@ -401,6 +515,9 @@ int stoke_symbolizer_sample(struct stoke_symbolizer *s, const struct stoke_sampl
 		max = INT_MAX;
 	if (max == 0)
 		return 0;
+	/* A sample with a user register set was taken in DWARF mode. */
+	if (sample->nr_regs && sample->regs)
+		return sample_dwarf(s, sample, frames, max);
 	if (sample->nr == 0 || !sample->callchain) {
 		stoke_symbolizer_addr(s, (pid_t)sample->pid, sample->ip, addr_is_kernel(sample->ip),
 				      false, &frames[0]);
@@ -431,6 +548,12 @@ void stoke_symbolizer_get_stats(const struct stoke_symbolizer *s,
 				struct stoke_symbolizer_stats *ret)
 {
 	*ret = s->stats;
+	if (s->unwinder) {
+		struct stoke_unwind_stats us;
+
+		stoke_unwinder_get_stats(s->unwinder, &us);
+		ret->unwind_fp_links = us.fp_links;
+	}
 	ret->modules = stoke_elfcache_modules(s->elfs);
 	ret->modules_failed = stoke_elfcache_failed(s->elfs);
 	ret->processes = (uint32_t)stoke_proctable_count(s->procs);

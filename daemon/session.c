@@ -384,3 +384,14 @@ bool stoke_session_kernel_dropped(const struct stoke_session *s)
 {
 	return stoke_sampler_kernel_dropped(s->sampler);
 }
+	{
+		struct stoke_symbolizer_stats ss;
+
+		stoke_symbolizer_get_stats(s->symbolizer, &ss);
+		ret->unwind_samples = ss.unwind_samples;
+		ret->unwind_truncated = ss.unwind_truncated;
+		ret->unwind_no_cfi = ss.unwind_no_cfi;
+		ret->unwind_bad_frame = ss.unwind_bad_frame;
+		ret->unwind_max_depth = ss.unwind_max_depth;
+		ret->unwind_fp_links = ss.unwind_fp_links;
+	}

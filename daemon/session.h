@@ -29,6 +29,14 @@ struct stoke_session_stats {
 	uint64_t throttled;
 	uint64_t malformed;    /* records that did not decode */
 	uint64_t unknown_frames;
+	/* DWARF mode: samples whose user stack was unwound, and why each walk
+	 * ended short of the outermost frame (see stoke_symbolizer_stats). */
+	uint64_t unwind_samples;
+	uint64_t unwind_truncated;  /* [truncated]: stack copy too small */
+	uint64_t unwind_no_cfi;     /* [unwind-failed]: no CFI */
+	uint64_t unwind_bad_frame;  /* [unwind-failed]: implausible frame */
+	uint64_t unwind_max_depth;  /* [truncated]: frame limit */
+	uint64_t unwind_fp_links;   /* frames spliced from frame pointers */
 	uint32_t threads;      /* threads seen with samples or names */
 	uint32_t targets_alive;
 };

@@ -536,3 +536,22 @@ uint32_t stoke_elfcache_failed(const struct stoke_elfcache *c)
 {
 	return c->failed;
 }
+
+/* ---- accessors for the unwinder (unwind.c) ---- */
+
+int stoke_module_elf(struct stoke_elfcache *c, struct stoke_module *mod, struct Elf **ret_elf)
+{
+	Dwarf_Addr bias;
+	Elf *elf;
+	int r = module_ready(c, mod);
+
+	if (r < 0)
+		return r;
+	/* The main file as reported, not separate debuginfo: its bytes are
+	 * the ones mapped into the process. */
+	elf = dwfl_module_getelf(mod->dwmod, &bias);
+	if (!elf)
+		return -ENOEXEC;
+	*ret_elf = elf;
+	return 0;
+}

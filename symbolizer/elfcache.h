@@ -66,3 +66,12 @@ int stoke_module_symbol(struct stoke_elfcache *c, struct stoke_module *mod, uint
 
 uint32_t stoke_elfcache_modules(const struct stoke_elfcache *c);
 uint32_t stoke_elfcache_failed(const struct stoke_elfcache *c);
+
+/*
+ * For the unwinder: the module's main ELF file (the one mapped into the
+ * process, never separate debuginfo), parsed on first use. The handle is
+ * libdwfl's and stays valid until the cache is freed; elf_rawfile() on it
+ * gives the file's bytes. Returns 0 or -ENOEXEC/-ENOMEM.
+ */
+struct Elf;
+int stoke_module_elf(struct stoke_elfcache *c, struct stoke_module *mod, struct Elf **ret_elf);

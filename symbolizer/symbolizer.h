@@ -77,6 +77,17 @@ void stoke_symbolizer_free(struct stoke_symbolizer *s);
  * process's mappings (the MMAPs after it rebuild them); FORK of a new process
  * copies the parent's mappings. Other records are ignored. Returns 0 or
  * -ENOMEM.
+	uint64_t jit_maps_read; /* /tmp/perf-PID.map files (re)read */
+	/* DWARF unwinding of user stacks (samples with user registers); every
+	 * unwound sample ends in exactly one of the reasons below. */
+	uint64_t unwind_samples;
+	uint64_t unwind_complete;   /* reached the outermost frame */
+	uint64_t unwind_truncated;  /* [truncated]: the stack copy was too small */
+	uint64_t unwind_no_cfi;     /* [unwind-failed]: no CFI, no plausible FP link */
+	uint64_t unwind_bad_frame;  /* [unwind-failed]: implausible frame or
+				     * libunwind error */
+	uint64_t unwind_max_depth;  /* [truncated]: the frame limit */
+	uint64_t unwind_fp_links;   /* frames spliced from frame-pointer links */
  */
 int stoke_symbolizer_record(struct stoke_symbolizer *s, const struct stoke_record *rec);
 
@@ -103,6 +114,15 @@ void stoke_symbolizer_get_stats(const struct stoke_symbolizer *s,
 
 /* ---- kernel symbols (kallsyms), usable on their own ---- */
 
+ *
+ * A sample with user registers and a user stack copy (DWARF mode) gets its
+ * user frames by DWARF unwinding instead (libunwind, see unwind.h); the
+ * kernel frames still come from the callchain, on top. The -1 rule applies
+ * to every unwound frame but the first and the one a signal interrupted. A
+ * stack that does not reach its outermost frame ends, root side, with a
+ * STOKE_FRAME_SYNTHETIC frame named "[truncated]" (the stack copy or the
+ * frame limit was too small) or "[unwind-failed]" (no CFI, or a frame that
+ * is not plausible); the reasons are counted in the stats.
 struct stoke_ksyms;
 /* Load a kallsyms-format file. Returns 0, or -errno. An all-zero address file
  * (kptr_restrict) loads with no symbols. */

@@ -61,7 +61,9 @@ static void usage(FILE *f)
 	      "                          (cycles falls back to cpu-clock without a PMU)\n"
 	      "  -d, --duration SECONDS  stop after this long (default: until the\n"
 	      "                          targets exit or Ctrl-C)\n"
-	      "  -g, --call-graph MODE   fp (frame pointers; default)\n"
+	      "  -g, --call-graph MODE   fp (frame pointers), dwarf[,BYTES] (unwind a\n"
+	      "                          copy of BYTES of user stack; default 8192,\n"
+	      "                          max 65528) or auto (default: dwarf)\n"
 	      "  -o, --output FILE       output file (default stoke.folded; - for stdout)\n"
 	      "      --per-thread        folded: prefix stacks with comm-PID/TID\n"
 	      "      --no-kernel         do not sample kernel stacks\n"
@@ -73,6 +75,36 @@ static void usage(FILE *f)
 }
 
 #define die_usage(...) cli_usage_error("record", __VA_ARGS__)
+
+/*
+ * -g fp | dwarf[,BYTES] | auto. auto is DWARF unwinding of every user stack
+ * with the default copy size: it is right for binaries with and without
+ * frame pointers alike, and online unwinding keeps up at the default rate.
+ */
+static int parse_callgraph(const char *s, struct stoke_sampler_opts *o)
+{
+	char *end;
+	unsigned long v;
+
+	if (strcmp(s, "fp") == 0) {
+		o->callgraph = STOKE_CALLGRAPH_FP;
+		return 0;
+	}
+	if (strcmp(s, "auto") == 0 || strcmp(s, "dwarf") == 0) {
+		o->callgraph = STOKE_CALLGRAPH_DWARF;
+		o->stack_size = 8192;
+		return 0;
+	}
+	if (strncmp(s, "dwarf,", 6) != 0 || s[6] < '0' || s[6] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s + 6, &end, 10);
+	if (errno || *end || v == 0 || v > 65528 || v % 8)
+		return -EINVAL;
+	o->callgraph = STOKE_CALLGRAPH_DWARF;
+	o->stack_size = (uint32_t)v;
+	return 0;
+}
 
 static int parse_pids(const char *s, struct record_args *a)
 {
@@ -171,9 +203,10 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 				return die_usage("invalid duration '%s' (seconds > 0)", optarg);
 			break;
 		case 'g':
-			if (strcmp(optarg, "fp") != 0)
-				return die_usage("unsupported call-graph mode '%s' (fp)", optarg);
-			a->sopts.sampler.callgraph = STOKE_CALLGRAPH_FP;
+			if (parse_callgraph(optarg, &a->sopts.sampler) < 0)
+				return die_usage("invalid call-graph mode '%s' (fp, dwarf[,BYTES] "
+						 "with BYTES a multiple of 8 up to 65528, or auto)",
+						 optarg);
 			break;
 		case 'o':
 			a->output = optarg;
@@ -467,6 +500,23 @@ static int write_output(struct recorder *rec)
 	return r;
 }
 
+/* DWARF mode: how many user stacks did not unwind to their outermost frame,
+ * by reason. */
+static void unwind_summary(const struct stoke_session_stats *st)
+{
+	uint64_t bad = st->unwind_truncated + st->unwind_max_depth + st->unwind_no_cfi +
+		       st->unwind_bad_frame;
+
+	fprintf(stderr,
+		"stoke: unwound %llu user stacks, %llu incomplete (%.1f%%): %llu truncated "
+		"(stack copy), %llu max-depth, %llu no-cfi, %llu bad-frame; %llu fp-links\n",
+		(unsigned long long)st->unwind_samples, (unsigned long long)bad,
+		100.0 * (double)bad / (double)st->unwind_samples,
+		(unsigned long long)st->unwind_truncated, (unsigned long long)st->unwind_max_depth,
+		(unsigned long long)st->unwind_no_cfi, (unsigned long long)st->unwind_bad_frame,
+		(unsigned long long)st->unwind_fp_links);
+}
+
 static void summary(struct recorder *rec, double elapsed)
 {
 	struct stoke_session_stats st;
@@ -480,6 +530,8 @@ static void summary(struct recorder *rec, double elapsed)
 	fprintf(stderr, "stoke: %llu samples, %llu lost, %u threads, %.2f s -> %s\n",
 		(unsigned long long)st.samples, (unsigned long long)st.lost, st.threads,
 		elapsed, strcmp(rec->args->output, "-") ? rec->args->output : "stdout");
+	if (st.unwind_samples)
+		unwind_summary(&st);
 }
 
 static int exit_code_of(int status)

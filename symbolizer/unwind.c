@@ -1,0 +1,911 @@
+/*
+ * DWARF unwinding of sampled user stacks with libunwind's remote API (see
+ * unwind.h).
+ *
+ * Accessors. libunwind asks for registers, memory words and unwind info;
+ * the argument threaded through every call is a struct walk describing the
+ * one sample being unwound:
+ *   - registers come from the sample (perf's x86-64 register order, one
+ *     value per bit of the mask, mapped to libunwind's numbering);
+ *   - memory comes from the stack copy when the address lies in it; a read
+ *     above the copy (the stack goes on but the copy ended) is refused and
+ *     remembered, so the walk is reported as truncated rather than failed;
+ *     anything else is read from the bytes of the mapped file, and only
+ *     from segments that are not writable: data the program may have
+ *     changed is not in the file;
+ *   - find_proc_info hands libunwind the module's .eh_frame_hdr search table
+ *     as a "remote table" and lets dwarf_search_unwind_table search it and
+ *     parse the FDE through access_mem.
+ *
+ * Caching. libunwind keeps a register-state cache per address space keyed
+ * by IP, so the CFI of an IP is parsed once. IPs only mean something within
+ * one process, so each process gets its own address space (a bounded table,
+ * recycled oldest first). Module tables are parsed once per module (the
+ * elfcache shares modules between processes).
+ *
+ * No CFI. When a frame has no CFI, libunwind itself falls back to the
+ * frame-pointer link ([rbp], [rbp+8]). That is only right when the code
+ * kept frame pointers, so such a frame is accepted only when it looks
+ * real: its return address lies in mapped code right after a call
+ * instruction and the stack pointer moved up. Otherwise the walk ends and
+ * the caller marks the stack [unwind-failed]: a garbage frame is worse than
+ * a short stack.
+ *
+ * .debug_frame. Debian's libunwind does not export dwarf_find_debug_frame,
+ * so modules with only .debug_frame (rare: every Debian binary has
+ * .eh_frame) get no CFI and go through the plausible-FP rule above.
+ *
+ * vDSO. It has no file, but it is the kernel's image, the same in every
+ * 64-bit process: our own (getauxval(AT_SYSINFO_EHDR)) provides its bytes,
+ * CFI and symbols, when the target's [vdso] mapping has the same size.
+ */
+#include "unwind.h"
+
+#include <errno.h>
+#include <gelf.h>
+#include <libunwind.h>
+#include <linux/perf_event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#include "addrspace.h"
+#include "elfcache.h"
+#include "log.h"
+#include "util.h"
+
+/* Not declared by libunwind's public headers, but exported (perf uses it
+ * the same way): searches a binary-search table and parses the FDE. */
+#define dwarf_search_unwind_table UNW_OBJ(dwarf_search_unwind_table)
+extern int dwarf_search_unwind_table(unw_addr_space_t as, unw_word_t ip, unw_dyn_info_t *di,
+				     unw_proc_info_t *pi, int need_unwind_info, void *arg);
+
+/* Processes with a live libunwind address space; beyond this the oldest
+ * is dropped (its per-IP cache is rebuilt if it samples again). */
+#define UNWIND_MAX_PROCS 64
+/* libunwind's per-address-space register-state cache, in entries. */
+#define UNWIND_RS_CACHE_SIZE 4096
+
+/* perf's x86-64 register numbers (arch/x86/include/uapi/asm/perf_regs.h). */
+enum {
+	PERF_X86_AX = 0, PERF_X86_BX, PERF_X86_CX, PERF_X86_DX, PERF_X86_SI, PERF_X86_DI,
+	PERF_X86_BP, PERF_X86_SP, PERF_X86_IP, PERF_X86_FLAGS, PERF_X86_CS, PERF_X86_SS,
+	PERF_X86_DS, PERF_X86_ES, PERF_X86_FS, PERF_X86_GS,
+	PERF_X86_R8, /* … R15 = 23 */
+};
+
+/* DWARF pointer encodings used by .eh_frame_hdr. */
+#define DW_EH_PE_omit 0xff
+#define DW_EH_PE_FORMAT_MASK 0x0f
+#define DW_EH_PE_udata4 0x03
+#define DW_EH_PE_udata8 0x04
+#define DW_EH_PE_sdata4 0x0b
+#define DW_EH_PE_sdata8 0x0c
+#define DW_EH_PE_datarel 0x30
+
+struct seg {
+	uint64_t offset, filesz, vaddr;
+	bool writable;
+};
+
+/* The unwinding view of one ELF image (a module's file, or the vDSO). */
+struct image {
+	const void *key;     /* struct stoke_module *, or NULL for the vDSO */
+	bool ok;             /* bytes and segments available */
+	const uint8_t *raw;  /* the file's bytes */
+	size_t size;
+	struct seg *segs;
+	size_t nsegs;
+	bool has_table;      /* a usable .eh_frame_hdr search table */
+	uint64_t hdr_vaddr, table_vaddr, fde_count;
+};
+
+struct vdso_sym {
+	uint64_t start, size;
+	const char *name; /* interned */
+};
+
+struct proc {
+	uint32_t pid;
+	unw_addr_space_t as; /* NULL: free slot */
+	uint64_t born;       /* creation order, for recycling */
+};
+
+struct stoke_unwinder {
+	struct stoke_elfcache *elfs;
+	struct stoke_strpool *pool;
+	struct image **images; /* open addressing by key */
+	size_t nimages, nslots;
+	struct proc procs[UNWIND_MAX_PROCS];
+	uint64_t procs_born;
+	/* vDSO */
+	bool vdso_tried;
+	struct image vdso;
+	uint8_t *vdso_copy;
+	size_t vdso_map_size; /* page-rounded: compared with the target's */
+	struct vdso_sym *vsyms;
+	size_t nvsyms;
+	struct stoke_unwind_stats stats;
+};
+
+/* Images met in this walk, with their load bias in this process. */
+#define WALK_NEAR 8
+
+/* One sample being unwound: the arg of every accessor. */
+struct walk {
+	struct stoke_unwinder *u;
+	const struct stoke_addrspace *as;
+	const uint64_t *regs;
+	const uint8_t *stack;
+	uint64_t stack_lo, stack_len; /* the copy covers [stack_lo, +stack_len) */
+	bool beyond_copy; /* a read above the copy was refused */
+	bool no_info;     /* find_proc_info found no CFI */
+	/* Only executable mappings are known (perf sends MMAP records for those
+	 * alone), but .eh_frame_hdr and .eh_frame usually sit in a read-only
+	 * segment next to them: addresses outside every known mapping are
+	 * looked up in the segments of the images this walk has met. */
+	struct {
+		const struct image *img;
+		uint64_t bias;
+	} near[WALK_NEAR];
+	size_t nnear;
+};
+
+/* ---- images ---- */
+
+static void image_clear(struct image *img)
+{
+	free(img->segs);
+	img->segs = NULL;
+	img->nsegs = 0;
+}
+
+static int image_segments(struct image *img, Elf *elf)
+{
+	size_t phnum, cap = 0;
+
+	if (elf_getphdrnum(elf, &phnum) != 0)
+		return -ENOEXEC;
+	for (size_t i = 0; i < phnum; i++) {
+		GElf_Phdr mem, *ph = gelf_getphdr(elf, (int)i, &mem);
+
+		if (!ph)
+			return -ENOEXEC;
+		if (ph->p_type == PT_GNU_EH_FRAME) {
+			img->hdr_vaddr = ph->p_vaddr;
+			img->has_table = true; /* checked in image_table */
+		}
+		if (ph->p_type != PT_LOAD || ph->p_filesz == 0)
+			continue;
+		if (STOKE_GROW(img->segs, cap, img->nsegs + 1) < 0)
+			return -ENOMEM;
+		img->segs[img->nsegs++] = (struct seg){
+			.offset = ph->p_offset,
+			.filesz = ph->p_filesz,
+			.vaddr = ph->p_vaddr,
+			.writable = ph->p_flags & PF_W,
+		};
+	}
+	return 0;
+}
+
+/* The file offset of an ELF virtual address, through its segment. */
+static bool image_vaddr_to_off(const struct image *img, uint64_t vaddr, uint64_t *ret_off)
+{
+	for (size_t i = 0; i < img->nsegs; i++) {
+		const struct seg *s = &img->segs[i];
+
+		if (vaddr >= s->vaddr && vaddr - s->vaddr < s->filesz) {
+			*ret_off = vaddr - s->vaddr + s->offset;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool image_off_to_vaddr(const struct image *img, uint64_t off, uint64_t *ret_vaddr)
+{
+	for (size_t i = 0; i < img->nsegs; i++) {
+		const struct seg *s = &img->segs[i];
+
+		if (off >= s->offset && off - s->offset < s->filesz) {
+			*ret_vaddr = off - s->offset + s->vaddr;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool read_encoded(const uint8_t *p, const uint8_t *end, uint8_t enc, size_t *ret_len,
+			 uint64_t *ret_val)
+{
+	switch (enc & DW_EH_PE_FORMAT_MASK) {
+	case DW_EH_PE_udata4:
+	case DW_EH_PE_sdata4: {
+		int32_t v;
+
+		if (end - p < 4)
+			return false;
+		memcpy(&v, p, 4);
+		*ret_val = (enc & DW_EH_PE_FORMAT_MASK) == DW_EH_PE_sdata4 ? (uint64_t)(int64_t)v
+									  : (uint32_t)v;
+		*ret_len = 4;
+		return true;
+	}
+	case DW_EH_PE_udata8:
+	case DW_EH_PE_sdata8:
+		if (end - p < 8)
+			return false;
+		memcpy(ret_val, p, 8);
+		*ret_len = 8;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Validate the .eh_frame_hdr: version 1 with a binary-search table of
+ * (datarel sdata4 start, datarel sdata4 FDE) pairs, which is what
+ * dwarf_search_unwind_table reads as UNW_INFO_FORMAT_REMOTE_TABLE.
+ */
+static void image_table(struct image *img)
+{
+	uint64_t off, eh_frame, count;
+	const uint8_t *p, *end = img->raw + img->size;
+	size_t len;
+
+	img->has_table = false;
+	if (!image_vaddr_to_off(img, img->hdr_vaddr, &off) || off + 4 > img->size)
+		return;
+	p = img->raw + off;
+	if (p[0] != 1 || p[1] == DW_EH_PE_omit || p[2] == DW_EH_PE_omit ||
+	    p[3] != (DW_EH_PE_datarel | DW_EH_PE_sdata4))
+		return;
+	if (!read_encoded(p + 4, end, p[1], &len, &eh_frame))
+		return;
+	off = 4 + len;
+	if (!read_encoded(p + off, end, p[2], &len, &count))
+		return;
+	off += len;
+	if (count == 0 || count > (uint64_t)(end - p - off) / 8)
+		return;
+	img->table_vaddr = img->hdr_vaddr + off;
+	img->fde_count = count;
+	img->has_table = true;
+}
+
+static void image_load_module(struct stoke_unwinder *u, struct image *img,
+			      struct stoke_module *mod)
+{
+	struct Elf *elf;
+	size_t size;
+	const char *raw;
+
+	if (stoke_module_elf(u->elfs, mod, &elf) < 0)
+		return;
+	raw = elf_rawfile(elf, &size);
+	if (!raw || image_segments(img, elf) < 0) {
+		image_clear(img);
+		return;
+	}
+	img->raw = (const uint8_t *)raw;
+	img->size = size;
+	img->ok = true;
+	if (img->has_table)
+		image_table(img);
+	u->stats.tables += img->has_table;
+	u->stats.tables_missing += !img->has_table;
+	if (!img->has_table)
+		log_debug("unwind: %s: no usable .eh_frame_hdr", stoke_module_path(mod));
+}
+
+static size_t image_slot(const struct stoke_unwinder *u, const void *key)
+{
+	size_t i = stoke_hash_u64((uintptr_t)key) & (u->nslots - 1);
+
+	while (u->images[i] && u->images[i]->key != key)
+		i = (i + 1) & (u->nslots - 1);
+	return i;
+}
+
+static int images_grow(struct stoke_unwinder *u)
+{
+	struct stoke_unwinder n = { .nslots = u->nslots * 2 };
+
+	n.images = calloc(n.nslots, sizeof(*n.images));
+	if (!n.images)
+		return -ENOMEM;
+	for (size_t i = 0; i < u->nslots; i++)
+		if (u->images[i])
+			n.images[image_slot(&n, u->images[i]->key)] = u->images[i];
+	free(u->images);
+	u->images = n.images;
+	u->nslots = n.nslots;
+	return 0;
+}
+
+/* The image of mod, parsed on first use; NULL only on ENOMEM. A module
+ * that cannot be read gets an image with ok == false. */
+static struct image *image_get(struct stoke_unwinder *u, struct stoke_module *mod)
+{
+	size_t i = image_slot(u, mod);
+	struct image *img;
+
+	if (u->images[i])
+		return u->images[i];
+	if ((u->nimages + 1) * 2 > u->nslots) {
+		if (images_grow(u) < 0)
+			return NULL;
+		i = image_slot(u, mod);
+	}
+	img = calloc(1, sizeof(*img));
+	if (!img)
+		return NULL;
+	img->key = mod;
+	image_load_module(u, img, mod);
+	u->images[i] = img;
+	u->nimages++;
+	return img;
+}
+
+/* ---- the vDSO ---- */
+
+static int vsym_cmp(const void *a, const void *b)
+{
+	const struct vdso_sym *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static void vdso_symbols(struct stoke_unwinder *u, Elf *elf)
+{
+	Elf_Scn *scn = NULL;
+	size_t cap = 0;
+
+	while ((scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr shmem, *sh = gelf_getshdr(scn, &shmem);
+		Elf_Data *data;
+
+		if (!sh || sh->sh_type != SHT_DYNSYM || !sh->sh_entsize)
+			continue;
+		data = elf_getdata(scn, NULL);
+		for (size_t i = 0; data && i < sh->sh_size / sh->sh_entsize; i++) {
+			GElf_Sym sym;
+			const char *name;
+
+			if (!gelf_getsym(data, (int)i, &sym) || GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
+			    sym.st_shndx == SHN_UNDEF)
+				continue;
+			name = elf_strptr(elf, sh->sh_link, sym.st_name);
+			if (!name || !*name || STOKE_GROW(u->vsyms, cap, u->nvsyms + 1) < 0)
+				continue;
+			name = stoke_strpool_intern(u->pool, name);
+			if (!name)
+				continue;
+			u->vsyms[u->nvsyms++] = (struct vdso_sym){ sym.st_value, sym.st_size, name };
+		}
+	}
+	if (u->nvsyms)
+		qsort(u->vsyms, u->nvsyms, sizeof(*u->vsyms), vsym_cmp);
+}
+
+/* Copy our own vDSO (the kernel maps the same image into every 64-bit
+ * process) and parse it like a file. */
+static void vdso_load(struct stoke_unwinder *u)
+{
+	const uint8_t *base = (const uint8_t *)getauxval(AT_SYSINFO_EHDR);
+	const GElf_Ehdr *eh = (const GElf_Ehdr *)base;
+	long page = sysconf(_SC_PAGESIZE);
+	size_t size = 0;
+	Elf *elf;
+
+	u->vdso_tried = true;
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return;
+	if (!base || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64)
+		return;
+	/* The image's extent: its section headers come last. */
+	size = eh->e_shoff + (size_t)eh->e_shnum * eh->e_shentsize;
+	for (unsigned i = 0; i < eh->e_phnum; i++) {
+		const Elf64_Phdr *ph = (const Elf64_Phdr *)(base + eh->e_phoff) + i;
+
+		if (ph->p_type == PT_LOAD)
+			size = STOKE_MAX(size, (size_t)(ph->p_offset + ph->p_filesz));
+	}
+	if (size == 0 || size > (1u << 20))
+		return;
+	u->vdso_copy = malloc(size);
+	if (!u->vdso_copy)
+		return;
+	memcpy(u->vdso_copy, base, size);
+	u->vdso_map_size = (size + (size_t)page - 1) & ~((size_t)page - 1);
+	elf = elf_memory((char *)u->vdso_copy, size);
+	if (!elf)
+		return;
+	if (image_segments(&u->vdso, elf) == 0) {
+		u->vdso.raw = u->vdso_copy;
+		u->vdso.size = size;
+		u->vdso.ok = true;
+		if (u->vdso.has_table)
+			image_table(&u->vdso);
+		vdso_symbols(u, elf);
+	}
+	elf_end(elf);
+}
+
+/* Our vDSO image if a target mapping of map_size bytes can be it. */
+static const struct image *vdso_image(struct stoke_unwinder *u, uint64_t map_size)
+{
+	if (!u->vdso_tried)
+		vdso_load(u);
+	if (!u->vdso.ok || map_size != u->vdso_map_size)
+		return NULL;
+	return &u->vdso;
+}
+
+const char *stoke_unwind_vdso_symbol(struct stoke_unwinder *u, uint64_t vdso_start,
+				     uint64_t addr)
+{
+	const struct image *img;
+	uint64_t vaddr;
+	size_t lo = 0, hi;
+
+	if (!u->vdso_tried)
+		vdso_load(u);
+	img = vdso_image(u, u->vdso_map_size);
+	if (!img || addr < vdso_start || !image_off_to_vaddr(img, addr - vdso_start, &vaddr))
+		return NULL;
+	/* The greatest start <= vaddr, if vaddr lies inside it. */
+	hi = u->nvsyms;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (u->vsyms[mid].start <= vaddr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	if (vaddr - u->vsyms[lo - 1].start >= STOKE_MAX(u->vsyms[lo - 1].size, (uint64_t)1))
+		return NULL;
+	return u->vsyms[lo - 1].name;
+}
+
+/* ---- address → image ---- */
+
+struct located {
+	const struct stoke_mapping *map;
+	const struct image *img;
+	uint64_t off; /* file offset of the address */
+};
+
+static bool is_vdso(const struct stoke_mapping *m)
+{
+	return !m->mod && m->name && strcmp(m->name, "[vdso]") == 0;
+}
+
+static bool locate(struct walk *w, uint64_t addr, struct located *ret)
+{
+	const struct stoke_mapping *m = w->as ? stoke_addrspace_find(w->as, addr) : NULL;
+
+	if (!m)
+		return false;
+	if (m->mod)
+		ret->img = image_get(w->u, m->mod);
+	else if (is_vdso(m))
+		ret->img = vdso_image(w->u, m->end - m->start);
+	else
+		ret->img = NULL;
+	if (!ret->img || !ret->img->ok)
+		return false;
+	ret->map = m;
+	ret->off = addr - m->start + m->pgoff;
+	return true;
+}
+
+/* Runtime address = ELF vaddr + bias, from the mapping found. */
+static bool located_bias(const struct located *l, uint64_t *ret_bias)
+{
+	uint64_t vaddr;
+
+	if (!image_off_to_vaddr(l->img, l->map->pgoff, &vaddr))
+		return false;
+	*ret_bias = l->map->start - vaddr;
+	return true;
+}
+
+static void walk_remember(struct walk *w, const struct image *img, uint64_t bias)
+{
+	for (size_t i = 0; i < w->nnear; i++)
+		if (w->near[i].img == img && w->near[i].bias == bias)
+			return;
+	/* the oldest goes when full: a walk rarely meets more than a few */
+	if (w->nnear == WALK_NEAR)
+		memmove(&w->near[0], &w->near[1], sizeof(w->near[0]) * --w->nnear);
+	w->near[w->nnear].img = img;
+	w->near[w->nnear++].bias = bias;
+}
+
+/* Copy n bytes at file offset off of img, if a read-only segment has them. */
+static bool image_read(const struct image *img, uint64_t off, void *buf, size_t n)
+{
+	if (off > img->size || img->size - off < n)
+		return false;
+	for (size_t i = 0; i < img->nsegs; i++) {
+		const struct seg *s = &img->segs[i];
+
+		if (off >= s->offset && off - s->offset < s->filesz) {
+			if (s->writable)
+				return false;
+			memcpy(buf, img->raw + off, n);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Read n bytes of file-backed, read-only memory at addr. */
+static bool read_file_bytes(struct walk *w, uint64_t addr, void *buf, size_t n)
+{
+	struct located l;
+	uint64_t bias, off;
+
+	if (locate(w, addr, &l)) {
+		if (located_bias(&l, &bias))
+			walk_remember(w, l.img, bias);
+		return image_read(l.img, l.off, buf, n);
+	}
+	for (size_t i = w->nnear; i-- > 0;) {
+		if (image_vaddr_to_off(w->near[i].img, addr - w->near[i].bias, &off))
+			return image_read(w->near[i].img, off, buf, n);
+	}
+	return false;
+}
+
+/* ---- accessors ---- */
+
+static int acc_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *pi,
+			      int need_unwind_info, void *arg)
+{
+	struct walk *w = arg;
+	unw_dyn_info_t di;
+	struct located l;
+	uint64_t bias;
+	int r;
+
+	if (!locate(w, ip, &l) || !l.img->has_table || !located_bias(&l, &bias)) {
+		w->no_info = true;
+		return -UNW_ENOINFO;
+	}
+	/* the table and the FDEs are read through access_mem next */
+	walk_remember(w, l.img, bias);
+	memset(&di, 0, sizeof(di));
+	di.format = UNW_INFO_FORMAT_REMOTE_TABLE;
+	di.start_ip = l.map->start;
+	di.end_ip = l.map->end;
+	di.u.rti.segbase = l.img->hdr_vaddr + bias;
+	di.u.rti.table_data = l.img->table_vaddr + bias;
+	/* in words; one entry is two int32 */
+	di.u.rti.table_len = l.img->fde_count * 8 / sizeof(unw_word_t);
+	r = dwarf_search_unwind_table(as, ip, &di, pi, need_unwind_info, arg);
+	if (r == -UNW_ENOINFO)
+		w->no_info = true;
+	return r;
+}
+
+static void acc_put_unwind_info(unw_addr_space_t as, unw_proc_info_t *pi, void *arg)
+{
+	/* dwarf_search_unwind_table's info is freed by libunwind itself. */
+}
+
+static int acc_get_dyn_info_list_addr(unw_addr_space_t as, unw_word_t *dilap, void *arg)
+{
+	return -UNW_ENOINFO; /* no dynamically registered unwind info */
+}
+
+static int acc_access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *valp, int write,
+			  void *arg)
+{
+	struct walk *w = arg;
+
+	if (write)
+		return -UNW_EINVAL;
+	if (addr >= w->stack_lo && addr - w->stack_lo < w->stack_len) {
+		if (w->stack_len - (addr - w->stack_lo) < sizeof(*valp))
+			goto beyond;
+		memcpy(valp, w->stack + (addr - w->stack_lo), sizeof(*valp));
+		return 0;
+	}
+	if (read_file_bytes(w, addr, valp, sizeof(*valp)))
+		return 0;
+	/* Not file-backed: above the stack pointer it is stack the copy did not
+	 * reach (the copy starts at SP; callers' frames lie above it). */
+	if (addr >= w->stack_lo)
+		goto beyond;
+	return -UNW_EINVAL;
+beyond:
+	w->beyond_copy = true;
+	return -UNW_EINVAL;
+}
+
+/* libunwind's x86-64 numbering → perf's. */
+static int perf_reg_of(unw_regnum_t reg)
+{
+	static const int8_t map[] = {
+		[UNW_X86_64_RAX] = PERF_X86_AX, [UNW_X86_64_RDX] = PERF_X86_DX,
+		[UNW_X86_64_RCX] = PERF_X86_CX, [UNW_X86_64_RBX] = PERF_X86_BX,
+		[UNW_X86_64_RSI] = PERF_X86_SI, [UNW_X86_64_RDI] = PERF_X86_DI,
+		[UNW_X86_64_RBP] = PERF_X86_BP, [UNW_X86_64_RSP] = PERF_X86_SP,
+		[UNW_X86_64_R8] = PERF_X86_R8 + 0, [UNW_X86_64_R9] = PERF_X86_R8 + 1,
+		[UNW_X86_64_R10] = PERF_X86_R8 + 2, [UNW_X86_64_R11] = PERF_X86_R8 + 3,
+		[UNW_X86_64_R12] = PERF_X86_R8 + 4, [UNW_X86_64_R13] = PERF_X86_R8 + 5,
+		[UNW_X86_64_R14] = PERF_X86_R8 + 6, [UNW_X86_64_R15] = PERF_X86_R8 + 7,
+		[UNW_X86_64_RIP] = PERF_X86_IP,
+	};
+
+	if (reg < 0 || (size_t)reg >= ARRAY_SIZE(map))
+		return -1;
+	return map[reg];
+}
+
+/* The index of perf register preg in a sample's regs array: the values are
+ * stored in mask bit order. */
+static int regs_index(int preg)
+{
+	if (preg < 0 || !(STOKE_UNWIND_REGS_MASK >> preg & 1))
+		return -1;
+	return __builtin_popcountll(STOKE_UNWIND_REGS_MASK & ((1ULL << preg) - 1));
+}
+
+static int acc_access_reg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t *valp, int write,
+			  void *arg)
+{
+	struct walk *w = arg;
+	int i = regs_index(perf_reg_of(reg));
+
+	if (write || i < 0)
+		return -UNW_EBADREG;
+	*valp = w->regs[i];
+	return 0;
+}
+
+static int acc_access_fpreg(unw_addr_space_t as, unw_regnum_t reg, unw_fpreg_t *val, int write,
+			    void *arg)
+{
+	return -UNW_EBADREG; /* not sampled; DWARF CFI on x86-64 never needs them */
+}
+
+static int acc_resume(unw_addr_space_t as, unw_cursor_t *c, void *arg)
+{
+	return -UNW_EINVAL;
+}
+
+static int acc_get_proc_name(unw_addr_space_t as, unw_word_t addr, char *buf, size_t len,
+			     unw_word_t *offp, void *arg)
+{
+	return -UNW_ENOINFO; /* the symbolizer names frames */
+}
+
+static unw_accessors_t accessors = {
+	.find_proc_info = acc_find_proc_info,
+	.put_unwind_info = acc_put_unwind_info,
+	.get_dyn_info_list_addr = acc_get_dyn_info_list_addr,
+	.access_mem = acc_access_mem,
+	.access_reg = acc_access_reg,
+	.access_fpreg = acc_access_fpreg,
+	.resume = acc_resume,
+	.get_proc_name = acc_get_proc_name,
+};
+
+/* ---- unwinder ---- */
+
+int stoke_unwinder_new(struct stoke_elfcache *elfs, struct stoke_strpool *pool,
+		       struct stoke_unwinder **ret)
+{
+	struct stoke_unwinder *u = calloc(1, sizeof(*u));
+
+	if (!u)
+		return -ENOMEM;
+	u->elfs = elfs;
+	u->pool = pool;
+	u->nslots = 64;
+	u->images = calloc(u->nslots, sizeof(*u->images));
+	if (!u->images) {
+		free(u);
+		return -ENOMEM;
+	}
+	*ret = u;
+	return 0;
+}
+
+void stoke_unwinder_free(struct stoke_unwinder *u)
+{
+	if (!u)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(u->procs); i++)
+		if (u->procs[i].as)
+			unw_destroy_addr_space(u->procs[i].as);
+	for (size_t i = 0; i < u->nslots; i++) {
+		if (u->images[i]) {
+			image_clear(u->images[i]);
+			free(u->images[i]);
+		}
+	}
+	free(u->images);
+	image_clear(&u->vdso);
+	free(u->vdso_copy);
+	free(u->vsyms);
+	free(u);
+}
+
+/* The address space of pid, created (or recycled from the oldest process)
+ * on first use; NULL when libunwind cannot allocate one. */
+static unw_addr_space_t proc_as(struct stoke_unwinder *u, uint32_t pid)
+{
+	struct proc *p = NULL, *oldest = &u->procs[0];
+
+	for (size_t i = 0; i < ARRAY_SIZE(u->procs); i++) {
+		struct proc *q = &u->procs[i];
+
+		if (q->as && q->pid == pid)
+			return q->as;
+		if (!q->as && !p)
+			p = q;
+		if (q->born < oldest->born)
+			oldest = q;
+	}
+	if (!p) {
+		p = oldest;
+		unw_destroy_addr_space(p->as);
+		p->as = NULL;
+	}
+	p->as = unw_create_addr_space(&accessors, 0);
+	if (!p->as)
+		return NULL;
+	/* Global caching keys register states by IP within this address space:
+	 * the CFI of each IP is interpreted once. */
+	unw_set_caching_policy(p->as, UNW_CACHE_GLOBAL);
+	unw_set_cache_size(p->as, UNWIND_RS_CACHE_SIZE, 0);
+	p->pid = pid;
+	p->born = ++u->procs_born;
+	u->stats.addr_spaces++;
+	return p->as;
+}
+
+void stoke_unwinder_forget(struct stoke_unwinder *u, uint32_t pid)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(u->procs); i++)
+		if (u->procs[i].as && u->procs[i].pid == pid)
+			unw_flush_cache(u->procs[i].as, 0, 0);
+}
+
+/* A return address is plausible when it lies in mapped code right after a
+ * call instruction: e8 rel32, or ff /2 with a register or memory operand. */
+static bool call_preceded(struct walk *w, uint64_t ret_addr)
+{
+	uint8_t b[7];
+
+	if (ret_addr < sizeof(b) || !read_file_bytes(w, ret_addr - sizeof(b), b, sizeof(b)))
+		return false;
+	if (b[2] == 0xe8)                                 /* call rel32 */
+		return true;
+	if (b[5] == 0xff && (b[6] & 0xf8) == 0xd0)       /* call *%reg */
+		return true;
+	if (b[4] == 0xff && (b[5] & 0x38) == 0x10)       /* call *disp8(%reg) or (%reg,…) */
+		return true;
+	if (b[1] == 0xff && (b[2] & 0x38) == 0x10)       /* call *disp32(…) / *rip+disp */
+		return true;
+	if (b[0] == 0xff && (b[1] & 0x38) == 0x10)       /* call *disp32(,SIB) */
+		return true;
+	if (b[3] == 0xff && (b[4] & 0x38) == 0x10)       /* call *disp8(,SIB) */
+		return true;
+	return b[4] == 0x41 && b[5] == 0xff && (b[6] & 0xf8) == 0xd0; /* call *%r8-15 */
+}
+
+static bool sample_regs_ok(const struct stoke_sample *s)
+{
+	return s->regs_abi == PERF_SAMPLE_REGS_ABI_64 && s->regs &&
+	       s->nr_regs == (uint32_t)__builtin_popcountll(STOKE_UNWIND_REGS_MASK);
+}
+
+/* Why a step failed, from what the accessors saw. */
+static enum stoke_unwind_end failure_reason(const struct walk *w)
+{
+	if (w->no_info)
+		return STOKE_UNWIND_NO_INFO;
+	if (w->beyond_copy)
+		return STOKE_UNWIND_TRUNCATED;
+	return STOKE_UNWIND_BAD_FRAME;
+}
+
+size_t stoke_unwind_sample(struct stoke_unwinder *u, const struct stoke_addrspace *as,
+			   const struct stoke_sample *sample, struct stoke_unwind_frame *frames,
+			   size_t max, enum stoke_unwind_end *ret_end)
+{
+	struct walk w = { .u = u, .as = as };
+	enum stoke_unwind_end end = STOKE_UNWIND_MAX_DEPTH;
+	unw_addr_space_t uas;
+	unw_cursor_t cur;
+	unw_word_t ip, sp;
+	bool exact = true;
+	size_t n = 0;
+
+	if (!sample_regs_ok(sample) || max == 0) {
+		*ret_end = STOKE_UNWIND_NO_REGS;
+		return 0;
+	}
+	u->stats.samples++;
+	w.regs = sample->regs;
+	w.stack = sample->stack;
+	w.stack_lo = sample->regs[regs_index(PERF_X86_SP)];
+	w.stack_len = sample->stack ? STOKE_MIN(sample->dyn_size, sample->stack_size) : 0;
+	/* The leaf is exact even if nothing else works. */
+	frames[n++] = (struct stoke_unwind_frame){ .ip = sample->regs[regs_index(PERF_X86_IP)],
+						   .exact = true };
+	uas = proc_as(u, sample->pid);
+	if (!uas || unw_init_remote(&cur, uas, &w) < 0) {
+		end = STOKE_UNWIND_BAD_FRAME;
+		goto out;
+	}
+	sp = w.stack_lo;
+	while (n < max) {
+		bool signal = unw_is_signal_frame(&cur) > 0;
+		unw_word_t new_sp;
+		bool fp_link;
+		int r;
+
+		w.no_info = w.beyond_copy = false;
+		r = unw_step(&cur);
+		if (r == 0) {
+			end = STOKE_UNWIND_COMPLETE;
+			break;
+		}
+		/* A step without CFI went through libunwind's frame-pointer
+		 * fallback: it must prove itself below. */
+		fp_link = r > 0 && w.no_info;
+		if (r < 0 || unw_get_reg(&cur, UNW_REG_IP, &ip) < 0 ||
+		    unw_get_reg(&cur, UNW_REG_SP, &new_sp) < 0) {
+			end = failure_reason(&w);
+			break;
+		}
+		if (ip == 0) { /* the ABI's end of the chain */
+			end = STOKE_UNWIND_COMPLETE;
+			break;
+		}
+		/* Callers live above: a stack that does not grow towards them
+		 * is corrupt (signal frames may switch stacks). */
+		if ((!signal && new_sp <= sp) || !stoke_addrspace_find(as, ip - 1) ||
+		    (fp_link && !call_preceded(&w, ip))) {
+			end = fp_link ? STOKE_UNWIND_NO_INFO : STOKE_UNWIND_BAD_FRAME;
+			break;
+		}
+		exact = signal; /* the frame a signal interrupted is exact */
+		frames[n++] = (struct stoke_unwind_frame){ .ip = ip, .exact = exact,
+							   .fp_link = fp_link };
+		u->stats.fp_links += fp_link;
+		sp = new_sp;
+	}
+out:
+	u->stats.ends[end]++;
+	*ret_end = end;
+	return n;
+}
+
+void stoke_unwinder_get_stats(const struct stoke_unwinder *u, struct stoke_unwind_stats *ret)
+{
+	*ret = u->stats;
+}
+
+const char *stoke_unwind_end_name(enum stoke_unwind_end end)
+{
+	static const char *const names[] = {
+		[STOKE_UNWIND_COMPLETE] = "complete",   [STOKE_UNWIND_TRUNCATED] = "truncated",
+		[STOKE_UNWIND_NO_INFO] = "no-cfi",      [STOKE_UNWIND_BAD_FRAME] = "bad-frame",
+		[STOKE_UNWIND_MAX_DEPTH] = "max-depth", [STOKE_UNWIND_NO_REGS] = "no-regs",
+	};
+
+	return (unsigned)end < ARRAY_SIZE(names) ? names[end] : "?";
+}

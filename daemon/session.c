@@ -37,6 +37,9 @@ struct stoke_session {
 	uint64_t unknown_frames;
 	int error; /* first error seen inside the record callback */
 	bool stopped;
+	/* Kernel counters at the last rotation: each profile reports its own
+	 * share of lost and throttled samples. */
+	uint64_t lost_base, throttled_base;
 };
 
 void stoke_session_opts_init(struct stoke_session_opts *opts)
@@ -340,12 +343,84 @@ int stoke_session_stop(struct stoke_session *s)
 		r = s->error;
 	stoke_sampler_get_stats(s->sampler, &st);
 	m->end_ns = wall_ns();
-	m->lost = st.lost;
-	m->throttled = st.throttled;
+	m->lost = st.lost - s->lost_base;
+	m->throttled = st.throttled - s->throttled_base;
 	if (stoke_profile_intern(s->profile, stoke_event_name(stoke_sampler_event(s->sampler)),
 				 &m->event) < 0 && r >= 0)
 		r = -ENOMEM;
 	return r < 0 ? r : 0;
+}
+
+int stoke_session_sync(struct stoke_session *s)
+{
+	struct stoke_sampler_stats st;
+	struct stoke_pmeta *m = stoke_profile_meta(s->profile);
+	int r = 0;
+
+	if (!s->stopped) {
+		r = stoke_sampler_drain(s->sampler);
+		if (s->error)
+			r = s->error;
+		stoke_sampler_get_stats(s->sampler, &st);
+		m->end_ns = wall_ns();
+		m->lost = st.lost - s->lost_base;
+		m->throttled = st.throttled - s->throttled_base;
+	}
+	if (stoke_profile_intern(s->profile, stoke_event_name(stoke_sampler_event(s->sampler)),
+				 &m->event) < 0 && r >= 0)
+		r = -ENOMEM;
+	return r < 0 ? r : 0;
+}
+
+/* Copy what describes the recording, not its samples, into a fresh profile.
+ * String ids are per profile, so strings are interned again. */
+static int carry_over(const struct stoke_profile *from, struct stoke_profile *to)
+{
+	const struct stoke_pmeta *a = stoke_profile_cmeta(from);
+	struct stoke_pmeta *b = stoke_profile_meta(to);
+	const struct stoke_pthread *th;
+	size_t n = 0;
+	int r;
+
+	b->frequency = a->frequency;
+	b->period_ns = a->period_ns;
+	b->pid = a->pid;
+	b->start_ns = a->end_ns;
+	r = stoke_profile_intern(to, stoke_profile_string(from, a->callgraph), &b->callgraph);
+	if (r == 0)
+		r = stoke_profile_intern(to, stoke_profile_string(from, a->command), &b->command);
+	if (r == 0)
+		r = stoke_profile_intern(to, stoke_profile_string(from, a->event), &b->event);
+	th = stoke_profile_threads(from, &n);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = stoke_profile_thread(to, th[i].pid, th[i].tid,
+					 stoke_profile_string(from, th[i].name));
+	return r;
+}
+
+int stoke_session_rotate(struct stoke_session *s, struct stoke_profile **ret)
+{
+	struct stoke_sampler_stats st;
+	struct stoke_profile *fresh;
+	int r;
+
+	r = stoke_session_sync(s);
+	if (r < 0)
+		return r;
+	r = stoke_profile_new(&fresh);
+	if (r < 0)
+		return r;
+	r = carry_over(s->profile, fresh);
+	if (r < 0) {
+		stoke_profile_free(fresh);
+		return r;
+	}
+	stoke_sampler_get_stats(s->sampler, &st);
+	s->lost_base = st.lost;
+	s->throttled_base = st.throttled;
+	*ret = s->profile;
+	s->profile = fresh;
+	return 0;
 }
 
 const struct stoke_profile *stoke_session_profile(const struct stoke_session *s)
@@ -366,6 +441,17 @@ void stoke_session_get_stats(const struct stoke_session *s, struct stoke_session
 	ret->throttled = st.throttled;
 	ret->malformed = st.malformed;
 	ret->unknown_frames = s->unknown_frames;
+	{
+		struct stoke_symbolizer_stats ss;
+
+		stoke_symbolizer_get_stats(s->symbolizer, &ss);
+		ret->unwind_samples = ss.unwind_samples;
+		ret->unwind_truncated = ss.unwind_truncated;
+		ret->unwind_no_cfi = ss.unwind_no_cfi;
+		ret->unwind_bad_frame = ss.unwind_bad_frame;
+		ret->unwind_max_depth = ss.unwind_max_depth;
+		ret->unwind_fp_links = ss.unwind_fp_links;
+	}
 	ret->threads = (uint32_t)nthreads;
 	ret->targets_alive = stoke_session_targets_alive(s);
 }
@@ -384,14 +470,3 @@ bool stoke_session_kernel_dropped(const struct stoke_session *s)
 {
 	return stoke_sampler_kernel_dropped(s->sampler);
 }
-	{
-		struct stoke_symbolizer_stats ss;
-
-		stoke_symbolizer_get_stats(s->symbolizer, &ss);
-		ret->unwind_samples = ss.unwind_samples;
-		ret->unwind_truncated = ss.unwind_truncated;
-		ret->unwind_no_cfi = ss.unwind_no_cfi;
-		ret->unwind_bad_frame = ss.unwind_bad_frame;
-		ret->unwind_max_depth = ss.unwind_max_depth;
-		ret->unwind_fp_links = ss.unwind_fp_links;
-	}

@@ -67,6 +67,16 @@ unsigned stoke_session_targets_alive(const struct stoke_session *s);
  * Idempotent. */
 int stoke_session_stop(struct stoke_session *s);
 
+/* For a session that keeps running (stoked's snapshot and continuous mode):
+ * drain the rings and fill the profile's metadata (end time, lost, event) so
+ * that it can be written now. Returns 0 or -errno. */
+int stoke_session_sync(struct stoke_session *s);
+/* Sync, then hand the current profile over (*ret, the caller frees it) and
+ * start a fresh one with the same metadata and thread names, starting now.
+ * The symbolizer and its caches are kept. Lost/throttled counts restart, so
+ * each profile reports its own. Returns 0 or -errno (nothing changes). */
+int stoke_session_rotate(struct stoke_session *s, struct stoke_profile **ret);
+
 const struct stoke_profile *stoke_session_profile(const struct stoke_session *s);
 void stoke_session_get_stats(const struct stoke_session *s, struct stoke_session_stats *ret);
 /* The event actually used, and whether it replaced the requested one. */

@@ -1,0 +1,541 @@
+/*
+ * stoked's sessions (sessions.h): authorization at attach and afterwards,
+ * the shared session code underneath, and every write of a run directory,
+ * done with the owner's filesystem ids.
+ *
+ * Why setfsuid and not only the passed directory fd: the fd proves the
+ * client could open the directory, not that it may write there (an fd to
+ * /etc opens fine). With the fsuid switched to the owner, the kernel drops
+ * the daemon's file capabilities (CAP_DAC_OVERRIDE, CAP_FOWNER, …) for the
+ * duration and checks every mkdir/create/rename/unlink as the owner, and the
+ * files it creates belong to the owner. The daemon is single-threaded, so
+ * switching the process's fsuid around a write affects nothing else.
+ */
+#include "sessions.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "output.h"
+#include "session.h"
+#include "util.h"
+
+/* How often a running session's authorization is checked again: the target
+ * may exec a setuid program, after which its owner may no longer read it. */
+#define RECHECK_S 1.0
+
+struct stoked_session {
+	uint64_t id;
+	struct stoke_request req;
+	struct stoke_auth_requester owner;
+	pid_t pid;
+	int pidfd;
+	int outdir;
+	struct stoke_session *s; /* NULL once ended */
+	char comm[32];
+	char name[STOKE_PROTO_NAME_MAX + 1]; /* run directory name part */
+	char *exe;
+	char event[32];
+	unsigned freq;
+	double started, deadline, next_rotate, next_check, ended_at;
+	struct stoke_session_stats stats; /* frozen when the session ends */
+	uint64_t runs_written;
+	char **runs; /* continuous: run directories written, oldest first */
+	size_t nruns, runs_cap;
+	char *last_run;
+	char *last_error;
+};
+
+/* The owner's filesystem ids, around every file operation in outdir. */
+struct fsids {
+	bool switched;
+};
+
+static void fs_enter(const struct stoked_session *ds, struct fsids *save)
+{
+	save->switched = geteuid() == 0 && ds->owner.uid != 0;
+	if (!save->switched)
+		return;
+	/* gid first: changing it needs the privilege that the uid switch
+	 * takes away. */
+	setfsgid(ds->owner.gid);
+	setfsuid(ds->owner.uid);
+}
+
+static void fs_leave(const struct fsids *save)
+{
+	if (!save->switched)
+		return;
+	setfsuid(geteuid());
+	setfsgid(getegid());
+}
+
+/* The same clock as stoked's `now` (CLOCK_MONOTONIC, seconds). */
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void set_error(struct stoked_session *ds, const char *what, int err)
+{
+	char buf[256];
+
+	snprintf(buf, sizeof(buf), "%s: %s", what, strerror(err < 0 ? -err : err));
+	free(ds->last_error);
+	ds->last_error = strdup(buf);
+	log_warn("session %llu (pid %d): %s", (unsigned long long)ds->id, ds->pid, buf);
+}
+
+/* A directory-name-safe version of the target's comm. */
+static void safe_name(const char *in, char *out, size_t outlen)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; in[i] && j + 1 < outlen; i++) {
+		char c = in[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '+'))
+			c = '_';
+		out[j++] = c;
+	}
+	if (j == 0 && outlen > 1)
+		out[j++] = 'x';
+	out[j] = '\0';
+}
+
+static void read_target_facts(struct stoked_session *ds)
+{
+	_cleanup_free_ char *comm = NULL;
+	char path[64], exe[4096];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", ds->pid);
+	n = stoke_read_file(path, &comm, 256);
+	if (n > 0) {
+		while (n > 0 && comm[n - 1] == '\n')
+			comm[--n] = '\0';
+		snprintf(ds->comm, sizeof(ds->comm), "%s", comm);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/exe", ds->pid);
+	n = readlink(path, exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		ds->exe = strdup(exe);
+	}
+	if (ds->req.name[0])
+		snprintf(ds->name, sizeof(ds->name), "%s", ds->req.name);
+	else
+		safe_name(ds->comm, ds->name, sizeof(ds->name));
+}
+
+static int pidfd_alive(int pidfd)
+{
+	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/* The output directory must be writable by the owner: check now, with the
+ * owner's ids, so that a bad directory is refused at attach and not found
+ * out at the first write. */
+static int check_outdir(struct stoked_session *ds, char *err, size_t errlen)
+{
+	struct fsids save;
+	struct stat st;
+	int r = 0;
+
+	if (fstat(ds->outdir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "the output directory fd is not a directory");
+		return -ENOTDIR;
+	}
+	fs_enter(ds, &save);
+	/* AT_EACCESS: check with the current (filesystem) ids, not the
+	 * real ones. */
+	if (faccessat(ds->outdir, ".", W_OK | X_OK, AT_EACCESS) < 0)
+		r = -errno;
+	fs_leave(&save);
+	if (r < 0)
+		snprintf(err, errlen, "cannot write to the output directory as uid %u: %s",
+			 (unsigned)ds->owner.uid, strerror(-r));
+	return r;
+}
+
+static int open_session(struct stoked_session *ds, char *err, size_t errlen)
+{
+	struct stoke_session_opts so;
+	int r;
+
+	stoke_session_opts_init(&so);
+	if (ds->req.freq)
+		so.sampler.freq = ds->req.freq;
+	so.sampler.event = ds->req.event;
+	so.sampler.callgraph = ds->req.callgraph;
+	so.sampler.exclude_kernel = ds->req.no_kernel;
+	so.no_kernel_symbols = ds->req.no_kernel;
+	ds->freq = so.sampler.freq;
+	r = stoke_session_new(&so, &ds->s);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot start a session: %s", stoke_sampler_strerror(r));
+		return r;
+	}
+	r = stoke_session_attach(ds->s, ds->pid);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot attach to process %d: %s", ds->pid,
+			 stoke_sampler_strerror(r));
+		return r;
+	}
+	snprintf(ds->event, sizeof(ds->event), "%s", stoke_session_event_name(ds->s));
+	return 0;
+}
+
+int stoked_session_start(uint64_t id, const struct stoke_request *req,
+			 const struct stoke_auth_requester *owner, int outdir, double now,
+			 struct stoked_session **ret, char *err, size_t errlen)
+{
+	struct stoked_session *ds;
+	int r;
+
+	ds = calloc(1, sizeof(*ds));
+	if (!ds) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	ds->id = id;
+	ds->req = *req;
+	ds->owner = *owner;
+	ds->pid = req->pid;
+	ds->outdir = -1;
+	ds->started = now;
+	/* The pidfd pins the identity of the target across the checks and
+	 * the attach: if it exits and its pid is reused in between, the
+	 * pidfd says so. */
+	ds->pidfd = (int)syscall(SYS_pidfd_open, req->pid, 0);
+	if (ds->pidfd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "no such process: %d", req->pid);
+		goto fail;
+	}
+	r = stoke_auth_may_attach(owner, req->pid, err, errlen);
+	if (r < 0)
+		goto fail;
+	ds->outdir = outdir;
+	r = check_outdir(ds, err, errlen);
+	if (r < 0)
+		goto fail;
+	read_target_facts(ds);
+	r = open_session(ds, err, errlen);
+	if (r < 0)
+		goto fail;
+	/* Check again now that the events are open: the target may have
+	 * changed credentials (or been replaced) while we attached. */
+	r = pidfd_alive(ds->pidfd);
+	if (r < 0) {
+		snprintf(err, errlen, "process %d exited during the attach", req->pid);
+		goto fail;
+	}
+	r = stoke_auth_may_attach(owner, req->pid, err, errlen);
+	if (r < 0)
+		goto fail;
+	ds->deadline = req->duration > 0 ? now + req->duration : 0;
+	ds->next_rotate = req->continuous ? now + req->rotate : 0;
+	ds->next_check = now + RECHECK_S;
+	*ret = ds;
+	return 0;
+fail:
+	ds->outdir = -1; /* still the caller's */
+	stoked_session_free(ds);
+	return r;
+}
+
+void stoked_session_free(struct stoked_session *ds)
+{
+	if (!ds)
+		return;
+	stoke_session_free(ds->s);
+	if (ds->pidfd >= 0)
+		close(ds->pidfd);
+	if (ds->outdir >= 0)
+		close(ds->outdir);
+	for (size_t i = 0; i < ds->nruns; i++)
+		free(ds->runs[i]);
+	free(ds->runs);
+	free(ds->exe);
+	free(ds->last_run);
+	free(ds->last_error);
+	free(ds);
+}
+
+uint64_t stoked_session_id(const struct stoked_session *ds)
+{
+	return ds->id;
+}
+
+uid_t stoked_session_owner(const struct stoked_session *ds)
+{
+	return ds->owner.uid;
+}
+
+bool stoked_session_running(const struct stoked_session *ds)
+{
+	return ds->s != NULL;
+}
+
+int stoked_session_ringfds(const struct stoked_session *ds, const int **ret)
+{
+	if (!ds->s) {
+		*ret = NULL;
+		return 0;
+	}
+	return stoke_session_pollfds(ds->s, ret);
+}
+
+int stoked_session_pidfd(const struct stoked_session *ds)
+{
+	return ds->pidfd;
+}
+
+/* Remove a run directory this session wrote (keep-N pruning): its files,
+ * then the directory. Only one level: a run directory has no subfolders. */
+static int remove_run(struct stoked_session *ds, const char *name)
+{
+	struct fsids save;
+	struct dirent *de;
+	DIR *d;
+	int fd, r = 0;
+
+	fs_enter(ds, &save);
+	fd = openat(ds->outdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		r = errno == ENOENT ? 0 : -errno;
+		goto out;
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		r = -errno;
+		close(fd);
+		goto out;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    unlinkat(fd, de->d_name, 0) < 0 && r == 0)
+			r = -errno;
+	closedir(d);
+	if (unlinkat(ds->outdir, name, AT_REMOVEDIR) < 0 && r == 0)
+		r = -errno;
+out:
+	fs_leave(&save);
+	return r;
+}
+
+static void prune_runs(struct stoked_session *ds)
+{
+	unsigned keep = ds->req.keep;
+
+	if (!ds->req.continuous || keep == 0)
+		return;
+	while (ds->nruns > keep) {
+		int r = remove_run(ds, ds->runs[0]);
+
+		if (r < 0)
+			set_error(ds, "cannot remove an old run directory", r);
+		free(ds->runs[0]);
+		memmove(ds->runs, ds->runs + 1, (ds->nruns - 1) * sizeof(*ds->runs));
+		ds->nruns--;
+	}
+}
+
+/* Write p as a run directory in the output directory, as the owner. */
+static int write_run(struct stoked_session *ds, const struct stoke_profile *p, char **ret_name)
+{
+	struct stoke_run_info info = { .exe = ds->exe };
+	struct stoke_output_opts oo;
+	struct fsids save;
+	char *name = NULL;
+	int r;
+
+	stoke_output_opts_init(&oo);
+	oo.per_thread = ds->req.per_thread;
+	fs_enter(ds, &save);
+	r = stoke_rundir_write(p, &info, &oo, ds->outdir, ds->name, &name);
+	fs_leave(&save);
+	if (r < 0) {
+		set_error(ds, "cannot write the run directory", r);
+		return r;
+	}
+	ds->runs_written++;
+	free(ds->last_run);
+	ds->last_run = name ? strdup(name) : NULL;
+	if (ds->req.continuous && name) {
+		if (STOKE_GROW(ds->runs, ds->runs_cap, ds->nruns + 1) == 0)
+			ds->runs[ds->nruns++] = strdup(name);
+		prune_runs(ds);
+	}
+	log_info("session %llu (pid %d): wrote %s", (unsigned long long)ds->id, ds->pid,
+		 name ? name : "a run directory");
+	if (ret_name)
+		*ret_name = name;
+	else
+		free(name);
+	return 0;
+}
+
+int stoked_session_drain(struct stoked_session *ds)
+{
+	int r;
+
+	if (!ds->s)
+		return 0;
+	r = stoke_session_process(ds->s);
+	return r < 0 ? r : 0;
+}
+
+static int rotate(struct stoked_session *ds)
+{
+	struct stoke_profile *old = NULL;
+	int r = stoke_session_rotate(ds->s, &old);
+
+	if (r < 0) {
+		set_error(ds, "cannot rotate the profile", r);
+		return r;
+	}
+	r = write_run(ds, old, NULL);
+	stoke_profile_free(old);
+	return r;
+}
+
+int stoked_session_tick(struct stoked_session *ds, double now)
+{
+	char why[256];
+	int r;
+
+	if (!ds->s)
+		return 0;
+	r = stoked_session_drain(ds);
+	if (r < 0) {
+		set_error(ds, "reading samples failed", r);
+		stoked_session_end(ds, false, "read error");
+		return 1;
+	}
+	if (now >= ds->next_check) {
+		ds->next_check = now + RECHECK_S;
+		r = stoke_auth_may_attach(&ds->owner, ds->pid, why, sizeof(why));
+		if (r == -EPERM) {
+			/* Samples taken after the change may belong to a
+			 * process the owner cannot read: none are written. */
+			free(ds->last_error);
+			ds->last_error = strdup(why);
+			stoked_session_end(ds, true, "the owner may no longer profile the target");
+			return 1;
+		}
+	}
+	if (ds->deadline && now >= ds->deadline) {
+		stoked_session_end(ds, false, "duration reached");
+		return 1;
+	}
+	if (ds->req.continuous && now >= ds->next_rotate) {
+		/* Keep the cadence; after a stall, restart it from now rather
+		 * than writing a burst of tiny profiles. */
+		ds->next_rotate += ds->req.rotate;
+		if (ds->next_rotate <= now)
+			ds->next_rotate = now + ds->req.rotate;
+		rotate(ds);
+	}
+	return 0;
+}
+
+int stoked_session_snapshot(struct stoked_session *ds, char **ret_name, char *err, size_t errlen)
+{
+	int r;
+
+	if (!ds->s) {
+		snprintf(err, errlen, "session %llu has ended", (unsigned long long)ds->id);
+		return -ESRCH;
+	}
+	r = stoke_session_sync(ds->s);
+	if (r >= 0)
+		r = write_run(ds, stoke_session_profile(ds->s), ret_name);
+	if (r < 0)
+		snprintf(err, errlen, "snapshot failed: %s",
+			 ds->last_error ? ds->last_error : strerror(-r));
+	return r;
+}
+
+void stoked_session_end(struct stoked_session *ds, bool discard, const char *reason)
+{
+	int r;
+
+	if (!ds->s)
+		return;
+	r = stoke_session_stop(ds->s);
+	if (r < 0)
+		set_error(ds, "reading the last samples failed", r);
+	stoke_session_get_stats(ds->s, &ds->stats);
+	if (!discard)
+		write_run(ds, stoke_session_profile(ds->s), NULL);
+	log_info("session %llu (pid %d) ended: %s; %llu samples, %llu lost%s",
+		 (unsigned long long)ds->id, ds->pid, reason, (unsigned long long)ds->stats.samples,
+		 (unsigned long long)ds->stats.lost, discard ? ", profile discarded" : "");
+	/* The events, rings and symbolizer go now: an ended session only
+	 * keeps what status needs. */
+	stoke_session_free(ds->s);
+	ds->s = NULL;
+	if (ds->pidfd >= 0)
+		close(ds->pidfd);
+	ds->pidfd = -1;
+	if (ds->outdir >= 0)
+		close(ds->outdir);
+	ds->outdir = -1;
+	ds->ended_at = mono_s();
+}
+
+void stoked_session_target_exited(struct stoked_session *ds)
+{
+	if (!ds->s)
+		return;
+	stoke_session_target_exited(ds->s, ds->pid);
+	stoked_session_end(ds, false, "the target exited");
+}
+
+void stoked_session_info(const struct stoked_session *ds, double now,
+			 struct stoke_session_info *ret)
+{
+	struct stoke_session_stats st = ds->stats;
+
+	if (ds->s)
+		stoke_session_get_stats(ds->s, &st);
+	*ret = (struct stoke_session_info){
+		.id = ds->id,
+		.pid = ds->pid,
+		.uid = ds->owner.uid,
+		.comm = ds->comm,
+		.state = ds->s ? "running" : "ended",
+		.mode = ds->req.continuous ? "continuous" : "oneshot",
+		.event = ds->event,
+		.freq = ds->freq,
+		.elapsed = (ds->s ? now : ds->ended_at) - ds->started,
+		.duration = ds->req.duration,
+		.rotate = ds->req.continuous ? ds->req.rotate : 0,
+		.keep = ds->req.keep,
+		.samples = st.samples,
+		.lost = st.lost,
+		.threads = st.threads,
+		.runs_written = ds->runs_written,
+		.last_run = ds->last_run,
+		.last_error = ds->last_error,
+	};
+}

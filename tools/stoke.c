@@ -28,6 +28,12 @@ static const struct command {
 	const char *help;
 } commands[] = {
 	{ "record", cmd_record, "sample a process or a command and write its profile" },
+	{ "attach", cmd_attach, "ask stoked to profile a process; prints the session id" },
+	{ "detach", cmd_detach, "end a stoked session (writing its profile)" },
+	{ "list", cmd_list, "stoked's sessions" },
+	{ "status", cmd_status, "stoked's status, or one session's" },
+	{ "snapshot", cmd_snapshot, "write a stoked session's profile now; it keeps running" },
+	{ "shutdown", cmd_shutdown, "stop stoked (every session writes its profile)" },
 };
 
 static void main_usage(FILE *f)

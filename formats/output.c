@@ -41,14 +41,14 @@ static const struct format_info {
 	writer_fn write;
 } formats[STOKE_FORMAT_COUNT] = {
 	[STOKE_FORMAT_FOLDED] = { "folded", "profile.folded", write_folded },
-	[STOKE_FORMAT_SVG] = { "svg", "flamegraph.svg", NULL /* stoke_svg_write */ },
+	[STOKE_FORMAT_SVG] = { "svg", "flamegraph.svg", stoke_svg_write },
 	[STOKE_FORMAT_SPEEDSCOPE] = { "speedscope", "profile.speedscope.json",
-				      NULL /* stoke_speedscope_write */ },
+				      stoke_speedscope_write },
 	[STOKE_FORMAT_PSTATS] = { "pstats", "profile.pstats", stoke_pstats_write },
 	[STOKE_FORMAT_TEXT] = { "txt", "profile.txt", stoke_text_write },
 	[STOKE_FORMAT_PPROF] = { "pprof", "profile.pb.gz", stoke_pprof_write },
 	/* kcachegrind and callgrind_annotate look for callgrind.out.* */
-	[STOKE_FORMAT_CALLGRIND] = { "callgrind", "callgrind.out.stoke", NULL /* stoke_callgrind_write */ },
+	[STOKE_FORMAT_CALLGRIND] = { "callgrind", "callgrind.out.stoke", stoke_callgrind_write },
 };
 
 void stoke_output_opts_init(struct stoke_output_opts *opts)

@@ -275,8 +275,6 @@ int stoke_rundir_write(const struct stoke_profile *p, const struct stoke_run_inf
 				       stoke_format_rundir_name((enum stoke_format)f));
 		if (r >= 0)
 			written |= 1u << f;
-		else if (r == -EOPNOTSUPP)
-			r = 0; /* TODO(formats): every writer lands; then remove */
 	}
 	if (r >= 0)
 		r = write_runjson(p, info, written, dirfd);

@@ -236,6 +236,12 @@ int stoke_sampler_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb
 		free(s);
 		return -EINVAL;
 	}
+	/* A DWARF sample carries its stack copy: a ring that cannot hold a
+	 * few of them loses every sample, and the kernel never even gets to
+	 * write the LOST record that would tell us. */
+	if (opts->callgraph == STOKE_CALLGRAPH_DWARF)
+		while ((size_t)s->ring_pages * s->page_size < 4 * ((size_t)opts->stack_size + 2048))
+			s->ring_pages *= 2;
 	setup_attr(s);
 
 	r = online_cpus(cpus, ARRAY_SIZE(cpus), &ncpus);

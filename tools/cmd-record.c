@@ -170,6 +170,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 	int c;
 
 	stoke_session_opts_init(&a->sopts);
+	parse_callgraph("auto", &a->sopts.sampler); /* the default mode */
 	a->output = "stoke.folded";
 	opterr = 0;
 	optind = 1;

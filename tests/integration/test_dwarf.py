@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Integration tests for DWARF unwinding (`stoke record -g dwarf`) on fixtures
+built with -fomit-frame-pointer.
+
+The truth comes from the fixtures' arguments (work splits, recursion depth)
+and, for the comparison test, from perf itself; never from a stored profile.
+"""
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from stoketest import (Skip, check, contains_in_order, fixture, leaf_count,  # noqa: E402
+                       leaf_name, parse_folded, run_stoke, run_tests, total)
+
+TOLERANCE = 5.0     # percentage points for leaf shares
+REACH_FLOOR = 97.0  # % of samples that must unwind to main / the thread start
+KERNEL = re.compile(r"_\[k\]$")
+
+
+def user_frames(frames):
+    """Root-first user frames: kernel frames (on top of the stack) dropped."""
+    return [f for f in frames if not KERNEL.search(f)]
+
+
+def record(d, args, name="out.folded"):
+    out = os.path.join(d, name)
+    p = run_stoke(["record", "-o", out] + args, timeout=120)
+    check(p.returncode == 0, "stoke %s: exit %d: %s" % (" ".join(args), p.returncode, p.stderr))
+    return parse_folded(out), p.stderr
+
+
+def unwind_line(stderr):
+    m = re.search(r"unwound (\d+) user stacks, (\d+) incomplete", stderr)
+    check(m, "no unwind summary line: %r" % stderr)
+    return int(m.group(1)), int(m.group(2))
+
+
+def reach_share(stacks, roots):
+    """% of samples whose stack holds one of roots (main or a thread start)."""
+    n = total(stacks)
+    ok = sum(c for fr, c in stacks if any(leaf_name(f) in roots for f in fr))
+    return 100.0 * ok / n if n else 0.0
+
+
+def assert_shares(stacks, truth):
+    n = total(stacks)
+    check(n > 0, "no samples")
+    for leaf, pct in truth.items():
+        share = 100.0 * leaf_count_user(stacks, leaf) / n
+        print("  %s: %.1f%% (truth %d%%)" % (leaf, share, pct))
+        check(abs(share - pct) <= TOLERANCE,
+              "%s share %.1f%% not within %.0f points of %d%%" % (leaf, share, TOLERANCE, pct))
+
+
+def leaf_count_user(stacks, name):
+    """Samples whose innermost user frame is name (kernel frames above it,
+    e.g. a timer interrupt, do not change whose time it was)."""
+    return sum(c for fr, c in stacks if user_frames(fr) and user_frames(fr)[-1] == name)
+
+
+def test_split_nofp(d):
+    stacks, err = record(d, ["-F", "999", "-g", "dwarf", "--", fixture("split-nofp"), "3", "75"])
+    n = total(stacks)
+    check(n > 750, "too few samples for 3 s at 999 Hz: %d" % n)
+    reach = reach_share(stacks, {"main"})
+    print("samples=%d reaching main: %.2f%%" % (n, reach))
+    check(reach >= REACH_FLOOR, "only %.2f%% of samples unwind to main" % reach)
+    assert_shares(stacks, {"leaf_a": 75, "leaf_b": 25})
+    full = sum(c for fr, c in stacks
+               if contains_in_order(user_frames(fr), ["main", "run", "work_round"]))
+    check(full >= 0.95 * n, "only %d of %d samples show main→run→work_round" % (full, n))
+    unwound, bad = unwind_line(err)
+    check(unwound >= n * 0.95 and bad <= 0.03 * unwound, "summary: %d unwound, %d bad" % (unwound, bad))
+
+
+def test_split_fp_mode_is_wrong(d):
+    """The reason DWARF mode exists: FP stacks of the omit-FP fixture lose
+    frames. If this passes under -g fp, the fixture is not omit-FP."""
+    stacks, _ = record(d, ["-F", "999", "-g", "fp", "--", fixture("split-nofp"), "2", "75"])
+    n = total(stacks)
+    full = sum(c for fr, c in stacks
+               if contains_in_order(user_frames(fr), ["main", "run", "work_round"]))
+    print("fp mode: %d of %d samples with main→run→work_round" % (full, n))
+    check(full < 0.5 * n, "FP stacks are complete: the fixture keeps frame pointers")
+
+
+def test_multithreaded(d):
+    stacks, _ = record(d, ["-F", "999", "-g", "dwarf", "--",
+                           fixture("split-mt-nofp"), "2", "3", "75"])
+    n = total(stacks)
+    check(n > 750, "too few samples: %d" % n)
+    reach = reach_share(stacks, {"main", "thread_main"})
+    print("samples=%d reaching thread_main/main: %.2f%%" % (n, reach))
+    check(reach >= REACH_FLOOR, "only %.2f%% of samples unwind to their thread start" % reach)
+    workers = sum(c for fr, c in stacks if "thread_main" in fr)
+    check(workers >= 0.9 * n, "only %d of %d samples in worker threads" % (workers, n))
+    assert_shares(stacks, {"leaf_a": 75, "leaf_b": 25})
+
+
+def test_qsort(d):
+    stacks, _ = record(d, ["-F", "999", "-g", "dwarf", "--", fixture("qsort-cmp"), "3"])
+    cmp = [(user_frames(fr), c) for fr, c in stacks
+           if user_frames(fr) and user_frames(fr)[-1] == "cmp_slow"]
+    n = sum(c for _, c in cmp)
+    check(n >= 0.5 * total(stacks), "comparator has %d of %d samples" % (n, total(stacks)))
+    ok = 0
+    for fr, c in cmp:
+        if "sort_round" not in fr or "main" not in fr:
+            continue
+        between = fr[fr.index("sort_round") + 1:-1]
+        # caller → qsort's internal frames (libc's, at least one of them
+        # named after qsort) → comparator, in that order, nothing of ours
+        if between and any("qsort" in f or "msort" in f for f in between) and \
+                not any(f in ("main", "sort_round", "cmp_slow") for f in between):
+            ok += c
+    print("cmp_slow samples=%d with main→sort_round→qsort…→cmp_slow: %d (%.1f%%)"
+          % (n, ok, 100.0 * ok / n))
+    example = max(cmp, key=lambda x: x[1])[0]
+    print("  e.g. " + ";".join(example))
+    check(ok >= 0.95 * n, "only %d of %d comparator samples show caller → qsort → cmp" % (ok, n))
+
+
+def test_deep_recursion(d):
+    depth = 80
+    stacks, err = record(d, ["-F", "999", "-g", "dwarf,32768", "--",
+                             fixture("recurse"), "3", str(depth)])
+    leaf = [(user_frames(fr), c) for fr, c in stacks
+            if user_frames(fr) and user_frames(fr)[-1] == "leaf_work"]
+    n = sum(c for _, c in leaf)
+    check(n > 0.5 * total(stacks), "leaf_work has %d of %d samples" % (n, total(stacks)))
+    full = sum(c for fr, c in leaf if fr.count("descend") == depth and "main" in fr)
+    print("leaf_work samples=%d with all %d descend frames and main: %d (%.1f%%)"
+          % (n, depth, full, 100.0 * full / n))
+    check(full >= REACH_FLOOR / 100 * n, "only %d of %d deep stacks complete" % (full, n))
+    # The default 8 KB copy cannot hold ~9 KB of frames: those stacks must
+    # say so ([truncated]) and count it, not end silently.
+    stacks, err = record(d, ["-F", "999", "-g", "dwarf", "--",
+                             fixture("recurse"), "2", str(depth)], name="small.folded")
+    trunc = sum(c for fr, c in stacks if "[truncated]" in fr)
+    print("8 KB copy: %d of %d samples end in [truncated]" % (trunc, total(stacks)))
+    check(trunc >= 0.5 * total(stacks), "the 8 KB copy did not report truncation")
+    check(all(fr[0] == "[truncated]" or "main" in fr or KERNEL.search(fr[0])
+              for fr, _ in stacks if "leaf_work" in fr),
+          "a stack that misses main does not start with [truncated]")
+    check(re.search(r"[1-9]\d* truncated", err), "truncations not counted: %r" % err)
+
+
+def test_shared_library(d):
+    stacks, _ = record(d, ["-F", "999", "-g", "dwarf", "--", fixture("shlib-call"), "3", "60"])
+    n = total(stacks)
+    check(n > 750, "too few samples: %d" % n)
+    assert_shares(stacks, {"lib_leaf": 60, "app_leaf": 40})
+    for leaf in ("lib_leaf", "app_leaf"):
+        chain = ["main", "run", "lib_work", leaf]
+        got = sum(c for fr, c in stacks if user_frames(fr) and user_frames(fr)[-1] == leaf)
+        full = sum(c for fr, c in stacks
+                   if user_frames(fr) and user_frames(fr)[-1] == leaf and
+                   user_frames(fr)[-4:] == chain)
+        print("  %s: %d of %d with %s" % (leaf, full, got, "→".join(chain)))
+        check(full >= 0.95 * got, "%s: only %d of %d full chains" % (leaf, full, got))
+
+
+def test_auto_default(d):
+    """Without -g, stacks of an omit-FP program are complete (auto)."""
+    stacks, _ = record(d, ["-F", "999", "--", fixture("split-nofp"), "2", "75"])
+    reach = reach_share(stacks, {"main"})
+    print("default mode: %.2f%% reach main" % reach)
+    check(reach >= REACH_FLOOR, "default mode: only %.2f%% reach main" % reach)
+    stacks, _ = record(d, ["-F", "999", "-g", "auto", "--", fixture("split"), "2", "75"],
+                       name="fp-binary.folded")
+    reach = reach_share(stacks, {"main"})
+    check(reach >= REACH_FLOOR, "-g auto on an FP binary: only %.2f%% reach main" % reach)
+
+
+def test_bad_modes(d):
+    for mode in ("dwarf,12", "dwarf,0", "dwarf,65536", "dwarf,x", "dwarf,", "lbr", "dwarf,-8"):
+        p = run_stoke(["record", "-g", mode, "-o", os.path.join(d, "x.folded"), "--", "true"])
+        check(p.returncode == 2, "-g %s: exit %d, expected 2" % (mode, p.returncode))
+        lines = p.stderr.strip().splitlines()
+        check(lines and "call-graph" in lines[0], "-g %s: unclear error %r" % (mode, p.stderr))
+    p = run_stoke(["record", "-q", "-g", "dwarf,65528", "-o", os.path.join(d, "y.folded"), "--", "true"])
+    check(p.returncode == 0, "-g dwarf,65528 refused: %s" % p.stderr)
+
+
+# ---- comparison with perf ----
+
+PERF_FRAME = re.compile(r"^\s+[0-9a-f]+\s+(.*?)\s+\((.*)\)\s*$")
+
+
+def perf_stacks(script):
+    """perf script output → list of root-first user function sequences."""
+    out, cur = [], None
+    for line in script.splitlines():
+        if not line.strip():
+            if cur is not None:
+                out.append(list(reversed(cur)))
+            cur = None
+            continue
+        m = PERF_FRAME.match(line)
+        if m:
+            if cur is None:
+                cur = []
+            sym, dso = m.group(1), m.group(2)
+            if "kernel" in dso:
+                continue
+            sym = re.sub(r"\+0x[0-9a-f]+$", "", sym)
+            cur.append(sym)
+        else:
+            cur = []  # a sample header line
+    if cur:
+        out.append(list(reversed(cur)))
+    return out
+
+
+def from_main(seq):
+    """The part of a stack from main down (libc start code names differ
+    between symbol tables and are not what is being compared)."""
+    return tuple(seq[seq.index("main"):]) if "main" in seq else tuple(seq)
+
+
+def test_perf_compare(d):
+    perf = shutil.which("perf")
+    if not perf:
+        raise Skip("perf is not installed (Debian: linux-perf)")
+    data = os.path.join(d, "perf.data")
+    fx = [fixture("shlib-call"), "3", "60"]
+    p = subprocess.run([perf, "record", "-q", "-F", "999", "-e", "cpu-clock",
+                        "--call-graph", "dwarf", "-o", data, "--"] + fx,
+                       capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        msg = (p.stderr.strip().splitlines() or ["?"])[-1]
+        if re.search(r"permission|not supported|No such", msg, re.I):
+            raise Skip("perf record cannot run here: " + msg)
+        check(False, "perf record failed: %s" % p.stderr)
+    p = subprocess.run([perf, "script", "-i", data, "-F", "ip,sym,dso", "--no-inline"],
+                       capture_output=True, text=True, timeout=300)
+    check(p.returncode == 0, "perf script failed: %s" % p.stderr[-500:])
+    theirs = perf_stacks(p.stdout)
+    check(len(theirs) > 500, "perf gave only %d samples" % len(theirs))
+    common = {}
+    by_leaf = collections.defaultdict(collections.Counter)
+    for seq in theirs:
+        if seq:
+            by_leaf[seq[-1]][from_main(seq)] += 1
+    for leaf, cnt in by_leaf.items():
+        common[leaf] = cnt.most_common(1)[0][0]
+
+    ours, _ = record(d, ["-F", "999", "-g", "dwarf", "--no-kernel", "--"] + fx)
+    n = same = 0
+    for fr, c in ours:
+        seq = user_frames(fr)
+        if not seq or seq[-1] not in common:
+            continue  # a leaf perf never sampled: no reference
+        n += c
+        if from_main(seq) == common[seq[-1]]:
+            same += c
+    print("perf: %d samples; ours comparable: %d, equal to perf's most common sequence: "
+          "%d (%.1f%%)" % (len(theirs), n, same, 100.0 * same / max(n, 1)))
+    for leaf in ("lib_leaf", "app_leaf"):
+        if leaf in common:
+            print("  perf %s: %s" % (leaf, "→".join(common[leaf])))
+    check(n >= 0.9 * total(ours), "only %d of %d samples have a perf reference" % (n, total(ours)))
+    check(same >= 0.95 * n, "only %d of %d samples match perf" % (same, n))
+
+
+TESTS = {
+    "split_nofp": test_split_nofp,
+    "split_fp_mode_is_wrong": test_split_fp_mode_is_wrong,
+    "multithreaded": test_multithreaded,
+    "qsort": test_qsort,
+    "deep_recursion": test_deep_recursion,
+    "shared_library": test_shared_library,
+    "auto_default": test_auto_default,
+    "bad_modes": test_bad_modes,
+    "perf_compare": test_perf_compare,
+}
+
+if __name__ == "__main__":
+    run_tests(TESTS)

@@ -10,6 +10,14 @@
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 int cmd_record(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+
+/* The SVG options shared by record and report (defined in cmd-report.c):
+ * which is a CLI_SVG_* value, arg the option's argument (NULL for
+ * --inverted). Returns 0 or -EINVAL for a bad value. */
+enum { CLI_SVG_TITLE, CLI_SVG_WIDTH, CLI_SVG_INVERTED, CLI_SVG_MINWIDTH };
+struct stoke_output_opts;
+int cli_parse_svg_option(int which, const char *arg, struct stoke_output_opts *o);
 /* stoked client commands (cmd-client.c) */
 int cmd_attach(int argc, char **argv);
 int cmd_detach(int argc, char **argv);

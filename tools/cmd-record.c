@@ -2,7 +2,8 @@
  * `stoke record`: sample processes and write their profile.
  *
  *   stoke record [-p PID[,PID…] | -- CMD ARGS…] [-F HZ] [-e EVENT] [-d SECONDS]
- *                [-g fp] [-o FILE] [--per-thread] [-q]
+ *                [-g fp] [-o FILE | --output-dir DIR [--name NAME]] [-f FORMAT]
+ *                [--per-thread] [--title T] [--width PX] [--inverted] [--minwidth PX] [-q]
  *
  * `record` runs a session in-process (no daemon needed): it attaches to the
  * given processes or launches the command, reads samples until the duration
@@ -11,6 +12,7 @@
  * status.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <poll.h>
@@ -28,7 +30,7 @@
 
 #include "atomicfile.h"
 #include "cli.h"
-#include "folded.h"
+#include "output.h"
 #include "log.h"
 #include "session.h"
 #include "util.h"
@@ -45,6 +47,11 @@ struct record_args {
 	double duration;
 	const char *output;
 	bool per_thread;
+	enum stoke_format format;       /* -f, or from -o's extension */
+	bool format_set;
+	const char *output_dir;         /* --output-dir: write a run directory */
+	const char *name;               /* --name: the run directory's name */
+	struct stoke_output_opts oopts; /* --per-thread and the SVG options */
 	bool quiet;
 };
 
@@ -64,8 +71,20 @@ static void usage(FILE *f)
 	      "  -g, --call-graph MODE   fp (frame pointers), dwarf[,BYTES] (unwind a\n"
 	      "                          copy of BYTES of user stack; default 8192,\n"
 	      "                          max 65528) or auto (default: dwarf)\n"
-	      "  -o, --output FILE       output file (default stoke.folded; - for stdout)\n"
+	      "  -o, --output FILE       output file (default stoke.folded; - for stdout);\n"
+	      "                          the format follows the extension: .folded,\n"
+	      "                          .svg, .speedscope.json, .pstats/.prof, .txt,\n"
+	      "                          .pb.gz, .callgrind or callgrind.out.*\n"
+	      "  -f, --format FORMAT     folded, svg, speedscope, pstats, txt, pprof or\n"
+	      "                          callgrind, whatever -o's extension\n"
+	      "      --output-dir DIR    write a run directory DIR/<time>_<name> with\n"
+	      "                          run.json and every format (instead of -o)\n"
+	      "      --name NAME         the run directory's name (default: the command)\n"
 	      "      --per-thread        folded: prefix stacks with comm-PID/TID\n"
+	      "      --title TEXT        svg: the title\n"
+	      "      --width PX          svg: image width (default 1200)\n"
+	      "      --inverted          svg: icicle graph (root at the top)\n"
+	      "      --minwidth PX       svg: omit boxes narrower than this (default 0.1)\n"
 	      "      --no-kernel         do not sample kernel stacks\n"
 	      "  -m, --mmap-pages PAGES  ring buffer data pages per CPU (power of 2)\n"
 	      "  -q, --quiet             no progress line or summary\n"
@@ -139,20 +158,31 @@ static int parse_event(const char *s, enum stoke_event *ret)
 	return 0;
 }
 
-static bool output_is_folded(const char *path)
+/* -o/-f/--output-dir: which output, in which format. Returns 0 or an exit
+ * code after printing the error. */
+static int resolve_output(struct record_args *a, bool output_set)
 {
-	size_t n = strlen(path);
-
-	if (!strcmp(path, "-"))
-		return true;
-	return (n > 7 && !strcmp(path + n - 7, ".folded")) ||
-	       (n > 10 && !strcmp(path + n - 10, ".collapsed"));
+	if (a->output_dir) {
+		if (output_set || a->format_set)
+			return die_usage("%s", "--output-dir writes every format: drop -o and -f");
+		return 0;
+	}
+	if (a->name)
+		return die_usage("%s", "--name names a run directory: give --output-dir too");
+	if (a->format_set || !strcmp(a->output, "-"))
+		return 0; /* stdout without -f: folded, the default format */
+	if (stoke_format_from_path(a->output, &a->format) < 0)
+		return die_usage("cannot tell the output format of '%s' from its extension "
+				 "(use -f FORMAT)",
+				 a->output);
+	return 0;
 }
 
 /* Returns 0, or an exit code after printing the error. */
 static int parse_record(int argc, char **argv, struct record_args *a)
 {
-	enum { OPT_PER_THREAD = 256, OPT_NO_KERNEL };
+	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH,
+	       OPT_OUTPUT_DIR, OPT_NAME, OPT_NO_KERNEL };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "freq", required_argument, NULL, 'F' },
@@ -161,20 +191,30 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		{ "call-graph", required_argument, NULL, 'g' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "per-thread", no_argument, NULL, OPT_PER_THREAD },
+		{ "format", required_argument, NULL, 'f' },
+		{ "output-dir", required_argument, NULL, OPT_OUTPUT_DIR },
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "title", required_argument, NULL, OPT_TITLE },
+		{ "width", required_argument, NULL, OPT_WIDTH },
+		{ "inverted", no_argument, NULL, OPT_INVERTED },
+		{ "minwidth", required_argument, NULL, OPT_MINWIDTH },
 		{ "no-kernel", no_argument, NULL, OPT_NO_KERNEL },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "mmap-pages", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	bool output_set = false;
 	int c;
 
 	stoke_session_opts_init(&a->sopts);
+	stoke_output_opts_init(&a->oopts);
+	a->format = STOKE_FORMAT_FOLDED;
 	parse_callgraph("auto", &a->sopts.sampler); /* the default mode */
 	a->output = "stoke.folded";
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:F:e:d:g:o:m:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:F:e:d:g:o:f:m:qh", longopts, NULL)) != -1) {
 		char *end;
 
 		switch (c) {
@@ -211,9 +251,33 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 			break;
 		case 'o':
 			a->output = optarg;
+			output_set = true;
+			break;
+		case 'f':
+			if (stoke_format_from_name(optarg, &a->format) < 0)
+				return die_usage("unknown format '%s' (folded, svg, speedscope, "
+						 "pstats, txt, pprof, callgrind)",
+						 optarg);
+			a->format_set = true;
+			break;
+		case OPT_OUTPUT_DIR:
+			a->output_dir = optarg;
+			break;
+		case OPT_NAME:
+			a->name = optarg;
 			break;
 		case OPT_PER_THREAD:
 			a->per_thread = true;
+			a->oopts.per_thread = true;
+			break;
+		case OPT_TITLE:
+		case OPT_WIDTH:
+		case OPT_INVERTED:
+		case OPT_MINWIDTH:
+			if (cli_parse_svg_option(c - OPT_TITLE, optarg, &a->oopts) < 0)
+				return die_usage("invalid value '%s' for --%s", optarg,
+						 c == OPT_WIDTH ? "width (100..100000)"
+								: "minwidth (0..10000)");
 			break;
 		case OPT_NO_KERNEL:
 			a->sopts.sampler.exclude_kernel = true;
@@ -237,7 +301,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 			exit(0);
 		case '?':
 		default:
-			if (optopt && strchr("pFedgom", optopt))
+			if (optopt && strchr("pFedgofm", optopt))
 				return die_usage("option '-%s' needs an argument",
 						 (char[]){ (char)optopt, 0 });
 			return die_usage("unknown option '%s'", argv[optind - 1]);
@@ -249,10 +313,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		return die_usage("%s", "nothing to profile: give -p PID or -- CMD");
 	if (a->npids && a->argv)
 		return die_usage("%s", "give either -p PID or a command, not both");
-	if (!output_is_folded(a->output))
-		return die_usage("cannot tell the output format of '%s' (use a .folded file)",
-				 a->output);
-	return 0;
+	return resolve_output(a, output_set);
 }
 
 static double mono_s(void)
@@ -286,6 +347,7 @@ struct recorder {
 	double stop_sent;  /* when the child was asked to stop */
 	double start;
 	bool tty;
+	char *run_dir;     /* the run directory written, for the summary */
 };
 
 static void progress(struct recorder *rec, bool final)
@@ -477,28 +539,55 @@ static int record_loop(struct recorder *rec)
 	return 0;
 }
 
+/* The run directory's default name: the command's (or first target's)
+ * executable name. */
+static const char *run_name(struct recorder *rec)
+{
+	const struct stoke_profile *p = stoke_session_profile(rec->session);
+	const char *cmd = stoke_profile_string(p, stoke_profile_cmeta(p)->command);
+	static char buf[64];
+	const char *base;
+	size_t n;
+
+	if (rec->args->name)
+		return rec->args->name;
+	n = strcspn(cmd, " ");
+	snprintf(buf, sizeof(buf), "%.*s", (int)n, cmd);
+	base = strrchr(buf, '/');
+	return base ? base + 1 : buf;
+}
+
 static int write_output(struct recorder *rec)
 {
-	struct stoke_atomic_file af;
-	struct stoke_folded_opts fopts;
+	const struct stoke_profile *p = stoke_session_profile(rec->session);
+	struct record_args *a = rec->args;
+	struct stoke_session_stats st;
+	struct stoke_run_info info = { 0 };
+	_cleanup_free_ char *dir = NULL;
+	_cleanup_close_ int dirfd = -1;
 	int r;
 
-	stoke_folded_opts_init(&fopts);
-	fopts.per_thread = rec->args->per_thread;
-	r = stoke_atomic_open(rec->args->output, &af);
-	if (r < 0) {
-		log_error("cannot write '%s': %s", rec->args->output, strerror(-r));
+	if (!a->output_dir) {
+		r = stoke_output_write(p, a->format, &a->oopts, AT_FDCWD, a->output);
+		if (r < 0)
+			log_error("cannot write '%s': %s", a->output, strerror(-r));
 		return r;
 	}
-	r = stoke_folded_write(stoke_session_profile(rec->session), &fopts, af.f);
+	/* TODO(sampler): the target's executable path and build-id are not
+	 * collected yet; run.json says null for both. */
+	stoke_session_get_stats(rec->session, &st);
+	info.unwind_failed = st.unwind_no_cfi + st.unwind_bad_frame;
+	info.truncated = st.unwind_truncated + st.unwind_max_depth;
+	dirfd = open(a->output_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r = dirfd < 0 ? -errno : stoke_rundir_write(p, &info, &a->oopts, dirfd, run_name(rec), &dir);
 	if (r < 0) {
-		stoke_atomic_abort(&af);
-	} else {
-		r = stoke_atomic_commit(&af);
+		log_error("cannot write a run directory in '%s': %s", a->output_dir, strerror(-r));
+		return r;
 	}
-	if (r < 0)
-		log_error("cannot write '%s': %s", rec->args->output, strerror(-r));
-	return r;
+	free(rec->run_dir);
+	if (asprintf(&rec->run_dir, "%s/%s", a->output_dir, dir) < 0)
+		rec->run_dir = NULL;
+	return 0;
 }
 
 /* DWARF mode: how many user stacks did not unwind to their outermost frame,
@@ -530,7 +619,9 @@ static void summary(struct recorder *rec, double elapsed)
 		return;
 	fprintf(stderr, "stoke: %llu samples, %llu lost, %u threads, %.2f s -> %s\n",
 		(unsigned long long)st.samples, (unsigned long long)st.lost, st.threads,
-		elapsed, strcmp(rec->args->output, "-") ? rec->args->output : "stdout");
+		elapsed,
+		rec->run_dir ? rec->run_dir
+			     : strcmp(rec->args->output, "-") ? rec->args->output : "stdout");
 	if (st.unwind_samples)
 		unwind_summary(&st);
 }
@@ -595,6 +686,7 @@ out:
 		if (rec.pidfds[i] >= 0)
 			close(rec.pidfds[i]);
 	free(rec.pidfds);
+	free(rec.run_dir);
 	stoke_session_free(rec.session);
 	if (rec.sigfd >= 0)
 		close(rec.sigfd);

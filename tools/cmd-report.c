@@ -1,0 +1,176 @@
+/*
+ * `stoke report INPUT [-f FORMAT] [-o FILE] [options]`: re-render a stored
+ * profile offline, without the target.
+ *
+ * INPUT is a pprof file stoke wrote (profile.pb.gz) or a run directory
+ * (its profile.pb.gz is read). The pprof carries the whole model, so the
+ * output is byte-identical to what `stoke record` wrote in that format with
+ * the same options.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "log.h"
+#include "output.h"
+#include "pprof.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+	fputs("usage: stoke report INPUT [-f FORMAT] [-o FILE] [options]\n"
+	      "\n"
+	      "Write a stored profile (profile.pb.gz or a run directory) in another\n"
+	      "format, exactly as `stoke record` would have written it.\n"
+	      "\n"
+	      "  -f, --format FORMAT  folded, svg, speedscope, pstats, txt, pprof or\n"
+	      "                       callgrind (default: from -o's extension; folded\n"
+	      "                       on stdout)\n"
+	      "  -o, --output FILE    output file (default - for stdout)\n"
+	      "      --per-thread     folded: prefix stacks with comm-PID/TID\n"
+	      "      --title TEXT     svg: the title\n"
+	      "      --width PX       svg: image width (default 1200)\n"
+	      "      --inverted       svg: icicle graph (root at the top)\n"
+	      "      --minwidth PX    svg: omit boxes narrower than this (default 0.1)\n",
+	      f);
+}
+
+#define die_usage(...) cli_usage_error("report", __VA_ARGS__)
+
+int cli_parse_svg_option(int which, const char *arg, struct stoke_output_opts *o)
+{
+	char *end;
+	double v;
+
+	switch (which) {
+	case CLI_SVG_TITLE:
+		o->title = arg;
+		return 0;
+	case CLI_SVG_INVERTED:
+		o->inverted = true;
+		return 0;
+	case CLI_SVG_WIDTH:
+		errno = 0;
+		v = strtod(arg, &end);
+		if (errno || *end || end == arg || v != floor(v) || v < 100 || v > 100000)
+			return -EINVAL;
+		o->width = (unsigned)v;
+		return 0;
+	case CLI_SVG_MINWIDTH:
+		errno = 0;
+		v = strtod(arg, &end);
+		if (errno || *end || end == arg || !(v >= 0) || v > 10000)
+			return -EINVAL;
+		o->minwidth = v;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+static int load(const char *path, struct stoke_profile **ret)
+{
+	_cleanup_free_ char *inside = NULL;
+	_cleanup_fclose_ FILE *f = NULL;
+	const char *err = NULL;
+	struct stat st;
+	int r;
+
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		if (asprintf(&inside, "%s/%s", path, stoke_format_rundir_name(STOKE_FORMAT_PPROF)) < 0)
+			return -ENOMEM;
+		f = fopen(inside, "rbe");
+		if (!f) {
+			log_error("'%s' is not a run directory (no %s in it)", path,
+				  stoke_format_rundir_name(STOKE_FORMAT_PPROF));
+			return -errno;
+		}
+	} else {
+		f = fopen(path, "rbe");
+		if (!f) {
+			r = -errno;
+			log_error("cannot read '%s': %s", path, strerror(-r));
+			return r;
+		}
+	}
+	r = stoke_pprof_read(f, ret, &err);
+	if (r < 0)
+		log_error("cannot read '%s': %s", inside ? inside : path, err ? err : strerror(-r));
+	return r;
+}
+
+int cmd_report(int argc, char **argv)
+{
+	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH };
+	static const struct option longopts[] = {
+		{ "format", required_argument, NULL, 'f' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "per-thread", no_argument, NULL, OPT_PER_THREAD },
+		{ "title", required_argument, NULL, OPT_TITLE },
+		{ "width", required_argument, NULL, OPT_WIDTH },
+		{ "inverted", no_argument, NULL, OPT_INVERTED },
+		{ "minwidth", required_argument, NULL, OPT_MINWIDTH },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct stoke_output_opts oopts;
+	struct stoke_profile *p = NULL;
+	const char *output = "-";
+	enum stoke_format format = STOKE_FORMAT_FOLDED;
+	bool format_set = false;
+	int c, r;
+
+	stoke_output_opts_init(&oopts);
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "f:o:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			if (stoke_format_from_name(optarg, &format) < 0)
+				return die_usage("unknown format '%s' (folded, svg, speedscope, "
+						 "pstats, txt, pprof, callgrind)",
+						 optarg);
+			format_set = true;
+			break;
+		case 'o':
+			output = optarg;
+			break;
+		case OPT_PER_THREAD:
+			oopts.per_thread = true;
+			break;
+		case OPT_TITLE:
+		case OPT_WIDTH:
+		case OPT_INVERTED:
+		case OPT_MINWIDTH:
+			if (cli_parse_svg_option(c - OPT_TITLE, optarg, &oopts) < 0)
+				return die_usage("invalid value '%s' for --%s", optarg,
+						 longopts[c - OPT_PER_THREAD + 2].name);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			if (optopt && strchr("fo", optopt))
+				return die_usage("option '-%c' needs an argument", optopt);
+			return die_usage("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc - 1)
+		return die_usage("%s", optind < argc ? "give one INPUT" : "give the INPUT to report");
+	if (!format_set && strcmp(output, "-") != 0 && stoke_format_from_path(output, &format) < 0)
+		return die_usage("cannot tell the format of '%s' from its name (use -f FORMAT)",
+				 output);
+	if (load(argv[optind], &p) < 0)
+		return 1;
+	r = stoke_output_write(p, format, &oopts, AT_FDCWD, output);
+	if (r < 0)
+		log_error("cannot write '%s': %s", output, strerror(-r));
+	stoke_profile_free(p);
+	return r < 0 ? 1 : 0;
+}

@@ -9,7 +9,11 @@
  * every seed decodes and the fuzzer starts from real layouts. One legacy
  * PERF_RECORD_MMAP, which the encoder never writes, is laid out by hand.
  * Maps seeds are text in the kernel's format, with the awkward cases (paths
- * with spaces, " (deleted)", pseudo paths, anonymous lines).
+ * with spaces, " (deleted)", pseudo paths, anonymous lines). Pprof seeds are
+ * profiles built through the model API and written by the pprof writer,
+ * plain and gzipped, so the reader starts from what stoke itself stores.
+ * Protocol seeds are requests written by stoke_request_format, the client's
+ * encoder, one per operation, plus a few refusals.
  */
 #include <errno.h>
 #include <linux/perf_event.h>
@@ -19,6 +23,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "pprof.h"
+#include "profile.h"
+#include "protocol.h"
 #include "record.h"
 
 #define FMT_FP (PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_CPU | \
@@ -178,6 +185,141 @@ static void maps(void)
 		 "1000-2000 r-xp 00000000 0801 1 /nodev\n");
 }
 
+static uint32_t str(struct stoke_profile *p, const char *s)
+{
+	uint32_t id = 0;
+
+	if (stoke_profile_intern(p, s, &id) < 0)
+		exit(1);
+	return id;
+}
+
+static uint32_t frame(struct stoke_profile *p, const char *name, const char *module,
+		      uint64_t offset, enum stoke_pframe_kind kind, bool inlined)
+{
+	struct stoke_pframe f = { .name = str(p, name), .file = str(p, name ? "/src/app.c" : NULL),
+				  .line = name ? 10 : 0, .module = str(p, module),
+				  .offset = offset, .kind = (uint8_t)kind, .inlined = inlined };
+	uint32_t id = 0;
+
+	if (stoke_profile_frame(p, &f, &id) < 0)
+		exit(1);
+	return id;
+}
+
+static uint32_t stack(struct stoke_profile *p, const uint32_t *frames, size_t n)
+{
+	uint32_t s = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (stoke_profile_stack(p, s, frames[i], &s) < 0)
+			exit(1);
+	return s;
+}
+
+static void pprofs(void)
+{
+	struct stoke_profile *p = NULL;
+	struct stoke_pmeta *m;
+	uint32_t f[6], s1, s2;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	char *gz = NULL;
+	FILE *out;
+
+	if (stoke_profile_new(&p) < 0)
+		exit(1);
+	f[0] = frame(p, "main", "/usr/bin/app", 0x1100, STOKE_PFRAME_USER, false);
+	f[1] = frame(p, "run", "/usr/bin/app", 0x1200, STOKE_PFRAME_USER, false);
+	f[2] = frame(p, "inlined_leaf", "/usr/bin/app", 0x1210, STOKE_PFRAME_USER, true);
+	f[3] = frame(p, "do_syscall_64", "[kernel.kallsyms]", 0, STOKE_PFRAME_KERNEL, false);
+	f[4] = frame(p, "LazyCompile:*fn", "/tmp/perf-1.map", 0, STOKE_PFRAME_JIT, false);
+	f[5] = frame(p, NULL, "/usr/lib/libfoo.so", 0x1234, STOKE_PFRAME_USER, false);
+	s1 = stack(p, f, 4);
+	s2 = stack(p, (uint32_t[]){ f[0], f[4], f[5] }, 3);
+	if (stoke_profile_thread(p, 100, 100, "app") < 0 ||
+	    stoke_profile_thread(p, 100, 101, "worker") < 0 ||
+	    stoke_profile_add_sample(p, 100, 1000, s1, 3) < 0 ||
+	    stoke_profile_add_sample(p, 101, 2000, s2, 1) < 0 ||
+	    stoke_profile_add_sample(p, 100, 3000, 0, 1) < 0)
+		exit(1);
+	m = stoke_profile_meta(p);
+	m->event = str(p, "cpu-clock");
+	m->frequency = 999;
+	m->period_ns = 1001001;
+	m->start_ns = 1700000000000000000ull;
+	m->end_ns = 1700000001000000000ull;
+	m->callgraph = str(p, "fp");
+	m->command = str(p, "./app");
+	m->pid = 100;
+	m->lost = 2;
+	if (stoke_pprof_encode(p, &buf, &len) < 0)
+		exit(1);
+	write_file("pprof", "small.pb", buf, len, NULL, 0);
+	free(buf);
+	out = open_memstream(&gz, &len);
+	if (!out || stoke_pprof_write(p, NULL, out) < 0 || fclose(out))
+		exit(1);
+	write_file("pprof", "small.pb.gz", gz, len, NULL, 0);
+	free(gz);
+	stoke_profile_free(p);
+
+	/* An empty profile: only the header fields. */
+	if (stoke_profile_new(&p) < 0 || stoke_pprof_encode(p, &buf, &len) < 0)
+		exit(1);
+	write_file("pprof", "empty.pb", buf, len, NULL, 0);
+	free(buf);
+	stoke_profile_free(p);
+}
+
+static void put_request(const char *name, const struct stoke_request *req)
+{
+	char *line = NULL;
+
+	if (stoke_request_format(req, &line) < 0)
+		exit(1);
+	write_file("protocol", name, line, strlen(line), NULL, 0);
+	free(line);
+}
+
+static void requests(void)
+{
+	struct stoke_request r;
+
+	stoke_request_init(&r);
+	r.op = STOKE_OP_ATTACH;
+	r.pid = 1234;
+	r.freq = 499;
+	r.callgraph = STOKE_CALLGRAPH_DWARF;
+	r.duration = 30.5;
+	r.per_thread = true;
+	snprintf(r.name, sizeof(r.name), "web-1");
+	put_request("attach", &r);
+	r.continuous = true;
+	r.rotate = 60;
+	r.keep = 24;
+	r.event = STOKE_EVENT_TASK_CLOCK;
+	r.no_kernel = true;
+	put_request("attach-continuous", &r);
+	stoke_request_init(&r);
+	r.op = STOKE_OP_DETACH;
+	r.session = 3;
+	r.discard = true;
+	put_request("detach", &r);
+	r.discard = false;
+	r.op = STOKE_OP_SNAPSHOT;
+	put_request("snapshot", &r);
+	r.op = STOKE_OP_STATUS;
+	put_request("status", &r);
+	stoke_request_init(&r);
+	r.op = STOKE_OP_LIST;
+	put_request("list", &r);
+	r.op = STOKE_OP_SHUTDOWN;
+	put_request("shutdown", &r);
+	write_file("protocol", "bad-unknown-key", "{\"op\":\"list\",\"x\":1}\n", 20, NULL, 0);
+	write_file("protocol", "bad-nested", "{\"op\":[[[[{\"a\":1}]]]]}\n", 23, NULL, 0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -187,5 +329,7 @@ int main(int argc, char **argv)
 	root = argv[1];
 	records();
 	maps();
+	pprofs();
+	requests();
 	return 0;
 }

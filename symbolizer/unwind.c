@@ -877,7 +877,7 @@ size_t stoke_unwind_sample(struct stoke_unwinder *u, const struct stoke_addrspac
 		}
 		/* Callers live above: a stack that does not grow towards them
 		 * is corrupt (signal frames may switch stacks). */
-		if ((!signal && new_sp <= sp) || !stoke_addrspace_find(as, ip - 1) ||
+		if ((!signal && new_sp <= sp) || !as || !stoke_addrspace_find(as, ip - 1) ||
 		    (fp_link && !call_preceded(&w, ip))) {
 			end = fp_link ? STOKE_UNWIND_NO_INFO : STOKE_UNWIND_BAD_FRAME;
 			break;

@@ -9,11 +9,25 @@
  * first PT_LOAD is at 0; -p_vaddr of that segment otherwise, e.g. prelinked
  * libraries) — we add the bias back rather than assume it is 0.
  *
+ * Opening. A file is opened through the target's root first (containers),
+ * then as we see the path, then through /proc/PID/map_files (deleted or
+ * replaced files), and a candidate is only taken when it is the file that
+ * was mapped: same build-id when the record has one, same inode when it has
+ * one. A path the kernel marks " (deleted)" goes straight to map_files: the
+ * name may now belong to another file.
+ *
+ * Names. Functions are named from DWARF when it covers the address (the
+ * name addr2line prints; a static clone "f.constprop.0" is "f" there) with
+ * its inlined frames and lines (srcline.c), else from the symbol table
+ * (.symtab, .dynsym or .gnu_debugdata); both are demangled (demangle.c) and
+ * interned.
+ *
  * Cleanup style in this file: explicit frees on early return (no cleanup
  * attribute, no goto).
  */
 #include "elfcache.h"
 
+#include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -21,9 +35,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "demangle.h"
 #include "log.h"
+#include "srcline.h"
 #include "util.h"
 
 /* ---- string pool ---- */
@@ -186,6 +203,14 @@ struct stoke_module {
 	Dwarf_Addr bias; /* module address = ELF vaddr + bias */
 	struct load_seg *segs;
 	size_t nsegs;
+	struct stoke_srcline *srcline; /* built on the first line lookup */
+	bool no_dwarf;                 /* no usable DWARF: symbols only */
+	/* The result-cache key: the first module with the same build-id (a
+	 * library seen through two paths is symbolized once), else itself. */
+	const struct stoke_module *key;
+	struct stoke_module *next_id; /* build-id chain */
+	uint8_t file_id_size;         /* the file's build-id (once loaded) */
+	uint8_t file_id[20];
 };
 
 struct stoke_elfcache {
@@ -193,18 +218,21 @@ struct stoke_elfcache {
 	struct stoke_module **buckets;
 	size_t nbuckets;
 	uint32_t count, failed;
+	/* Offline callbacks: the main file comes from our fd; separate
+	 * debuginfo is found by build-id (.build-id/xx/….debug under each
+	 * absolute search root), .gnu_debuglink (next to the file, in its
+	 * .debug/, under each root), .gnu_debugdata, and debuginfod when the
+	 * environment sets DEBUGINFOD_URLS. Per cache, because the search
+	 * path is an option; every Dwfl points here, so it lives as long as
+	 * the cache. */
+	Dwfl_Callbacks callbacks;
+	char *debuginfo_path; /* NULL: libdwfl's default */
+	enum stoke_demangle_mode demangle;
+	struct stoke_module *ids; /* loaded modules with a build-id */
 };
 
-/* Offline callbacks: the main file comes from our fd; separate debuginfo is
- * found by build-id under /usr/lib/debug, .gnu_debuglink, and (if the
- * environment sets DEBUGINFOD_URLS) debuginfod. */
-static char *debuginfo_path;
-static const Dwfl_Callbacks offline_callbacks = {
-	.find_elf = dwfl_build_id_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
-	.section_address = dwfl_offline_section_address,
-	.debuginfo_path = &debuginfo_path,
-};
+/* libdwfl's default search path, which --debuginfo-path extends. */
+#define DEFAULT_DEBUGINFO_PATH ":.debug:/usr/lib/debug"
 
 int stoke_elfcache_new(struct stoke_strpool *pool, struct stoke_elfcache **ret)
 {
@@ -212,7 +240,15 @@ int stoke_elfcache_new(struct stoke_strpool *pool, struct stoke_elfcache **ret)
 
 	if (!c)
 		return -ENOMEM;
+	/* file_matches() reads ELF notes with libelf before libdwfl runs. */
+	elf_version(EV_CURRENT);
 	c->pool = pool;
+	c->callbacks = (Dwfl_Callbacks){
+		.find_elf = dwfl_build_id_find_elf,
+		.find_debuginfo = dwfl_standard_find_debuginfo,
+		.section_address = dwfl_offline_section_address,
+		.debuginfo_path = &c->debuginfo_path,
+	};
 	c->nbuckets = 256;
 	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
 	if (!c->buckets) {
@@ -223,8 +259,23 @@ int stoke_elfcache_new(struct stoke_strpool *pool, struct stoke_elfcache **ret)
 	return 0;
 }
 
+int stoke_elfcache_configure(struct stoke_elfcache *c, const char *debuginfo_dirs,
+			     enum stoke_demangle_mode demangle)
+{
+	char *path = NULL;
+
+	if (debuginfo_dirs && *debuginfo_dirs &&
+	    asprintf(&path, "%s:%s", DEFAULT_DEBUGINFO_PATH, debuginfo_dirs) < 0)
+		return -ENOMEM;
+	free(c->debuginfo_path);
+	c->debuginfo_path = path;
+	c->demangle = demangle;
+	return 0;
+}
+
 static void module_free(struct stoke_module *mod)
 {
+	stoke_srcline_free(mod->srcline);
 	if (mod->dwfl)
 		dwfl_end(mod->dwfl); /* closes the fd we handed it */
 	if (mod->fd >= 0)
@@ -247,6 +298,7 @@ void stoke_elfcache_free(struct stoke_elfcache *c)
 		}
 	}
 	free(c->buckets);
+	free(c->debuginfo_path);
 	free(c);
 }
 
@@ -285,19 +337,70 @@ static bool module_match(const struct stoke_module *mod, const struct stoke_modu
 	       memcmp(mod->build_id, key->build_id, key->build_id_size) == 0;
 }
 
-static int try_open(const char *path, struct stoke_module *mod)
+/* Whether fd holds the file m mapped. A build-id is proof either way; an
+ * inode only tells a match (the same file may show another inode through
+ * another mount), so a mismatch there is "unsure". Returns 1 (yes), 0
+ * (unsure), -1 (no). */
+static int file_matches(int fd, const struct stoke_mmap *m)
+{
+	if (m->is_mmap2 && m->has_build_id && m->build_id_size) {
+		Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+		const void *id = NULL;
+		ssize_t n = elf ? dwelf_elf_gnu_build_id(elf, &id) : -1;
+		int r = n == (ssize_t)m->build_id_size && !memcmp(id, m->build_id, (size_t)n) ? 1
+											       : -1;
+
+		if (elf)
+			elf_end(elf);
+		return r;
+	}
+	if (m->is_mmap2 && m->ino) {
+		struct stat st;
+
+		return fstat(fd, &st) == 0 && st.st_ino == m->ino ? 1 : 0;
+	}
+	return 1;
+}
+
+/* Open path as a candidate for m. A verified file is taken at once
+ * (returns 1); an unsure one is kept in *fallback_fd/fallback_path when
+ * there is none yet (returns 0). */
+static int try_open(const char *path, const struct stoke_mmap *m, struct stoke_module *mod,
+		    int *fallback_fd, char **fallback_path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int match;
 
 	if (fd < 0)
 		return -errno;
+	match = file_matches(fd, m);
+	if (match < 0 || (match == 0 && *fallback_fd >= 0)) {
+		close(fd);
+		return -ESTALE;
+	}
+	if (match == 0) {
+		*fallback_path = strdup(path);
+		if (!*fallback_path) {
+			close(fd);
+			return -ENOMEM;
+		}
+		*fallback_fd = fd;
+		return 0;
+	}
 	mod->open_path = strdup(path);
 	if (!mod->open_path) {
 		close(fd);
 		return -ENOMEM;
 	}
 	mod->fd = fd;
-	return 0;
+	return 1;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+
+	return n >= k && !memcmp(s + n - k, suffix, k);
 }
 
 /* /proc/PID/root first (the target may live in another mount namespace),
@@ -306,23 +409,34 @@ static int try_open(const char *path, struct stoke_module *mod)
  * first use. */
 static void module_open(struct stoke_module *mod, const struct stoke_mmap *m)
 {
-	char buf[4096 + 64];
-	int r = -ENOENT;
+	bool has_pid = m->pid && m->pid != (uint32_t)-1;
+	bool deleted = ends_with(m->filename, " (deleted)");
+	char buf[4096 + 64], *fallback_path = NULL;
+	int fallback_fd = -1, r = -ENOENT;
 
-	if (m->pid && m->pid != (uint32_t)-1) {
-		if ((size_t)snprintf(buf, sizeof(buf), "/proc/%" PRIu32 "/root%s", m->pid,
-				     m->filename) < sizeof(buf))
-			r = try_open(buf, mod);
-	}
-	if (r < 0 && r != -ENOMEM)
-		r = try_open(m->filename, mod);
-	if (r < 0 && r != -ENOMEM && m->pid && m->pid != (uint32_t)-1) {
+	if (has_pid && !deleted &&
+	    (size_t)snprintf(buf, sizeof(buf), "/proc/%" PRIu32 "/root%s", m->pid, m->filename) <
+		    sizeof(buf))
+		r = try_open(buf, m, mod, &fallback_fd, &fallback_path);
+	if (r <= 0 && r != -ENOMEM && !deleted)
+		r = try_open(m->filename, m, mod, &fallback_fd, &fallback_path);
+	if (r <= 0 && r != -ENOMEM && has_pid) {
 		snprintf(buf, sizeof(buf), "/proc/%" PRIu32 "/map_files/%" PRIx64 "-%" PRIx64,
 			 m->pid, m->addr, m->addr + m->len);
-		r = try_open(buf, mod);
+		r = try_open(buf, m, mod, &fallback_fd, &fallback_path);
 	}
-	if (r < 0)
-		log_debug("symbolizer: cannot open %s: %s", m->filename, strerror(-r));
+	if (r <= 0 && fallback_fd >= 0) {
+		/* Nothing verified: the unsure candidate is better than none. */
+		mod->fd = fallback_fd;
+		mod->open_path = fallback_path;
+		return;
+	}
+	if (fallback_fd >= 0)
+		close(fallback_fd);
+	free(fallback_path);
+	if (r <= 0)
+		log_debug("symbolizer: cannot open %s: %s", m->filename,
+			  r < 0 ? strerror(-r) : "no candidate matches");
 }
 
 static int cache_grow(struct stoke_elfcache *c)
@@ -411,14 +525,14 @@ static int module_load_segments(struct stoke_module *mod, Elf *elf)
 	return 0;
 }
 
-static int module_load(struct stoke_module *mod)
+static int module_load(struct stoke_elfcache *c, struct stoke_module *mod)
 {
 	Elf *elf;
 	int fd, r;
 
 	if (mod->fd < 0)
 		return -EBADF;
-	mod->dwfl = dwfl_begin(&offline_callbacks);
+	mod->dwfl = dwfl_begin(&c->callbacks);
 	if (!mod->dwfl)
 		return -ENOMEM;
 	/* dwfl owns the fd we give it once the report succeeds (and we close
@@ -450,6 +564,28 @@ static int module_load(struct stoke_module *mod)
 	return 0;
 }
 
+/* Modules with the same build-id share one result-cache key. */
+static void module_set_key(struct stoke_elfcache *c, struct stoke_module *mod)
+{
+	const unsigned char *id;
+	GElf_Addr vaddr;
+	int n = dwfl_module_build_id(mod->dwmod, &id, &vaddr);
+
+	mod->key = mod;
+	if (n <= 0 || n > (int)sizeof(mod->file_id))
+		return;
+	mod->file_id_size = (uint8_t)n;
+	memcpy(mod->file_id, id, (size_t)n);
+	for (struct stoke_module *o = c->ids; o; o = o->next_id) {
+		if (o->file_id_size == n && !memcmp(o->file_id, id, (size_t)n)) {
+			mod->key = o->key;
+			return;
+		}
+	}
+	mod->next_id = c->ids;
+	c->ids = mod;
+}
+
 /* Parse once; a failure is sticky and counted once. The fd is closed on
  * failure: nothing will read it again. */
 static int module_ready(struct stoke_elfcache *c, struct stoke_module *mod)
@@ -460,7 +596,7 @@ static int module_ready(struct stoke_elfcache *c, struct stoke_module *mod)
 		return 0;
 	if (mod->state == MODULE_FAILED)
 		return -ENOEXEC;
-	r = module_load(mod);
+	r = module_load(c, mod);
 	if (r < 0) {
 		mod->state = MODULE_FAILED;
 		c->failed++;
@@ -482,6 +618,7 @@ static int module_ready(struct stoke_elfcache *c, struct stoke_module *mod)
 	close(mod->fd);
 	mod->fd = -1;
 	mod->state = MODULE_READY;
+	module_set_key(c, mod);
 	return 0;
 }
 
@@ -503,28 +640,137 @@ int stoke_module_vaddr(struct stoke_elfcache *c, struct stoke_module *mod, uint6
 	return -ENOENT;
 }
 
-int stoke_module_symbol(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t vaddr,
-			const char **ret_name)
+/* Intern a function name, demangled as configured. Versioned definitions
+ * appear as "dlsym@@GLIBC_2.34" in a .symtab; the version is not part of
+ * the function's name. */
+static const char *intern_function(struct stoke_elfcache *c, const char *name)
+{
+	size_t len = (size_t)(strchrnul(name + 1, '@') - name);
+	char *plain, *demangled;
+	const char *ret;
+
+	if (c->demangle == STOKE_DEMANGLE_NONE || name[0] != '_')
+		return stoke_strpool_intern_n(c->pool, name, len);
+	plain = strndup(name, len);
+	if (!plain)
+		return NULL;
+	demangled = stoke_demangle(plain, c->demangle);
+	ret = stoke_strpool_intern(c->pool, demangled ? demangled : plain);
+	free(demangled);
+	free(plain);
+	return ret;
+}
+
+static int symtab_name(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t vaddr,
+		       const char **ret_name)
 {
 	const char *name;
 	GElf_Off off;
 	GElf_Sym sym;
-	int r = module_ready(c, mod);
 
-	if (r < 0)
-		return r;
 	name = dwfl_module_addrinfo(mod->dwmod, vaddr + mod->bias, &off, &sym, NULL, NULL, NULL);
 	if (!name || !*name) {
 		*ret_name = NULL;
 		return 0;
 	}
-	/* Versioned definitions appear as "dlsym@@GLIBC_2.34" in a .symtab;
-	 * the version is not part of the function's name. */
-	name = stoke_strpool_intern_n(c->pool, name, strchrnul(name + 1, '@') - name);
-	if (!name)
-		return -ENOMEM;
-	*ret_name = name;
-	return 0;
+	*ret_name = intern_function(c, name);
+	return *ret_name ? 0 : -ENOMEM;
+}
+
+int stoke_module_symbol(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t vaddr,
+			const char **ret_name)
+{
+	int r = module_ready(c, mod);
+
+	if (r < 0)
+		return r;
+	return symtab_name(c, mod, vaddr, ret_name);
+}
+
+/* The line index, created on first use; NULL when the module has no
+ * DWARF (then it is not asked again). */
+static struct stoke_srcline *module_srcline(struct stoke_module *mod)
+{
+	Dwarf_Addr bias;
+
+	if (mod->srcline || mod->no_dwarf)
+		return mod->srcline;
+	/* This is where separate debuginfo is searched for. */
+	if (!dwfl_module_getdwarf(mod->dwmod, &bias)) {
+		log_debug("symbolizer: %s: no DWARF: %s", mod->path, dwfl_errmsg(-1));
+		mod->no_dwarf = true;
+		return NULL;
+	}
+	if (stoke_srcline_new(mod->dwmod, &mod->srcline) < 0)
+		return NULL; /* ENOMEM: try again next time */
+	return mod->srcline;
+}
+
+/* dir/file, as addr2line prints it (not normalized), interned. */
+static const char *intern_path(struct stoke_elfcache *c, const char *dir, const char *file)
+{
+	char buf[4096];
+	int len;
+
+	if (!dir)
+		return stoke_strpool_intern(c->pool, file);
+	len = snprintf(buf, sizeof(buf), "%s/%s", dir, file);
+	if (len < 0 || (size_t)len >= sizeof(buf))
+		return stoke_strpool_intern(c->pool, file);
+	return stoke_strpool_intern_n(c->pool, buf, (size_t)len);
+}
+
+int stoke_module_frames(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t vaddr,
+			struct stoke_module_frame *frames, size_t max)
+{
+	struct stoke_srcframe src[STOKE_MODULE_MAX_FRAMES];
+	struct stoke_srcline *sl;
+	int r = module_ready(c, mod), n = 0;
+
+	if (r < 0)
+		return r;
+	if (max == 0)
+		return 0;
+	sl = module_srcline(mod);
+	if (sl) {
+		n = stoke_srcline_lookup(sl, vaddr + mod->bias, src,
+					 STOKE_MIN(max, (size_t)STOKE_MODULE_MAX_FRAMES));
+		if (n < 0)
+			return n;
+	}
+	for (int i = 0; i < n; i++) {
+		frames[i] = (struct stoke_module_frame){ .line = src[i].line };
+		if (src[i].function) {
+			frames[i].function = intern_function(c, src[i].function);
+			if (!frames[i].function)
+				return -ENOMEM;
+		}
+		if (src[i].file) {
+			frames[i].file = intern_path(c, src[i].dir, src[i].file);
+			if (!frames[i].file)
+				return -ENOMEM;
+		}
+	}
+	if (n == 0)
+		frames[n++] = (struct stoke_module_frame){ 0 };
+	/* No DWARF function (no debug info, assembly): the symbol table
+	 * names the physical frame. */
+	if (!frames[n - 1].function) {
+		r = symtab_name(c, mod, vaddr, &frames[n - 1].function);
+		if (r < 0)
+			return r;
+	}
+	return n;
+}
+
+int stoke_module_parse(struct stoke_elfcache *c, struct stoke_module *mod)
+{
+	return module_ready(c, mod);
+}
+
+const void *stoke_module_key(const struct stoke_module *mod)
+{
+	return mod->key ? mod->key : mod;
 }
 
 uint32_t stoke_elfcache_modules(const struct stoke_elfcache *c)

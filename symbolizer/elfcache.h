@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "record.h"
+#include "symbolizer.h"
 
 struct stoke_strpool;
 
@@ -33,6 +34,15 @@ struct stoke_elfcache;
 /* The cache does not own pool. */
 int stoke_elfcache_new(struct stoke_strpool *pool, struct stoke_elfcache **ret);
 void stoke_elfcache_free(struct stoke_elfcache *c);
+/*
+ * Options, before the first module is parsed: debuginfo_dirs (colon-
+ * separated, or NULL) are searched after libdwfl's defaults (the file's
+ * directory, its .debug/, /usr/lib/debug), both for .gnu_debuglink names
+ * and for .build-id/xx/rest.debug; demangle is how names are demangled.
+ * Returns 0 or -ENOMEM.
+ */
+int stoke_elfcache_configure(struct stoke_elfcache *c, const char *debuginfo_dirs,
+			     enum stoke_demangle_mode demangle);
 
 /*
  * The module for the file mapped by m (m->filename must be an absolute path),
@@ -43,6 +53,10 @@ void stoke_elfcache_free(struct stoke_elfcache *c);
  */
 int stoke_elfcache_get(struct stoke_elfcache *c, const struct stoke_mmap *m,
 		       struct stoke_module **ret);
+
+/* Parse the module now (every lookup below does it on first use). Returns 0,
+ * or -ENOEXEC when it cannot be read as ELF (or was never opened). */
+int stoke_module_parse(struct stoke_elfcache *c, struct stoke_module *mod);
 
 /* The module's path as mapped (interned). */
 const char *stoke_module_path(const struct stoke_module *mod);
@@ -58,11 +72,37 @@ int stoke_module_vaddr(struct stoke_elfcache *c, struct stoke_module *mod, uint6
 
 /*
  * The symbol containing vaddr (an ELF virtual address of mod), or NULL in
- * *ret_name when none does. Not cached here: the caller caches per address.
- * Returns 0 or -ENOEXEC/-ENOMEM.
+ * *ret_name when none does; demangled as configured. Not cached here: the
+ * caller caches per address. Returns 0 or -ENOEXEC/-ENOMEM.
  */
 int stoke_module_symbol(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t vaddr,
 			const char **ret_name);
+
+/* One frame of an address; strings are interned (NULL when unknown). */
+struct stoke_module_frame {
+	const char *function;
+	const char *file;
+	uint32_t line;
+};
+
+/* The longest inline chain kept for one address. */
+#define STOKE_MODULE_MAX_FRAMES 64
+
+/*
+ * The frames at vaddr, innermost first: inlined functions, then the one
+ * that physically holds the address, each with its source file:line (the
+ * inlined call's site for the outer ones). From DWARF when the module (or
+ * its separate debuginfo) has it, else one frame named from the symbol
+ * table. Names are demangled. Writes at most max (the physical function is
+ * kept) and returns the count (>= 1 when max >= 1), or -ENOEXEC/-ENOMEM.
+ * Not cached here.
+ */
+int stoke_module_frames(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t vaddr,
+			struct stoke_module_frame *frames, size_t max);
+
+/* The key results of mod are cached under: shared by every module with the
+ * same build-id. Valid once the module was parsed (any lookup above). */
+const void *stoke_module_key(const struct stoke_module *mod);
 
 uint32_t stoke_elfcache_modules(const struct stoke_elfcache *c);
 uint32_t stoke_elfcache_failed(const struct stoke_elfcache *c);

@@ -5,10 +5,20 @@
  * (module, address) pair reaches libdwfl once.
  *
  * Result cache. The key is (module, ELF virtual address looked up), with the
- * kernel as a pseudo-module keyed by its address; the entry holds the name
- * (and, later, the inline chain and source line), never per-process data,
- * so processes mapping the same file share entries. It is open addressing
- * with a hard size limit: beyond it, lookups still work but are not cached.
+ * kernel as a pseudo-module keyed by its address; a module's key is shared
+ * by every module with the same build-id (stoke_module_key), so the cache is
+ * by (build-id, address). The entry holds the physical function with its
+ * source line, and the chain of inlined frames above it (kept in an
+ * append-only arena), never per-process data, so processes mapping the same
+ * file share entries. It is open addressing with a hard size limit: beyond
+ * it, lookups still work but are not cached.
+ *
+ * JIT code. An address in anonymous memory (or in no mapping at all: JITs
+ * do not always mmap with PROT_EXEC) is looked up in the process's
+ * /tmp/perf-PID.map, read through /proc/PID/root with PID as the target's
+ * own namespace sees it. The map grows while the JIT runs, so a miss
+ * re-reads it when it has grown, at most every JIT_RELOAD_NS. These results
+ * are not cached: the JIT reuses addresses.
  *
  * Return addresses. A return address points after its call instruction,
  * which may be the first byte of the next function (a noreturn call ends a
@@ -18,14 +28,19 @@
 #include "symbolizer.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/perf_event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "addrspace.h"
 #include "elfcache.h"
 #include "log.h"
+#include "perfmap.h"
 #include "unwind.h"
 #include "util.h"
 
@@ -33,16 +48,38 @@
 /* Enough for ~10^6 unique addresses; an entry is 40 bytes. */
 #define RESULT_CACHE_MAX_SLOTS (1u << 22)
 
-/* One resolved address. Room is left for the inline chain and source line
- * (DWARF), which will hang off this entry so they are computed once too. */
+/* Frames kept per address: the inline chain plus the physical function. */
+#define MAX_ADDR_FRAMES STOKE_MODULE_MAX_FRAMES
+/* A JIT map is re-read on a miss at most this often (and only if it grew). */
+#define JIT_RELOAD_NS 200000000ULL
+#define JIT_MAX_PROCS 4096
+
+/* One resolved address: the physical function (function/file/line) and the
+ * ninl inlined frames above it, innermost first. */
 struct result {
-	const void *mod; /* key: struct stoke_module *, or &s->kernel_key */
+	const void *mod; /* key: stoke_module_key(), or &s->kernel_key */
 	uint64_t addr;   /* key: the address looked up (after the -1 rule) */
 	const char *function;
 	const char *module; /* kernel only: "[kernel.kallsyms]" or "[mod]" */
 	const char *file;
 	uint32_t line;
-	/* later: uint32_t n_inline; const struct inline_frame *inlines; */
+	uint32_t ninl;
+	const struct stoke_module_frame *inl;
+};
+
+/* Append-only storage for the cached inline chains. */
+struct inl_chunk {
+	struct inl_chunk *next;
+	size_t used, cap;
+	struct stoke_module_frame f[];
+};
+
+/* A process's JIT map. */
+struct jitmap {
+	uint32_t pid;
+	struct stoke_perfmap *map; /* NULL: none read yet */
+	uint64_t checked_ns;       /* last time the file was looked at */
+	off_t size;                /* its size when read */
 };
 
 struct stoke_symbolizer {
@@ -60,6 +97,10 @@ struct stoke_symbolizer {
 	size_t nresults, nslots;
 	struct stoke_symbolizer_stats stats;
 	struct stoke_unwinder *unwinder; /* DWARF mode; created on first use */
+	struct inl_chunk *inl_chunks;
+	struct jitmap *jits;
+	size_t njits;
+	struct stoke_module_frame scratch[MAX_ADDR_FRAMES];
 };
 
 int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
@@ -80,6 +121,10 @@ int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
 	if (r < 0)
 		goto fail;
 	r = stoke_elfcache_new(s->pool, &s->elfs);
+	if (r < 0)
+		goto fail;
+	r = stoke_elfcache_configure(s->elfs, opts ? opts->debuginfo_path : NULL,
+				     opts ? opts->demangle : STOKE_DEMANGLE_SHORT);
 	if (r < 0)
 		goto fail;
 	r = stoke_proctable_new(&s->procs);
@@ -104,6 +149,15 @@ void stoke_symbolizer_free(struct stoke_symbolizer *s)
 	if (!s)
 		return;
 	free(s->results);
+	while (s->inl_chunks) {
+		struct inl_chunk *next = s->inl_chunks->next;
+
+		free(s->inl_chunks);
+		s->inl_chunks = next;
+	}
+	for (size_t i = 0; i < s->njits; i++)
+		stoke_perfmap_free(s->jits[i].map);
+	free(s->jits);
 	stoke_unwinder_free(s->unwinder);
 	stoke_ksyms_free(s->ksyms);
 	stoke_proctable_free(s->procs);
@@ -232,18 +286,46 @@ static void results_grow(struct stoke_symbolizer *s)
 	s->nslots = n.nslots;
 }
 
+/* A copy of an inline chain in the arena, or NULL on ENOMEM. */
+static const struct stoke_module_frame *inl_store(struct stoke_symbolizer *s,
+						  const struct stoke_module_frame *f, size_t n)
+{
+	struct inl_chunk *c = s->inl_chunks;
+
+	if (!c || c->cap - c->used < n) {
+		size_t cap = STOKE_MAX((size_t)4096, n);
+
+		c = malloc(sizeof(*c) + cap * sizeof(c->f[0]));
+		if (!c)
+			return NULL;
+		c->used = 0;
+		c->cap = cap;
+		c->next = s->inl_chunks;
+		s->inl_chunks = c;
+	}
+	memcpy(c->f + c->used, f, n * sizeof(*f));
+	c->used += n;
+	return c->f + c->used - n;
+}
+
 /* Caching is best effort: when the table is full, the result is simply not
- * kept. */
+ * kept. An inline chain pointing at scratch memory is copied to the arena. */
 static void result_add(struct stoke_symbolizer *s, const struct result *res)
 {
+	struct result copy = *res;
 	size_t i;
 
 	if ((s->nresults + 1) * 2 > s->nslots)
 		results_grow(s);
 	if ((s->nresults + 1) * 4 > s->nslots * 3)
 		return;
-	i = result_slot(s, res->mod, res->addr);
-	s->results[i] = *res;
+	if (copy.ninl) {
+		copy.inl = inl_store(s, copy.inl, copy.ninl);
+		if (!copy.inl)
+			return;
+	}
+	i = result_slot(s, copy.mod, copy.addr);
+	s->results[i] = copy;
 	s->nresults++;
 }
 
@@ -288,17 +370,42 @@ static void kernel_lookup(struct stoke_symbolizer *s, uint64_t addr, struct resu
 	}
 }
 
-static void resolve_kernel(struct stoke_symbolizer *s, uint64_t addr, uint64_t look,
-			   struct stoke_symbol *ret)
+/* Expand a result into frames (inlined ones first) that share base's
+ * address, module and kind. Inner frames go first when max is short. */
+static size_t emit_result(const struct result *res, const struct stoke_symbol *base,
+			  struct stoke_symbol *frames, size_t max)
+{
+	size_t skip = res->ninl + 1 > max ? res->ninl + 1 - max : 0, n = 0;
+
+	for (size_t i = skip; i < res->ninl; i++) {
+		frames[n] = *base;
+		frames[n].function = res->inl[i].function;
+		frames[n].file = res->inl[i].file;
+		frames[n].line = res->inl[i].line;
+		frames[n].inlined = true;
+		n++;
+	}
+	frames[n] = *base;
+	frames[n].function = res->function;
+	frames[n].file = res->file;
+	frames[n].line = res->line;
+	if (res->module)
+		frames[n].module = res->module;
+	return n + 1;
+}
+
+static size_t resolve_kernel(struct stoke_symbolizer *s, uint64_t look,
+			     struct stoke_symbol *base, struct stoke_symbol *frames, size_t max)
 {
 	const struct result *hit;
 	struct result res = { 0 };
 
-	ret->kind = STOKE_FRAME_KERNEL;
-	ret->module = s->kernel_module;
-	ret->offset = addr;
-	if (s->no_kernel)
-		return;
+	base->kind = STOKE_FRAME_KERNEL;
+	base->module = s->kernel_module;
+	if (s->no_kernel) {
+		frames[0] = *base;
+		return 1;
+	}
 	hit = result_find(s, &s->kernel_key, look);
 	if (hit) {
 		s->stats.cache_hits++;
@@ -307,64 +414,246 @@ static void resolve_kernel(struct stoke_symbolizer *s, uint64_t addr, uint64_t l
 		result_add(s, &res);
 		hit = &res;
 	}
-	ret->function = hit->function;
-	ret->module = hit->module;
+	return emit_result(hit, base, frames, max);
 }
 
-static void resolve_user(struct stoke_symbolizer *s, pid_t pid, uint64_t addr, uint64_t look,
-			 struct stoke_symbol *ret)
+/* vaddr of mod, through the result cache. */
+static size_t resolve_module(struct stoke_symbolizer *s, struct stoke_module *mod,
+			     uint64_t vaddr, const struct stoke_symbol *base,
+			     struct stoke_symbol *frames, size_t max)
+{
+	const void *key = stoke_module_key(mod);
+	const struct result *hit = result_find(s, key, vaddr);
+	struct result res = { .mod = key, .addr = vaddr };
+	int n;
+
+	if (hit) {
+		s->stats.cache_hits++;
+		return emit_result(hit, base, frames, max);
+	}
+	n = stoke_module_frames(s->elfs, mod, vaddr, s->scratch, MAX_ADDR_FRAMES);
+	if (n <= 0) {
+		frames[0] = *base; /* not cached: ENOMEM may pass */
+		return 1;
+	}
+	res.function = s->scratch[n - 1].function;
+	res.file = s->scratch[n - 1].file;
+	res.line = s->scratch[n - 1].line;
+	res.ninl = (uint32_t)(n - 1);
+	res.inl = s->scratch;
+	result_add(s, &res);
+	return emit_result(&res, base, frames, max);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* The pid the target sees itself as (the last NSpid field), which names its
+ * map file; pid itself when that cannot be read. */
+static uint32_t ns_pid(uint32_t pid)
+{
+	char path[64], line[256];
+	uint32_t ret = pid;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%" PRIu32 "/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return pid;
+	while (fgets(line, sizeof(line), f)) {
+		char *p, *end;
+
+		if (strncmp(line, "NSpid:", 6) != 0)
+			continue;
+		for (p = line + 6;; p = end) {
+			unsigned long v = strtoul(p, &end, 10);
+
+			if (end == p)
+				break;
+			ret = (uint32_t)v;
+		}
+		break;
+	}
+	fclose(f);
+	return ret;
+}
+
+/* (Re)read pid's JIT map when it grew since the last read. */
+static void jit_reload(struct stoke_symbolizer *s, struct jitmap *j)
+{
+	struct stoke_perfmap *map;
+	char path[128];
+	struct stat st;
+	FILE *f;
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%" PRIu32 "/root/tmp/perf-%" PRIu32 ".map", j->pid,
+		 ns_pid(j->pid));
+	f = fopen(path, "re");
+	if (!f) {
+		/* The target has exited (its root is gone), or shares our
+		 * namespace anyway. */
+		snprintf(path, sizeof(path), "/tmp/perf-%" PRIu32 ".map", j->pid);
+		f = fopen(path, "re");
+	}
+	if (!f)
+		return;
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || (j->map && st.st_size == j->size)) {
+		fclose(f);
+		return;
+	}
+	r = stoke_perfmap_parse(f, &map);
+	fclose(f);
+	if (r < 0) {
+		log_debug("symbolizer: %s: %s", path, strerror(-r));
+		return;
+	}
+	stoke_perfmap_free(j->map);
+	j->map = map;
+	j->size = st.st_size;
+	s->stats.jit_maps_read++;
+}
+
+static struct jitmap *jit_get(struct stoke_symbolizer *s, uint32_t pid)
+{
+	size_t cap = s->njits;
+
+	for (size_t i = 0; i < s->njits; i++)
+		if (s->jits[i].pid == pid)
+			return &s->jits[i];
+	if (s->njits >= JIT_MAX_PROCS || STOKE_GROW(s->jits, cap, s->njits + 1) < 0)
+		return NULL;
+	s->jits[s->njits] = (struct jitmap){ .pid = pid };
+	return &s->jits[s->njits++];
+}
+
+/* The JIT-map name of look in pid, or NULL. */
+static const char *jit_lookup(struct stoke_symbolizer *s, uint32_t pid, uint64_t look)
+{
+	struct jitmap *j = jit_get(s, pid);
+	const char *name;
+	uint64_t now;
+
+	if (!j)
+		return NULL;
+	name = j->map ? stoke_perfmap_lookup(j->map, look, NULL) : NULL;
+	if (name)
+		return name;
+	now = now_ns();
+	if (j->checked_ns && now - j->checked_ns < JIT_RELOAD_NS)
+		return NULL;
+	j->checked_ns = now;
+	jit_reload(s, j);
+	return j->map ? stoke_perfmap_lookup(j->map, look, NULL) : NULL;
+}
+
+static size_t resolve_jit(struct stoke_symbolizer *s, uint32_t pid, uint64_t look,
+			  struct stoke_symbol *base, struct stoke_symbol *frames)
+{
+	const char *name = jit_lookup(s, pid, look);
+	char mod[64];
+
+	frames[0] = *base;
+	if (!name)
+		return 0;
+	snprintf(mod, sizeof(mod), "/tmp/perf-%" PRIu32 ".map", pid);
+	frames[0].function = stoke_strpool_intern(s->pool, name);
+	frames[0].module = stoke_strpool_intern(s->pool, mod);
+	frames[0].kind = STOKE_FRAME_JIT;
+	return frames[0].function ? 1 : 0;
+}
+
+static size_t resolve_user(struct stoke_symbolizer *s, pid_t pid, uint64_t addr, uint64_t look,
+			   struct stoke_symbol *base, struct stoke_symbol *frames, size_t max)
 {
 	struct stoke_addrspace *as = stoke_proctable_find(s->procs, (uint32_t)pid);
 	const struct stoke_mapping *m = as ? stoke_addrspace_find(as, look) : NULL;
-	const struct result *hit;
-	struct result res = { 0 };
 	uint64_t file_off, vaddr;
 
-	ret->kind = STOKE_FRAME_USER;
+	base->kind = STOKE_FRAME_USER;
+	if ((!m || (!m->mod && m->name != s->vdso_module)) &&
+	    resolve_jit(s, (uint32_t)pid, look, base, frames))
+		return 1;
 	if (!m) {
 		s->stats.no_mapping++;
-		return;
+		frames[0] = *base;
+		return 1;
 	}
-	ret->module = m->name;
+	base->module = m->name;
 	file_off = look - m->start + m->pgoff;
-	ret->offset = file_off + (addr - look);
-	if (!m->mod || stoke_module_vaddr(s->elfs, m->mod, file_off, &vaddr) < 0)
-		return;
-	/* offset is the ELF vaddr of the sampled address itself. */
-	ret->offset = vaddr + (addr - look);
-	hit = result_find(s, m->mod, vaddr);
-	if (hit) {
-		s->stats.cache_hits++;
-	} else {
-		res.mod = m->mod;
-		res.addr = vaddr;
-		if (stoke_module_symbol(s->elfs, m->mod, vaddr, &res.function) < 0)
-			return; /* not cached: ENOMEM may pass */
-		result_add(s, &res);
-		hit = &res;
+	base->offset = file_off + (addr - look);
+	if (!m->mod || stoke_module_vaddr(s->elfs, m->mod, file_off, &vaddr) < 0) {
+		frames[0] = *base;
+		return 1;
 	}
-	ret->function = hit->function;
-	ret->file = hit->file;
-	ret->line = hit->line;
+	/* offset is the ELF vaddr of the sampled address itself. */
+	base->offset = vaddr + (addr - look);
+	return resolve_module(s, m->mod, vaddr, base, frames, max);
+}
+
+static void count_unknown(struct stoke_symbolizer *s, const struct stoke_symbol *frames,
+			  size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!frames[i].function)
+			s->stats.unknown++;
+}
+
+int stoke_symbolizer_addr_frames(struct stoke_symbolizer *s, pid_t pid, uint64_t addr,
+				 bool kernel, bool return_addr, struct stoke_symbol *frames,
+				 size_t max)
+{
+	/* The call instruction ends at a return address: look inside it. */
+	uint64_t look = return_addr && addr > 0 ? addr - 1 : addr;
+	struct stoke_symbol base = { .addr = addr, .offset = addr };
+	size_t n;
+
+	if (max == 0)
+		return 0;
+	s->stats.lookups++;
+	if (kernel)
+		n = resolve_kernel(s, look, &base, frames, max);
+	else
+		n = resolve_user(s, pid, addr, look, &base, frames, max);
+	count_unknown(s, frames, n);
+	return (int)n;
 }
 
 int stoke_symbolizer_addr(struct stoke_symbolizer *s, pid_t pid, uint64_t addr, bool kernel,
 			  bool return_addr, struct stoke_symbol *ret)
 {
-	/* The call instruction ends at a return address: look inside it. */
-	uint64_t look = return_addr && addr > 0 ? addr - 1 : addr;
-
-	memset(ret, 0, sizeof(*ret));
-	ret->addr = addr;
-	ret->offset = addr;
-	s->stats.lookups++;
-	if (kernel)
-		resolve_kernel(s, addr, look, ret);
-	else
-		resolve_user(s, pid, addr, look, ret);
-	if (!ret->function)
-		s->stats.unknown++;
+	/* Only the physical function: a one-frame array keeps the last. */
+	stoke_symbolizer_addr_frames(s, pid, addr, kernel, return_addr, ret, 1);
 	return 0;
+}
+
+int stoke_symbolizer_elf_frames(struct stoke_symbolizer *s, const char *path, uint64_t vaddr,
+				struct stoke_symbol *frames, size_t max)
+{
+	struct stoke_mmap m = { .filename = path };
+	struct stoke_symbol base = { .addr = vaddr, .offset = vaddr, .kind = STOKE_FRAME_USER };
+	struct stoke_module *mod;
+	size_t n;
+	int r;
+
+	if (max == 0)
+		return 0;
+	r = stoke_elfcache_get(s->elfs, &m, &mod);
+	if (r < 0)
+		return r;
+	r = stoke_module_parse(s->elfs, mod);
+	if (r < 0)
+		return r;
+	base.module = stoke_module_path(mod);
+	s->stats.lookups++;
+	n = resolve_module(s, mod, vaddr, &base, frames, max);
+	count_unknown(s, frames, n);
+	return (int)n;
 }
 
 enum context {
@@ -518,11 +807,9 @@ int stoke_symbolizer_sample(struct stoke_symbolizer *s, const struct stoke_sampl
 	/* A sample with a user register set was taken in DWARF mode. */
 	if (sample->nr_regs && sample->regs)
 		return sample_dwarf(s, sample, frames, max);
-	if (sample->nr == 0 || !sample->callchain) {
-		stoke_symbolizer_addr(s, (pid_t)sample->pid, sample->ip, addr_is_kernel(sample->ip),
-				      false, &frames[0]);
-		return 1;
-	}
+	if (sample->nr == 0 || !sample->callchain)
+		return stoke_symbolizer_addr_frames(s, (pid_t)sample->pid, sample->ip,
+						    addr_is_kernel(sample->ip), false, frames, max);
 	for (uint64_t i = 0; i < sample->nr && n < max; i++) {
 		uint64_t v = sample->callchain[i];
 
@@ -532,13 +819,12 @@ int stoke_symbolizer_sample(struct stoke_symbolizer *s, const struct stoke_sampl
 			continue;
 		}
 		if (ctx == CTX_FOREIGN)
-			foreign_frame(s, v, &frames[n]);
-		else
-			stoke_symbolizer_addr(s, (pid_t)sample->pid, v,
-					      ctx == CTX_KERNEL ||
-						      (ctx == CTX_GUESS && addr_is_kernel(v)),
-					      !first, &frames[n]);
-		n++;
+			foreign_frame(s, v, &frames[n++]);
+		else /* inlined frames expand in place, leaf first */
+			n += (size_t)stoke_symbolizer_addr_frames(
+				s, (pid_t)sample->pid, v,
+				ctx == CTX_KERNEL || (ctx == CTX_GUESS && addr_is_kernel(v)), !first,
+				frames + n, max - n);
 		first = false;
 	}
 	return (int)n;

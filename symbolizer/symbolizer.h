@@ -39,7 +39,7 @@ struct stoke_symbol {
 	const char *function; /* symbol name (as in the symbol table) or NULL;
 			       * a symbol-version suffix ("@@GLIBC_2.34") is
 			       * dropped */
-	const char *file;     /* source file or NULL (later: DWARF lines) */
+	const char *file;     /* source file (from DWARF) or NULL */
 	uint32_t line;        /* 0 when unknown */
 	const char *module;   /* full path of the mapped file, "[kernel.kallsyms]",
 			       * "[vdso]", or NULL; for a kernel module's
@@ -48,12 +48,28 @@ struct stoke_symbol {
 	uint64_t offset;      /* module-relative address: ELF virtual address for
 			       * ELF modules, the kernel address for the kernel */
 	enum stoke_frame_kind kind;
-	bool inlined;         /* an inlined frame (later) */
+	bool inlined;         /* an inlined frame: a function inlined into the
+			       * frame that follows it */
 };
+
+/* How function names are demangled (C++ and Rust, through libiberty). */
+enum stoke_demangle_mode {
+	STOKE_DEMANGLE_SHORT = 0, /* default: without parameter lists */
+	STOKE_DEMANGLE_FULL,      /* with parameter lists and qualifiers */
+	STOKE_DEMANGLE_NONE,      /* names as in the binary */
+};
+
+/* "full", "none" (and "short", the default) → *ret. Returns 0 or -EINVAL. */
+int stoke_demangle_mode_parse(const char *s, enum stoke_demangle_mode *ret);
 
 struct stoke_symbolizer_opts {
 	bool no_kernel;       /* never read /proc/kallsyms */
 	const char *kallsyms_path; /* default /proc/kallsyms (tests override) */
+	const char *debuginfo_path; /* extra debuginfo roots, colon-separated:
+				     * searched for .gnu_debuglink files and
+				     * .build-id/xx/yyyy.debug, after the file's
+				     * own dir, its .debug/ and /usr/lib/debug */
+	enum stoke_demangle_mode demangle;
 };
 
 struct stoke_symbolizer_stats {
@@ -61,6 +77,17 @@ struct stoke_symbolizer_stats {
 	uint64_t cache_hits;
 	uint64_t unknown;       /* frames left without a function name */
 	uint64_t no_mapping;    /* user addresses outside every mapping */
+	uint64_t jit_maps_read; /* /tmp/perf-PID.map files (re)read */
+	/* DWARF unwinding of user stacks (samples with user registers); every
+	 * unwound sample ends in exactly one of the reasons below. */
+	uint64_t unwind_samples;
+	uint64_t unwind_complete;   /* reached the outermost frame */
+	uint64_t unwind_truncated;  /* [truncated]: the stack copy was too small */
+	uint64_t unwind_no_cfi;     /* [unwind-failed]: no CFI, no plausible FP link */
+	uint64_t unwind_bad_frame;  /* [unwind-failed]: implausible frame or
+				     * libunwind error */
+	uint64_t unwind_max_depth;  /* [truncated]: the frame limit */
+	uint64_t unwind_fp_links;   /* frames spliced from frame-pointer links */
 	uint32_t modules;       /* modules known */
 	uint32_t modules_failed;/* modules whose ELF could not be read */
 	uint32_t processes;
@@ -77,17 +104,6 @@ void stoke_symbolizer_free(struct stoke_symbolizer *s);
  * process's mappings (the MMAPs after it rebuild them); FORK of a new process
  * copies the parent's mappings. Other records are ignored. Returns 0 or
  * -ENOMEM.
-	uint64_t jit_maps_read; /* /tmp/perf-PID.map files (re)read */
-	/* DWARF unwinding of user stacks (samples with user registers); every
-	 * unwound sample ends in exactly one of the reasons below. */
-	uint64_t unwind_samples;
-	uint64_t unwind_complete;   /* reached the outermost frame */
-	uint64_t unwind_truncated;  /* [truncated]: the stack copy was too small */
-	uint64_t unwind_no_cfi;     /* [unwind-failed]: no CFI, no plausible FP link */
-	uint64_t unwind_bad_frame;  /* [unwind-failed]: implausible frame or
-				     * libunwind error */
-	uint64_t unwind_max_depth;  /* [truncated]: the frame limit */
-	uint64_t unwind_fp_links;   /* frames spliced from frame-pointer links */
  */
 int stoke_symbolizer_record(struct stoke_symbolizer *s, const struct stoke_record *rec);
 
@@ -98,22 +114,6 @@ int stoke_symbolizer_record(struct stoke_symbolizer *s, const struct stoke_recor
  * is looked up at addr - 1, so call sites resolve to the caller. When the
  * sample has no callchain, sample->ip alone is used. Writes at most max
  * frames and returns the number written.
- */
-int stoke_symbolizer_sample(struct stoke_symbolizer *s, const struct stoke_sample *sample,
-			    struct stoke_symbol *frames, size_t max);
-
-/*
- * Resolve one address of process pid (kernel addresses when kernel is true).
- * return_addr applies the -1 rule. Returns 0 (ret filled, possibly unknown).
- */
-int stoke_symbolizer_addr(struct stoke_symbolizer *s, pid_t pid, uint64_t addr,
-			  bool kernel, bool return_addr, struct stoke_symbol *ret);
-
-void stoke_symbolizer_get_stats(const struct stoke_symbolizer *s,
-				struct stoke_symbolizer_stats *ret);
-
-/* ---- kernel symbols (kallsyms), usable on their own ---- */
-
  *
  * A sample with user registers and a user stack copy (DWARF mode) gets its
  * user frames by DWARF unwinding instead (libunwind, see unwind.h); the
@@ -123,6 +123,44 @@ void stoke_symbolizer_get_stats(const struct stoke_symbolizer *s,
  * STOKE_FRAME_SYNTHETIC frame named "[truncated]" (the stack copy or the
  * frame limit was too small) or "[unwind-failed]" (no CFI, or a frame that
  * is not plausible); the reasons are counted in the stats.
+ */
+int stoke_symbolizer_sample(struct stoke_symbolizer *s, const struct stoke_sample *sample,
+			    struct stoke_symbol *frames, size_t max);
+
+/*
+ * Resolve one address of process pid (kernel addresses when kernel is true).
+ * return_addr applies the -1 rule. Returns 0 (ret filled, possibly unknown).
+ * When the address is inside inlined code, ret is the function that
+ * physically holds it (the last of stoke_symbolizer_addr_frames).
+ */
+int stoke_symbolizer_addr(struct stoke_symbolizer *s, pid_t pid, uint64_t addr,
+			  bool kernel, bool return_addr, struct stoke_symbol *ret);
+
+/*
+ * Resolve one address into all its frames, innermost first: the inlined
+ * functions (inlined = true, each at its file:line), then the function that
+ * physically holds the address. Unknown addresses give one unknown frame.
+ * Writes at most max frames (dropping inner ones first, so the physical
+ * function stays) and returns the count (>= 1 when max >= 1).
+ */
+int stoke_symbolizer_addr_frames(struct stoke_symbolizer *s, pid_t pid, uint64_t addr,
+				 bool kernel, bool return_addr, struct stoke_symbol *frames,
+				 size_t max);
+
+/*
+ * Resolve vaddr, an ELF virtual address of the file at path (as addr2line
+ * -e does), into frames as stoke_symbolizer_addr_frames. The file is opened
+ * and parsed on first use and kept. Returns the frame count, or -ENOENT /
+ * -EACCES / … when the file cannot be opened, -ENOEXEC when it is not ELF.
+ */
+int stoke_symbolizer_elf_frames(struct stoke_symbolizer *s, const char *path, uint64_t vaddr,
+				struct stoke_symbol *frames, size_t max);
+
+void stoke_symbolizer_get_stats(const struct stoke_symbolizer *s,
+				struct stoke_symbolizer_stats *ret);
+
+/* ---- kernel symbols (kallsyms), usable on their own ---- */
+
 struct stoke_ksyms;
 /* Load a kallsyms-format file. Returns 0, or -errno. An all-zero address file
  * (kptr_restrict) loads with no symbols. */

@@ -29,6 +29,7 @@ static const struct command {
 } commands[] = {
 	{ "record", cmd_record, "sample a process or a command and write its profile" },
 	{ "report", cmd_report, "write a stored profile (pprof or run directory) in any format" },
+	{ "symbolize", cmd_symbolize, "name addresses of an ELF file or a process (like addr2line)" },
 	{ "attach", cmd_attach, "ask stoked to profile a process; prints the session id" },
 	{ "detach", cmd_detach, "end a stoked session (writing its profile)" },
 	{ "list", cmd_list, "stoked's sessions" },

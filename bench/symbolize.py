@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Benchmark: `stoke symbolize` against `addr2line -a -f -i`.
+
+Builds (or reuses) the generated -O2 -g binary of bench/gen_inline_binary.py
+(20k functions with inlined helpers by default), draws N random code
+addresses (uniform over the bytes of its functions, seeded), symbolizes them
+with both tools, and prints:
+  - agreement: the share of addresses where both give the same frames —
+    function names and basename:line at every inline level;
+  - wall time of each (median of --runs) and the ratio addr2line / stoke.
+
+usage: symbolize.py [--stoke PATH] [--binary PATH | --workdir DIR]
+                    [--addresses N] [--functions N] [--runs R] [--seed S]
+                    [--min-agreement PCT] [--min-ratio X] [--show-diff K]
+Exit status 1 when agreement or ratio is below the given minimum (none by
+default: timing depends on the machine, so only a benchmark asserts it).
+The last line is machine-readable: "RESULT agreement=… ratio=…".
+"""
+import argparse
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import gen_inline_binary  # noqa: E402
+
+ADDR_RE = re.compile(r"^0x[0-9a-f]{16}$")
+
+
+def code_ranges(binary):
+    """(start, size) of every function symbol with a size."""
+    out = subprocess.run(["nm", "-S", "--defined-only", binary], capture_output=True,
+                         text=True, check=True).stdout
+    ranges = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tTwW":
+            start, size = int(parts[0], 16), int(parts[1], 16)
+            if size:
+                ranges.append((start, size))
+    return ranges
+
+
+def random_addresses(binary, n, seed):
+    rng = random.Random(seed)
+    ranges = code_ranges(binary)
+    if not ranges:
+        raise SystemExit("symbolize.py: %s has no sized function symbols" % binary)
+    starts, weights = zip(*ranges)
+    picks = rng.choices(range(len(ranges)), weights=weights, k=n)
+    return [starts[i] + rng.randrange(weights[i]) for i in picks]
+
+
+def parse_blocks(text):
+    """addr2line -a -f -i output → list of (address, [(function, loc), ...])."""
+    blocks = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line:
+            i += 1
+            continue
+        if not ADDR_RE.match(line):
+            raise ValueError("line %d: expected an address, got %r" % (i + 1, line))
+        frames = []
+        i += 1
+        while i + 1 < len(lines) and lines[i] and not ADDR_RE.match(lines[i]):
+            frames.append((lines[i], lines[i + 1]))
+            i += 2
+        blocks.append((int(line, 16), frames))
+    return blocks
+
+
+def norm_loc(loc):
+    loc = re.sub(r" \(discriminator \d+\)$", "", loc)
+    path, _, line = loc.rpartition(":")
+    return "%s:%s" % (os.path.basename(path), line)
+
+
+def norm(frames):
+    return [(fn, norm_loc(loc)) for fn, loc in frames]
+
+
+def timed(cmd, input_path):
+    with open(input_path, "rb") as inp:
+        t0 = time.monotonic()
+        p = subprocess.run(cmd, stdin=inp, capture_output=True)
+        dt = time.monotonic() - t0
+    if p.returncode != 0:
+        raise SystemExit("%s failed (%d): %s" % (cmd[0], p.returncode,
+                                                p.stderr.decode(errors="replace")[-500:]))
+    return dt, p.stdout.decode(errors="replace")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stoke", default=os.environ.get("STOKE", "build/tools/stoke"))
+    ap.add_argument("--binary", help="use this binary instead of generating one")
+    ap.add_argument("--workdir", default="/tmp/stoke-bench-symbolize")
+    ap.add_argument("--functions", type=int, default=20000)
+    ap.add_argument("--addresses", type=int, default=100000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--addr2line", default="addr2line")
+    ap.add_argument("--min-agreement", type=float, default=0.0)
+    ap.add_argument("--min-ratio", type=float, default=0.0)
+    ap.add_argument("--show-diff", type=int, default=5)
+    a = ap.parse_args()
+
+    binary = a.binary
+    if not binary:
+        binary = os.path.join(a.workdir, "gen")
+        stamp = os.path.join(a.workdir, "functions")
+        fresh = os.path.exists(binary) and os.path.exists(stamp) and \
+            open(stamp).read().strip() == str(a.functions)
+        if not fresh:
+            print("building a %d-function -O2 -g binary in %s ..." % (a.functions, a.workdir),
+                  file=sys.stderr)
+            srcs = gen_inline_binary.generate(a.workdir, a.functions,
+                                              max(1, a.functions // 400), 4)
+            gen_inline_binary.build(a.workdir, srcs, os.environ.get("CC", "cc"),
+                                    os.cpu_count() or 1)
+            with open(stamp, "w") as f:
+                f.write(str(a.functions))
+    addrs = random_addresses(binary, a.addresses, a.seed)
+    addr_path = os.path.join(os.path.dirname(os.path.abspath(binary)), "addresses.txt")
+    with open(addr_path, "w") as f:
+        f.write("".join("0x%x\n" % x for x in addrs))
+
+    cmds = {
+        "addr2line": [a.addr2line, "-a", "-f", "-i", "-e", binary],
+        "stoke": [a.stoke, "symbolize", "-e", binary],
+    }
+    times = {k: [] for k in cmds}
+    outs = {}
+    for _ in range(a.runs):
+        for k, cmd in cmds.items():
+            dt, out = timed(cmd, addr_path)
+            times[k].append(dt)
+            outs[k] = out
+    ref = parse_blocks(outs["addr2line"])
+    got = parse_blocks(outs["stoke"])
+    if len(ref) != len(addrs) or len(got) != len(addrs):
+        raise SystemExit("expected %d answers, addr2line gave %d and stoke %d"
+                         % (len(addrs), len(ref), len(got)))
+    agree, shown, inl = 0, 0, 0
+    for (ra, rf), (ga, gf) in zip(ref, got):
+        if ra != ga:
+            raise SystemExit("answers out of order at 0x%x / 0x%x" % (ra, ga))
+        inl += len(rf) > 1
+        if norm(rf) == norm(gf):
+            agree += 1
+        elif shown < a.show_diff:
+            shown += 1
+            print("differs at 0x%x:\n  addr2line: %s\n  stoke:     %s"
+                  % (ra, norm(rf), norm(gf)), file=sys.stderr)
+    pct = 100.0 * agree / len(addrs)
+    t_ref, t_got = statistics.median(times["addr2line"]), statistics.median(times["stoke"])
+    ratio = t_ref / t_got if t_got > 0 else float("inf")
+    print("binary:     %s (%d function symbols)" % (binary, len(code_ranges(binary))))
+    print("addresses:  %d random code addresses (seed %d), %.1f%% inside inlined code"
+          % (len(addrs), a.seed, 100.0 * inl / len(addrs)))
+    print("agreement:  %d / %d = %.2f%% (function and basename:line at every level)"
+          % (agree, len(addrs), pct))
+    print("addr2line:  %.3f s (median of %d: %s)"
+          % (t_ref, a.runs, " ".join("%.3f" % t for t in times["addr2line"])))
+    print("stoke:      %.3f s (median of %d: %s)"
+          % (t_got, a.runs, " ".join("%.3f" % t for t in times["stoke"])))
+    print("ratio:      %.2fx faster than addr2line" % ratio)
+    print("RESULT agreement=%.2f ratio=%.2f addr2line_s=%.3f stoke_s=%.3f"
+          % (pct, ratio, t_ref, t_got))
+    ok = pct >= a.min_agreement and ratio >= a.min_ratio
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

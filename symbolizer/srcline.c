@@ -1,0 +1,559 @@
+/*
+ * Source lines and inlined frames (see srcline.h).
+ *
+ * Index layout, per CU:
+ *   nodes[]  one per subprogram / inlined_subroutine that has code, with
+ *            its parent node (the function or inlined call it sits in)
+ *   ivs[]    every address range of every node, sorted by (start, depth)
+ *
+ * Lookup of address a: J = the last interval starting at or below a. In
+ * well-formed DWARF the ranges form a laminar family (any two are nested or
+ * disjoint), so the deepest interval containing a is J or one of J's
+ * ancestors: anything containing a and starting at or before J's start
+ * either contains J or is J. So we walk up from J's node until a node
+ * contains a. Sorting ties by depth puts the deeper of two intervals with
+ * the same start last, so J is the deeper one. Broken DWARF only makes the
+ * answer less precise (an outer frame), never unsafe: every walk is bounded
+ * by the parent chain, which only points to earlier nodes.
+ *
+ * CU DIEs are walked only through the tags that can hold code (functions,
+ * lexical blocks, namespaces, classes); everything else is skipped with
+ * dwarf_siblingof. The recursion is bounded (MAX_DIE_DEPTH) against hostile
+ * input.
+ *
+ * Cleanup style in this file: explicit frees on early return.
+ */
+#include "srcline.h"
+
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define NO_NODE UINT32_MAX
+#define MAX_DIE_DEPTH 128
+#define MAX_CHAIN 64
+
+struct sl_node {
+	Dwarf_Off off;    /* the DIE: its name is looked up when first needed */
+	const char *name; /* valid when named */
+	bool named;
+	uint32_t parent;
+	uint32_t call_file, call_line; /* of an inlined node */
+	uint32_t first, nranges;       /* its ranges in cu->ranges */
+	bool inlined;
+};
+
+struct sl_range {
+	uint64_t lo, hi; /* [lo, hi), DWARF addresses */
+	uint32_t node, depth;
+};
+
+struct sl_cu {
+	Dwarf_Off off; /* key: the CU DIE's offset */
+	Dwarf_Die die;
+	struct sl_node *nodes;
+	size_t nnodes, nodes_cap;
+	struct sl_range *ranges; /* node order: each node's ranges together */
+	struct sl_range *ivs;    /* sorted */
+	size_t nranges, ranges_cap;
+	Dwarf_Files *files;
+	size_t nfiles;
+	bool files_tried;
+	/* The line table, reduced to what a lookup reads: the address of each
+	 * row that can answer (the last of the rows sharing an address) and
+	 * its index in libdw's table. Smaller than libdw's rows, so a binary
+	 * search misses the cache less. */
+	Dwarf_Lines *lines;
+	uint64_t *laddr;
+	uint32_t *lrow;
+	size_t nlrows;
+	const char *comp_dir; /* DW_AT_comp_dir, or NULL */
+	struct sl_range *cu_ranges; /* the CU's own ranges, sorted */
+	size_t ncu_ranges;
+};
+
+struct stoke_srcline {
+	Dwfl_Module *mod;
+	struct sl_cu **slots; /* open addressing by offset, power of two */
+	size_t nslots, count;
+};
+
+int stoke_srcline_new(Dwfl_Module *mod, struct stoke_srcline **ret)
+{
+	struct stoke_srcline *sl = calloc(1, sizeof(*sl));
+
+	if (!sl)
+		return -ENOMEM;
+	sl->mod = mod;
+	sl->nslots = 64;
+	sl->slots = calloc(sl->nslots, sizeof(*sl->slots));
+	if (!sl->slots) {
+		free(sl);
+		return -ENOMEM;
+	}
+	*ret = sl;
+	return 0;
+}
+
+static void cu_free(struct sl_cu *cu)
+{
+	if (!cu)
+		return;
+	free(cu->nodes);
+	free(cu->ranges);
+	free(cu->ivs);
+	free(cu->cu_ranges);
+	free(cu->laddr);
+	free(cu->lrow);
+	free(cu);
+}
+
+void stoke_srcline_free(struct stoke_srcline *sl)
+{
+	if (!sl)
+		return;
+	for (size_t i = 0; i < sl->nslots; i++)
+		cu_free(sl->slots[i]);
+	free(sl->slots);
+	free(sl);
+}
+
+size_t stoke_srcline_cus_indexed(const struct stoke_srcline *sl)
+{
+	return sl->count;
+}
+
+/* ---- building a CU's index ---- */
+
+/* The name addr2line prints: the linkage name when there is one (C++,
+ * Rust), else DW_AT_name, following abstract_origin and specification. */
+static const char *die_function_name(Dwarf_Die *die)
+{
+	Dwarf_Attribute attr;
+	const char *name = NULL;
+
+	if (dwarf_attr_integrate(die, DW_AT_linkage_name, &attr) ||
+	    dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr))
+		name = dwarf_formstring(&attr);
+	return name ? name : dwarf_diename(die);
+}
+
+static uint32_t die_udata(Dwarf_Die *die, unsigned name)
+{
+	Dwarf_Attribute attr;
+	Dwarf_Word v;
+
+	if (!dwarf_attr(die, name, &attr) || dwarf_formudata(&attr, &v) != 0 || v > UINT32_MAX)
+		return 0;
+	return (uint32_t)v;
+}
+
+/* Add die as a node with its ranges. *ret_node stays NO_NODE when the DIE
+ * has no code (a declaration, an abstract instance). */
+static int add_node(struct sl_cu *cu, Dwarf_Die *die, bool inlined, uint32_t parent,
+		    uint32_t depth, uint32_t *ret_node)
+{
+	Dwarf_Addr base, lo, hi;
+	ptrdiff_t off = 0;
+	uint32_t id = (uint32_t)cu->nnodes;
+	size_t first = cu->nranges;
+
+	*ret_node = NO_NODE;
+	if (cu->nnodes >= NO_NODE - 1)
+		return 0;
+	while ((off = dwarf_ranges(die, off, &base, &lo, &hi)) > 0) {
+		if (hi <= lo)
+			continue;
+		if (STOKE_GROW(cu->ranges, cu->ranges_cap, cu->nranges + 1) < 0)
+			return -ENOMEM;
+		cu->ranges[cu->nranges++] = (struct sl_range){
+			.lo = lo, .hi = hi, .node = id, .depth = depth,
+		};
+	}
+	if (cu->nranges == first)
+		return 0;
+	if (STOKE_GROW(cu->nodes, cu->nodes_cap, cu->nnodes + 1) < 0)
+		return -ENOMEM;
+	cu->nodes[cu->nnodes++] = (struct sl_node){
+		.off = dwarf_dieoffset(die),
+		.parent = parent,
+		.call_file = inlined ? die_udata(die, DW_AT_call_file) : 0,
+		.call_line = inlined ? die_udata(die, DW_AT_call_line) : 0,
+		.first = (uint32_t)first,
+		.nranges = (uint32_t)(cu->nranges - first),
+		.inlined = inlined,
+	};
+	*ret_node = id;
+	return 0;
+}
+
+static int walk(struct sl_cu *cu, Dwarf_Die *die, uint32_t parent, uint32_t depth,
+		unsigned die_depth)
+{
+	Dwarf_Die child;
+	int r;
+
+	if (die_depth >= MAX_DIE_DEPTH || dwarf_child(die, &child) != 0)
+		return 0;
+	do {
+		uint32_t node;
+
+		switch (dwarf_tag(&child)) {
+		case DW_TAG_subprogram:
+		case DW_TAG_inlined_subroutine:
+			r = add_node(cu, &child, dwarf_tag(&child) == DW_TAG_inlined_subroutine,
+				     parent, depth, &node);
+			if (r < 0)
+				return r;
+			/* No code: nothing inside can have code either. */
+			if (node == NO_NODE)
+				break;
+			r = walk(cu, &child, node, depth + 1, die_depth + 1);
+			if (r < 0)
+				return r;
+			break;
+		case DW_TAG_lexical_block:
+		case DW_TAG_try_block:
+		case DW_TAG_catch_block:
+		case DW_TAG_namespace:
+		case DW_TAG_module:
+		case DW_TAG_class_type:
+		case DW_TAG_structure_type:
+		case DW_TAG_union_type:
+			r = walk(cu, &child, parent, depth, die_depth + 1);
+			if (r < 0)
+				return r;
+			break;
+		default:
+			break;
+		}
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return 0;
+}
+
+static int range_cmp(const void *a, const void *b)
+{
+	const struct sl_range *x = a, *y = b;
+
+	if (x->lo != y->lo)
+		return x->lo < y->lo ? -1 : 1;
+	return x->depth < y->depth ? -1 : x->depth > y->depth;
+}
+
+/* libdwfl maps an address in a gap between CUs to the CU before it, so a
+ * lookup checks the CU's own ranges. */
+static int cu_own_ranges(struct sl_cu *cu)
+{
+	Dwarf_Addr base, lo, hi;
+	ptrdiff_t off = 0;
+	size_t cap = 0;
+
+	while ((off = dwarf_ranges(&cu->die, off, &base, &lo, &hi)) > 0) {
+		if (hi <= lo)
+			continue;
+		if (STOKE_GROW(cu->cu_ranges, cap, cu->ncu_ranges + 1) < 0)
+			return -ENOMEM;
+		cu->cu_ranges[cu->ncu_ranges++] = (struct sl_range){ .lo = lo, .hi = hi };
+	}
+	if (cu->ncu_ranges > 1)
+		qsort(cu->cu_ranges, cu->ncu_ranges, sizeof(*cu->cu_ranges), range_cmp);
+	return 0;
+}
+
+static bool cu_covers(const struct sl_cu *cu, uint64_t a)
+{
+	size_t lo = 0, hi = cu->ncu_ranges;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cu->cu_ranges[mid].lo <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo > 0 && a < cu->cu_ranges[lo - 1].hi;
+}
+
+static int cu_lines(struct sl_cu *cu)
+{
+	size_t n, k = 0;
+
+	if (dwarf_getsrclines(&cu->die, &cu->lines, &n) != 0 || n == 0 || n > UINT32_MAX)
+		return 0; /* no line table: lookups give no lines */
+	cu->laddr = malloc(n * sizeof(*cu->laddr));
+	cu->lrow = malloc(n * sizeof(*cu->lrow));
+	if (!cu->laddr || !cu->lrow)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		Dwarf_Addr addr, next;
+
+		if (dwarf_lineaddr(dwarf_onesrcline(cu->lines, i), &addr) != 0)
+			continue;
+		/* libdw answers with the last row at an address. */
+		if (i + 1 < n && dwarf_lineaddr(dwarf_onesrcline(cu->lines, i + 1), &next) == 0 &&
+		    next == addr)
+			continue;
+		cu->laddr[k] = addr;
+		cu->lrow[k] = (uint32_t)i;
+		k++;
+	}
+	cu->nlrows = k;
+	return 0;
+}
+
+/* The line row for a (as dwarf_getsrc_die: the last row at or below a,
+ * unless that row ends a sequence), or NULL. */
+static Dwarf_Line *cu_line(const struct sl_cu *cu, uint64_t a)
+{
+	size_t lo = 0, hi = cu->nlrows;
+	Dwarf_Line *line;
+	bool end;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cu->laddr[mid] <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	line = dwarf_onesrcline(cu->lines, cu->lrow[lo - 1]);
+	if (!line || dwarf_lineendsequence(line, &end) != 0 || end)
+		return NULL;
+	return line;
+}
+
+static int cu_build(struct sl_cu *cu)
+{
+	int r = cu_own_ranges(cu);
+
+	if (r < 0)
+		return r;
+	r = cu_lines(cu);
+	if (r < 0)
+		return r;
+	r = walk(cu, &cu->die, NO_NODE, 0, 0);
+	if (r < 0)
+		return r;
+	if (!cu->nranges)
+		return 0;
+	cu->ivs = malloc(cu->nranges * sizeof(*cu->ivs));
+	if (!cu->ivs)
+		return -ENOMEM;
+	memcpy(cu->ivs, cu->ranges, cu->nranges * sizeof(*cu->ivs));
+	qsort(cu->ivs, cu->nranges, sizeof(*cu->ivs), range_cmp);
+	return 0;
+}
+
+static size_t cu_slot(const struct stoke_srcline *sl, Dwarf_Off off)
+{
+	size_t i = stoke_hash_u64(off) & (sl->nslots - 1);
+
+	while (sl->slots[i] && sl->slots[i]->off != off)
+		i = (i + 1) & (sl->nslots - 1);
+	return i;
+}
+
+static int grow_slots(struct stoke_srcline *sl)
+{
+	struct stoke_srcline n = { .nslots = sl->nslots * 2 };
+
+	n.slots = calloc(n.nslots, sizeof(*n.slots));
+	if (!n.slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < sl->nslots; i++)
+		if (sl->slots[i])
+			n.slots[cu_slot(&n, sl->slots[i]->off)] = sl->slots[i];
+	free(sl->slots);
+	sl->slots = n.slots;
+	sl->nslots = n.nslots;
+	return 0;
+}
+
+/* The index of the CU cudie, built on first use. A CU whose walk ran out of
+ * memory is not kept, so a later lookup retries. */
+static int get_cu(struct stoke_srcline *sl, Dwarf_Die *cudie, struct sl_cu **ret)
+{
+	Dwarf_Off off = dwarf_dieoffset(cudie);
+	size_t i = cu_slot(sl, off);
+	struct sl_cu *cu;
+	int r;
+
+	if (sl->slots[i]) {
+		*ret = sl->slots[i];
+		return 0;
+	}
+	if ((sl->count + 1) * 2 > sl->nslots) {
+		r = grow_slots(sl);
+		if (r < 0)
+			return r;
+		i = cu_slot(sl, off);
+	}
+	cu = calloc(1, sizeof(*cu));
+	if (!cu)
+		return -ENOMEM;
+	cu->off = off;
+	cu->die = *cudie;
+	{
+		Dwarf_Attribute attr;
+
+		cu->comp_dir = dwarf_formstring(dwarf_attr(cudie, DW_AT_comp_dir, &attr));
+	}
+	r = cu_build(cu);
+	if (r < 0) {
+		cu_free(cu);
+		return r;
+	}
+	sl->slots[i] = cu;
+	sl->count++;
+	*ret = cu;
+	return 0;
+}
+
+/* ---- lookup ---- */
+
+static bool node_contains(const struct sl_cu *cu, const struct sl_node *n, uint64_t a)
+{
+	for (uint32_t i = 0; i < n->nranges; i++) {
+		const struct sl_range *r = &cu->ranges[n->first + i];
+
+		if (a >= r->lo && a < r->hi)
+			return true;
+	}
+	return false;
+}
+
+/* The deepest node containing a, or NO_NODE. */
+static uint32_t find_node(const struct sl_cu *cu, uint64_t a)
+{
+	size_t lo = 0, hi = cu->nranges;
+	uint32_t node;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cu->ivs[mid].lo <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NO_NODE;
+	if (a < cu->ivs[lo - 1].hi)
+		return cu->ivs[lo - 1].node;
+	/* Parents are added before their children, so the walk ends. */
+	for (node = cu->nodes[cu->ivs[lo - 1].node].parent; node != NO_NODE;
+	     node = cu->nodes[node].parent)
+		if (node_contains(cu, &cu->nodes[node], a))
+			return node;
+	return NO_NODE;
+}
+
+static const char *cu_file(struct sl_cu *cu, uint32_t idx)
+{
+	if (!cu->files_tried) {
+		cu->files_tried = true;
+		if (dwarf_getsrcfiles(&cu->die, &cu->files, &cu->nfiles) != 0)
+			cu->files = NULL;
+	}
+	if (!cu->files || idx >= cu->nfiles)
+		return NULL;
+	return dwarf_filesrc(cu->files, idx, NULL, NULL);
+}
+
+static const char *node_name(const struct sl_cu *cu, struct sl_node *nd)
+{
+	Dwarf_Die die;
+
+	if (!nd->named) {
+		nd->named = true;
+		if (dwarf_offdie(dwarf_cu_getdwarf(cu->die.cu), nd->off, &die))
+			nd->name = die_function_name(&die);
+	}
+	return nd->name;
+}
+
+/* libdw hands out file names as the line table spells them; a relative one
+ * is relative to the CU's compilation directory. */
+static const char *cu_dir(const struct sl_cu *cu, const char *file)
+{
+	return file && file[0] != '/' ? cu->comp_dir : NULL;
+}
+
+int stoke_srcline_lookup(struct stoke_srcline *sl, uint64_t addr, struct stoke_srcframe *frames,
+			 size_t max)
+{
+	struct stoke_srcframe chain[MAX_CHAIN];
+	Dwarf_Die *cudie;
+	Dwarf_Addr bias;
+	Dwarf_Line *line;
+	struct sl_cu *cu;
+	uint32_t node;
+	size_t n = 0;
+	int r, lineno;
+	uint64_t a;
+
+	if (max == 0)
+		return 0;
+	cudie = dwfl_module_addrdie(sl->mod, addr, &bias);
+	if (!cudie)
+		return 0;
+	a = addr - bias;
+	r = get_cu(sl, cudie, &cu);
+	if (r < 0)
+		return r;
+	if (!cu_covers(cu, a))
+		return 0;
+	chain[0] = (struct stoke_srcframe){ 0 };
+	line = cu_line(cu, a);
+	if (line && dwarf_lineno(line, &lineno) == 0 && lineno > 0) {
+		chain[0].file = dwarf_linesrc(line, NULL, NULL);
+		chain[0].line = (uint32_t)lineno;
+		chain[0].dir = cu_dir(cu, chain[0].file);
+	} else {
+		/* No line row (startup code built without -g lines): the
+		 * CU's own name still says where the code comes from. */
+		chain[0].file = dwarf_diename(&cu->die);
+	}
+	node = cu->nranges ? find_node(cu, a) : NO_NODE;
+	if (node == NO_NODE) {
+		if (!chain[0].file)
+			return 0;
+		frames[0] = chain[0];
+		return 1;
+	}
+	/* Innermost first; past MAX_CHAIN, the innermost frames slide out so
+	 * that the physical function stays last. */
+	for (;;) {
+		const struct sl_node *nd = &cu->nodes[node];
+
+		chain[n++].function = node_name(cu, &cu->nodes[node]);
+		if (!nd->inlined || nd->parent == NO_NODE)
+			break;
+		if (n == MAX_CHAIN) {
+			memmove(chain, chain + 1, (MAX_CHAIN - 1) * sizeof(*chain));
+			n--;
+		}
+		/* The caller's location is this inlined call's site. */
+		chain[n] = (struct stoke_srcframe){
+			.file = cu_file(cu, nd->call_file),
+			.line = nd->call_line,
+		};
+		chain[n].dir = cu_dir(cu, chain[n].file);
+		node = nd->parent;
+	}
+	if (n > max) {
+		memmove(chain, chain + (n - max), max * sizeof(*chain));
+		n = max;
+	}
+	memcpy(frames, chain, n * sizeof(*chain));
+	return (int)n;
+}

@@ -25,7 +25,6 @@ enum {
 	PROFILE_SAMPLE_TYPE = 1, PROFILE_SAMPLE, PROFILE_MAPPING, PROFILE_LOCATION,
 	PROFILE_FUNCTION, PROFILE_STRING_TABLE, PROFILE_TIME_NANOS = 9,
 	PROFILE_DURATION_NANOS, PROFILE_PERIOD_TYPE, PROFILE_PERIOD, PROFILE_COMMENT,
-	PROFILE_STOKE_THREAD = 100, /* extension: {1 pid, 2 tid, 3 name} */
 };
 
 /* Synthetic mapping bases: module offsets stay below 1 TiB. */
@@ -35,6 +34,9 @@ struct pprof_enc {
 	const struct stoke_profile *p;
 	struct pb_buf out, sub, sub2;
 	uint32_t nstr;             /* next extra string index */
+	FILE *table;               /* memstream for the stoke.* tables */
+	char *table_buf;
+	size_t table_len;
 	struct pb_buf extra;       /* extra strings, as string_table fields */
 	uint32_t *module_mapping;  /* per string id: mapping id, 0 = none */
 	uint64_t *mapping_limit;   /* per mapping id: max offset + 1 */
@@ -48,14 +50,33 @@ struct pprof_enc {
 };
 
 /* Add a string after the model's; returns its index. */
+static uint32_t extra_string_n(struct pprof_enc *e, const char *s, size_t n)
+{
+	pb_ldelim(&e->extra, PROFILE_STRING_TABLE, s, n);
+	return e->nstr++;
+}
+
 static uint32_t extra_string(struct pprof_enc *e, const char *s)
 {
-	pb_ldelim(&e->extra, PROFILE_STRING_TABLE, s, strlen(s));
-	return e->nstr++;
+	return extra_string_n(e, s, strlen(s));
 }
 
 static void comment(struct pprof_enc *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* The table built in e->table becomes an extra string, and the comment
+ * "KEY=INDEX" points at it. */
+static void table_comment(struct pprof_enc *e, const char *key)
+{
+	long len;
+
+	if (fflush(e->table) != 0 || (len = ftell(e->table)) < 0) {
+		e->out.error = -ENOMEM;
+		return;
+	}
+	comment(e, "%s=%" PRIu32, key, extra_string_n(e, e->table_buf, (size_t)len));
+	rewind(e->table);
+}
 
 static void comment(struct pprof_enc *e, const char *fmt, ...)
 {
@@ -177,9 +198,6 @@ static void write_locations(struct pprof_enc *e)
 			pb_uint_nz(&e->sub2, 2, f->line);
 			pb_message(&e->sub, 4, &e->sub2);
 		}
-		/* stoke extensions: readers skip unknown fields */
-		pb_uint_nz(&e->sub, 100, f->kind);
-		pb_uint_nz(&e->sub, 101, f->inlined);
 		pb_message(&e->out, PROFILE_LOCATION, &e->sub);
 	}
 }
@@ -270,19 +288,32 @@ static void write_comments(struct pprof_enc *e)
 	comment(e, "stoke.pid=%" PRIu32, m->pid);
 	comment(e, "stoke.lost=%" PRIu64, m->lost);
 	comment(e, "stoke.throttled=%" PRIu64, m->throttled);
-	/* Threads go into an extension field, not comments: a server has
-	 * hundreds, and go tool pprof prints every comment above its report. */
+	/* Tables go into one string each, named by a short comment: go tool
+	 * pprof prints every comment above its report, and a server has
+	 * hundreds of threads. No extension fields either: pprof-format (npm)
+	 * cannot skip field numbers above 15. */
 	th = stoke_profile_threads(e->p, &n);
 	for (size_t i = 0; i < n; i++) {
-		pb_uint(&e->sub, 1, th[i].pid);
-		pb_uint(&e->sub, 2, th[i].tid);
-		pb_uint_nz(&e->sub, 3, th[i].name);
-		pb_message(&e->out, PROFILE_STOKE_THREAD, &e->sub);
+		const char *name = stoke_profile_string(e->p, th[i].name);
+
+		if (fprintf(e->table, "%" PRIu32 "/%" PRIu32 "/%zu:%s", th[i].pid, th[i].tid,
+			    strlen(name), name) < 0)
+			e->out.error = -ENOMEM;
 	}
+	table_comment(e, "stoke.threads");
+	for (uint32_t id = 1; id <= stoke_profile_nframes(e->p); id++) {
+		const struct stoke_pframe *f = stoke_profile_get_frame(e->p, id);
+
+		putc('0' + (f->kind << 1 | f->inlined), e->table);
+	}
+	table_comment(e, "stoke.frames");
 }
 
 static void enc_done(struct pprof_enc *e)
 {
+	if (e->table)
+		fclose(e->table);
+	free(e->table_buf);
 	pb_free(&e->sub);
 	pb_free(&e->sub2);
 	pb_free(&e->extra);
@@ -304,6 +335,9 @@ int stoke_pprof_encode(const struct stoke_profile *p, uint8_t **ret_buf, size_t 
 	if (nstr >= UINT32_MAX / 2)
 		return -E2BIG;
 	e.nstr = (uint32_t)nstr;
+	e.table = open_memstream(&e.table_buf, &e.table_len);
+	if (!e.table)
+		return -ENOMEM;
 	r = assign_functions(&e);
 	if (r >= 0)
 		r = assign_mappings(&e);

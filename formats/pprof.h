@@ -13,10 +13,7 @@
  *    unknown frames have no Line. Frames of a module share a Mapping
  *    (filename = module path); Location.address is the mapping's synthetic
  *    start (1 TiB * mapping id) plus the frame's module offset, so mappings
- *    never overlap. Two stoke extension fields on Location, which readers
- *    skip as unknown protobuf fields, keep what profile.proto has no place
- *    for: field 100 = frame kind (1 kernel, 2 JIT, 3 synthetic; absent for
- *    user) and field 101 = 1 for an inlined frame.
+ *    never overlap.
  *  - one Sample per model sample, in model order: location_id leaf first,
  *    value [weight, weight * period], labels thread (string, the thread's
  *    name), thread_id (number), and time (number, unit "nanoseconds": the
@@ -28,9 +25,14 @@
  *      stoke.start_ns, stoke.end_ns, stoke.time_first, stoke.time_last,
  *      stoke.callgraph, stoke.command, stoke.pid, stoke.lost,
  *      stoke.throttled.
- *  - the thread table, in the model's order and including threads without
- *    samples, is Profile extension field 100 (repeated message: 1 pid,
- *    2 tid, 3 name as a string index), again skipped by other readers.
+ *      stoke.threads=I: string_table[I] is the thread table, in the model's
+ *      order and including threads without samples: "PID/TID/LEN:NAME"
+ *      repeated, NAME being LEN bytes.
+ *      stoke.frames=I: string_table[I] has one character per Location, in
+ *      order: '0' + (kind << 1 | inlined), kind 0 user, 1 kernel, 2 JIT,
+ *      3 synthetic.
+ *    Only standard profile.proto fields are used (pprof-format, the npm
+ *    reader, cannot even skip field numbers above 15).
  */
 #pragma once
 

@@ -105,8 +105,7 @@ struct dec {
 	struct pb_reader *samples, *mappings_msg, *functions_msg, *locations_msg;
 	size_t nsamples, samples_cap, nmappings, mappings_cap, nfunctions, functions_cap;
 	size_t nlocations, locations_cap;
-	struct pb_reader *threads_msg;
-	size_t nthreads, threads_cap;
+	uint64_t threads_str, frames_str; /* stoke.threads / stoke.frames, 0 = none */
 	uint64_t *comments;
 	size_t ncomments, comments_cap;
 	uint64_t period;
@@ -170,10 +169,6 @@ static int scan(struct dec *d, const uint8_t *buf, size_t len)
 			break;
 		case 5:
 			rc = push_msg(&d->functions_msg, &d->nfunctions, &d->functions_cap, f.sub);
-			break;
-		case 100:
-			if (f.wire == 2)
-				rc = push_msg(&d->threads_msg, &d->nthreads, &d->threads_cap, f.sub);
 			break;
 		case 6:
 			if (STOKE_GROW(d->str, d->str_cap, d->nstr + 1) < 0 ||
@@ -344,10 +339,6 @@ static int decode_location(struct dec *d, size_t i)
 				mapping = f.value;
 			else if (f.number == 3)
 				address = f.value;
-			else if (f.number == 100)
-				base.kind = (uint8_t)STOKE_MIN(f.value, (uint64_t)STOKE_PFRAME_SYNTHETIC);
-			else if (f.number == 101)
-				base.inlined = f.value != 0;
 		}
 	}
 	if (m.p != m.end)
@@ -355,6 +346,15 @@ static int decode_location(struct dec *d, size_t i)
 	if (!id || !idmap_put(&d->location_ids, id, (uint32_t)i + 1))
 		FAIL(d, "a location id is zero or duplicated");
 	base.offset = address;
+	/* stoke.frames: kind and inlined flag, one character per location */
+	if (d->frames_str && i < d->str_len[d->frames_str]) {
+		unsigned c = (unsigned)(d->str[d->frames_str][i] - '0');
+
+		if (c > 7)
+			FAIL(d, "malformed stoke frame table");
+		base.kind = (uint8_t)(c >> 1);
+		base.inlined = c & 1;
+	}
 	if (mapping) {
 		uint32_t mi = idmap_get(&d->mapping_ids, mapping);
 
@@ -434,36 +434,39 @@ static bool parse_u64(const char *s, uint64_t *ret)
 	return !errno && !*end;
 }
 
-/* The stoke thread table (Profile field 100), in order. */
+/* The stoke thread table (stoke.threads), in order:
+ * "PID/TID/LEN:NAME" repeated. */
 static int decode_threads(struct dec *d)
 {
+	const char *s, *end;
 	int r;
 
-	for (size_t i = 0; i < d->nthreads; i++) {
-		struct pb_reader m = d->threads_msg[i];
-		uint64_t pid = 0, tid = 0, name = 0;
-		struct pb_field f;
-		char *s;
+	if (!d->threads_str)
+		return 0;
+	s = (const char *)d->str[d->threads_str];
+	end = s + d->str_len[d->threads_str];
+	while (s < end) {
+		unsigned long long pid, tid, len;
+		char *name, *e;
 
-		while (pb_next(&m, &f)) {
-			if (f.wire != 0)
-				continue;
-			if (f.number == 1)
-				pid = f.value;
-			else if (f.number == 2)
-				tid = f.value;
-			else if (f.number == 3)
-				name = f.value;
-		}
-		if (m.p != m.end || pid > UINT32_MAX || tid > UINT32_MAX || name >= d->nstr)
-			FAIL(d, "malformed stoke thread entry");
-		s = string_dup(d, name);
-		if (!s)
+		errno = 0;
+		pid = strtoull(s, &e, 10);
+		if (errno || e >= end || *e != '/' || pid > UINT32_MAX)
+			FAIL(d, "malformed stoke thread table");
+		tid = strtoull(e + 1, &e, 10);
+		if (errno || e >= end || *e != '/' || tid > UINT32_MAX)
+			FAIL(d, "malformed stoke thread table");
+		len = strtoull(e + 1, &e, 10);
+		if (errno || e >= end || *e != ':' || len > (unsigned long long)(end - e - 1))
+			FAIL(d, "malformed stoke thread table");
+		name = strndup(e + 1, (size_t)len);
+		if (!name)
 			return -ENOMEM;
-		r = stoke_profile_thread(d->p, (uint32_t)pid, (uint32_t)tid, s);
-		free(s);
+		r = stoke_profile_thread(d->p, (uint32_t)pid, (uint32_t)tid, name);
+		free(name);
 		if (r < 0)
 			return r;
+		s = e + 1 + len;
 	}
 	return 0;
 }
@@ -510,6 +513,13 @@ static int decode_comment(struct dec *d, const char *c)
 #define KEY(k) (klen == strlen(k) && !strncmp(c, (k), klen))
 	if (KEY("format")) {
 		d->stoke = true;
+		return 0;
+	}
+	if (KEY("threads") || KEY("frames")) {
+		r = comment_number(d, v, d->nstr - 1, &n);
+		if (r < 0)
+			return r;
+		*(KEY("threads") ? &d->threads_str : &d->frames_str) = n;
 		return 0;
 	}
 	if (KEY("event"))
@@ -719,7 +729,6 @@ static void dec_done(struct dec *d)
 	free(d->mappings_msg);
 	free(d->functions_msg);
 	free(d->locations_msg);
-	free(d->threads_msg);
 	free(d->comments);
 	free(d->mappings);
 	idmap_free(&d->mapping_ids);

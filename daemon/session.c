@@ -179,7 +179,11 @@ static int session_record(const struct stoke_record *rec, void *userdata)
 
 int stoke_session_new(const struct stoke_session_opts *opts, struct stoke_session **ret)
 {
-	struct stoke_symbolizer_opts sopts = { .no_kernel = opts->no_kernel_symbols };
+	struct stoke_symbolizer_opts sopts = {
+		.no_kernel = opts->no_kernel_symbols,
+		.debuginfo_path = opts->debuginfo_path,
+		.demangle = opts->demangle,
+	};
 	struct stoke_session *s;
 	struct stoke_pmeta *m;
 	int r;

@@ -17,10 +17,13 @@
 
 #include "profile.h"
 #include "sampler.h"
+#include "symbolizer.h"
 
 struct stoke_session_opts {
 	struct stoke_sampler_opts sampler;
 	bool no_kernel_symbols; /* do not read /proc/kallsyms */
+	const char *debuginfo_path; /* extra debuginfo roots (colon-separated) */
+	enum stoke_demangle_mode demangle;
 };
 
 struct stoke_session_stats {

@@ -698,24 +698,29 @@ static void synthetic_frame(struct stoke_symbolizer *s, const char *name,
 
 /* Name one unwound frame; vDSO frames, which no file describes, are named
  * from the unwinder's vDSO image. */
-static void unwound_frame(struct stoke_symbolizer *s, pid_t pid,
-			  const struct stoke_unwind_frame *f, struct stoke_symbol *ret)
+static size_t unwound_frame(struct stoke_symbolizer *s, pid_t pid,
+			    const struct stoke_unwind_frame *f, struct stoke_symbol *frames,
+			    size_t max)
 {
+	/* The functions inlined at this IP come first (leaf side). */
+	size_t n = (size_t)stoke_symbolizer_addr_frames(s, pid, f->ip, false, !f->exact, frames,
+							max);
+	struct stoke_symbol *ret = &frames[n - 1];
 	struct stoke_addrspace *as;
 	const struct stoke_mapping *m;
 
-	stoke_symbolizer_addr(s, pid, f->ip, false, !f->exact, ret);
 	if (ret->function || ret->module != s->vdso_module)
-		return;
+		return n;
 	as = stoke_proctable_find(s->procs, (uint32_t)pid);
 	m = as ? stoke_addrspace_find(as, f->exact ? f->ip : f->ip - 1) : NULL;
 	if (!m)
-		return;
+		return n;
 	ret->function = stoke_unwind_vdso_symbol(s->unwinder, m->start,
 						 f->exact ? f->ip : f->ip - 1);
 	ret->offset = f->ip - m->start;
 	if (ret->function)
 		s->stats.unknown--;
+	return n;
 }
 
 static void count_unwind_end(struct stoke_symbolizer *s, enum stoke_unwind_end end)
@@ -782,8 +787,10 @@ static int sample_dwarf(struct stoke_symbolizer *s, const struct stoke_sample *s
 	if (!nips && !addr_is_kernel(sample->ip))
 		stoke_symbolizer_addr(s, (pid_t)sample->pid, sample->ip, false, false,
 				      &frames[n++]);
-	for (size_t i = 0; i < nips; i++)
-		unwound_frame(s, (pid_t)sample->pid, &ips[i], &frames[n++]);
+	/* Inlined frames may take more room than nips: the slot for the
+	 * synthetic root frame stays free. */
+	for (size_t i = 0; i < nips && max - n > 1; i++)
+		n += unwound_frame(s, (pid_t)sample->pid, &ips[i], frames + n, max - n - 1);
 	if (nips && n < max && end != STOKE_UNWIND_COMPLETE)
 		synthetic_frame(s,
 				end == STOKE_UNWIND_TRUNCATED || end == STOKE_UNWIND_MAX_DEPTH

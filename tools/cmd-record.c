@@ -86,6 +86,9 @@ static void usage(FILE *f)
 	      "      --inverted          svg: icicle graph (root at the top)\n"
 	      "      --minwidth PX       svg: omit boxes narrower than this (default 0.1)\n"
 	      "      --no-kernel         do not sample kernel stacks\n"
+	      "      --debuginfo-path DIRS  more roots for separate debug info (colon-\n"
+	      "                          separated: .build-id/ and .gnu_debuglink)\n"
+	      "      --demangle=MODE     short (default: no parameter lists), full, none\n"
 	      "  -m, --mmap-pages PAGES  ring buffer data pages per CPU (power of 2)\n"
 	      "  -q, --quiet             no progress line or summary\n"
 	      "\n"
@@ -182,7 +185,7 @@ static int resolve_output(struct record_args *a, bool output_set)
 static int parse_record(int argc, char **argv, struct record_args *a)
 {
 	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH,
-	       OPT_OUTPUT_DIR, OPT_NAME, OPT_NO_KERNEL };
+	       OPT_OUTPUT_DIR, OPT_NAME, OPT_NO_KERNEL, OPT_DEBUGINFO_PATH, OPT_DEMANGLE };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "freq", required_argument, NULL, 'F' },
@@ -199,6 +202,8 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		{ "inverted", no_argument, NULL, OPT_INVERTED },
 		{ "minwidth", required_argument, NULL, OPT_MINWIDTH },
 		{ "no-kernel", no_argument, NULL, OPT_NO_KERNEL },
+		{ "debuginfo-path", required_argument, NULL, OPT_DEBUGINFO_PATH },
+		{ "demangle", required_argument, NULL, OPT_DEMANGLE },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "mmap-pages", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
@@ -282,6 +287,14 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		case OPT_NO_KERNEL:
 			a->sopts.sampler.exclude_kernel = true;
 			a->sopts.no_kernel_symbols = true;
+			break;
+		case OPT_DEBUGINFO_PATH:
+			a->sopts.debuginfo_path = optarg;
+			break;
+		case OPT_DEMANGLE:
+			if (stoke_demangle_mode_parse(optarg, &a->sopts.demangle) < 0)
+				return die_usage("invalid --demangle '%s' (short, full or none)",
+						 optarg);
 			break;
 		case 'm': {
 			unsigned long v;

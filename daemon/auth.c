@@ -134,8 +134,8 @@ int stoke_auth_parse_status(const char *text, size_t len, struct stoke_proc_stat
 	return 0;
 }
 
-__attribute__((format(printf, 3, 4))) static int deny(char *why, size_t whylen,
-						       const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int deny(char *why, size_t whylen, const char *fmt,
+						      ...)
 {
 	va_list ap;
 
@@ -147,8 +147,8 @@ __attribute__((format(printf, 3, 4))) static int deny(char *why, size_t whylen,
 	return -EPERM;
 }
 
-int stoke_auth_check(const struct stoke_auth_requester *req,
-		     const struct stoke_auth_target *t, char *why, size_t whylen)
+int stoke_auth_check(const struct stoke_auth_requester *req, const struct stoke_auth_target *t,
+		     char *why, size_t whylen)
 {
 	if (whylen)
 		why[0] = '\0';
@@ -190,7 +190,7 @@ static bool same_user_ns(pid_t pid)
 
 int stoke_auth_peer(int sockfd, struct stoke_auth_requester *ret)
 {
-	struct stoke_auth_requester req = { 0 };
+	struct stoke_auth_requester req = {0};
 	struct stoke_proc_status st;
 	struct ucred uc;
 	socklen_t len = sizeof(uc);

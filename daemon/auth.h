@@ -51,8 +51,8 @@ int stoke_auth_parse_status(const char *text, size_t len, struct stoke_proc_stat
  * shown to the requester: it names the rule that failed but nothing about
  * the target beyond what `ls -ln /proc/PID` shows anyway.
  */
-int stoke_auth_check(const struct stoke_auth_requester *req,
-		     const struct stoke_auth_target *target, char *why, size_t whylen);
+int stoke_auth_check(const struct stoke_auth_requester *req, const struct stoke_auth_target *target,
+		     char *why, size_t whylen);
 
 /*
  * Read the peer credentials of a connected UNIX socket (SO_PEERCRED) and

@@ -19,9 +19,9 @@
 #include <string.h>
 
 static const char *const op_names[] = {
-	[STOKE_OP_NONE] = "none",         [STOKE_OP_ATTACH] = "attach",
-	[STOKE_OP_DETACH] = "detach",     [STOKE_OP_LIST] = "list",
-	[STOKE_OP_STATUS] = "status",     [STOKE_OP_SNAPSHOT] = "snapshot",
+	[STOKE_OP_NONE] = "none",	  [STOKE_OP_ATTACH] = "attach",
+	[STOKE_OP_DETACH] = "detach",	  [STOKE_OP_LIST] = "list",
+	[STOKE_OP_STATUS] = "status",	  [STOKE_OP_SNAPSHOT] = "snapshot",
 	[STOKE_OP_SHUTDOWN] = "shutdown",
 };
 
@@ -39,8 +39,8 @@ void stoke_request_init(struct stoke_request *req)
 	req->callgraph = STOKE_CALLGRAPH_FP;
 }
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen,
-						       const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
+						      ...)
 {
 	va_list ap;
 
@@ -54,21 +54,33 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen,
 
 /* Which keys each operation accepts, as a bitmask over key_names. */
 enum key {
-	K_OP, K_PID, K_FREQ, K_EVENT, K_CALLGRAPH, K_DURATION, K_CONTINUOUS, K_ROTATE,
-	K_KEEP, K_PER_THREAD, K_NO_KERNEL, K_NAME, K_SESSION, K_DISCARD, K_COUNT
+	K_OP,
+	K_PID,
+	K_FREQ,
+	K_EVENT,
+	K_CALLGRAPH,
+	K_DURATION,
+	K_CONTINUOUS,
+	K_ROTATE,
+	K_KEEP,
+	K_PER_THREAD,
+	K_NO_KERNEL,
+	K_NAME,
+	K_SESSION,
+	K_DISCARD,
+	K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
-	"op", "pid", "freq", "event", "call_graph", "duration", "continuous", "rotate",
-	"keep", "per_thread", "no_kernel", "name", "session", "discard",
+	"op",	  "pid",  "freq",	"event",     "call_graph", "duration", "continuous",
+	"rotate", "keep", "per_thread", "no_kernel", "name",	   "session",  "discard",
 };
 
 #define BIT(k) (1u << (k))
 static const unsigned op_keys[] = {
-	[STOKE_OP_ATTACH] = BIT(K_OP) | BIT(K_PID) | BIT(K_FREQ) | BIT(K_EVENT) |
-			    BIT(K_CALLGRAPH) | BIT(K_DURATION) | BIT(K_CONTINUOUS) |
-			    BIT(K_ROTATE) | BIT(K_KEEP) | BIT(K_PER_THREAD) | BIT(K_NO_KERNEL) |
-			    BIT(K_NAME),
+	[STOKE_OP_ATTACH] = BIT(K_OP) | BIT(K_PID) | BIT(K_FREQ) | BIT(K_EVENT) | BIT(K_CALLGRAPH) |
+			    BIT(K_DURATION) | BIT(K_CONTINUOUS) | BIT(K_ROTATE) | BIT(K_KEEP) |
+			    BIT(K_PER_THREAD) | BIT(K_NO_KERNEL) | BIT(K_NAME),
 	[STOKE_OP_DETACH] = BIT(K_OP) | BIT(K_SESSION) | BIT(K_DISCARD),
 	[STOKE_OP_LIST] = BIT(K_OP),
 	[STOKE_OP_STATUS] = BIT(K_OP) | BIT(K_SESSION),
@@ -98,8 +110,8 @@ static int get_int(json_object *v, const char *key, int64_t min, int64_t max, in
 	/* json-c saturates out-of-range numbers at INT64_MIN/MAX and sets
 	 * errno; a uint64 above INT64_MAX also reads back as INT64_MAX. */
 	if (errno == ERANGE || x < min || x > max)
-		return fail(err, errlen, "'%s' must be between %lld and %lld", key,
-			    (long long)min, (long long)max);
+		return fail(err, errlen, "'%s' must be between %lld and %lld", key, (long long)min,
+			    (long long)max);
 	*ret = x;
 	return 0;
 }
@@ -165,8 +177,7 @@ static bool valid_name(const char *s, size_t len)
 	return true;
 }
 
-static int parse_field(struct stoke_request *req, int k, json_object *v, char *err,
-		       size_t errlen)
+static int parse_field(struct stoke_request *req, int k, json_object *v, char *err, size_t errlen)
 {
 	const char *key = key_names[k];
 	int64_t i = 0;
@@ -201,8 +212,8 @@ static int parse_field(struct stoke_request *req, int k, json_object *v, char *e
 		r = get_bool(v, key, &req->continuous, err, errlen);
 		break;
 	case K_ROTATE:
-		r = get_number(v, key, STOKE_PROTO_ROTATE_MIN, STOKE_PROTO_ROTATE_MAX,
-			       &req->rotate, err, errlen);
+		r = get_number(v, key, STOKE_PROTO_ROTATE_MIN, STOKE_PROTO_ROTATE_MAX, &req->rotate,
+			       err, errlen);
 		break;
 	case K_KEEP:
 		r = get_int(v, key, 0, STOKE_PROTO_KEEP_MAX, &i, err, errlen);
@@ -241,8 +252,7 @@ static int parse_field(struct stoke_request *req, int k, json_object *v, char *e
 }
 
 /* Cross-field rules, once every field is in. */
-static int check_request(const struct stoke_request *req, unsigned seen, char *err,
-			 size_t errlen)
+static int check_request(const struct stoke_request *req, unsigned seen, char *err, size_t errlen)
 {
 	switch (req->op) {
 	case STOKE_OP_ATTACH:
@@ -372,8 +382,8 @@ static char *finish_line(json_object *obj)
 
 	if (!obj)
 		return NULL;
-	s = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
-							JSON_C_TO_STRING_NOSLASHESCAPE);
+	s = json_object_to_json_string_ext(obj,
+					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (s) {
 		n = strlen(s);
 		line = malloc(n + 2);
@@ -516,8 +526,7 @@ static json_object *session_json(const struct stoke_session_info *in)
 	json_object_object_add(o, "samples", json_object_new_int64((int64_t)in->samples));
 	json_object_object_add(o, "lost", json_object_new_int64((int64_t)in->lost));
 	json_object_object_add(o, "threads", json_object_new_int64(in->threads));
-	json_object_object_add(o, "runs_written",
-			       json_object_new_int64((int64_t)in->runs_written));
+	json_object_object_add(o, "runs_written", json_object_new_int64((int64_t)in->runs_written));
 	json_object_object_add(o, "last_run", str_or_null(in->last_run));
 	json_object_object_add(o, "last_error", str_or_null(in->last_error));
 	return o;

@@ -25,13 +25,13 @@
  * the limit bounds what one client can make the daemon buffer. */
 #define STOKE_PROTO_MAX_REQUEST 4096
 /* Nesting depth the JSON tokener accepts: requests are flat objects. */
-#define STOKE_PROTO_MAX_DEPTH 4
-#define STOKE_PROTO_NAME_MAX 64
-#define STOKE_PROTO_FREQ_MAX 100000
+#define STOKE_PROTO_MAX_DEPTH	 4
+#define STOKE_PROTO_NAME_MAX	 64
+#define STOKE_PROTO_FREQ_MAX	 100000
 #define STOKE_PROTO_DURATION_MAX (366.0 * 86400.0)
-#define STOKE_PROTO_ROTATE_MIN 1.0
-#define STOKE_PROTO_ROTATE_MAX 86400.0
-#define STOKE_PROTO_KEEP_MAX 10000
+#define STOKE_PROTO_ROTATE_MIN	 1.0
+#define STOKE_PROTO_ROTATE_MAX	 86400.0
+#define STOKE_PROTO_KEEP_MAX	 10000
 
 enum stoke_op {
 	STOKE_OP_NONE = 0,
@@ -47,19 +47,19 @@ struct stoke_request {
 	enum stoke_op op;
 	/* attach */
 	pid_t pid;
-	unsigned freq;            /* 0 = the sampler's default */
+	unsigned freq; /* 0 = the sampler's default */
 	enum stoke_event event;
 	enum stoke_callgraph callgraph;
-	double duration;          /* seconds; 0 = until detach or target exit */
+	double duration; /* seconds; 0 = until detach or target exit */
 	bool continuous;
-	double rotate;            /* seconds between run directories (continuous) */
-	unsigned keep;            /* run directories kept (continuous); 0 = all */
+	double rotate; /* seconds between run directories (continuous) */
+	unsigned keep; /* run directories kept (continuous); 0 = all */
 	bool per_thread;
 	bool no_kernel;
 	char name[STOKE_PROTO_NAME_MAX + 1]; /* run directory name; "" = comm */
 	/* detach, snapshot, status */
-	uint64_t session;         /* 0 = none given (status: the daemon) */
-	bool discard;             /* detach: do not write the final profile */
+	uint64_t session; /* 0 = none given (status: the daemon) */
+	bool discard;	  /* detach: do not write the final profile */
 };
 
 /*
@@ -86,21 +86,21 @@ const char *stoke_op_name(enum stoke_op op);
 struct stoke_session_info {
 	uint64_t id;
 	pid_t pid;
-	uid_t uid;                /* the requester who attached */
-	const char *comm;         /* target name */
-	const char *state;        /* "running", "ended" */
-	const char *mode;         /* "oneshot" or "continuous" */
+	uid_t uid;	   /* the requester who attached */
+	const char *comm;  /* target name */
+	const char *state; /* "running", "ended" */
+	const char *mode;  /* "oneshot" or "continuous" */
 	const char *event;
 	unsigned freq;
-	double elapsed;           /* seconds since attach */
-	double duration;          /* 0 = open-ended */
+	double elapsed;	 /* seconds since attach */
+	double duration; /* 0 = open-ended */
 	double rotate;
 	unsigned keep;
 	uint64_t samples, lost;
 	uint32_t threads;
 	uint64_t runs_written;
-	const char *last_run;     /* name of the newest run directory, or NULL */
-	const char *last_error;   /* newest write error, or NULL */
+	const char *last_run;	/* name of the newest run directory, or NULL */
+	const char *last_error; /* newest write error, or NULL */
 };
 
 /* Reply lines (malloc'd, '\n'-terminated JSON), or NULL on ENOMEM. */

@@ -23,7 +23,7 @@ void stoke_sd_notify(const char *state)
 void stoke_sd_notify(const char *state)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	size_t len;
 	int fd;
 

@@ -362,7 +362,7 @@ static void prune_runs(struct stoked_session *ds)
 /* Write p as a run directory in the output directory, as the owner. */
 static int write_run(struct stoked_session *ds, const struct stoke_profile *p, char **ret_name)
 {
-	struct stoke_run_info info = { .exe = ds->exe };
+	struct stoke_run_info info = {.exe = ds->exe};
 	struct stoke_output_opts oo;
 	struct fsids save;
 	char *name = NULL;

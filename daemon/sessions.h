@@ -51,8 +51,7 @@ int stoked_session_drain(struct stoked_session *ds);
 int stoked_session_tick(struct stoked_session *ds, double now);
 /* Write the profile collected so far as a run directory and keep running.
  * *ret_name (malloc'd) is its name in the output directory. */
-int stoked_session_snapshot(struct stoked_session *ds, char **ret_name, char *err,
-			    size_t errlen);
+int stoked_session_snapshot(struct stoked_session *ds, char **ret_name, char *err, size_t errlen);
 /*
  * End the session: stop the events, read what is left, and (unless discard)
  * write the final profile. The session stays in the table as "ended" with

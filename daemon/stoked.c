@@ -40,12 +40,12 @@
 #include "sessions.h"
 #include "util.h"
 
-#define DEFAULT_SOCKET "/run/stoke/stoked.sock"
-#define DEFAULT_OUTPUT_ROOT "/var/lib/stoke"
-#define DEFAULT_LOG "/var/log/stoked.log"
+#define DEFAULT_SOCKET	     "/run/stoke/stoked.sock"
+#define DEFAULT_OUTPUT_ROOT  "/var/lib/stoke"
+#define DEFAULT_LOG	     "/var/log/stoked.log"
 #define DEFAULT_MAX_SESSIONS 64
-#define DEFAULT_MAX_CLIENTS 64
-#define TICK_MS 100
+#define DEFAULT_MAX_CLIENTS  64
+#define TICK_MS		     100
 /* Reply bytes queued for one client; one that does not read is dropped. */
 #define MAX_CLIENT_OUTPUT (1024 * 1024)
 /* Ended sessions kept for status/list, oldest dropped first. */
@@ -58,8 +58,8 @@ struct client {
 	struct stoke_auth_requester cred;
 	char in[STOKE_PROTO_MAX_REQUEST];
 	size_t inlen;
-	bool skipping;   /* dropping an oversized line up to its newline */
-	int passed_fd;   /* directory fd received with SCM_RIGHTS, or -1 */
+	bool skipping; /* dropping an oversized line up to its newline */
+	int passed_fd; /* directory fd received with SCM_RIGHTS, or -1 */
 	char *out;
 	size_t outlen, outoff;
 	bool eof;
@@ -105,7 +105,7 @@ static uint64_t watch_key(enum watch_kind k, int fd)
 
 static int watch(struct daemon *d, enum watch_kind k, int fd, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.u64 = watch_key(k, fd) };
+	struct epoll_event ev = {.events = events, .data.u64 = watch_key(k, fd)};
 
 	return epoll_ctl(d->ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
@@ -235,7 +235,8 @@ static void queue_reply(struct client *c, char *line)
 	size_t n;
 
 	if (!line)
-		line = strdup("{\"ok\":false,\"error\":\"ENOMEM\",\"message\":\"out of memory\"}\n");
+		line = strdup(
+			"{\"ok\":false,\"error\":\"ENOMEM\",\"message\":\"out of memory\"}\n");
 	if (!line)
 		return;
 	n = strlen(line);
@@ -323,8 +324,8 @@ static int default_outdir(struct daemon *d, const struct client *c, char *err, s
 		if (fchownat(root, name, c->cred.uid, c->cred.gid, AT_SYMLINK_NOFOLLOW) < 0) {
 			int r = -errno;
 
-			snprintf(err, errlen, "cannot create %s/%s: %s", d->opt.output_root,
-				 name, strerror(errno));
+			snprintf(err, errlen, "cannot create %s/%s: %s", d->opt.output_root, name,
+				 strerror(errno));
 			return r;
 		}
 	} else if (errno != EEXIST) {
@@ -389,8 +390,8 @@ static void do_attach(struct daemon *d, struct client *c, const struct stoke_req
 	}
 	d->sessions[d->nsessions++] = ds;
 	d->next_id++;
-	log_info("session %llu: uid %u attached to pid %d", (unsigned long long)stoked_session_id(ds),
-		 (unsigned)c->cred.uid, req->pid);
+	log_info("session %llu: uid %u attached to pid %d",
+		 (unsigned long long)stoked_session_id(ds), (unsigned)c->cred.uid, req->pid);
 	stoked_session_info(ds, mono_s(), &info);
 	queue_reply(c, stoke_reply_session(&info, NULL));
 }
@@ -408,7 +409,8 @@ static struct stoked_session *lookup(struct daemon *d, struct client *c, uint64_
 		return NULL;
 	}
 	if (!may_manage(c, ds)) {
-		snprintf(msg, sizeof(msg), "permission denied: session %llu belongs to another user",
+		snprintf(msg, sizeof(msg),
+			 "permission denied: session %llu belongs to another user",
 			 (unsigned long long)id);
 		reply_error(c, -EPERM, msg);
 		return NULL;
@@ -601,8 +603,7 @@ static void consume_lines(struct daemon *d, struct client *c)
 		 * its bytes up to the next newline and carry on. */
 		char msg[96];
 
-		snprintf(msg, sizeof(msg), "request longer than %d bytes",
-			 STOKE_PROTO_MAX_REQUEST);
+		snprintf(msg, sizeof(msg), "request longer than %d bytes", STOKE_PROTO_MAX_REQUEST);
 		if (!c->skipping)
 			reply_error(c, -E2BIG, msg);
 		c->skipping = true;
@@ -625,11 +626,11 @@ static void client_read(struct daemon *d, struct client *c)
 	ssize_t n;
 
 	for (int rounds = 0; rounds < 16 && !c->eof; rounds++) {
-		iov = (struct iovec){ c->in + c->inlen, sizeof(c->in) - c->inlen };
-		mh = (struct msghdr){ .msg_iov = &iov,
-				      .msg_iovlen = 1,
-				      .msg_control = cmsg.buf,
-				      .msg_controllen = sizeof(cmsg.buf) };
+		iov = (struct iovec){c->in + c->inlen, sizeof(c->in) - c->inlen};
+		mh = (struct msghdr){.msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = cmsg.buf,
+				     .msg_controllen = sizeof(cmsg.buf)};
 		n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -719,8 +720,7 @@ static void client_event(struct daemon *d, int fd, uint32_t events)
 		return;
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		client_read(d, c);
-	if (client_flush(d, c) < 0 || (c->eof && c->outoff == c->outlen) ||
-	    (events & EPOLLERR))
+	if (client_flush(d, c) < 0 || (c->eof && c->outoff == c->outlen) || (events & EPOLLERR))
 		client_close(d, c);
 }
 
@@ -813,7 +813,7 @@ static void dispatch(struct daemon *d, const struct epoll_event *ev)
  * remove it; if somebody does, another stoked is running. */
 static int clear_stale_socket(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	_cleanup_close_ int fd = -1;
 	struct stat st;
 
@@ -858,7 +858,7 @@ static int make_parent_dir(const char *path)
 
 static int listen_socket(struct daemon *d)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	const char *path = d->opt.socket;
 	struct stat st;
 	mode_t old;
@@ -914,8 +914,8 @@ static int listen_socket(struct daemon *d)
 static int setup_loop(struct daemon *d)
 {
 	struct itimerspec its = {
-		.it_interval = { 0, TICK_MS * 1000000L },
-		.it_value = { 0, TICK_MS * 1000000L },
+		.it_interval = {0, TICK_MS * 1000000L},
+		.it_value = {0, TICK_MS * 1000000L},
 	};
 	sigset_t mask;
 	int r;
@@ -1006,7 +1006,8 @@ static void usage(FILE *f)
 	      "                           or $STOKE_SOCKET)\n"
 	      "  -f, --foreground         do not detach (systemd, tests)\n"
 	      "      --output-root DIR    run directories of requests that pass no\n"
-	      "                           directory go to DIR/UID (default " DEFAULT_OUTPUT_ROOT ")\n"
+	      "                           directory go to DIR/UID (default " DEFAULT_OUTPUT_ROOT
+	      ")\n"
 	      "      --max-sessions N     running sessions at most (default 64)\n"
 	      "      --max-clients N      connected clients at most (default 64)\n"
 	      "      --socket-mode MODE   octal mode of the socket (default 0660)\n"
@@ -1035,23 +1036,23 @@ static int parse_options(int argc, char **argv, struct options *o)
 {
 	enum { O_ROOT = 256, O_MAXS, O_MAXC, O_MODE, O_GROUP, O_LOG, O_VERSION };
 	static const struct option longopts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "foreground", no_argument, NULL, 'f' },
-		{ "output-root", required_argument, NULL, O_ROOT },
-		{ "max-sessions", required_argument, NULL, O_MAXS },
-		{ "max-clients", required_argument, NULL, O_MAXC },
-		{ "socket-mode", required_argument, NULL, O_MODE },
-		{ "socket-group", required_argument, NULL, O_GROUP },
-		{ "log", required_argument, NULL, O_LOG },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, O_VERSION },
-		{ 0 },
+		{"socket", required_argument, NULL, 's'},
+		{"foreground", no_argument, NULL, 'f'},
+		{"output-root", required_argument, NULL, O_ROOT},
+		{"max-sessions", required_argument, NULL, O_MAXS},
+		{"max-clients", required_argument, NULL, O_MAXC},
+		{"socket-mode", required_argument, NULL, O_MODE},
+		{"socket-group", required_argument, NULL, O_GROUP},
+		{"log", required_argument, NULL, O_LOG},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, O_VERSION},
+		{0},
 	};
 	unsigned v;
 	int c;
 
 	o->socket = getenv("STOKE_SOCKET") && *getenv("STOKE_SOCKET") ? getenv("STOKE_SOCKET")
-								       : DEFAULT_SOCKET;
+								      : DEFAULT_SOCKET;
 	o->output_root = DEFAULT_OUTPUT_ROOT;
 	o->mode = 0660;
 	o->max_sessions = DEFAULT_MAX_SESSIONS;
@@ -1094,8 +1095,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			printf("stoked %s\n", STOKE_VERSION);
 			exit(0);
 		default:
-			fprintf(stderr, "stoked: unknown option or missing argument: '%s' (see "
-					"'stoked --help')\n",
+			fprintf(stderr,
+				"stoked: unknown option or missing argument: '%s' (see "
+				"'stoked --help')\n",
 				argv[optind - 1]);
 			return 2;
 		}
@@ -1151,8 +1153,7 @@ static void teardown(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-	struct daemon d = { .ep = -1, .listen_fd = -1, .sig_fd = -1, .timer_fd = -1,
-			    .next_id = 1 };
+	struct daemon d = {.ep = -1, .listen_fd = -1, .sig_fd = -1, .timer_fd = -1, .next_id = 1};
 	struct epoll_event evs[64];
 	int ready_fd = -1, r;
 

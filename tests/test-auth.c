@@ -77,7 +77,7 @@ START_TEST(test_parse_status_broken)
 	broken("Uid:\t1\tx\t3\t4\nGid:\t1\t2\t3\t4\nCapEff:\t0\n");
 	broken("Uid:\t-1\t2\t3\t4\nGid:\t1\t2\t3\t4\nCapEff:\t0\n");
 	broken("Uid:\t99999999999\t2\t3\t4\nGid:\t1\t2\t3\t4\nCapEff:\t0\n");
-	broken("Uid:\t1\t2\t3\t4\nCapEff:\t0\n"); /* no Gid */
+	broken("Uid:\t1\t2\t3\t4\nCapEff:\t0\n");	/* no Gid */
 	broken("Uid:\t1\t2\t3\t4\nGid:\t1\t2\t3\t4\n"); /* no CapEff */
 	broken("Uid:\t1\t2\t3\t4\nGid:\t1\t2\t3\t4\nCapEff:\t\n");
 	broken("Uid:\t1\t2\t3\t4\nGid:\t1\t2\t3\t4\nCapEff:\t00000000000000001\n"); /* 17 digits */
@@ -90,9 +90,9 @@ END_TEST
 static int check(uid_t req_uid, bool cap, uid_t r, uid_t e, uid_t s, bool dumpable, char *why,
 		 size_t len)
 {
-	struct stoke_auth_requester req = { .pid = 1, .uid = req_uid, .cap_sys_ptrace = cap };
-	struct stoke_auth_target t = { .pid = 4242, .ruid = r, .euid = e, .suid = s,
-				       .dumpable = dumpable };
+	struct stoke_auth_requester req = {.pid = 1, .uid = req_uid, .cap_sys_ptrace = cap};
+	struct stoke_auth_target t = {
+		.pid = 4242, .ruid = r, .euid = e, .suid = s, .dumpable = dumpable};
 
 	return stoke_auth_check(&req, &t, why, len);
 }
@@ -162,7 +162,7 @@ static void reap(pid_t pid)
 START_TEST(test_read_target)
 {
 	uid_t me = geteuid(), other = me == 0 ? NOBODY : me;
-	struct stoke_auth_requester req = { .uid = other };
+	struct stoke_auth_requester req = {.uid = other};
 	struct stoke_auth_target t;
 	char why[256];
 	pid_t pid;
@@ -194,7 +194,7 @@ END_TEST
 
 START_TEST(test_no_such_process)
 {
-	struct stoke_auth_requester req = { .uid = 0 };
+	struct stoke_auth_requester req = {.uid = 0};
 	struct stoke_auth_target t;
 	char why[128];
 	pid_t pid = spawn_as(geteuid(), true);
@@ -214,7 +214,7 @@ static pid_t connect_as(const char *path, uid_t uid, bool keep_ptrace)
 
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
 		int fd;
 		char c;
 
@@ -223,8 +223,8 @@ static pid_t connect_as(const char *path, uid_t uid, bool keep_ptrace)
 		if (setresuid(uid, uid, uid) < 0)
 			_exit(3);
 		if (keep_ptrace) {
-			struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-			struct __user_cap_data_struct d[2] = { { 0 } };
+			struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+			struct __user_cap_data_struct d[2] = {{0}};
 
 			d[0].effective = d[0].permitted = 1u << CAP_SYS_PTRACE;
 			if (syscall(SYS_capset, &h, d) < 0)
@@ -254,13 +254,12 @@ static void peer_case(int lfd, const char *path, uid_t uid, bool keep, bool expe
 		      req.cap_sys_ptrace);
 	close(fd);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: %d",
-		      status);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: %d", status);
 }
 
 START_TEST(test_peer)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stoke_auth_requester req;
 	char dir[] = "/tmp/stoke-auth-XXXXXX";
 	int sv[2], lfd;

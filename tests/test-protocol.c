@@ -74,9 +74,9 @@ START_TEST(test_other_ops)
 	struct stoke_request req;
 	char err[256];
 
-	ck_assert_int_eq(parse("{\"op\":\"detach\",\"session\":3,\"discard\":true}", &req, err,
-			       sizeof(err)),
-			 0);
+	ck_assert_int_eq(
+		parse("{\"op\":\"detach\",\"session\":3,\"discard\":true}", &req, err, sizeof(err)),
+		0);
 	ck_assert_int_eq(req.op, STOKE_OP_DETACH);
 	ck_assert_uint_eq(req.session, 3);
 	ck_assert(req.discard);
@@ -259,13 +259,22 @@ static json_object *parse_reply(const char *line)
 START_TEST(test_replies)
 {
 	struct stoke_session_info infos[2] = {
-		{ .id = 1, .pid = 10, .uid = 1000, .comm = "a\"b\n", .state = "running",
-		  .mode = "continuous", .event = "cpu-clock", .freq = 999, .rotate = 1,
-		  .keep = 3, .samples = 5, .last_run = "2024-01-01T00-00-00_a" },
-		{ .id = 2, .pid = 11, .state = "ended", .mode = "oneshot" },
+		{.id = 1,
+		 .pid = 10,
+		 .uid = 1000,
+		 .comm = "a\"b\n",
+		 .state = "running",
+		 .mode = "continuous",
+		 .event = "cpu-clock",
+		 .freq = 999,
+		 .rotate = 1,
+		 .keep = 3,
+		 .samples = 5,
+		 .last_run = "2024-01-01T00-00-00_a"},
+		{.id = 2, .pid = 11, .state = "ended", .mode = "oneshot"},
 	};
-	struct stoke_daemon_info di = { .version = "0.1.0", .pid = 5, .sessions = 1,
-					.max_sessions = 64 };
+	struct stoke_daemon_info di = {
+		.version = "0.1.0", .pid = 5, .sessions = 1, .max_sessions = 64};
 	json_object *o, *v;
 	char *line;
 

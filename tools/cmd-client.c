@@ -51,7 +51,7 @@ static const char *default_socket(void)
 
 static int connect_daemon(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -85,8 +85,8 @@ static int send_request(int fd, const char *line, int dirfd)
 	size_t len = strlen(line), off = 0;
 
 	while (off < len) {
-		struct iovec iov = { (char *)line + off, len - off };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		struct iovec iov = {(char *)line + off, len - off};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 		ssize_t n;
 
 		/* The fd travels with the first byte of the request. */
@@ -238,13 +238,24 @@ static double jdbl(json_object *o, const char *key)
 
 /* ---- option parsing shared by every subcommand ------------------------- */
 
-enum { OPT_SOCKET = 300, OPT_JSON, OPT_CONTINUOUS, OPT_ROTATE, OPT_KEEP, OPT_PER_THREAD,
-       OPT_NO_KERNEL, OPT_NAME, OPT_DISCARD };
+enum {
+	OPT_SOCKET = 300,
+	OPT_JSON,
+	OPT_CONTINUOUS,
+	OPT_ROTATE,
+	OPT_KEEP,
+	OPT_PER_THREAD,
+	OPT_NO_KERNEL,
+	OPT_NAME,
+	OPT_DISCARD
+};
 
-#define COMMON_LONGOPTS                                               \
-	{ "socket", required_argument, NULL, OPT_SOCKET },            \
-		{ "json", no_argument, NULL, OPT_JSON },              \
-		{ "help", no_argument, NULL, 'h' }
+/* clang-format off */
+#define COMMON_LONGOPTS                                     \
+	{ "socket", required_argument, NULL, OPT_SOCKET },  \
+	{ "json", no_argument, NULL, OPT_JSON },            \
+	{ "help", no_argument, NULL, 'h' }
+/* clang-format on */
 
 static bool common_opt(int c, struct client_opts *o)
 {
@@ -324,19 +335,19 @@ static int parse_attach(int argc, char **argv, struct client_opts *o, struct sto
 			const char **outdir)
 {
 	static const struct option longopts[] = {
-		{ "output-dir", required_argument, NULL, 'o' },
-		{ "freq", required_argument, NULL, 'F' },
-		{ "event", required_argument, NULL, 'e' },
-		{ "duration", required_argument, NULL, 'd' },
-		{ "call-graph", required_argument, NULL, 'g' },
-		{ "continuous", no_argument, NULL, OPT_CONTINUOUS },
-		{ "rotate", required_argument, NULL, OPT_ROTATE },
-		{ "keep", required_argument, NULL, OPT_KEEP },
-		{ "per-thread", no_argument, NULL, OPT_PER_THREAD },
-		{ "no-kernel", no_argument, NULL, OPT_NO_KERNEL },
-		{ "name", required_argument, NULL, OPT_NAME },
+		{"output-dir", required_argument, NULL, 'o'},
+		{"freq", required_argument, NULL, 'F'},
+		{"event", required_argument, NULL, 'e'},
+		{"duration", required_argument, NULL, 'd'},
+		{"call-graph", required_argument, NULL, 'g'},
+		{"continuous", no_argument, NULL, OPT_CONTINUOUS},
+		{"rotate", required_argument, NULL, OPT_ROTATE},
+		{"keep", required_argument, NULL, OPT_KEEP},
+		{"per-thread", no_argument, NULL, OPT_PER_THREAD},
+		{"no-kernel", no_argument, NULL, OPT_NO_KERNEL},
+		{"name", required_argument, NULL, OPT_NAME},
 		COMMON_LONGOPTS,
-		{ 0 },
+		{0},
 	};
 	bool rotate_given = false, keep_given = false;
 	double v;
@@ -380,8 +391,8 @@ static int parse_attach(int argc, char **argv, struct client_opts *o, struct sto
 			break;
 		case 'g':
 			if (strcmp(optarg, "fp") != 0)
-				return cli_usage_error("attach",
-						       "unsupported call-graph mode '%s' (fp)", optarg);
+				return cli_usage_error(
+					"attach", "unsupported call-graph mode '%s' (fp)", optarg);
 			break;
 		case OPT_CONTINUOUS:
 			req->continuous = true;
@@ -446,7 +457,7 @@ static int parse_attach(int argc, char **argv, struct client_opts *o, struct sto
 
 int cmd_attach(int argc, char **argv)
 {
-	struct client_opts o = { .socket = default_socket() };
+	struct client_opts o = {.socket = default_socket()};
 	struct stoke_request req;
 	const char *outdir;
 	json_object *reply = NULL, *s;
@@ -477,14 +488,13 @@ int cmd_attach(int argc, char **argv)
 /* ---- detach, snapshot, status, list, shutdown --------------------------- */
 
 /* Parse [--socket] [--json] [--discard] and up to max_args positionals. */
-static int parse_simple(const char *cmd, const char *args, const char *what, int argc,
-			char **argv, struct client_opts *o, bool *discard, int min_args,
-			int max_args)
+static int parse_simple(const char *cmd, const char *args, const char *what, int argc, char **argv,
+			struct client_opts *o, bool *discard, int min_args, int max_args)
 {
 	static const struct option longopts[] = {
 		COMMON_LONGOPTS,
-		{ "discard", no_argument, NULL, OPT_DISCARD },
-		{ 0 },
+		{"discard", no_argument, NULL, OPT_DISCARD},
+		{0},
 	};
 	int c;
 
@@ -553,7 +563,7 @@ static void print_session(json_object *s)
 
 int cmd_detach(int argc, char **argv)
 {
-	struct client_opts o = { .socket = default_socket() };
+	struct client_opts o = {.socket = default_socket()};
 	struct stoke_request req;
 	json_object *reply = NULL;
 	const char *run;
@@ -587,7 +597,7 @@ int cmd_detach(int argc, char **argv)
 
 int cmd_snapshot(int argc, char **argv)
 {
-	struct client_opts o = { .socket = default_socket() };
+	struct client_opts o = {.socket = default_socket()};
 	struct stoke_request req;
 	json_object *reply = NULL;
 	const char *run;
@@ -614,7 +624,7 @@ int cmd_snapshot(int argc, char **argv)
 
 int cmd_list(int argc, char **argv)
 {
-	struct client_opts o = { .socket = default_socket() };
+	struct client_opts o = {.socket = default_socket()};
 	struct stoke_request req;
 	json_object *reply = NULL, *a;
 	size_t n;
@@ -653,7 +663,7 @@ int cmd_list(int argc, char **argv)
 
 int cmd_status(int argc, char **argv)
 {
-	struct client_opts o = { .socket = default_socket() };
+	struct client_opts o = {.socket = default_socket()};
 	struct stoke_request req;
 	json_object *reply = NULL, *d;
 	int r;
@@ -692,7 +702,7 @@ int cmd_status(int argc, char **argv)
 
 int cmd_shutdown(int argc, char **argv)
 {
-	struct client_opts o = { .socket = default_socket() };
+	struct client_opts o = {.socket = default_socket()};
 	struct stoke_request req;
 	json_object *reply = NULL;
 	int r;

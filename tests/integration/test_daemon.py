@@ -55,7 +55,7 @@ class Daemon:
                 return self
             except OSError:
                 time.sleep(0.05)
-        raise AssertionError("stoked did not start listening")
+        check(False, "stoked did not start listening: " + self.logtext())
 
     def logtext(self):
         with open(self.log) as f:
@@ -144,7 +144,7 @@ def wait_ended(daemon, sid, timeout=20):
         if info["state"] == "ended":
             return info
         time.sleep(0.1)
-    raise AssertionError("session %s did not end" % sid)
+    check(False, "session %s did not end within %d s" % (sid, timeout))
 
 
 def run_dirs(out):
@@ -295,6 +295,37 @@ def test_auth_own_process(d):
         check(p.returncode == 1 and "cannot write to the output directory" in p.stderr,
               "wrote into a root directory: %r" % p.stderr)
         check(os.listdir(rootonly) == [], "files appeared in a root-only directory")
+    finally:
+        kill(target)
+        daemon.stop()
+
+
+def test_auth_revoked(d):
+    """A target that stops being readable by the session's owner (here it
+    makes itself non-dumpable, as a setuid exec would) ends the session
+    within the re-check interval, and nothing is written."""
+    out = open_to_nobody(d)
+    daemon = Daemon(d).start()
+    target = subprocess.Popen(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
+                               "--clear-groups", "python3", "-c",
+                               "import ctypes,sys,time\n"
+                               "print(flush=True)\n"
+                               "sys.stdin.readline()\n"
+                               "ctypes.CDLL(None).prctl(4,0,0,0,0)\n"
+                               "time.sleep(60)\n"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        target.stdout.readline()
+        sid = int(daemon.ok(["attach", str(target.pid), "-o", out], user=NOBODY).strip())
+        time.sleep(1.5)
+        check(session_info(daemon, sid)["state"] == "running", "ended before the change")
+        target.stdin.write(b"go\n")
+        target.stdin.flush()
+        info = wait_ended(daemon, sid, timeout=10)
+        print("ended:", info["last_error"])
+        check("not dumpable" in (info["last_error"] or ""), "reason: %r" % info["last_error"])
+        check(info["runs_written"] == 0 and os.listdir(out) == [],
+              "a profile was written after the target became unreadable")
     finally:
         kill(target)
         daemon.stop()
@@ -516,6 +547,7 @@ TESTS = {
     "continuous": test_continuous,
     "auth_refused_root_target": test_auth_refused_root_target,
     "auth_own_process": test_auth_own_process,
+    "auth_revoked": test_auth_revoked,
     "target_exits": test_target_exits,
     "attach_detach_cycles": test_attach_detach_cycles,
     "bad_requests": test_bad_requests,

@@ -56,6 +56,11 @@ struct svg {
 	size_t path_cap;
 	uint32_t max_depth;
 	double width, scale, minwidth;
+	/* differential mode: per node, the change in its share of all samples
+	 * against a base profile (new share - base share), and the largest
+	 * magnitude, which sets the colour scale */
+	double *delta;
+	double max_delta;
 };
 
 static uint64_t child_hash(uint32_t parent, const char *name)
@@ -294,22 +299,42 @@ static void write_label(FILE *out, const char *name, double width)
 	free(cut);
 }
 
+/* Differential colour: red where the share grew, blue where it shrank, the
+ * more saturated the larger the change (white for none). */
+static void diff_color(double delta, double max, char *buf, size_t size)
+{
+	double d = max > 0 ? delta / max : 0;
+	unsigned fade = (unsigned)(220.0 * (1.0 - (d < 0 ? -d : d)));
+
+	if (d >= 0)
+		snprintf(buf, size, "rgb(255,%u,%u)", fade + 35 * (d == 0), fade + 35 * (d == 0));
+	else
+		snprintf(buf, size, "rgb(%u,%u,255)", fade, fade);
+}
+
 static void write_box(struct svg *g, const struct node *n, double height, FILE *out)
 {
 	const char *name = g->names + n->name;
 	double x = XPAD + (double)n->x * g->scale, w = (double)n->value * g->scale, y;
 	double total = (double)g->nodes[0].value;
 	char fill[32];
+	size_t idx = (size_t)(n - g->nodes);
 
 	if (g->opts->inverted)
 		y = FONT_SIZE * 3 + (double)n->depth * FRAME_HEIGHT;
 	else
 		y = height - (FONT_SIZE * 2 + 10) - (double)(n->depth + 1) * FRAME_HEIGHT;
-	color(n, name, fill, sizeof(fill));
+	if (g->delta)
+		diff_color(g->delta[idx], g->max_delta, fill, sizeof(fill));
+	else
+		color(n, name, fill, sizeof(fill));
 	fputs("<g class=\"f\"><title>", out);
 	stoke_xml_text(out, name);
-	fprintf(out, " (%" PRIu64 " samples, %.2f%%)</title>", n->value,
+	fprintf(out, " (%" PRIu64 " samples, %.2f%%", n->value,
 		total > 0 ? 100.0 * (double)n->value / total : 0.0);
+	if (g->delta)
+		fprintf(out, ", %+.2f points", 100.0 * g->delta[idx]);
+	fputs(")</title>", out);
 	fprintf(out,
 		"<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" fill=\"%s\" rx=\"2\" "
 		"ry=\"2\" fg:x=\"%" PRIu64 "\" fg:w=\"%" PRIu64 "\" fg:d=\"%" PRIu32 "\"/>",
@@ -439,33 +464,118 @@ static void write_header(struct svg *g, double height, FILE *out)
 		g->width - XPAD, height - 17);
 }
 
+static int svg_prepare(struct svg *g)
+{
+	int r;
+
+	g->width = g->opts->width ? g->opts->width : 1200;
+	g->minwidth = g->opts->minwidth > 0 ? g->opts->minwidth : 0.1;
+	r = build(g);
+	if (r >= 0)
+		r = layout(g);
+	return r;
+}
+
+static int svg_emit(struct svg *g, FILE *out)
+{
+	double height;
+	int r;
+
+	g->scale = g->nodes[0].value ? (g->width - 2 * XPAD) / (double)g->nodes[0].value : 0;
+	height = (double)(g->max_depth + 1) * FRAME_HEIGHT + FONT_SIZE * 3 + FONT_SIZE * 2 + 10;
+	write_header(g, height, out);
+	fputs("<g id=\"frames\">\n", out);
+	r = write_boxes(g, height, out);
+	fputs("</g>\n</svg>\n", out);
+	if (r >= 0 && (fflush(out) != 0 || ferror(out)))
+		r = -EIO;
+	return r;
+}
+
+static void svg_free(struct svg *g)
+{
+	free(g->nodes);
+	free(g->names);
+	free(g->frame_name);
+	free(g->slots);
+	free(g->path);
+	free(g->delta);
+}
+
 int stoke_svg_write(const struct stoke_profile *p, const struct stoke_output_opts *opts,
 		    FILE *out)
 {
 	struct svg g = { .p = p, .opts = opts };
-	double height;
-	int r;
+	int r = svg_prepare(&g);
 
-	g.width = opts->width ? opts->width : 1200;
-	g.minwidth = opts->minwidth > 0 ? opts->minwidth : 0.1;
-	r = build(&g);
 	if (r >= 0)
-		r = layout(&g);
-	if (r < 0)
-		goto out;
-	g.scale = g.nodes[0].value ? (g.width - 2 * XPAD) / (double)g.nodes[0].value : 0;
-	height = (double)(g.max_depth + 1) * FRAME_HEIGHT + FONT_SIZE * 3 + FONT_SIZE * 2 + 10;
-	write_header(&g, height, out);
-	fputs("<g id=\"frames\">\n", out);
-	r = write_boxes(&g, height, out);
-	fputs("</g>\n</svg>\n", out);
-	if (r >= 0 && (fflush(out) != 0 || ferror(out)))
-		r = -EIO;
-out:
-	free(g.nodes);
-	free(g.names);
-	free(g.frame_name);
-	free(g.slots);
-	free(g.path);
+		r = svg_emit(&g, out);
+	svg_free(&g);
+	return r;
+}
+
+/* The node of b under parent with this name, or -1. */
+static long find_child(const struct svg *b, uint32_t parent, const char *name)
+{
+	uint32_t e;
+
+	if (!b->slots)
+		return -1;
+	for (size_t j = child_hash(parent, name) & b->mask; (e = b->slots[j]);
+	     j = (j + 1) & b->mask)
+		if (b->nodes[e - 1].parent == parent && !strcmp(b->names + b->nodes[e - 1].name, name))
+			return (long)e - 1;
+	return -1;
+}
+
+/* For every node of g, its share minus the share of the same path (root to
+ * node, by name) in b. Nodes come parents first, so a node's match is found
+ * under its parent's match. */
+static int diff_deltas(struct svg *g, const struct svg *b)
+{
+	long *match = malloc(g->nnodes * sizeof(*match));
+	double tg = (double)g->nodes[0].value, tb = (double)b->nodes[0].value;
+
+	g->delta = calloc(g->nnodes, sizeof(*g->delta));
+	if (!match || !g->delta) {
+		free(match);
+		return -ENOMEM;
+	}
+	match[0] = 0;
+	for (size_t i = 0; i < g->nnodes; i++) {
+		const struct node *n = &g->nodes[i];
+		double share = tg > 0 ? (double)n->value / tg : 0, base = 0;
+		double mag;
+
+		if (i > 0) {
+			long pm = match[n->parent];
+
+			match[i] = pm < 0 ? -1 : find_child(b, (uint32_t)pm, g->names + n->name);
+		}
+		if (match[i] >= 0 && tb > 0)
+			base = (double)b->nodes[match[i]].value / tb;
+		g->delta[i] = share - base;
+		mag = g->delta[i] < 0 ? -g->delta[i] : g->delta[i];
+		if (mag > g->max_delta)
+			g->max_delta = mag;
+	}
+	free(match);
+	return 0;
+}
+
+int stoke_svg_write_diff(const struct stoke_profile *base, const struct stoke_profile *p,
+			 const struct stoke_output_opts *opts, FILE *out)
+{
+	struct svg g = { .p = p, .opts = opts }, b = { .p = base, .opts = opts };
+	int r = svg_prepare(&g);
+
+	if (r >= 0)
+		r = build(&b);
+	if (r >= 0)
+		r = diff_deltas(&g, &b);
+	if (r >= 0)
+		r = svg_emit(&g, out);
+	svg_free(&g);
+	svg_free(&b);
 	return r;
 }

@@ -14,3 +14,12 @@
 
 int stoke_svg_write(const struct stoke_profile *p, const struct stoke_output_opts *opts,
 		    FILE *out);
+
+/*
+ * A differential flamegraph: laid out by p (the new profile), each box
+ * coloured by how its share of all samples changed against base (the same
+ * path of names from the root): red grew, blue shrank, saturation by the
+ * size of the change. Titles add the change in percentage points.
+ */
+int stoke_svg_write_diff(const struct stoke_profile *base, const struct stoke_profile *p,
+			 const struct stoke_output_opts *opts, FILE *out);

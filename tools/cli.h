@@ -19,6 +19,9 @@ enum { CLI_SVG_TITLE, CLI_SVG_WIDTH, CLI_SVG_INVERTED, CLI_SVG_MINWIDTH };
 struct stoke_output_opts;
 int cli_parse_svg_option(int which, const char *arg, struct stoke_output_opts *o);
 int cmd_symbolize(int argc, char **argv);
+int cmd_top(int argc, char **argv);
+int cmd_annotate(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 /* stoked client commands (cmd-client.c) */
 int cmd_attach(int argc, char **argv);
 int cmd_detach(int argc, char **argv);

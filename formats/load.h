@@ -1,0 +1,15 @@
+/*
+ * Loading a stored profile for the offline commands (report, top, diff,
+ * annotate): a pprof file (profile.pb.gz, gzipped or not) or a run
+ * directory holding one.
+ */
+#pragma once
+
+#include "profile.h"
+
+/*
+ * Load path into a new model. Returns 0, or -errno with *ret_err (when
+ * given) set to a one-line reason: -ENOENT when missing, -EINVAL for a file
+ * that is not a profile.
+ */
+int stoke_profile_load(const char *path, struct stoke_profile **ret, const char **ret_err);

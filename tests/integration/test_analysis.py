@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Integration tests for the offline analysis commands (top, diff, suite,
+annotate) on profiles recorded from the split fixture, whose truth is the
+work split given on its command line."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from stoketest import check, fixture, run_stoke, run_tests  # noqa: E402
+
+TOLERANCE = 5.0
+
+
+def record(d, name, pct, seconds="2"):
+    out = os.path.join(d, name + ".pb.gz")
+    p = run_stoke(["record", "-q", "-o", out, "--", fixture("split"), seconds, str(pct)])
+    check(p.returncode == 0, "record failed (%d): %s" % (p.returncode, p.stderr))
+    return out
+
+
+def top_rows(text):
+    """Parse `stoke top` rows: rank, self%, total%, samples, function."""
+    rows = []
+    for line in text.splitlines():
+        m = re.match(r"\s*(\d+)\s+([\d.]+)%\s+([\d.]+)%\s+(\d+)\s+(\S+)", line)
+        if m:
+            rows.append((int(m.group(1)), float(m.group(2)), float(m.group(3)),
+                         int(m.group(4)), m.group(5)))
+    return rows
+
+
+def diff_rows(text):
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"(\S+)\s+([\d.]+)%\s+([\d.]+)%\s+([-+][\d.]+)\s+([\d.]+)%\s+([\d.]+)%"
+                     r"\s+([-+][\d.]+)", line)
+        if m:
+            rows[m.group(1)] = (float(m.group(2)), float(m.group(3)), float(m.group(4)))
+    return rows
+
+
+def test_top(d):
+    prof = record(d, "p", 75)
+    p = run_stoke(["top", prof, "-n", "5"])
+    check(p.returncode == 0, "top failed: %s" % p.stderr)
+    rows = top_rows(p.stdout)
+    check(rows, "no rows in %r" % p.stdout)
+    rank, self_pct, _, _, name = rows[0]
+    check(name == "leaf_a", "hottest function is %s, not leaf_a:\n%s" % (name, p.stdout))
+    check(abs(self_pct - 75) <= TOLERANCE, "leaf_a self %.1f%%, truth 75%%" % self_pct)
+    check(rows[1][4] == "leaf_b" and abs(rows[1][1] - 25) <= TOLERANCE,
+          "second row: %r" % (rows[1],))
+    check(re.search(r"^samples \d+ .*lost \d+.*unwind failures \d+", p.stdout, re.M),
+          "no header line: %r" % p.stdout[:300])
+    check(re.search(r"callers: work_round 100\.0%", p.stdout), "no callers: %r" % p.stdout)
+    p = run_stoke(["top", prof, "--by", "total", "-n", "3"])
+    rows = top_rows(p.stdout)
+    check(rows and rows[0][2] > 95, "--by total: first row %r" % (rows[:1],))
+    p = run_stoke(["top", os.path.join(d, "missing.pb.gz")])
+    check(p.returncode == 1 and "cannot read" in p.stderr, "missing input: %r" % p.stderr)
+    bad = os.path.join(d, "bad.pb.gz")
+    with open(bad, "wb") as f:
+        f.write(b"\x1f\x8b not really gzip")
+    p = run_stoke(["top", bad])
+    check(p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1,
+          "corrupt input: %d %r" % (p.returncode, p.stderr))
+
+
+def test_diff(d):
+    base = record(d, "base", 75)
+    new = record(d, "new", 25)
+    p = run_stoke(["diff", base, new])
+    check(p.returncode == 0, "diff failed: %s" % p.stderr)
+    rows = diff_rows(p.stdout)
+    check("leaf_a" in rows and "leaf_b" in rows, "rows: %r" % p.stdout)
+    # The truth moves 50 points from leaf_a to leaf_b; each share is within
+    # the tolerance, so the change is within twice it.
+    check(abs(rows["leaf_a"][2] - (-50)) <= 2 * TOLERANCE, "leaf_a change %+.1f" % rows["leaf_a"][2])
+    check(abs(rows["leaf_b"][2] - 50) <= 2 * TOLERANCE, "leaf_b change %+.1f" % rows["leaf_b"][2])
+    first = [l for l in p.stdout.splitlines() if re.match(r"leaf_[ab] ", l)]
+    check(first, "no leaf rows")
+    # The gate fails the regressed pair and names the offender ...
+    p = run_stoke(["diff", base, new, "--max-regression", "10"])
+    check(p.returncode == 3, "gate on a regression exited %d" % p.returncode)
+    check("leaf_b" in p.stderr and "leaf_a" not in p.stderr, "offenders: %r" % p.stderr)
+    # ... and passes identical profiles and a rerun of the same work.
+    p = run_stoke(["diff", base, base, "--max-regression", "0"])
+    check(p.returncode == 0, "identical profiles failed the gate: %s" % p.stderr)
+    again = record(d, "again", 75)
+    p = run_stoke(["diff", base, again, "--max-regression", "10"])
+    check(p.returncode == 0, "a rerun of the same work failed the gate: %s" % p.stderr)
+
+
+def test_diff_svg(d):
+    base = record(d, "base", 75)
+    new = record(d, "new", 25)
+    svg = os.path.join(d, "diff.svg")
+    p = run_stoke(["diff", base, new, "-o", svg])
+    check(p.returncode == 0, "diff -o failed: %s" % p.stderr)
+    x = subprocess.run(["xmllint", "--noout", svg], capture_output=True, text=True)
+    check(x.returncode == 0, "xmllint: %s" % x.stderr)
+    text = open(svg, encoding="utf-8").read()
+
+    def fill(name):
+        m = re.search(r"<title>%s [^<]*</title>\s*<rect[^>]*fill=\"rgb\((\d+),(\d+),(\d+)\)\""
+                      % re.escape(name), text)
+        check(m, "no frame for %s in the diff SVG" % name)
+        return tuple(int(v) for v in m.groups())
+
+    r, g, b = fill("leaf_b")
+    check(r > b, "leaf_b grew but is not red: rgb%r" % ((r, g, b),))
+    r, g, b = fill("leaf_a")
+    check(b > r, "leaf_a shrank but is not blue: rgb%r" % ((r, g, b),))
+
+
+def test_annotate(d):
+    prof = record(d, "p", 75)
+    p = run_stoke(["annotate", prof, "leaf_a"])
+    check(p.returncode == 0, "annotate failed: %s" % p.stderr)
+    # The hot loop is the BURN_UNITS line inside leaf_a; find it in the source.
+    with open(os.path.join(os.environ["STOKE_SOURCE_ROOT"], "tests", "fixtures", "split.c")) as f:
+        lines = f.read().splitlines()
+    start = next(i for i, l in enumerate(lines) if "void leaf_a(" in l)
+    hot = next(i for i in range(start, len(lines)) if "BURN_UNITS" in lines[i]) + 1
+    m = re.search(r"leaf_a: (\d+) samples self", p.stdout)
+    check(m, "no header: %r" % p.stdout[:200])
+    self_total = int(m.group(1))
+    row = re.search(r"^\s*(\d+)\s+[\d.]+%\s+\d+\s+" + str(hot) + r"\s+.*BURN_UNITS", p.stdout,
+                    re.M)
+    check(row, "line %d (the hot loop) is not shown with its source:\n%s" % (hot, p.stdout))
+    on_hot = int(row.group(1))
+    check(on_hot >= 0.8 * self_total, "only %d of %d samples on the hot loop line %d"
+          % (on_hot, self_total, hot))
+    p = run_stoke(["annotate", prof, "no_such_function"])
+    check(p.returncode == 1 and "no line information" in p.stderr, "unknown function: %r" % p.stderr)
+
+
+TESTS = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("test_")}
+
+if __name__ == "__main__":
+    run_tests(TESTS)

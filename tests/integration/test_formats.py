@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""Every output format, checked by its real reader (FORMATS.md "Checking
+with the real readers"), on a profile of the split fixture whose work
+split (leaf_a PERCENT of the work, leaf_b the rest) is the truth.
+
+Readers: Python's pstats, `go tool pprof` (golang-go), speedscope's own
+importer in headless chromium (npm speedscope + puppeteer-core, schema via
+ajv), npm pprof-format, callgrind_annotate (valgrind), xmllint and the SVG's
+search in chromium. tools/setup installs them all; a test whose reader is
+genuinely missing exits 77 with the reason (STOKE_REQUIRE_PERF=1 turns that
+into a failure, as for perf_event).
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from stoketest import (Fail, Skip, check, fixture, leaf_count, parse_folded, run_stoke,
+                       run_tests, total)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+READERS = os.path.join(HERE, "..", "readers")
+DATA = os.path.join(HERE, "..", "data")
+PCT_A = 70
+SECONDS = "2"
+FREQ = "499"
+
+FILES = {"folded": "profile.folded", "svg": "flamegraph.svg",
+         "speedscope": "profile.speedscope.json", "pstats": "profile.pstats",
+         "txt": "profile.txt", "pprof": "profile.pb.gz", "callgrind": "callgrind.out.stoke"}
+
+
+# --- readers -----------------------------------------------------------------
+
+def need(tool, what):
+    if not shutil.which(tool):
+        raise Skip("%s is not installed (%s; tools/setup installs it)" % (tool, what))
+
+
+def need_node_readers():
+    need("node", "nodejs")
+    if not os.path.isdir(os.path.join(READERS, "node_modules", "puppeteer-core")):
+        raise Skip("tests/readers/node_modules is missing (tools/setup runs npm ci there)")
+    if not os.path.exists(os.environ.get("STOKE_CHROMIUM", "/usr/bin/chromium")):
+        raise Skip("chromium is not installed (tools/setup installs it)")
+
+
+def run(args, **kw):
+    p = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=180,
+                       **kw)
+    check(p.returncode == 0, "%s failed (%d): %s" % (" ".join(args[:3]), p.returncode,
+                                                     (p.stderr or p.stdout).strip()[-2000:]))
+    return p.stdout
+
+
+def node(script, *args):
+    return run(["node", os.path.join(READERS, script)] + list(args), cwd=READERS)
+
+
+def go_pprof(tmp, *args):
+    need("go", "golang-go")
+    env = dict(os.environ, HOME=tmp, GOCACHE=os.path.join(tmp, "gocache"), GOFLAGS="-mod=mod",
+               GOTOOLCHAIN="local", PPROF_TMPDIR=tmp)
+    return run(["go", "tool", "pprof", "-symbolize=none"] + list(args), env=env)
+
+
+# --- a recorded run directory -------------------------------------------------
+
+def record_rundir(tmp, *extra):
+    p = run_stoke(["record", "-q", "-F", FREQ, "--output-dir", tmp, "--name", "split"] +
+                  list(extra) + ["--", fixture("split"), SECONDS, str(PCT_A)], timeout=120)
+    check(p.returncode == 0, "record failed: %s" % p.stderr.strip())
+    dirs = [d for d in os.listdir(tmp) if d.endswith("_split")]
+    check(len(dirs) == 1, "expected one run directory, got %r" % os.listdir(tmp))
+    return os.path.join(tmp, dirs[0])
+
+
+def folded_truth(rundir):
+    stacks = parse_folded(os.path.join(rundir, FILES["folded"]))
+    n = total(stacks)
+    a, b = leaf_count(stacks, "leaf_a"), leaf_count(stacks, "leaf_b")
+    check(n > 200, "too few samples: %d" % n)
+    # the fixture's argument is the truth: leaf_a's share of the two leaves
+    check(abs(a / (a + b) - PCT_A / 100) < 0.07,
+          "leaf_a share %.3f, fixture asked for %.2f" % (a / (a + b), PCT_A / 100))
+    return stacks, n
+
+
+def top_self_folded(stacks):
+    counts = {}
+    for frames, c in stacks:
+        leaf = re.sub(r"_\[[kji]\]$", "", frames[-1])
+        counts[leaf] = counts.get(leaf, 0) + c
+    name = max(counts, key=counts.get)
+    return name, counts[name]
+
+
+# --- the tests ------------------------------------------------------------------
+
+def test_rundir_and_report(tmp):
+    """The run directory's layout and run.json; `stoke report` re-renders
+    every format byte-identically, SVG options included."""
+    rundir = record_rundir(tmp, "--title", "split <&> test", "--width", "900", "--inverted",
+                           "--minwidth", "2")
+    check(re.search(r"/\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d_split$", rundir), rundir)
+    info = json.load(open(os.path.join(rundir, "run.json")))
+    for key in ["schema_version", "tool", "target", "start", "end", "duration_s", "event",
+                "frequency", "call_graph", "samples", "lost_samples", "throttled",
+                "unwind_failures", "threads", "host", "files"]:
+        check(key in info, "run.json lacks %s" % key)
+    check(info["schema_version"] == "1", "schema_version %r" % info["schema_version"])
+    check(info["files"] == FILES, "files %r" % info["files"])
+    check(sorted(os.listdir(rundir)) == sorted(list(FILES.values()) + ["run.json"]),
+          "run directory holds %r" % sorted(os.listdir(rundir)))
+    stacks, n = folded_truth(rundir)
+    check(info["samples"] == n, "run.json samples %d, folded %d" % (info["samples"], n))
+    check(sum(t["samples"] for t in info["threads"]) == n, "thread samples do not add up")
+    check(info["frequency"] == int(FREQ) and info["event"] == "cpu-clock", str(info))
+    for fmt, name in FILES.items():
+        out = os.path.join(tmp, "report." + fmt)
+        args = ["report", rundir, "-f", fmt, "-o", out]
+        if fmt == "svg":
+            args += ["--title", "split <&> test", "--width", "900", "--inverted",
+                     "--minwidth", "2"]
+        p = run_stoke(args)
+        check(p.returncode == 0, "report -f %s failed: %s" % (fmt, p.stderr.strip()))
+        with open(out, "rb") as f1, open(os.path.join(rundir, name), "rb") as f2:
+            check(f1.read() == f2.read(), "report -f %s differs from record's %s" % (fmt, name))
+    # the pprof file alone is enough, and the format follows -o's extension
+    out = os.path.join(tmp, "again.pstats")
+    p = run_stoke(["report", os.path.join(rundir, "profile.pb.gz"), "-o", out])
+    check(p.returncode == 0, p.stderr)
+    check(open(out, "rb").read() == open(os.path.join(rundir, "profile.pstats"), "rb").read(),
+          "report -o x.pstats differs")
+    # a second run directory with the same name in the same second gets _2
+    # (or a new timestamp); never the same directory
+    rundir2 = record_rundir_again(tmp)
+    check(rundir2 != rundir, "the second run reused %s" % rundir)
+
+
+def record_rundir_again(tmp):
+    before = set(os.listdir(tmp))
+    p = run_stoke(["record", "-q", "-F", FREQ, "--output-dir", tmp, "--name", "split", "--",
+                   fixture("split"), "0.3", str(PCT_A)], timeout=60)
+    check(p.returncode == 0, p.stderr)
+    new = [d for d in set(os.listdir(tmp)) - before if "_split" in d]
+    check(len(new) == 1, "expected one new run directory: %r" % new)
+    return os.path.join(tmp, new[0])
+
+
+def test_output_by_extension(tmp):
+    """-o picks the format from the extension; -f overrides it."""
+    cases = {"p.svg": b"<?xml", "p.speedscope.json": b"{\"$schema\"", "p.pb.gz": b"\x1f\x8b",
+             "callgrind.out.1": b"# callgrind format", "p.callgrind": b"# callgrind format",
+             "p.pstats": b"{", "p.prof": b"{", "p.txt": b"\n ", "p.folded": b"[" }
+    for name, magic in cases.items():
+        out = os.path.join(tmp, name)
+        p = run_stoke(["record", "-q", "-F", FREQ, "-o", out, "--", fixture("split"), "0.3"])
+        check(p.returncode == 0, "%s: %s" % (name, p.stderr))
+        data = open(out, "rb").read()
+        if name != "p.folded":
+            check(data.startswith(magic), "%s starts with %r" % (name, data[:20]))
+    out = os.path.join(tmp, "forced.txt")
+    p = run_stoke(["record", "-q", "-F", FREQ, "-f", "svg", "-o", out, "--", fixture("split"),
+                   "0.3"])
+    check(p.returncode == 0 and open(out, "rb").read().startswith(b"<?xml"), "-f svg ignored")
+    leftovers = [f for f in os.listdir(tmp) if f.startswith(".")]
+    check(not leftovers, "temporary files left: %r" % leftovers)
+
+
+def test_bad_input(tmp):
+    """Bad options and unreadable profiles: one line, non-zero, no crash."""
+    def fails(args, code, pattern):
+        p = run_stoke(args)
+        lines = p.stderr.strip().splitlines()
+        check(p.returncode == code, "%r exited %d (want %d): %s" % (args, p.returncode, code,
+                                                                  p.stderr))
+        check(len(lines) == 1 and re.search(pattern, lines[0]),
+              "%r: stderr %r" % (args, p.stderr))
+
+    fails(["record", "-o", os.path.join(tmp, "x.json"), "--", "true"], 2, "output format")
+    fails(["record", "-f", "png", "--", "true"], 2, "unknown format 'png'")
+    fails(["record", "--output-dir", tmp, "-o", "x.svg", "--", "true"], 2, "output-dir")
+    fails(["record", "--width", "abc", "--", "true"], 2, "width")
+    fails(["report", os.path.join(tmp, "missing.pb.gz")], 1, "No such file")
+    fails(["report", tmp], 1, "not a run directory")
+    junk = os.path.join(tmp, "junk.pb.gz")
+    with open(junk, "wb") as f:
+        f.write(b"\x1f\x8b\x08\x00garbage" * 10)
+    fails(["report", junk], 1, "gzip")
+    text = os.path.join(tmp, "text.pb.gz")
+    with open(text, "w") as f:
+        f.write("main;run 12\n")
+    fails(["report", text], 1, "cannot read")
+    fails(["report", text, "-o", os.path.join(tmp, "x.unknown")], 2, "format")
+    fails(["report"], 2, "INPUT")
+
+
+def test_pstats_reader(tmp):
+    """Python's pstats loads the file; its invariants hold; our text table
+    is byte-identical to what pstats prints for our own .pstats file."""
+    rundir = record_rundir(tmp)
+    stacks, n = folded_truth(rundir)
+    info = json.load(open(os.path.join(rundir, "run.json")))
+    period = info["period_ns"] / 1e9
+    table = run([sys.executable, os.path.join(READERS, "pstats_table.py"),
+                 os.path.join(rundir, FILES["pstats"]), "--check-invariants", repr(n * period)])
+    ours = open(os.path.join(rundir, FILES["txt"]), encoding="utf-8").read()
+    check(table == ours, "profile.txt differs from pstats' own table:\n%s\n---\n%s" %
+          (table[:1500], ours[:1500]))
+
+
+def test_pprof_reader(tmp):
+    """go tool pprof -top reads the file; leaf_a's flat % matches the
+    fixture's split and the folded counts; pprof-format decodes it and its
+    references resolve."""
+    rundir = record_rundir(tmp)
+    stacks, n = folded_truth(rundir)
+    out = go_pprof(tmp, "-top", "-nodecount=50", os.path.join(rundir, FILES["pprof"]))
+    flat = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*[\d.]+\w*\s+([\d.]+)%\s+[\d.]+%\s+[\d.]+\w*\s+[\d.]+%\s+(.+)$", line)
+        if m:
+            flat[m.group(2).strip()] = float(m.group(1))
+    check("leaf_a" in flat and "leaf_b" in flat, "pprof -top lacks the leaves:\n" + out)
+    a, b = flat["leaf_a"], flat["leaf_b"]
+    check(abs(a / (a + b) - PCT_A / 100) < 0.07, "pprof leaf_a share %.3f" % (a / (a + b)))
+    want = 100.0 * leaf_count(stacks, "leaf_a") / n
+    check(abs(a - want) < 0.06, "pprof flat%% of leaf_a %.2f, folded says %.2f" % (a, want))
+    traces = go_pprof(tmp, "-traces", os.path.join(rundir, FILES["pprof"]))
+    check("thread_id:" in traces and "thread:" in traces, "no thread labels in -traces")
+    need_node_readers()
+    dec = json.loads(node("pprof_check.js", os.path.join(rundir, FILES["pprof"])))
+    check(dec["value0"] == n, "pprof-format total %d, folded %d" % (dec["value0"], n))
+    check(dec["types"] == ["samples/count", "cpu/nanoseconds"], str(dec["types"]))
+
+
+def test_speedscope_reader(tmp):
+    """speedscope's schema (ajv) and its own importer in chromium load it."""
+    need_node_readers()
+    rundir = record_rundir(tmp)
+    out = node("speedscope_check.js", os.path.join(rundir, FILES["speedscope"]))
+    check(" - speedscope" in out, out)
+
+
+def test_callgrind_reader(tmp):
+    """callgrind_annotate reads the file; totals and leaf_a's share agree."""
+    need("callgrind_annotate", "valgrind")
+    rundir = record_rundir(tmp)
+    stacks, n = folded_truth(rundir)
+    out = run(["callgrind_annotate", os.path.join(rundir, FILES["callgrind"])])
+    m = re.search(r"^([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS", out, re.M)
+    check(m and int(m.group(1).replace(",", "")) == n, "PROGRAM TOTALS:\n" + out[:2000])
+    m = re.search(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+\S*:leaf_a \[", out, re.M)
+    check(m, "no leaf_a row:\n" + out[:3000])
+    check(int(m.group(1).replace(",", "")) == leaf_count(stacks, "leaf_a"),
+          "callgrind leaf_a %s, folded %d" % (m.group(1), leaf_count(stacks, "leaf_a")))
+
+
+def test_svg_reader(tmp):
+    """xmllint accepts the SVG; in chromium, searching the hot function
+    shows "Matched: X%" with its share; zoom and Reset Zoom work."""
+    need("xmllint", "libxml2-utils")
+    rundir = record_rundir(tmp)
+    stacks, n = folded_truth(rundir)
+    svg = os.path.join(rundir, FILES["svg"])
+    run(["xmllint", "--noout", svg])
+    need_node_readers()
+    res = json.loads(node("svg_check.js", svg, "^leaf_a$"))
+    # a box's width is its total: kernel frames (interrupts) can sit on top
+    # of leaf_a, so compare with every stack that holds it
+    want = 100.0 * sum(c for fr, c in stacks if "leaf_a" in fr) / n
+    for key in ("matched", "prompt_matched"):
+        m = re.match(r"Matched: ([\d.]+)%$", res[key])
+        check(m and abs(float(m.group(1)) - want) < 0.06,
+              "%s: %r, folded says %.1f%%" % (key, res[key], want))
+    check(res["search_url"] == "^leaf_a$", "search not kept in the URL: %r" % res)
+    check(res.get("zoomed") and res.get("reset"), "zoom/reset failed: %r" % res)
+    check("x=" in res["zoom_url"], "zoom not kept in the URL: %r" % res)
+
+
+def test_cross_format(tmp):
+    """The same profile gives the same total and the same top self
+    function and share in every format."""
+    need("callgrind_annotate", "valgrind")
+    rundir = record_rundir(tmp)
+    stacks, n = folded_truth(rundir)
+    top, top_n = top_self_folded(stacks)
+    info = json.load(open(os.path.join(rundir, "run.json")))
+    period = info["period_ns"] / 1e9
+    share = top_n / n
+    results = {"folded": (n, top, share)}
+    # pstats, via Python
+    import pstats
+    st = pstats.Stats(os.path.join(rundir, FILES["pstats"])).stats
+    tt = {k[2]: v[2] for k, v in st.items()}
+    ptop = max(tt, key=tt.get)
+    results["pstats"] = (round(sum(tt.values()) / period), ptop, tt[ptop] / sum(tt.values()))
+    # the text table: rows "ncalls tottime percall cumtime percall name"
+    rows = re.findall(r"^\s+[\d/]+\s+([\d.]+)\s+\S+\s+[\d.]+\s+\S*\s*\S+:\d+\((.*)\)$",
+                      open(os.path.join(rundir, FILES["txt"])).read(), re.M)
+    ttop = max(rows, key=lambda r: float(r[0]))
+    hdr = re.search(r"in ([\d.]+) seconds", open(os.path.join(rundir, FILES["txt"])).read())
+    results["txt"] = (round(float(hdr.group(1)) / period), ttop[1],
+                      float(ttop[0]) / float(hdr.group(1)))
+    # speedscope: weights by leaf frame
+    ss = json.load(open(os.path.join(rundir, FILES["speedscope"])))
+    names = [f["name"] for f in ss["shared"]["frames"]]
+    leaf = {}
+    for prof in ss["profiles"]:
+        for s, w in zip(prof["samples"], prof["weights"]):
+            if s:
+                leaf[names[s[-1]]] = leaf.get(names[s[-1]], 0) + w
+    sw = sum(w for prof in ss["profiles"] for w in prof["weights"])
+    stop = max(leaf, key=leaf.get)
+    results["speedscope"] = (round(sw / info["period_ns"]), stop, leaf[stop] / sw)
+    # callgrind_annotate
+    out = run(["callgrind_annotate", os.path.join(rundir, FILES["callgrind"])])
+    ctot = int(re.search(r"^([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS", out, re.M)
+               .group(1).replace(",", ""))
+    m = re.search(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+\S*:(\S+) \[", out, re.M)
+    results["callgrind"] = (ctot, m.group(2), int(m.group(1).replace(",", "")) / ctot)
+    # pprof, via go tool pprof -top (sorted by flat)
+    gout = go_pprof(tmp, "-top", os.path.join(rundir, FILES["pprof"]))
+    m = re.search(r"^\s*[\d.]+\w*\s+([\d.]+)%\s+[\d.]+%\s+[\d.]+\w*\s+[\d.]+%\s+(\S+)\s*$",
+                  gout, re.M)
+    tot_ms = re.search(r"Total samples = ([\d.]+)(ms|s)", gout)
+    tot = float(tot_ms.group(1)) * (1 if tot_ms.group(2) == "ms" else 1000) / (period * 1000)
+    results["pprof"] = (round(tot), m.group(2), float(m.group(1)) / 100)
+    # svg: the root's title
+    svg = open(os.path.join(rundir, FILES["svg"]), encoding="utf-8").read()
+    m = re.search(r"<title>all \((\d+) samples, 100\.00%\)</title>", svg)
+    # boxes are totals: the top function's boxes less their children
+    # (interrupt frames) equal its self count; compare totals instead
+    leafs = re.findall(r"<title>%s \((\d+) samples" % re.escape(top), svg)
+    top_total = sum(c for fr, c in stacks if top in fr)
+    check(sum(map(int, leafs)) == top_total,
+          "svg boxes of %s hold %d samples, folded %d" % (top, sum(map(int, leafs)), top_total))
+    results["svg"] = (int(m.group(1)), top, share)
+    for fmt, (t, name, sh) in results.items():
+        check(abs(t - n) <= 0 if fmt != "txt" else abs(t - n) <= 1,
+              "%s total %s, folded %d (%r)" % (fmt, t, n, results))
+        check(name == top, "%s top self function %s, folded %s (%r)" % (fmt, name, top, results))
+        check(abs(sh - share) < 0.002 + (0.001 if fmt in ("txt", "pprof") else 0),
+              "%s top share %.4f, folded %.4f (%r)" % (fmt, sh, share, results))
+
+
+def test_golden_files_real_readers(tmp):
+    """The golden files of the synthetic profile (hostile names: ';', spaces,
+    <>&\", trailing digits, invalid UTF-8, a very long C++ name) load in
+    every real reader."""
+    import gzip
+    import pstats
+    pstats.Stats(os.path.join(DATA, "synth.pstats"))
+    table = run([sys.executable, os.path.join(READERS, "pstats_table.py"),
+                 os.path.join(DATA, "synth.pstats"), "--check-invariants", "0.020"])
+    check(table == open(os.path.join(DATA, "synth.txt"), encoding="utf-8").read(),
+          "synth.txt is not what pstats prints")
+    need("xmllint", "libxml2-utils")
+    for svg in ("synth.svg", "synth-options.svg", "empty.svg"):
+        run(["xmllint", "--noout", os.path.join(DATA, svg)])
+    need("callgrind_annotate", "valgrind")
+    out = run(["callgrind_annotate", os.path.join(DATA, "synth.callgrind")])
+    check(re.search(r"^20 \(100\.0%\)\s+PROGRAM TOTALS", out, re.M), out[:1000])
+    gz = os.path.join(tmp, "synth.pb.gz")
+    with open(os.path.join(DATA, "synth.pb"), "rb") as f, gzip.open(gz, "wb") as g:
+        g.write(f.read())
+    out = go_pprof(tmp, "-top", gz)
+    check(re.search(r"12ms 60\.00%.*hot_leaf", out), out)
+    need_node_readers()
+    node("speedscope_check.js", os.path.join(DATA, "synth.speedscope.json"),
+         os.path.join(DATA, "empty.speedscope.json"))
+    res = json.loads(node("svg_check.js", os.path.join(DATA, "synth.svg"), "hot_leaf"))
+    check(res["matched"] == "Matched: 60.0%", str(res))
+    dec = json.loads(node("pprof_check.js", gz))
+    check(dec["value0"] == 20, str(dec))
+
+
+TESTS = {
+    "rundir_and_report": test_rundir_and_report,
+    "output_by_extension": test_output_by_extension,
+    "bad_input": test_bad_input,
+    "pstats_reader": test_pstats_reader,
+    "pprof_reader": test_pprof_reader,
+    "speedscope_reader": test_speedscope_reader,
+    "callgrind_reader": test_callgrind_reader,
+    "svg_reader": test_svg_reader,
+    "cross_format": test_cross_format,
+    "golden_files_real_readers": test_golden_files_real_readers,
+}
+
+if __name__ == "__main__":
+    run_tests(TESTS)

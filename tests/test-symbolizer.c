@@ -2,7 +2,8 @@
  * Unit tests for symbolizer/: address spaces from synthesized MMAP/COMM/FORK
  * records, ELF symbol lookup on this very binary and on libc, the
  * return-address rule, the result cache, kallsyms parsing, and robustness
- * against unreadable and malformed ELF files.
+ * against unreadable and malformed ELF files; inlined frames and lines,
+ * demangling, and JIT perf maps.
  *
  * The test feeds its own executable mappings (parsed from /proc/self/maps)
  * as MMAP records, so the names it expects are the ones the compiler gave
@@ -23,6 +24,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "demangle.h"
+#include "perfmap.h"
 #include "symbolizer.h"
 
 /* ---- functions the test resolves in itself ---- */
@@ -92,6 +95,36 @@ __asm__(".text\n"
 #ifdef HAVE_ASM_PAIR
 extern void stoke_test_asm_a(void) __attribute__((visibility("hidden")));
 extern void stoke_test_asm_b(void) __attribute__((visibility("hidden")));
+#endif
+
+/*
+ * An always_inline helper inlined into a real function: the lea records its
+ * own address, an instruction inside the inlined body, which must resolve to
+ * [inl_helper (inlined, on INL_HELPER_LINE), inl_caller (at the call,
+ * INL_CALL_LINE)].
+ */
+static volatile uintptr_t inl_addr;
+static volatile int inl_helper_line, inl_call_line;
+#if defined(__x86_64__)
+#define HAVE_INL_MARK 1
+static inline __attribute__((always_inline)) int inl_helper(int x)
+{
+	uintptr_t p;
+
+	/* clang-format off */
+	__asm__ volatile("1: lea 1b(%%rip), %0" : "=r"(p)); inl_helper_line = __LINE__;
+	/* clang-format on */
+	inl_addr = p;
+	return x * 7 + (int)(p & 1);
+}
+
+static TEST_NOIPA int inl_caller(int x)
+{
+	/* clang-format off */
+	int r = inl_helper(x) + 1; inl_call_line = __LINE__;
+	/* clang-format on */
+	return r;
+}
 #endif
 
 /* ---- helpers ---- */
@@ -710,6 +743,208 @@ START_TEST(test_file_kept_open)
 }
 END_TEST
 
+/* ---- inlined frames, demangling, JIT maps ---- */
+
+#ifdef HAVE_INL_MARK
+START_TEST(test_inlined_frames)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	struct stoke_symbol fr[8];
+	uint64_t chain[2] = { PERF_CONTEXT_USER, 0 };
+	struct stoke_sample sample = { 0 };
+	int n;
+
+	ck_assert_int_eq(inl_caller(3), 22 + (int)(inl_addr & 1));
+	feed_self_maps(s, self_pid());
+	n = stoke_symbolizer_addr_frames(s, (pid_t)self_pid(), inl_addr, false, false, fr, 8);
+	ck_assert_int_eq(n, 2);
+	ck_assert_str_eq(fr[0].function, "inl_helper");
+	ck_assert(fr[0].inlined);
+	ck_assert_uint_eq(fr[0].line, (unsigned)inl_helper_line);
+	ck_assert_ptr_nonnull(strstr(fr[0].file, "test-symbolizer.c"));
+	ck_assert_str_eq(fr[1].function, "inl_caller");
+	ck_assert(!fr[1].inlined);
+	ck_assert_uint_eq(fr[1].line, (unsigned)inl_call_line);
+	/* Both frames are the same address in the same module. */
+	ck_assert_uint_eq(fr[0].addr, fr[1].addr);
+	ck_assert_ptr_eq(fr[0].module, fr[1].module);
+
+	/* The single-frame API gives the physical function. */
+	fr[0] = resolve(s, self_pid(), inl_addr, false, false);
+	ck_assert_str_eq(fr[0].function, "inl_caller");
+	ck_assert(!fr[0].inlined);
+
+	/* Too little room: the inner frame goes, the physical one stays. */
+	ck_assert_int_eq(stoke_symbolizer_addr_frames(s, (pid_t)self_pid(), inl_addr, false,
+						      false, fr, 1),
+			 1);
+	ck_assert_str_eq(fr[0].function, "inl_caller");
+
+	/* A sample expands in place, leaf first; cached the second time. */
+	chain[1] = inl_addr;
+	sample.pid = sample.tid = self_pid();
+	sample.nr = 2;
+	sample.callchain = chain;
+	for (int round = 0; round < 2; round++) {
+		n = stoke_symbolizer_sample(s, &sample, fr, 8);
+		ck_assert_int_eq(n, 2);
+		ck_assert_str_eq(fr[0].function, "inl_helper");
+		ck_assert_str_eq(fr[1].function, "inl_caller");
+	}
+	ck_assert_uint_ge(stats_of(s).cache_hits, 1);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+#endif
+
+START_TEST(test_demangle)
+{
+	static const struct {
+		const char *in, *sht, *full;
+	} cases[] = {
+		{ "_ZN3geo5AccumIdE3addEd", "geo::Accum<double>::add",
+		  "geo::Accum<double>::add(double)" },
+		{ "_ZN3geo9run_accumIdEET_d", "geo::run_accum<double>",
+		  "double geo::run_accum<double>(double)" },
+		{ "_ZNK3foo3Bar3getEv", "foo::Bar::get", "foo::Bar::get() const" },
+		/* Rust legacy: the hash goes in both modes. */
+		{ "_ZN4core3ptr13drop_in_place17h0123456789abcdefE", "core::ptr::drop_in_place",
+		  "core::ptr::drop_in_place" },
+		/* Rust v0 */
+		{ "_RNvCs15kBYyAo9fc_7mycrate7example", "mycrate::example", "mycrate::example" },
+	};
+	char *d;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		d = stoke_demangle(cases[i].in, STOKE_DEMANGLE_SHORT);
+		ck_assert_msg(d && !strcmp(d, cases[i].sht), "%s: short %s", cases[i].in, d);
+		free(d);
+		d = stoke_demangle(cases[i].in, STOKE_DEMANGLE_FULL);
+		ck_assert_msg(d && !strcmp(d, cases[i].full), "%s: full %s", cases[i].in, d);
+		free(d);
+		ck_assert_ptr_null(stoke_demangle(cases[i].in, STOKE_DEMANGLE_NONE));
+	}
+	/* Not mangled: NULL, the caller keeps the name. */
+	ck_assert_ptr_null(stoke_demangle("main", STOKE_DEMANGLE_SHORT));
+	ck_assert_ptr_null(stoke_demangle("_start", STOKE_DEMANGLE_FULL));
+	ck_assert_ptr_null(stoke_demangle("_Z", STOKE_DEMANGLE_FULL));
+	ck_assert_ptr_null(stoke_demangle("", STOKE_DEMANGLE_FULL));
+	{
+		enum stoke_demangle_mode m;
+
+		ck_assert_int_eq(stoke_demangle_mode_parse("full", &m), 0);
+		ck_assert_int_eq(m, STOKE_DEMANGLE_FULL);
+		ck_assert_int_eq(stoke_demangle_mode_parse("none", &m), 0);
+		ck_assert_int_eq(m, STOKE_DEMANGLE_NONE);
+		ck_assert_int_eq(stoke_demangle_mode_parse("Full", &m), -EINVAL);
+	}
+}
+END_TEST
+
+static struct stoke_perfmap *perfmap_of(const char *text)
+{
+	FILE *f = fmemopen((void *)text, strlen(text), "r");
+	struct stoke_perfmap *m = NULL;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(stoke_perfmap_parse(f, &m), 0);
+	fclose(f);
+	return m;
+}
+
+START_TEST(test_perfmap_parse)
+{
+	static const char text[] =
+		"7f0000001000 100 LazyCompile:*hot /app/x.js:1\n"
+		"0x7f0000002000 0x20 JS:~cold\r\n"
+		"7f0000001080 10 replaced_inside\n" /* later: wins where it overlaps */
+		"garbage\n"
+		"7f0000003000 0 zero_size\n"
+		"7f0000004000 10\n"                 /* no name */
+		"7f0000005000 zz bad_size\n"
+		"ffffffffffffffff 10 wraps\n"
+		"7f0000006000 8 last_no_newline";
+	struct stoke_perfmap *m = perfmap_of(text);
+	uint64_t start = 0;
+
+	ck_assert_uint_eq(stoke_perfmap_count(m), 4);
+	ck_assert_uint_eq(stoke_perfmap_malformed(m), 5);
+	ck_assert_str_eq(stoke_perfmap_lookup(m, 0x7f0000001000, &start),
+			 "LazyCompile:*hot /app/x.js:1");
+	ck_assert_uint_eq(start, 0x7f0000001000);
+	ck_assert_str_eq(stoke_perfmap_lookup(m, 0x7f0000001085, NULL), "replaced_inside");
+	ck_assert_str_eq(stoke_perfmap_lookup(m, 0x7f00000010ff, NULL),
+			 "LazyCompile:*hot /app/x.js:1");
+	ck_assert_ptr_null(stoke_perfmap_lookup(m, 0x7f0000001100, NULL));
+	ck_assert_str_eq(stoke_perfmap_lookup(m, 0x7f000000201f, NULL), "JS:~cold");
+	ck_assert_ptr_null(stoke_perfmap_lookup(m, 0x7f0000002020, NULL));
+	ck_assert_str_eq(stoke_perfmap_lookup(m, 0x7f0000006007, NULL), "last_no_newline");
+	ck_assert_ptr_null(stoke_perfmap_lookup(m, 0x1000, NULL));
+	stoke_perfmap_free(m);
+
+	m = perfmap_of("");
+	ck_assert_uint_eq(stoke_perfmap_count(m), 0);
+	ck_assert_ptr_null(stoke_perfmap_lookup(m, 0, NULL));
+	stoke_perfmap_free(m);
+
+	/* A long name is cut at the limit, not refused. */
+	{
+		size_t len = STOKE_PERFMAP_MAX_NAME * 3;
+		char *big = malloc(len + 32);
+
+		ck_assert_ptr_nonnull(big);
+		strcpy(big, "1000 10 ");
+		memset(big + 8, 'n', len);
+		big[8 + len] = '\0';
+		m = perfmap_of(big);
+		ck_assert_uint_eq(strlen(stoke_perfmap_lookup(m, 0x1000, NULL)),
+				  STOKE_PERFMAP_MAX_NAME);
+		stoke_perfmap_free(m);
+		free(big);
+	}
+}
+END_TEST
+
+/* A process without a mapping at the address: the JIT map names it, and a
+ * map that grows is read again. */
+START_TEST(test_jit_frames)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	char path[64];
+	struct stoke_symbol sym;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/tmp/perf-%u.map", FAKE_PID);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("40001000 100 JS:*stokeHot\n", f);
+	fclose(f);
+	sym = resolve(s, FAKE_PID, 0x40001010, false, false);
+	ck_assert_str_eq(sym.function, "JS:*stokeHot");
+	ck_assert_int_eq(sym.kind, STOKE_FRAME_JIT);
+	ck_assert_ptr_nonnull(strstr(sym.module, "perf-"));
+	/* Code compiled later: found once the map is re-read (rate limited). */
+	f = fopen(path, "a");
+	ck_assert_ptr_nonnull(f);
+	fputs("40002000 100 JS:*later\n", f);
+	fclose(f);
+	for (int i = 0; i < 100; i++) {
+		sym = resolve(s, FAKE_PID, 0x40002000, false, false);
+		if (sym.function)
+			break;
+		usleep(20000);
+	}
+	ck_assert_msg(sym.function && !strcmp(sym.function, "JS:*later"), "got %s",
+		      sym.function ? sym.function : "(null)");
+	ck_assert_uint_ge(stats_of(s).jit_maps_read, 2);
+	/* Outside every entry: unknown, no module. */
+	sym = resolve(s, FAKE_PID, 0x50000000, false, false);
+	ck_assert_ptr_null(sym.function);
+	unlink(path);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
 /* ---- kernel symbols ---- */
 
 static const char kallsyms_text[] =
@@ -935,6 +1170,16 @@ static Suite *symbolizer_suite(void)
 	tcase_add_test(tc, test_malformed_elf);
 	tcase_add_test(tc, test_file_kept_open);
 	tcase_add_test(tc, test_ignored_records);
+	suite_add_tcase(su, tc);
+
+	tc = tcase_create("lines");
+	tcase_set_timeout(tc, 30);
+#ifdef HAVE_INL_MARK
+	tcase_add_test(tc, test_inlined_frames);
+#endif
+	tcase_add_test(tc, test_demangle);
+	tcase_add_test(tc, test_perfmap_parse);
+	tcase_add_test(tc, test_jit_frames);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("kernel");

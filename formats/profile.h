@@ -120,3 +120,11 @@ const struct stoke_pmeta *stoke_profile_cmeta(const struct stoke_profile *p);
  */
 size_t stoke_profile_stack_frames(const struct stoke_profile *p, uint32_t stack,
 				  uint32_t *out, size_t max);
+
+/*
+ * Add every sample of src (with its frames, stacks and threads) to dst.
+ * Metadata: the first merge into an empty dst takes src's event, frequency,
+ * call-graph mode and command; later ones widen start/end and add lost and
+ * throttled counts. Returns 0, -ENOMEM or -EINVAL.
+ */
+int stoke_profile_merge(struct stoke_profile *dst, const struct stoke_profile *src);

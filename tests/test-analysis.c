@@ -181,6 +181,35 @@ START_TEST(test_empty)
 }
 END_TEST
 
+START_TEST(test_merge)
+{
+	struct stoke_profile *a = build(), *b = build(), *m;
+	struct stoke_analysis *an;
+	uint32_t ev;
+
+	ck_assert_int_eq(stoke_profile_intern(a, "cpu-clock", &ev), 0);
+	stoke_profile_meta(a)->event = ev;
+	stoke_profile_meta(a)->lost = 2;
+	stoke_profile_meta(b)->lost = 3;
+	ck_assert_int_eq(stoke_profile_new(&m), 0);
+	ck_assert_int_eq(stoke_profile_merge(m, a), 0);
+	ck_assert_int_eq(stoke_profile_merge(m, b), 0);
+	ck_assert_uint_eq(stoke_profile_total(m), 28);
+	/* Identical inputs share every frame and stack. */
+	ck_assert_uint_eq(stoke_profile_nframes(m), stoke_profile_nframes(a));
+	ck_assert_uint_eq(stoke_profile_nstacks(m), stoke_profile_nstacks(a));
+	ck_assert_uint_eq(stoke_profile_cmeta(m)->lost, 5);
+	ck_assert_str_eq(stoke_profile_string(m, stoke_profile_cmeta(m)->event), "cpu-clock");
+	ck_assert_int_eq(stoke_analysis_new(m, &an), 0);
+	ck_assert_uint_eq(fn(an, "leaf_x")->self, 18);
+	ck_assert_uint_eq(fn(an, "r")->total, 6);
+	stoke_analysis_free(an);
+	stoke_profile_free(a);
+	stoke_profile_free(b);
+	stoke_profile_free(m);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("analysis");
@@ -193,6 +222,7 @@ int main(void)
 	tcase_add_test(tc, test_sort_and_hot_line);
 	tcase_add_test(tc, test_lines);
 	tcase_add_test(tc, test_empty);
+	tcase_add_test(tc, test_merge);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -10,6 +10,16 @@
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 int cmd_record(int argc, char **argv);
+
+/* One recording, as `stoke record ARGS` would run it (argv[0] is "record"),
+ * returning its exit code and what `stoke suite` measures. */
+struct record_result {
+	double wall_s;      /* from the launch until the command was reaped */
+	int child_status;   /* waitpid status of a launched command */
+	unsigned long long samples, lost;
+	char *run_dir;      /* with --output-dir: the run directory (malloc'd) */
+};
+int record_run(int argc, char **argv, struct record_result *res);
 int cmd_report(int argc, char **argv);
 
 /* The SVG options shared by record and report (defined in cmd-report.c):
@@ -22,6 +32,7 @@ int cmd_symbolize(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_annotate(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_suite(int argc, char **argv);
 /* stoked client commands (cmd-client.c) */
 int cmd_attach(int argc, char **argv);
 int cmd_detach(int argc, char **argv);

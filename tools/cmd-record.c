@@ -361,6 +361,7 @@ struct recorder {
 	double start;
 	bool tty;
 	char *run_dir;     /* the run directory written, for the summary */
+	double child_end;  /* when the launched command was reaped */
 };
 
 static void progress(struct recorder *rec, bool final)
@@ -389,6 +390,7 @@ static void reap_child(struct recorder *rec)
 	if (waitpid(rec->child, &status, WNOHANG) == rec->child) {
 		rec->child_reaped = true;
 		rec->child_status = status;
+		rec->child_end = mono_s();
 		stoke_session_target_exited(rec->session, rec->child);
 	}
 }
@@ -508,6 +510,7 @@ static void finish_child(struct recorder *rec)
 reaped:
 	rec->child_reaped = true;
 	rec->child_status = status;
+	rec->child_end = mono_s();
 }
 
 static int record_loop(struct recorder *rec)
@@ -650,6 +653,24 @@ static int exit_code_of(int status)
 
 int cmd_record(int argc, char **argv)
 {
+	return record_run(argc, argv, NULL);
+}
+
+/* What stoke suite needs from one recording. */
+static void fill_result(struct recorder *rec, struct record_result *res)
+{
+	struct stoke_session_stats st;
+
+	stoke_session_get_stats(rec->session, &st);
+	res->samples = st.samples;
+	res->lost = st.lost;
+	res->child_status = rec->child_status;
+	res->wall_s = (rec->child_end ? rec->child_end : mono_s()) - rec->start;
+	res->run_dir = TAKE_PTR(rec->run_dir);
+}
+
+int record_run(int argc, char **argv, struct record_result *res)
+{
 	struct record_args args = { 0 };
 	struct recorder rec = { .args = &args, .sigfd = -1 };
 	int code, r;
@@ -692,6 +713,8 @@ int cmd_record(int argc, char **argv)
 		code = r < 0 ? 1 : 0;
 	if (!code && rec.child)
 		code = exit_code_of(rec.child_status);
+	if (res)
+		fill_result(&rec, res);
 out:
 	if (rec.child && !rec.child_reaped)
 		finish_child(&rec);

@@ -31,6 +31,7 @@ static const struct command {
 	{ "report", cmd_report, "write a stored profile (pprof or run directory) in any format" },
 	{ "symbolize", cmd_symbolize, "name addresses of an ELF file or a process (like addr2line)" },
 	{ "top", cmd_top, "the hottest functions of a stored profile" },
+	{ "suite", cmd_suite, "run scenarios repeatedly under the profiler, with statistics" },
 	{ "diff", cmd_diff, "compare two stored profiles; a regression gate for CI" },
 	{ "annotate", cmd_annotate, "a function's source lines with their samples" },
 	{ "attach", cmd_attach, "ask stoked to profile a process; prints the session id" },

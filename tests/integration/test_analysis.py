@@ -138,6 +138,67 @@ def test_annotate(d):
     check(p.returncode == 1 and "no line information" in p.stderr, "unknown function: %r" % p.stderr)
 
 
+def test_suite(d):
+    out = os.path.join(d, "suite")
+    p = run_stoke(["suite", "--repeat", "3", "--output-dir", out, "-F", "499", "--",
+                   fixture("split"), "0.6", "75"], timeout=120)
+    check(p.returncode == 0, "suite failed (%d): %s" % (p.returncode, p.stderr))
+    sdir = os.path.join(out, "split")
+    with open(os.path.join(sdir, "suite.json")) as f:
+        js = json.load(f)
+    reps = js["repetitions"]
+    check(len(reps) == 3 and js["completed"] == 3, "repetitions: %r" % reps)
+    for r in reps:
+        check(r["status"] == "ok" and r["exit_code"] == 0, "repetition failed: %r" % r)
+        check(os.path.isfile(os.path.join(r["path"], "run.json")) and
+              os.path.isfile(os.path.join(r["path"], "profile.pb.gz")),
+              "incomplete run directory %s" % r["path"])
+        # The fixture runs for 0.6 s of wall time; it cannot finish sooner.
+        check(0.6 <= r["wall_s"] < 30, "wall time %.3f s" % r["wall_s"])
+        check(0 < r["cpu_s"] <= r["wall_s"] * 1.1, "cpu time %.3f s" % r["cpu_s"])
+    for key in ("wall_s", "cpu_s", "samples"):
+        st = js[key]
+        vals = sorted(r[key] for r in reps)
+        check(st["min"] == min(vals) or abs(st["min"] - vals[0]) < 1e-5, "%s min" % key)
+        check(abs(st["median"] - vals[1]) < 1e-5, "%s median %r vs %r" % (key, st, vals))
+        check(abs(st["mean"] - sum(vals) / 3) < 1e-5, "%s mean" % key)
+        check(st["min"] <= st["median"] <= st["p95"] <= vals[2] + 1e-9, "%s order %r" % (key, st))
+        check(st["stddev"] >= 0, "%s stddev" % key)
+    # The merged profile holds every repetition's samples.
+    merged = os.path.join(sdir, "merged.pb.gz")
+    p = run_stoke(["top", merged, "-n", "2"])
+    m = re.search(r"^samples (\d+)", p.stdout, re.M)
+    check(m and int(m.group(1)) == sum(r["samples"] for r in reps),
+          "merged samples %s, repetitions %d" % (m and m.group(1), sum(r["samples"] for r in reps)))
+    rows = top_rows(p.stdout)
+    check(rows[0][4] == "leaf_a" and abs(rows[0][1] - 75) <= TOLERANCE, "merged top: %r" % rows)
+
+
+def test_suite_file(d):
+    spec = os.path.join(d, "suite.json")
+    out = os.path.join(d, "out")
+    with open(spec, "w") as f:
+        json.dump({"output_dir": out, "scenarios": [
+            {"name": "mostly-a", "command": [fixture("split"), "0.3", "80"], "repeat": 2},
+            {"name": "mostly-b", "command": [fixture("split"), "0.3", "20"], "repeat": 2,
+             "record": ["-g", "fp"]}]}, f)
+    p = run_stoke(["suite", spec], timeout=120)
+    check(p.returncode == 0, "suite FILE failed: %s" % p.stderr)
+    for name in ("mostly-a", "mostly-b"):
+        with open(os.path.join(out, name, "suite.json")) as f:
+            js = json.load(f)
+        check(js["completed"] == 2 and all(r["status"] == "ok" for r in js["repetitions"]),
+              "%s: %r" % (name, js))
+    bad = os.path.join(d, "bad.json")
+    for content in ("{not json", '{"scenarios": []}', '{"scenarios": [{"name": "x"}]}',
+                    '{"scenarios": [{"name": "../x", "command": ["true"]}]}'):
+        with open(bad, "w") as f:
+            f.write(content)
+        p = run_stoke(["suite", bad])
+        check(p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1,
+              "bad file %r: %d %r" % (content, p.returncode, p.stderr))
+
+
 TESTS = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("test_")}
 
 if __name__ == "__main__":

@@ -1,0 +1,109 @@
+/*
+ * Merging profiles: the samples of one model added into another, with its
+ * strings, frames and stacks re-interned, for `stoke suite`'s merged profile
+ * of all repetitions.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "profile.h"
+
+static int map_string(struct stoke_profile *dst, const struct stoke_profile *src, uint32_t id,
+		      uint32_t *ret)
+{
+	return stoke_profile_intern(dst, stoke_profile_string(src, id), ret);
+}
+
+static int merge_frames(struct stoke_profile *dst, const struct stoke_profile *src, uint32_t *fmap)
+{
+	size_t n = stoke_profile_nframes(src);
+
+	for (size_t id = 1; id <= n; id++) {
+		struct stoke_pframe f = *stoke_profile_get_frame(src, (uint32_t)id);
+		int r;
+
+		if ((r = map_string(dst, src, f.name, &f.name)) < 0 ||
+		    (r = map_string(dst, src, f.file, &f.file)) < 0 ||
+		    (r = map_string(dst, src, f.module, &f.module)) < 0 ||
+		    (r = stoke_profile_frame(dst, &f, &fmap[id])) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Stack ids are created parent first, so a parent's mapping always exists
+ * when its children are reached in id order. */
+static int merge_stacks(struct stoke_profile *dst, const struct stoke_profile *src,
+			const uint32_t *fmap, uint32_t *smap)
+{
+	size_t n = stoke_profile_nstacks(src);
+
+	smap[0] = 0;
+	for (size_t id = 1; id <= n; id++) {
+		const struct stoke_pstack *st = stoke_profile_get_stack(src, (uint32_t)id);
+		int r;
+
+		if (st->parent >= id)
+			return -EINVAL;
+		r = stoke_profile_stack(dst, smap[st->parent], fmap[st->frame], &smap[id]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void merge_meta(struct stoke_profile *dst, const struct stoke_profile *src, bool first)
+{
+	struct stoke_pmeta *d = stoke_profile_meta(dst);
+	const struct stoke_pmeta *s = stoke_profile_cmeta(src);
+
+	if (first || (s->start_ns && s->start_ns < d->start_ns))
+		d->start_ns = s->start_ns;
+	if (s->end_ns > d->end_ns)
+		d->end_ns = s->end_ns;
+	d->lost += s->lost;
+	d->throttled += s->throttled;
+	if (first) {
+		d->frequency = s->frequency;
+		d->period_ns = s->period_ns;
+		d->pid = s->pid;
+	}
+}
+
+int stoke_profile_merge(struct stoke_profile *dst, const struct stoke_profile *src)
+{
+	const struct stoke_pmeta *sm = stoke_profile_cmeta(src);
+	struct stoke_pmeta *dm = stoke_profile_meta(dst);
+	bool first = stoke_profile_total(dst) == 0 && !dm->event;
+	uint32_t *fmap = calloc(stoke_profile_nframes(src) + 1, sizeof(*fmap));
+	uint32_t *smap = calloc(stoke_profile_nstacks(src) + 1, sizeof(*smap));
+	const struct stoke_pthread *threads;
+	const struct stoke_psample *samples;
+	size_t n;
+	int r = -ENOMEM;
+
+	if (!fmap || !smap)
+		goto out;
+	r = merge_frames(dst, src, fmap);
+	if (r == 0)
+		r = merge_stacks(dst, src, fmap, smap);
+	threads = stoke_profile_threads(src, &n);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = stoke_profile_thread(dst, threads[i].pid, threads[i].tid,
+					 stoke_profile_string(src, threads[i].name));
+	samples = stoke_profile_samples(src, &n);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = stoke_profile_add_sample(dst, samples[i].tid, samples[i].time,
+					     smap[samples[i].stack], samples[i].weight);
+	if (r == 0 && first) {
+		if ((r = map_string(dst, src, sm->event, &dm->event)) == 0 &&
+		    (r = map_string(dst, src, sm->callgraph, &dm->callgraph)) == 0)
+			r = map_string(dst, src, sm->command, &dm->command);
+	}
+	if (r == 0)
+		merge_meta(dst, src, first);
+out:
+	free(fmap);
+	free(smap);
+	return r;
+}

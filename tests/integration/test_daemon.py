@@ -55,6 +55,8 @@ class Daemon:
                 return self
             except OSError:
                 time.sleep(0.05)
+        self.proc.kill()
+        self.proc.wait()
         check(False, "stoked did not start listening: " + self.logtext())
 
     def logtext(self):
@@ -401,66 +403,68 @@ def test_attach_detach_cycles(d):
 
 def test_bad_requests(d):
     daemon = Daemon(d, "--max-clients", "8").start()
-    out = os.path.join(d, "out")
-    os.mkdir(out)
-    bad = [b"\n", b"{\n", b"garbage\n", b"[]\n", b"{}\n", b"{\"op\":\"fly\"}\n",
-           b"{\"op\":\"attach\"}\n", b"{\"op\":\"attach\",\"pid\":\"1\"}\n",
-           b"{\"op\":\"attach\",\"pid\":-1}\n", b"{\"op\":\"detach\",\"session\":1e99}\n",
-           b"{\"op\":\"list\"}{\"op\":\"list\"}\n", b"\x00\x01\x02\xff\n",
-           b"{\"op\":\"attach\",\"pid\":1,\"name\":\"../../etc\"}\n",
-           b"{\"op\":\"status\",\"session\":424242}\n", b"{\"op\":\"detach\",\"session\":5}\n",
-           b"{\"op\":\"attach\",\"pid\":1073741823}\n",
-           b"{" + b"[" * 5000 + b"\n"]
-    s = daemon.raw()
-    for i in range(10):
-        for line in bad:
-            r = request(s, line)
-            check(r.get("ok") is False and r.get("message"), "bad request %r got %r"
-                  % (line[:40], r))
-    # Oversized: one refusal, the rest of the line is dropped, the
-    # connection keeps working.
-    s.sendall(b"{\"op\":\"list\",\"x\":\"" + b"A" * 100000)
-    r = read_line(s)
-    check(r["ok"] is False and r["error"] == "E2BIG", "oversized: %r" % r)
-    s.sendall(b"AAAA\"}\n")
-    check(request(s, b"{\"op\":\"status\"}\n")["ok"], "no answer after an oversized line")
-    # A directory fd that is not a directory.
-    with open(os.path.join(d, "file"), "w") as f:
-        target = spawn_split(0, 50)
-        try:
-            s.sendmsg([b"{\"op\":\"attach\",\"pid\":%d}\n" % target.pid],
-                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                        array.array("i", [f.fileno()]).tobytes())])
-            r = read_line(s)
-            check(r["ok"] is False and r["error"] == "ENOTDIR", "file as output dir: %r" % r)
-        finally:
-            kill(target)
-    s.close()
-    # Too many clients: the extra ones get EBUSY; the daemon goes on.
-    conns = [daemon.raw() for _ in range(8)]
-    extra = daemon.raw()
-    r = read_line(extra)
-    check(r["error"] == "EBUSY", "client over the limit: %r" % r)
-    extra.close()
-    for c in conns:
-        c.sendall(b"{\"op\":\"sta")  # half a request, then gone
-        c.close()
-    # Many short connections with garbage.
-    refused = 0
-    for i in range(200):
-        c = daemon.raw()
-        try:
-            c.sendall(os.urandom(64) + b"\n")
-        except (BrokenPipeError, ConnectionResetError):
-            refused += 1  # over --max-clients while earlier ones close
-        c.close()
-    print("%d of 200 garbage connections were refused as over the limit" % refused)
-    time.sleep(0.3)
-    st = daemon.json(["status"])["daemon"]
-    check(daemon.proc.poll() is None, "stoked died")
-    print("after the flood: %r" % st)
-    check(st["clients"] == 1, "clients left behind: %d" % st["clients"])
-    daemon.stop()
+    try:
+        out = os.path.join(d, "out")
+        os.mkdir(out)
+        bad = [b"\n", b"{\n", b"garbage\n", b"[]\n", b"{}\n", b"{\"op\":\"fly\"}\n",
+               b"{\"op\":\"attach\"}\n", b"{\"op\":\"attach\",\"pid\":\"1\"}\n",
+               b"{\"op\":\"attach\",\"pid\":-1}\n", b"{\"op\":\"detach\",\"session\":1e99}\n",
+               b"{\"op\":\"list\"}{\"op\":\"list\"}\n", b"\x00\x01\x02\xff\n",
+               b"{\"op\":\"attach\",\"pid\":1,\"name\":\"../../etc\"}\n",
+               b"{\"op\":\"status\",\"session\":424242}\n", b"{\"op\":\"detach\",\"session\":5}\n",
+               b"{\"op\":\"attach\",\"pid\":1073741823}\n",
+               b"{" + b"[" * 5000 + b"\n"]
+        s = daemon.raw()
+        for i in range(10):
+            for line in bad:
+                r = request(s, line)
+                check(r.get("ok") is False and r.get("message"), "bad request %r got %r"
+                      % (line[:40], r))
+        # Oversized: one refusal, the rest of the line is dropped, the
+        # connection keeps working.
+        s.sendall(b"{\"op\":\"list\",\"x\":\"" + b"A" * 100000)
+        r = read_line(s)
+        check(r["ok"] is False and r["error"] == "E2BIG", "oversized: %r" % r)
+        s.sendall(b"AAAA\"}\n")
+        check(request(s, b"{\"op\":\"status\"}\n")["ok"], "no answer after an oversized line")
+        # A directory fd that is not a directory.
+        with open(os.path.join(d, "file"), "w") as f:
+            target = spawn_split(0, 50)
+            try:
+                s.sendmsg([b"{\"op\":\"attach\",\"pid\":%d}\n" % target.pid],
+                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                            array.array("i", [f.fileno()]).tobytes())])
+                r = read_line(s)
+                check(r["ok"] is False and r["error"] == "ENOTDIR", "file as output dir: %r" % r)
+            finally:
+                kill(target)
+        s.close()
+        # Too many clients: the extra ones get EBUSY; the daemon goes on.
+        conns = [daemon.raw() for _ in range(8)]
+        extra = daemon.raw()
+        r = read_line(extra)
+        check(r["error"] == "EBUSY", "client over the limit: %r" % r)
+        extra.close()
+        for c in conns:
+            c.sendall(b"{\"op\":\"sta")  # half a request, then gone
+            c.close()
+        # Many short connections with garbage.
+        refused = 0
+        for i in range(200):
+            c = daemon.raw()
+            try:
+                c.sendall(os.urandom(64) + b"\n")
+            except (BrokenPipeError, ConnectionResetError):
+                refused += 1  # over --max-clients while earlier ones close
+            c.close()
+        print("%d of 200 garbage connections were refused as over the limit" % refused)
+        time.sleep(0.3)
+        st = daemon.json(["status"])["daemon"]
+        check(daemon.proc.poll() is None, "stoked died")
+        print("after the flood: %r" % st)
+        check(st["clients"] == 1, "clients left behind: %d" % st["clients"])
+    finally:
+        daemon.stop()
     check(daemon.proc.returncode == 0, "stoked exited %d" % daemon.proc.returncode)
 
 

@@ -1146,6 +1146,7 @@ static void teardown(struct daemon *d)
 		close(d->sig_fd);
 	if (d->ep >= 0)
 		close(d->ep);
+	log_info("stopped");
 	stoke_log_set_file(NULL);
 	if (d->logf)
 		fclose(d->logf);
@@ -1219,6 +1220,5 @@ int main(int argc, char **argv)
 	}
 	stoke_sd_notify("STOPPING=1");
 	teardown(&d);
-	log_info("stopped");
 	return 0;
 }

@@ -23,7 +23,7 @@ int stoke_profile_load(const char *path, struct stoke_profile **ret, const char 
 	if (stat(path, &st) < 0) {
 		r = -errno;
 		if (ret_err)
-			*ret_err = r == -ENOENT ? "no such file or directory" : strerror(-r);
+			*ret_err = strerror(-r);
 		return r;
 	}
 	if (S_ISDIR(st.st_mode)) {

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "load.h"
 #include "log.h"
 #include "output.h"
 #include "pprof.h"
@@ -76,32 +77,11 @@ int cli_parse_svg_option(int which, const char *arg, struct stoke_output_opts *o
 
 static int load(const char *path, struct stoke_profile **ret)
 {
-	_cleanup_free_ char *inside = NULL;
-	_cleanup_fclose_ FILE *f = NULL;
 	const char *err = NULL;
-	struct stat st;
-	int r;
+	int r = stoke_profile_load(path, ret, &err);
 
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-		if (asprintf(&inside, "%s/%s", path, stoke_format_rundir_name(STOKE_FORMAT_PPROF)) < 0)
-			return -ENOMEM;
-		f = fopen(inside, "rbe");
-		if (!f) {
-			log_error("'%s' is not a run directory (no %s in it)", path,
-				  stoke_format_rundir_name(STOKE_FORMAT_PPROF));
-			return -errno;
-		}
-	} else {
-		f = fopen(path, "rbe");
-		if (!f) {
-			r = -errno;
-			log_error("cannot read '%s': %s", path, strerror(-r));
-			return r;
-		}
-	}
-	r = stoke_pprof_read(f, ret, &err);
 	if (r < 0)
-		log_error("cannot read '%s': %s", inside ? inside : path, err ? err : strerror(-r));
+		log_error("cannot read '%s': %s", path, err);
 	return r;
 }
 

@@ -229,6 +229,17 @@ struct stoke_elfcache {
 	char *debuginfo_path; /* NULL: libdwfl's default */
 	enum stoke_demangle_mode demangle;
 	struct stoke_module *ids; /* loaded modules with a build-id */
+	/* Names and paths libdw hands out stay put while their Dwarf lives (as
+	 * long as the cache), so the interned (demangled, joined) form is
+	 * memoized by the pointers: per address, no demangling, joining or
+	 * string hashing is left. Open addressing, power-of-two size. */
+	struct name_memo *memo;
+	size_t memo_slots, memo_count;
+};
+
+struct name_memo {
+	const void *key, *key2; /* libdw string, and the directory for paths */
+	const char *interned;
 };
 
 /* libdwfl's default search path, which --debuginfo-path extends. */
@@ -299,6 +310,7 @@ void stoke_elfcache_free(struct stoke_elfcache *c)
 	}
 	free(c->buckets);
 	free(c->debuginfo_path);
+	free(c->memo);
 	free(c);
 }
 
@@ -720,6 +732,57 @@ static const char *intern_path(struct stoke_elfcache *c, const char *dir, const 
 	return stoke_strpool_intern_n(c->pool, buf, (size_t)len);
 }
 
+static size_t memo_slot(const struct name_memo *memo, size_t nslots, const void *key,
+			const void *key2)
+{
+	size_t i = stoke_hash_u64((uintptr_t)key ^ stoke_hash_u64((uintptr_t)key2)) & (nslots - 1);
+
+	while (memo[i].key && (memo[i].key != key || memo[i].key2 != key2))
+		i = (i + 1) & (nslots - 1);
+	return i;
+}
+
+static void memo_grow(struct stoke_elfcache *c)
+{
+	size_t n = c->memo_slots ? c->memo_slots * 2 : 4096;
+	struct name_memo *m = calloc(n, sizeof(*m));
+
+	if (!m)
+		return; /* memoizing is an optimization */
+	for (size_t i = 0; i < c->memo_slots; i++)
+		if (c->memo[i].key)
+			m[memo_slot(m, n, c->memo[i].key, c->memo[i].key2)] = c->memo[i];
+	free(c->memo);
+	c->memo = m;
+	c->memo_slots = n;
+}
+
+/* A libdw function name (key2 NULL) or file (key2 its directory, or a
+ * marker for none), interned, memoized. */
+static const char *memo_intern(struct stoke_elfcache *c, const char *s, const char *dir,
+			       bool is_path)
+{
+	static const char no_dir;
+	const void *key2 = is_path ? (dir ? (const void *)dir : &no_dir) : NULL;
+	const char *v;
+	size_t i;
+
+	if ((c->memo_count + 1) * 2 > c->memo_slots)
+		memo_grow(c);
+	if (c->memo_slots) {
+		i = memo_slot(c->memo, c->memo_slots, s, key2);
+		if (c->memo[i].key)
+			return c->memo[i].interned;
+	}
+	v = is_path ? intern_path(c, dir, s) : intern_function(c, s);
+	if (v && (c->memo_count + 1) * 2 <= c->memo_slots) {
+		i = memo_slot(c->memo, c->memo_slots, s, key2);
+		c->memo[i] = (struct name_memo){ .key = s, .key2 = key2, .interned = v };
+		c->memo_count++;
+	}
+	return v;
+}
+
 int stoke_module_frames(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t vaddr,
 			struct stoke_module_frame *frames, size_t max)
 {
@@ -741,12 +804,12 @@ int stoke_module_frames(struct stoke_elfcache *c, struct stoke_module *mod, uint
 	for (int i = 0; i < n; i++) {
 		frames[i] = (struct stoke_module_frame){ .line = src[i].line };
 		if (src[i].function) {
-			frames[i].function = intern_function(c, src[i].function);
+			frames[i].function = memo_intern(c, src[i].function, NULL, false);
 			if (!frames[i].function)
 				return -ENOMEM;
 		}
 		if (src[i].file) {
-			frames[i].file = intern_path(c, src[i].dir, src[i].file);
+			frames[i].file = memo_intern(c, src[i].file, src[i].dir, true);
 			if (!frames[i].file)
 				return -ENOMEM;
 		}

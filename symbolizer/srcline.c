@@ -72,6 +72,13 @@ struct sl_cu {
 	uint64_t *laddr;
 	uint32_t *lrow;
 	size_t nlrows;
+	/* A direct index over laddr: lbucket[b] is the first row at or above
+	 * laddr[0] + (b << lshift). The binary search then runs over a few
+	 * rows in one or two cache lines instead of missing its way down the
+	 * whole table. */
+	uint32_t *lbucket;
+	size_t nlbuckets;
+	unsigned lshift;
 	const char *comp_dir; /* DW_AT_comp_dir, or NULL */
 	struct sl_range *cu_ranges; /* the CU's own ranges, sorted */
 	size_t ncu_ranges;
@@ -110,6 +117,7 @@ static void cu_free(struct sl_cu *cu)
 	free(cu->cu_ranges);
 	free(cu->laddr);
 	free(cu->lrow);
+	free(cu->lbucket);
 	free(cu);
 }
 
@@ -280,6 +288,31 @@ static bool cu_covers(const struct sl_cu *cu, uint64_t a)
 	return lo > 0 && a < cu->cu_ranges[lo - 1].hi;
 }
 
+/* About one bucket per 64 bytes of code, fewer when the CU's code is
+ * spread far apart (hot/cold splitting): at most ~2 buckets per row. */
+static int cu_line_buckets(struct sl_cu *cu)
+{
+	uint64_t span = cu->laddr[cu->nlrows - 1] - cu->laddr[0];
+	unsigned shift = 6;
+	size_t row = 0;
+
+	while (shift < 40 && (span >> shift) > 2 * cu->nlrows + 64)
+		shift++;
+	cu->lshift = shift;
+	cu->nlbuckets = (size_t)(span >> shift) + 2;
+	cu->lbucket = malloc(cu->nlbuckets * sizeof(*cu->lbucket));
+	if (!cu->lbucket)
+		return -ENOMEM;
+	for (size_t b = 0; b < cu->nlbuckets; b++) {
+		uint64_t start = cu->laddr[0] + ((uint64_t)b << shift);
+
+		while (row < cu->nlrows && cu->laddr[row] < start)
+			row++;
+		cu->lbucket[b] = (uint32_t)row;
+	}
+	return 0;
+}
+
 static int cu_lines(struct sl_cu *cu)
 {
 	size_t n, k = 0;
@@ -304,17 +337,26 @@ static int cu_lines(struct sl_cu *cu)
 		k++;
 	}
 	cu->nlrows = k;
-	return 0;
+	return k ? cu_line_buckets(cu) : 0;
 }
 
 /* The line row for a (as dwarf_getsrc_die: the last row at or below a,
  * unless that row ends a sequence), or NULL. */
 static Dwarf_Line *cu_line(const struct sl_cu *cu, uint64_t a)
 {
-	size_t lo = 0, hi = cu->nlrows;
+	size_t lo = 0, hi = cu->nlrows, b;
 	Dwarf_Line *line;
 	bool end;
 
+	if (!cu->nlrows || a < cu->laddr[0])
+		return NULL;
+	b = (size_t)((a - cu->laddr[0]) >> cu->lshift);
+	if (b + 1 < cu->nlbuckets) {
+		/* Rows from lbucket[b + 1] on start above a; the answer is at
+		 * or after the last row before lbucket[b]. */
+		lo = cu->lbucket[b] ? cu->lbucket[b] - 1 : 0;
+		hi = cu->lbucket[b + 1];
+	}
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 

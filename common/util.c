@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 int stoke_grow(void **array, size_t *cap, size_t need, size_t elem)
 {
@@ -57,4 +58,23 @@ ssize_t stoke_read_file(const char *path, char **ret, size_t max)
 	buf[len] = '\0';
 	*ret = TAKE_PTR(buf);
 	return (ssize_t)len;
+}
+
+int stoke_mkdir_p(const char *path)
+{
+	_cleanup_free_ char *buf = strdup(path);
+
+	if (!buf)
+		return -ENOMEM;
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
 }

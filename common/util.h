@@ -95,3 +95,7 @@ static inline uint64_t stoke_hash_u64(uint64_t x)
 /* Read a whole small file (for /proc) into a NUL-terminated buffer.
  * Returns the length or -errno. *ret is malloc'd. */
 ssize_t stoke_read_file(const char *path, char **ret, size_t max);
+
+/* mkdir -p: create path and its missing parents (mode 0777 & ~umask).
+ * Returns 0 (also when it exists) or -errno. */
+int stoke_mkdir_p(const char *path);

@@ -6,9 +6,11 @@
 #include "session.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "symbolizer.h"
@@ -40,6 +42,9 @@ struct stoke_session {
 	/* Kernel counters at the last rotation: each profile reports its own
 	 * share of lost and throttled samples. */
 	uint64_t lost_base, throttled_base;
+	/* The first target's executable, for run.json. */
+	char *exe;
+	char *build_id;
 };
 
 void stoke_session_opts_init(struct stoke_session_opts *opts)
@@ -224,7 +229,45 @@ void stoke_session_free(struct stoke_session *s)
 	stoke_symbolizer_free(s->symbolizer);
 	stoke_profile_free(s->profile);
 	free(s->targets);
+	free(s->exe);
+	free(s->build_id);
 	free(s);
+}
+
+/* Note the executable of the first target while it is alive: its path and
+ * build-id identify what was profiled. */
+static void note_exe(struct stoke_session *s, pid_t pid)
+{
+	char path[64], buf[4096];
+	ssize_t n;
+	int fd;
+
+	if (s->exe)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+	n = readlink(path, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	s->exe = strdup(buf);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (stoke_elf_build_id_hex(fd, &s->build_id) < 0)
+			s->build_id = NULL;
+		close(fd);
+	}
+}
+
+void stoke_session_run_info(const struct stoke_session *s, struct stoke_run_info *ret)
+{
+	struct stoke_session_stats st;
+
+	stoke_session_get_stats(s, &st);
+	memset(ret, 0, sizeof(*ret));
+	ret->exe = s->exe;
+	ret->build_id = s->build_id;
+	ret->unwind_failed = st.unwind_no_cfi + st.unwind_bad_frame;
+	ret->truncated = st.unwind_truncated + st.unwind_max_depth;
 }
 
 static int add_target(struct stoke_session *s, pid_t pid)
@@ -236,6 +279,7 @@ static int add_target(struct stoke_session *s, pid_t pid)
 	s->targets[s->ntargets++] = (struct target){ pid, true };
 	if (!m->pid)
 		m->pid = (uint32_t)pid;
+	note_exe(s, pid);
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "output.h"
 #include "profile.h"
 #include "sampler.h"
 #include "symbolizer.h"
@@ -86,3 +87,8 @@ void stoke_session_get_stats(const struct stoke_session *s, struct stoke_session
 const char *stoke_session_event_name(const struct stoke_session *s);
 bool stoke_session_event_fell_back(const struct stoke_session *s);
 bool stoke_session_kernel_dropped(const struct stoke_session *s);
+
+/* What run.json needs beyond the profile: the first target's executable
+ * path and build-id (valid until stoke_session_free) and the unwind
+ * failure counts. */
+void stoke_session_run_info(const struct stoke_session *s, struct stoke_run_info *ret);

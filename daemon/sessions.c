@@ -368,6 +368,8 @@ static int write_run(struct stoked_session *ds, const struct stoke_profile *p, c
 	char *name = NULL;
 	int r;
 
+	if (ds->s)
+		stoke_session_run_info(ds->s, &info);
 	stoke_output_opts_init(&oo);
 	oo.per_thread = ds->req.per_thread;
 	fs_enter(ds, &save);

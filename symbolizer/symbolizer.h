@@ -171,3 +171,7 @@ void stoke_ksyms_free(struct stoke_ksyms *k);
 const char *stoke_ksyms_lookup(const struct stoke_ksyms *k, uint64_t addr,
 			       uint64_t *ret_start, const char **ret_module);
 size_t stoke_ksyms_count(const struct stoke_ksyms *k);
+
+/* The GNU build-id of the ELF file open on fd, as lowercase hex (malloc'd).
+ * Returns 0, -ENOENT when the file has none, -EINVAL when it is not ELF. */
+int stoke_elf_build_id_hex(int fd, char **ret);

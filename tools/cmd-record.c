@@ -577,7 +577,6 @@ static int write_output(struct recorder *rec)
 {
 	const struct stoke_profile *p = stoke_session_profile(rec->session);
 	struct record_args *a = rec->args;
-	struct stoke_session_stats st;
 	struct stoke_run_info info = { 0 };
 	_cleanup_free_ char *dir = NULL;
 	_cleanup_close_ int dirfd = -1;
@@ -589,13 +588,13 @@ static int write_output(struct recorder *rec)
 			log_error("cannot write '%s': %s", a->output, strerror(-r));
 		return r;
 	}
-	/* TODO(sampler): the target's executable path and build-id are not
-	 * collected yet; run.json says null for both. */
-	stoke_session_get_stats(rec->session, &st);
-	info.unwind_failed = st.unwind_no_cfi + st.unwind_bad_frame;
-	info.truncated = st.unwind_truncated + st.unwind_max_depth;
-	dirfd = open(a->output_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	r = dirfd < 0 ? -errno : stoke_rundir_write(p, &info, &a->oopts, dirfd, run_name(rec), &dir);
+	stoke_session_run_info(rec->session, &info);
+	r = stoke_mkdir_p(a->output_dir);
+	dirfd = r < 0 ? r : open(a->output_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r == 0 && dirfd < 0)
+		r = -errno;
+	if (r == 0)
+		r = stoke_rundir_write(p, &info, &a->oopts, dirfd, run_name(rec), &dir);
 	if (r < 0) {
 		log_error("cannot write a run directory in '%s': %s", a->output_dir, strerror(-r));
 		return r;

@@ -275,26 +275,6 @@ static int write_merged(const char *dir, const struct rep *reps, size_t n)
 	return r;
 }
 
-static int mkdir_p(const char *path)
-{
-	char buf[4096];
-
-	if (strlen(path) >= sizeof(buf))
-		return -ENAMETOOLONG;
-	strcpy(buf, path);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0777) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0777) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 static void print_row(const struct scenario *s, const struct rep *reps, size_t n)
 {
 	double *w = calloc(n + 1, sizeof(*w)), *c = calloc(n + 1, sizeof(*c));
@@ -332,7 +312,7 @@ static int run_scenario(const struct scenario *s, const char *root)
 		free(reps);
 		return -ENOMEM;
 	}
-	r = mkdir_p(dir);
+	r = stoke_mkdir_p(dir);
 	if (r < 0) {
 		log_error("cannot create '%s': %s", dir, strerror(-r));
 		free(reps);

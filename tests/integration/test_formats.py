@@ -118,6 +118,13 @@ def test_rundir_and_report(tmp):
     check(info["samples"] == n, "run.json samples %d, folded %d" % (info["samples"], n))
     check(sum(t["samples"] for t in info["threads"]) == n, "thread samples do not add up")
     check(info["frequency"] == int(FREQ) and info["event"] == "cpu-clock", str(info))
+    # The target's identity: its executable and the build-id readelf sees.
+    exe = info["target"]["exe"]
+    check(exe and os.path.samefile(exe, fixture("split")), "target exe %r" % exe)
+    notes = subprocess.run(["readelf", "-n", fixture("split")], capture_output=True, text=True)
+    m = re.search(r"Build ID: ([0-9a-f]+)", notes.stdout)
+    check(m and info["target"]["build_id"] == m.group(1),
+          "target build_id %r, readelf %r" % (info["target"]["build_id"], m and m.group(1)))
     for fmt, name in FILES.items():
         out = os.path.join(tmp, "report." + fmt)
         args = ["report", rundir, "-f", fmt, "-o", out]

@@ -742,6 +742,8 @@ static int deliver_queued(struct stoke_sampler *s, uint64_t limit)
 	size_t i, keep_bytes = 0, n;
 	int r = 0;
 
+	if (!s->nqueue)
+		return 0;
 	qsort(s->queue, s->nqueue, sizeof(*s->queue), queued_cmp);
 	for (i = 0; i < s->nqueue && s->queue[i].time <= limit; i++) {
 		const struct perf_event_header *h = (const void *)(s->arena + s->queue[i].off);

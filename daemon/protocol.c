@@ -36,7 +36,9 @@ void stoke_request_init(struct stoke_request *req)
 {
 	memset(req, 0, sizeof(*req));
 	req->event = STOKE_EVENT_CPU_CLOCK;
-	req->callgraph = STOKE_CALLGRAPH_FP;
+	/* The same default as `stoke record`: -g auto. */
+	req->callgraph = STOKE_CALLGRAPH_DWARF;
+	req->stack_size = 8192;
 }
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
@@ -201,9 +203,10 @@ static int parse_field(struct stoke_request *req, int k, json_object *v, char *e
 		break;
 	case K_CALLGRAPH:
 		if (!json_object_is_type(v, json_type_string) ||
-		    strcmp(json_object_get_string(v), "fp") != 0)
-			r = fail(err, errlen, "'call_graph' must be \"fp\"");
-		req->callgraph = STOKE_CALLGRAPH_FP;
+		    stoke_callgraph_parse(json_object_get_string(v), &req->callgraph,
+					  &req->stack_size) < 0)
+			r = fail(err, errlen,
+				 "'call_graph' must be \"fp\", \"dwarf\", \"dwarf,BYTES\" or \"auto\"");
 		break;
 	case K_DURATION:
 		r = get_number(v, key, 0, STOKE_PROTO_DURATION_MAX, &req->duration, err, errlen);
@@ -412,6 +415,13 @@ int stoke_request_format(const struct stoke_request *req, char **ret)
 		if (req->event != STOKE_EVENT_CPU_CLOCK)
 			json_object_object_add(o, "event",
 					       json_object_new_string(event_str(req->event)));
+		if (req->callgraph != STOKE_CALLGRAPH_DWARF || req->stack_size != 8192) {
+			char cg[32];
+
+			json_object_object_add(o, "call_graph",
+					       json_object_new_string(stoke_callgraph_format(
+						       req->callgraph, req->stack_size, cg, sizeof(cg))));
+		}
 		if (req->duration > 0)
 			json_object_object_add(o, "duration",
 					       json_object_new_double(req->duration));

@@ -50,6 +50,7 @@ struct stoke_request {
 	unsigned freq; /* 0 = the sampler's default */
 	enum stoke_event event;
 	enum stoke_callgraph callgraph;
+	uint32_t stack_size; /* DWARF user-stack copy */
 	double duration; /* seconds; 0 = until detach or target exit */
 	bool continuous;
 	double rotate; /* seconds between run directories (continuous) */

@@ -185,6 +185,7 @@ static int open_session(struct stoked_session *ds, char *err, size_t errlen)
 		so.sampler.freq = ds->req.freq;
 	so.sampler.event = ds->req.event;
 	so.sampler.callgraph = ds->req.callgraph;
+	so.sampler.stack_size = ds->req.stack_size;
 	so.sampler.exclude_kernel = ds->req.no_kernel;
 	so.no_kernel_symbols = ds->req.no_kernel;
 	ds->freq = so.sampler.freq;

@@ -876,3 +876,41 @@ const char *stoke_sampler_strerror(int err)
 		return strerror(-err);
 	}
 }
+
+int stoke_callgraph_parse(const char *s, enum stoke_callgraph *ret_mode, uint32_t *ret_stack_size)
+{
+	char *end;
+	unsigned long v;
+
+	if (strcmp(s, "fp") == 0) {
+		*ret_mode = STOKE_CALLGRAPH_FP;
+		*ret_stack_size = 8192;
+		return 0;
+	}
+	if (strcmp(s, "auto") == 0 || strcmp(s, "dwarf") == 0) {
+		*ret_mode = STOKE_CALLGRAPH_DWARF;
+		*ret_stack_size = 8192;
+		return 0;
+	}
+	if (strncmp(s, "dwarf,", 6) != 0 || s[6] < '0' || s[6] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s + 6, &end, 10);
+	if (errno || *end || v == 0 || v > 65528 || v % 8)
+		return -EINVAL;
+	*ret_mode = STOKE_CALLGRAPH_DWARF;
+	*ret_stack_size = (uint32_t)v;
+	return 0;
+}
+
+const char *stoke_callgraph_format(enum stoke_callgraph mode, uint32_t stack_size, char *buf,
+				   size_t size)
+{
+	if (mode == STOKE_CALLGRAPH_FP)
+		snprintf(buf, size, "fp");
+	else if (stack_size == 8192)
+		snprintf(buf, size, "dwarf");
+	else
+		snprintf(buf, size, "dwarf,%u", stack_size);
+	return buf;
+}

@@ -124,3 +124,15 @@ const struct stoke_record_format *stoke_sampler_format(const struct stoke_sample
 /* A one-line explanation of an attach/launch error, with the fix where there
  * is one (perf_event_paranoid, CAP_PERFMON, perf_event_mlock_kb). */
 const char *stoke_sampler_strerror(int err);
+
+/*
+ * Parse a call-graph mode: "fp", "dwarf" (8192-byte stack copies),
+ * "dwarf,BYTES" (8..65528, a multiple of 8) or "auto" (DWARF unwinding of
+ * every user stack: right with and without frame pointers). Returns 0 or
+ * -EINVAL.
+ */
+int stoke_callgraph_parse(const char *s, enum stoke_callgraph *ret_mode,
+			  uint32_t *ret_stack_size);
+/* The canonical text of a mode ("fp", "dwarf" or "dwarf,BYTES") in buf. */
+const char *stoke_callgraph_format(enum stoke_callgraph mode, uint32_t stack_size, char *buf,
+				   size_t size);

@@ -31,6 +31,23 @@ static void refused(const char *s, const char *what)
 	ck_assert_msg(strstr(err, what), "reason for %s is '%s', expected '%s'", s, err, what);
 }
 
+START_TEST(test_callgraph_modes)
+{
+	struct stoke_request req;
+	char err[256];
+
+	ck_assert_int_eq(parse("{\"op\":\"attach\",\"pid\":1,\"call_graph\":\"dwarf,16384\"}", &req,
+			       err, sizeof(err)),
+			 0);
+	ck_assert_int_eq(req.callgraph, STOKE_CALLGRAPH_DWARF);
+	ck_assert_uint_eq(req.stack_size, 16384);
+	/* The default is record's: auto, DWARF with 8 KiB copies. */
+	ck_assert_int_eq(parse("{\"op\":\"attach\",\"pid\":1}", &req, err, sizeof(err)), 0);
+	ck_assert_int_eq(req.callgraph, STOKE_CALLGRAPH_DWARF);
+	ck_assert_uint_eq(req.stack_size, 8192);
+}
+END_TEST
+
 START_TEST(test_attach_full)
 {
 	struct stoke_request req;
@@ -46,6 +63,7 @@ START_TEST(test_attach_full)
 	ck_assert_int_eq(req.pid, 1234);
 	ck_assert_uint_eq(req.freq, 499);
 	ck_assert_int_eq(req.event, STOKE_EVENT_TASK_CLOCK);
+	ck_assert_int_eq(req.callgraph, STOKE_CALLGRAPH_FP);
 	ck_assert(req.duration == 2.5);
 	ck_assert(req.continuous);
 	ck_assert(req.rotate == 1.0);
@@ -144,6 +162,8 @@ START_TEST(test_types_and_ranges)
 	refused("{\"op\":\"attach\",\"pid\":1,\"freq\":100001}", "'freq' must be between");
 	refused("{\"op\":\"attach\",\"pid\":1,\"event\":\"instructions\"}", "'event' must be");
 	refused("{\"op\":\"attach\",\"pid\":1,\"call_graph\":\"lbr\"}", "'call_graph' must be");
+	refused("{\"op\":\"attach\",\"pid\":1,\"call_graph\":\"dwarf,12\"}", "'call_graph' must be");
+	refused("{\"op\":\"attach\",\"pid\":1,\"call_graph\":\"dwarf,70000\"}", "'call_graph' must be");
 	refused("{\"op\":\"attach\",\"pid\":1,\"duration\":-1}", "'duration' must be between");
 	refused("{\"op\":\"attach\",\"pid\":1,\"duration\":\"5\"}", "'duration' must be a number");
 	refused("{\"op\":\"attach\",\"pid\":1,\"duration\":1e400}", "'duration' must be between");
@@ -423,6 +443,7 @@ static Suite *protocol_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, test_attach_full);
+	tcase_add_test(tc, test_callgraph_modes);
 	tcase_add_test(tc, test_attach_defaults);
 	tcase_add_test(tc, test_other_ops);
 	tcase_add_test(tc, test_malformed);

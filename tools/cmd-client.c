@@ -304,7 +304,7 @@ static void attach_usage(FILE *f)
 	      "  -F, --freq HZ           samples per second per thread (default 999)\n"
 	      "  -e, --event EVENT       cpu-clock (default), task-clock or cycles\n"
 	      "  -d, --duration SECONDS  end the session after this long\n"
-	      "  -g, --call-graph MODE   fp (default)\n"
+	      "  -g, --call-graph MODE   auto (default: dwarf), dwarf[,BYTES] or fp\n"
 	      "      --continuous        write a run directory every --rotate seconds\n"
 	      "      --rotate SECONDS    rotation interval (continuous; >= 1)\n"
 	      "      --keep N            keep the newest N run directories (continuous)\n"
@@ -390,9 +390,10 @@ static int parse_attach(int argc, char **argv, struct client_opts *o, struct sto
 				return r;
 			break;
 		case 'g':
-			if (strcmp(optarg, "fp") != 0)
-				return cli_usage_error(
-					"attach", "unsupported call-graph mode '%s' (fp)", optarg);
+			if (stoke_callgraph_parse(optarg, &req->callgraph, &req->stack_size) < 0)
+				return cli_usage_error("attach",
+						       "invalid call-graph mode '%s' (fp, dwarf[,BYTES], auto)",
+						       optarg);
 			break;
 		case OPT_CONTINUOUS:
 			req->continuous = true;

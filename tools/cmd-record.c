@@ -105,27 +105,7 @@ static void usage(FILE *f)
  */
 static int parse_callgraph(const char *s, struct stoke_sampler_opts *o)
 {
-	char *end;
-	unsigned long v;
-
-	if (strcmp(s, "fp") == 0) {
-		o->callgraph = STOKE_CALLGRAPH_FP;
-		return 0;
-	}
-	if (strcmp(s, "auto") == 0 || strcmp(s, "dwarf") == 0) {
-		o->callgraph = STOKE_CALLGRAPH_DWARF;
-		o->stack_size = 8192;
-		return 0;
-	}
-	if (strncmp(s, "dwarf,", 6) != 0 || s[6] < '0' || s[6] > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(s + 6, &end, 10);
-	if (errno || *end || v == 0 || v > 65528 || v % 8)
-		return -EINVAL;
-	o->callgraph = STOKE_CALLGRAPH_DWARF;
-	o->stack_size = (uint32_t)v;
-	return 0;
+	return stoke_callgraph_parse(s, &o->callgraph, &o->stack_size);
 }
 
 static int parse_pids(const char *s, struct record_args *a)

@@ -352,6 +352,32 @@ def test_target_exits(d):
         daemon.stop()
 
 
+def test_call_graph_modes(d):
+    """The daemon unwinds with DWARF like `stoke record` (the default, auto),
+    so a binary without frame pointers gets whole stacks; -g fp is honoured."""
+    daemon = Daemon(d).start()
+    out = os.path.join(d, "out")
+    os.mkdir(out)
+    target = subprocess.Popen([fixture("split-nofp"), "2", "70"], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.2)
+        sid = int(daemon.ok(["attach", str(target.pid), "-o", out]).strip())
+        target.wait(timeout=30)
+        info = wait_ended(daemon, sid)
+        with open(os.path.join(out, info["last_run"], "run.json")) as f:
+            check(json.load(f)["call_graph"] == "dwarf", "default call graph is not dwarf")
+        stacks = parse_folded(os.path.join(out, info["last_run"], "profile.folded"))
+        n = total(stacks)
+        full = sum(c for fr, c in stacks if "main" in [f.split("_[")[0] for f in fr])
+        print("dwarf via stoked: %d samples, %.1f%% reach main" % (n, 100.0 * full / max(n, 1)))
+        check(n > 200 and full >= 0.95 * n, "only %d of %d samples reach main" % (full, n))
+    finally:
+        kill(target)
+    p = daemon.stoke(["attach", "1", "-g", "dwarf,12", "-o", out])
+    check(p.returncode == 2 and "call-graph" in p.stderr, "bad -g accepted: %r" % p.stderr)
+    daemon.stop()
+
+
 COUNTER = ("import sys, time\n"
            "i = 0\n"
            "while True:\n"
@@ -553,6 +579,7 @@ TESTS = {
     "auth_own_process": test_auth_own_process,
     "auth_revoked": test_auth_revoked,
     "target_exits": test_target_exits,
+    "call_graph_modes": test_call_graph_modes,
     "attach_detach_cycles": test_attach_detach_cycles,
     "bad_requests": test_bad_requests,
     "sigterm_flushes": test_sigterm_flushes,

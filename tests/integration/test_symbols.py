@@ -51,9 +51,9 @@ def chain_share(stacks, chain):
     return 100.0 * hit / n if n else 0.0
 
 
-def record(d, args, name="out.folded", timeout=60):
+def record(d, args, name="out.folded", timeout=60, cwd=None):
     out = os.path.join(d, name)
-    p = run_stoke(["record", "-q", "-o", out] + args, timeout=timeout)
+    p = run_stoke(["record", "-q", "-o", out] + args, timeout=timeout, cwd=cwd)
     check(p.returncode == 0, "stoke record %s: exit %d: %s" % (args, p.returncode, p.stderr))
     stacks = parse_folded(out)
     check(total(stacks) > 50, "too few samples: %d" % total(stacks))
@@ -332,7 +332,9 @@ def test_node_jit(d):
     with open(script, "w") as f:
         f.write(NODE_SCRIPT.replace("DURATION_MS", "3000"))
     try:
-        stacks = record(d, ["-g", "fp", "--", node, "--perf-basic-prof", script], timeout=120)
+        # In d: node may leave V8 logs in its working directory.
+        stacks = record(d, ["-g", "fp", "--", node, "--perf-basic-prof", script], timeout=120,
+                        cwd=d)
     finally:
         # node leaves its map behind: remove the ones naming our script.
         for name in os.listdir("/tmp"):

@@ -13,7 +13,10 @@
  * profiles built through the model API and written by the pprof writer,
  * plain and gzipped, so the reader starts from what stoke itself stores.
  * Protocol seeds are requests written by stoke_request_format, the client's
- * encoder, one per operation, plus a few refusals.
+ * encoder, one per operation, plus a few refusals. Perf-map seeds are text
+ * in the shapes node (--perf-basic-prof), python 3.12 (-X perf) and JVM
+ * agents write: with and without 0x, overlapping entries, names with
+ * spaces.
  */
 #include <errno.h>
 #include <linux/perf_event.h>
@@ -155,9 +158,14 @@ static void records(void)
 	}
 }
 
+static void put_text_to(const char *target, const char *name, const char *text)
+{
+	write_file(target, name, text, strlen(text), NULL, 0);
+}
+
 static void put_text(const char *name, const char *text)
 {
-	write_file("maps", name, text, strlen(text), NULL, 0);
+	put_text_to("maps", name, text);
 }
 
 static void maps(void)
@@ -272,6 +280,30 @@ static void pprofs(void)
 	stoke_profile_free(p);
 }
 
+static void put_perfmap(const char *name, const char *text)
+{
+	write_file("perfmap", name, text, strlen(text), NULL, 0);
+}
+
+static void perfmaps(void)
+{
+	put_perfmap("node",
+		   "3ef414c0398 46 RegExp:[{(]\n"
+		   "3ef414c0c20 2d4 LazyCompile:~fib /app/fib.js:1\n"
+		   "3ef414c1000 120 LazyCompile:*fib /app/fib.js:1\n"
+		   "3ef414c1080 40 Builtin:ArgumentsAdaptorTrampoline\n");
+	put_perfmap("python",
+		   "0x7f3c5a5c8000 0x0b py::_run_code:/usr/lib/python3.12/runpy.py\n"
+		   "0x7f3c5a5c800b 0x0b py::<module>:/app/main.py\n");
+	put_perfmap("malformed",
+		   "zz 10 bad-start\n"
+		   "1000 zz bad-size\n"
+		   "1000\n"
+		   "\n"
+		   "2000 10\n"
+		   "ffffffffffffffff 10 wraps\n");
+}
+
 static void put_request(const char *name, const struct stoke_request *req)
 {
 	char *line = NULL;
@@ -316,8 +348,8 @@ static void requests(void)
 	put_request("list", &r);
 	r.op = STOKE_OP_SHUTDOWN;
 	put_request("shutdown", &r);
-	write_file("protocol", "bad-unknown-key", "{\"op\":\"list\",\"x\":1}\n", 20, NULL, 0);
-	write_file("protocol", "bad-nested", "{\"op\":[[[[{\"a\":1}]]]]}\n", 23, NULL, 0);
+	put_text_to("protocol", "bad-unknown-key", "{\"op\":\"list\",\"x\":1}\n");
+	put_text_to("protocol", "bad-nested", "{\"op\":[[[[{\"a\":1}]]]]}\n");
 }
 
 int main(int argc, char **argv)
@@ -331,5 +363,6 @@ int main(int argc, char **argv)
 	maps();
 	pprofs();
 	requests();
+	perfmaps();
 	return 0;
 }

@@ -737,6 +737,13 @@ static int queued_cmp(const void *a, const void *b)
 
 /* Deliver queued records stamped at or before limit, in order, and keep
  * the rest (compacting the arena). Returns the number delivered. */
+static int queued_off_cmp(const void *a, const void *b)
+{
+	const struct queued *x = a, *y = b;
+
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
 static int deliver_queued(struct stoke_sampler *s, uint64_t limit)
 {
 	size_t i, keep_bytes = 0, n;
@@ -755,29 +762,23 @@ static int deliver_queued(struct stoke_sampler *s, uint64_t limit)
 		}
 	}
 	n = i;
-	/* Move the kept records to the front of the arena. They are few (one
-	 * round's tail), so copying through a temporary is cheap. */
-	if (n < s->nqueue) {
-		uint8_t *tmp = NULL;
-
-		for (size_t j = n; j < s->nqueue; j++)
-			keep_bytes += ((const struct perf_event_header *)(s->arena + s->queue[j].off))->size;
-		tmp = malloc(keep_bytes);
-		if (!tmp)
-			return -ENOMEM;
-		keep_bytes = 0;
-		for (size_t j = n; j < s->nqueue; j++) {
-			const struct perf_event_header *h = (const void *)(s->arena + s->queue[j].off);
-
-			memcpy(tmp + keep_bytes, h, h->size);
-			s->queue[j - n] = s->queue[j];
-			s->queue[j - n].off = keep_bytes;
-			keep_bytes += h->size;
-		}
-		memcpy(s->arena, tmp, keep_bytes);
-		free(tmp);
-	}
+	/* Keep the rest: move their entries to the front of the queue and
+	 * their bytes to the front of the arena. Taken in arena order, every
+	 * record moves down onto bytes that are free or its own, so memmove in
+	 * place is safe and nothing can fail half-way (a failure here would
+	 * deliver the records above twice). */
+	memmove(s->queue, s->queue + n, (s->nqueue - n) * sizeof(*s->queue));
 	s->nqueue -= n;
+	qsort(s->queue, s->nqueue, sizeof(*s->queue), queued_off_cmp);
+	for (size_t j = 0; j < s->nqueue; j++) {
+		const struct perf_event_header *h = (const void *)(s->arena + s->queue[j].off);
+		size_t size = h->size;
+
+		memmove(s->arena + keep_bytes, h, size);
+		s->queue[j].off = keep_bytes;
+		keep_bytes += size;
+	}
+	qsort(s->queue, s->nqueue, sizeof(*s->queue), queued_cmp);
 	s->arena_len = keep_bytes;
 	return r < 0 ? r : (int)n;
 }

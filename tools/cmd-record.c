@@ -38,6 +38,7 @@
 #define MAX_PIDS 256
 #define POLL_MS 100
 #define CHILD_GRACE_MS 3000
+#define PIDFD_EXITED (-2) /* pidfds[i]: that target has exited */
 
 struct record_args {
 	struct stoke_session_opts sopts;
@@ -427,7 +428,11 @@ static int start_targets(struct recorder *rec)
 	rec->pidfds = malloc(a->npids * sizeof(int));
 	if (!rec->pidfds)
 		return 1;
+	for (size_t i = 0; i < a->npids; i++)
+		rec->pidfds[i] = -1;
 	for (size_t i = 0; i < a->npids; i++) {
+		/* Without a pidfd (an old kernel), exit is noticed by polling
+		 * kill(pid, 0) every round instead. */
 		rec->pidfds[i] = (int)syscall(SYS_pidfd_open, a->pids[i], 0);
 		r = stoke_session_attach(rec->session, a->pids[i]);
 		if (r < 0) {
@@ -463,7 +468,10 @@ static int record_poll(struct recorder *rec, struct pollfd *pfd, size_t nring, i
 		if (p->fd >= 0 && (p->revents & POLLIN)) {
 			stoke_session_target_exited(rec->session, a->pids[i]);
 			close(rec->pidfds[i]);
-			rec->pidfds[i] = -1;
+			rec->pidfds[i] = PIDFD_EXITED;
+		} else if (rec->pidfds[i] == -1 && kill(a->pids[i], 0) < 0 && errno == ESRCH) {
+			stoke_session_target_exited(rec->session, a->pids[i]);
+			rec->pidfds[i] = PIDFD_EXITED;
 		}
 	}
 	if (pfd[nring].revents & POLLIN)

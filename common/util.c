@@ -78,3 +78,20 @@ int stoke_mkdir_p(const char *path)
 		return -errno;
 	return 0;
 }
+
+int stoke_open_regular(const char *path, int flags, struct stat *ret_st)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | flags);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		close(fd);
+		return -EINVAL;
+	}
+	if (ret_st)
+		*ret_st = st;
+	return fd;
+}

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -99,3 +100,12 @@ ssize_t stoke_read_file(const char *path, char **ret, size_t max);
 /* mkdir -p: create path and its missing parents (mode 0777 & ~umask).
  * Returns 0 (also when it exists) or -errno. */
 int stoke_mkdir_p(const char *path);
+
+/*
+ * Open a regular file read-only without ever blocking: O_NONBLOCK for the
+ * open itself (a FIFO put where a file was expected would otherwise hang
+ * the caller, e.g. the daemon's loop), then fstat, refusing anything but a
+ * regular file with -EINVAL. flags may add O_NOFOLLOW. Returns the fd
+ * (O_CLOEXEC, blocking again) or -errno; *ret_st is filled when not NULL.
+ */
+int stoke_open_regular(const char *path, int flags, struct stat *ret_st);

@@ -377,14 +377,17 @@ static int file_matches(int fd, const struct stoke_mmap *m)
 /* Open path as a candidate for m. A verified file is taken at once
  * (returns 1); an unsure one is kept in *fallback_fd/fallback_path when
  * there is none yet (returns 0). */
-static int try_open(const char *path, const struct stoke_mmap *m, struct stoke_module *mod,
-		    int *fallback_fd, char **fallback_path)
+static int try_open(const char *path, int flags, const struct stoke_mmap *m,
+		    struct stoke_module *mod, int *fallback_fd, char **fallback_path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* The path comes from the target (its MMAP records): it may have put a
+	 * FIFO or a symlink there. Only a regular file is opened, never
+	 * blocking, so a target cannot stall the caller (stoked's loop). */
+	int fd = stoke_open_regular(path, flags, NULL);
 	int match;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	match = file_matches(fd, m);
 	if (match < 0 || (match == 0 && *fallback_fd >= 0)) {
 		close(fd);
@@ -429,13 +432,14 @@ static void module_open(struct stoke_module *mod, const struct stoke_mmap *m)
 	if (has_pid && !deleted &&
 	    (size_t)snprintf(buf, sizeof(buf), "/proc/%" PRIu32 "/root%s", m->pid, m->filename) <
 		    sizeof(buf))
-		r = try_open(buf, m, mod, &fallback_fd, &fallback_path);
+		r = try_open(buf, O_NOFOLLOW, m, mod, &fallback_fd, &fallback_path);
 	if (r <= 0 && r != -ENOMEM && !deleted)
-		r = try_open(m->filename, m, mod, &fallback_fd, &fallback_path);
+		r = try_open(m->filename, O_NOFOLLOW, m, mod, &fallback_fd, &fallback_path);
 	if (r <= 0 && r != -ENOMEM && has_pid) {
 		snprintf(buf, sizeof(buf), "/proc/%" PRIu32 "/map_files/%" PRIx64 "-%" PRIx64,
 			 m->pid, m->addr, m->addr + m->len);
-		r = try_open(buf, m, mod, &fallback_fd, &fallback_path);
+		/* map_files entries are magic links to the mapped file itself. */
+		r = try_open(buf, 0, m, mod, &fallback_fd, &fallback_path);
 	}
 	if (r <= 0 && fallback_fd >= 0) {
 		/* Nothing verified: the unsure candidate is better than none. */

@@ -28,6 +28,7 @@
 #include "symbolizer.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/perf_event.h>
@@ -483,28 +484,45 @@ static uint32_t ns_pid(uint32_t pid)
 	return ret;
 }
 
+/* A JIT map is trusted when root or the target's own user wrote it (the
+ * owner of /proc/PID is the process's effective uid). */
+static bool jit_owner_ok(uint32_t pid, const struct stat *map)
+{
+	char path[64];
+	struct stat proc;
+
+	if (map->st_uid == 0)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%" PRIu32, pid);
+	return stat(path, &proc) == 0 && proc.st_uid == map->st_uid;
+}
+
 /* (Re)read pid's JIT map when it grew since the last read. */
 static void jit_reload(struct stoke_symbolizer *s, struct jitmap *j)
 {
 	struct stoke_perfmap *map;
 	char path[128];
 	struct stat st;
-	FILE *f;
-	int r;
+	FILE *f = NULL;
+	int fd, r;
 
 	snprintf(path, sizeof(path), "/proc/%" PRIu32 "/root/tmp/perf-%" PRIu32 ".map", j->pid,
 		 ns_pid(j->pid));
-	f = fopen(path, "re");
-	if (!f) {
+	/* /tmp is writable by everybody: only a regular file (never a FIFO
+	 * that would block us), not a symlink, owned by root or by the target's
+	 * user, as perf requires. */
+	fd = stoke_open_regular(path, O_NOFOLLOW, &st);
+	if (fd < 0) {
 		/* The target has exited (its root is gone), or shares our
 		 * namespace anyway. */
 		snprintf(path, sizeof(path), "/tmp/perf-%" PRIu32 ".map", j->pid);
-		f = fopen(path, "re");
+		fd = stoke_open_regular(path, O_NOFOLLOW, &st);
 	}
-	if (!f)
+	if (fd < 0)
 		return;
-	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || (j->map && st.st_size == j->size)) {
-		fclose(f);
+	if (!jit_owner_ok(j->pid, &st) || (j->map && st.st_size == j->size) ||
+	    !(f = fdopen(fd, "re"))) {
+		close(fd);
 		return;
 	}
 	r = stoke_perfmap_parse(f, &map);

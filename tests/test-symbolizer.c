@@ -905,6 +905,62 @@ START_TEST(test_perfmap_parse)
 }
 END_TEST
 
+/* A FIFO (or a symlink) where the JIT map should be must neither block the
+ * symbolizer (stoked's loop runs it) nor be read. */
+START_TEST(test_jit_map_fifo)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	char path[64], target[64];
+	struct stoke_symbol sym;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/tmp/perf-%u.map", FAKE_PID);
+	unlink(path);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	alarm(20); /* a regression hangs here: fail instead of blocking the suite */
+	sym = resolve(s, FAKE_PID, 0x40001010, false, false);
+	ck_assert_ptr_null(sym.function);
+	unlink(path);
+	/* A symlink to a map-shaped file is not followed either. */
+	snprintf(target, sizeof(target), "/tmp/perf-%u.target", FAKE_PID);
+	f = fopen(target, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("40001000 100 JS:*viaLink\n", f);
+	fclose(f);
+	ck_assert_int_eq(symlink(target, path), 0);
+	sym = resolve(s, FAKE_PID, 0x40001010, false, false);
+	ck_assert_ptr_null(sym.function);
+	alarm(0);
+	unlink(path);
+	unlink(target);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
+/* A target can rename its mapped file and put a FIFO at the path its MMAP
+ * record names: the module must fail (unknown frames), not block. */
+START_TEST(test_module_fifo)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	char path[] = "/tmp/stoke-test-fifo-XXXXXX";
+	struct stoke_symbol sym;
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	unlink(path);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	alarm(20);
+	feed_mmap(s, FAKE_PID, 0x500000, 0x10000, 0, path);
+	sym = resolve(s, FAKE_PID, 0x500100, false, false);
+	alarm(0);
+	ck_assert_ptr_null(sym.function);
+	ck_assert_ptr_nonnull(sym.module);
+	unlink(path);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
 /* A process without a mapping at the address: the JIT map names it, and a
  * map that grows is read again. */
 START_TEST(test_jit_frames)
@@ -1180,6 +1236,8 @@ static Suite *symbolizer_suite(void)
 	tcase_add_test(tc, test_demangle);
 	tcase_add_test(tc, test_perfmap_parse);
 	tcase_add_test(tc, test_jit_frames);
+	tcase_add_test(tc, test_jit_map_fifo);
+	tcase_add_test(tc, test_module_fifo);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("kernel");

@@ -7,6 +7,17 @@
  * go tool pprof requires. The message is built in memory (a profile is a
  * few MB before compression) and then deflated to the stream in gzip
  * framing (windowBits 15 + 16).
+ *
+ * Locations follow the pprof inline convention: walking each sample's stack
+ * leaf first, a maximal run of inlined frames and the physical frame after
+ * it (the function whose code holds them) become one Location, line[0] the
+ * innermost callee. Which frames group depends only on a stack node and its
+ * callers, so the grouping is memoized per stack node; Locations are
+ * deduplicated by their frame sequence and numbered in first-seen order.
+ * Because a frame can sit in several Locations (one physical function with
+ * different inline chains) and Location order is not frame-id order, the
+ * stoke.location_frames table names each Location line's frame id, so the
+ * reader rebuilds the frame table in id order.
  */
 #include "pprof.h"
 
@@ -47,6 +58,18 @@ struct pprof_enc {
 	uint32_t nfunctions;
 	uint32_t *fn_slots;        /* hash (name, file) -> function id */
 	size_t fn_mask;
+	/* Locations: id i + 1 holds loc_frames[locs[i].start ..+ len], leaf
+	 * (innermost) first. */
+	struct { uint32_t start, len; } *locs;
+	size_t nlocs, locs_cap;
+	uint32_t *loc_frames;
+	size_t nloc_frames, loc_frames_cap;
+	uint32_t *loc_slots;       /* hash (frame sequence) -> location id */
+	size_t loc_mask;
+	uint32_t *stack_loc;       /* per stack id: the Location starting there */
+	uint32_t *stack_next;      /* per stack id: the node after that Location */
+	uint32_t *frame_home;      /* per frame id: first Location holding it */
+	uint32_t group[STOKE_PPROF_MAX_LINES];
 };
 
 /* Add a string after the model's; returns its index. */
@@ -182,20 +205,169 @@ static void write_mappings(struct pprof_enc *e)
 	}
 }
 
+static uint64_t seq_hash(const uint32_t *f, size_t n)
+{
+	return stoke_hash_u64(stoke_hash_bytes(0xcbf29ce484222325ULL ^ n, f, n * sizeof(*f)));
+}
+
+static int loc_rehash(struct pprof_enc *e)
+{
+	size_t size = (e->loc_mask + 1) * 2;
+	uint32_t *slots = calloc(size, sizeof(*slots));
+
+	if (!slots)
+		return -ENOMEM;
+	for (size_t id = 1; id <= e->nlocs; id++) {
+		size_t i = seq_hash(e->loc_frames + e->locs[id - 1].start, e->locs[id - 1].len) &
+			   (size - 1);
+
+		while (slots[i])
+			i = (i + 1) & (size - 1);
+		slots[i] = (uint32_t)id;
+	}
+	free(e->loc_slots);
+	e->loc_slots = slots;
+	e->loc_mask = size - 1;
+	return 0;
+}
+
+/* The Location of frames f[0..n) (leaf first), created on first use. */
+static int intern_location(struct pprof_enc *e, const uint32_t *f, size_t n, uint32_t *ret)
+{
+	size_t i = seq_hash(f, n) & e->loc_mask;
+	uint32_t id;
+	int r;
+
+	for (; (id = e->loc_slots[i]); i = (i + 1) & e->loc_mask) {
+		if (e->locs[id - 1].len == n &&
+		    !memcmp(e->loc_frames + e->locs[id - 1].start, f, n * sizeof(*f))) {
+			*ret = id;
+			return 0;
+		}
+	}
+	if (e->nlocs >= UINT32_MAX - 1 || e->nloc_frames + n >= UINT32_MAX)
+		return -E2BIG;
+	if (STOKE_GROW(e->locs, e->locs_cap, e->nlocs + 1) < 0 ||
+	    STOKE_GROW(e->loc_frames, e->loc_frames_cap, e->nloc_frames + n) < 0)
+		return -ENOMEM;
+	id = (uint32_t)++e->nlocs;
+	e->locs[id - 1].start = (uint32_t)e->nloc_frames;
+	e->locs[id - 1].len = (uint32_t)n;
+	memcpy(e->loc_frames + e->nloc_frames, f, n * sizeof(*f));
+	e->nloc_frames += n;
+	e->loc_slots[i] = id;
+	for (size_t k = 0; k < n; k++)
+		if (!e->frame_home[f[k]])
+			e->frame_home[f[k]] = id;
+	if (e->nlocs * 2 > e->loc_mask) {
+		r = loc_rehash(e);
+		if (r < 0)
+			return r;
+	}
+	*ret = id;
+	return 0;
+}
+
+/* A frame can join a Location's line[] only with a Line, i.e. a Function;
+ * a frame without one always stands alone in a Line-less Location. */
+static bool groupable(const struct pprof_enc *e, uint32_t frame)
+{
+	return e->frame_function[frame] != 0;
+}
+
+/* The Location that starts at stack node st: a maximal run of inlined
+ * frames and the physical frame after it, or st's frame alone. A run at
+ * the root edge (a truncated stack) has no physical frame; a run longer
+ * than the reader's limit is cut. Memoized in stack_loc/stack_next. */
+static int group_at(struct pprof_enc *e, uint32_t st)
+{
+	const struct stoke_pstack *node = stoke_profile_get_stack(e->p, st);
+	const struct stoke_pframe *f = stoke_profile_get_frame(e->p, node->frame);
+	uint32_t next = st;
+	size_t n = 0;
+	int r;
+
+	if (f->inlined && groupable(e, node->frame)) {
+		while (next && n < STOKE_PPROF_MAX_LINES) {
+			node = stoke_profile_get_stack(e->p, next);
+			f = stoke_profile_get_frame(e->p, node->frame);
+			if (!groupable(e, node->frame))
+				break;
+			e->group[n++] = node->frame;
+			next = node->parent;
+			if (!f->inlined)
+				break; /* the physical frame closes the Location */
+		}
+	} else {
+		e->group[n++] = node->frame;
+		next = node->parent;
+	}
+	r = intern_location(e, e->group, n, &e->stack_loc[st]);
+	e->stack_next[st] = next;
+	return r;
+}
+
+/* Group every sample's stack into Locations, then give each frame that no
+ * sample holds a Location of its own, so every frame is in the file. */
+static int assign_locations(struct pprof_enc *e)
+{
+	size_t nframes = stoke_profile_nframes(e->p), nstacks = stoke_profile_nstacks(e->p);
+	const struct stoke_psample *s;
+	size_t n;
+	uint32_t id;
+	int r;
+
+	e->loc_mask = 63;
+	e->loc_slots = calloc(e->loc_mask + 1, sizeof(*e->loc_slots));
+	e->stack_loc = calloc(nstacks + 1, sizeof(*e->stack_loc));
+	e->stack_next = calloc(nstacks + 1, sizeof(*e->stack_next));
+	e->frame_home = calloc(nframes + 1, sizeof(*e->frame_home));
+	if (!e->loc_slots || !e->stack_loc || !e->stack_next || !e->frame_home)
+		return -ENOMEM;
+	s = stoke_profile_samples(e->p, &n);
+	for (size_t i = 0; i < n; i++) {
+		/* a node already grouped was reached before, and so was the
+		 * rest of its stack */
+		for (uint32_t st = s[i].stack; st && !e->stack_loc[st]; st = e->stack_next[st]) {
+			r = group_at(e, st);
+			if (r < 0)
+				return r;
+		}
+	}
+	for (uint32_t f = 1; f <= nframes; f++) {
+		if (!e->frame_home[f] && (r = intern_location(e, &f, 1, &id)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* The frame whose module and address a Location carries: the physical
+ * one, last. */
+static const struct stoke_pframe *loc_anchor(const struct pprof_enc *e, uint32_t id)
+{
+	return stoke_profile_get_frame(e->p, e->loc_frames[e->locs[id - 1].start +
+							    e->locs[id - 1].len - 1]);
+}
+
 static void write_locations(struct pprof_enc *e)
 {
-	size_t nframes = stoke_profile_nframes(e->p);
-
-	for (uint32_t id = 1; id <= nframes; id++) {
-		const struct stoke_pframe *f = stoke_profile_get_frame(e->p, id);
+	for (uint32_t id = 1; id <= e->nlocs; id++) {
+		const struct stoke_pframe *f = loc_anchor(e, id);
+		const uint32_t *frames = e->loc_frames + e->locs[id - 1].start;
 		uint32_t m = f->module ? e->module_mapping[f->module] : 0;
 
 		pb_uint(&e->sub, 1, id);
 		pb_uint_nz(&e->sub, 2, m);
 		pb_uint_nz(&e->sub, 3, m ? ((uint64_t)m << MAPPING_SHIFT) + f->offset : f->offset);
-		if (e->frame_function[id]) {
-			pb_uint(&e->sub2, 1, e->frame_function[id]);
-			pb_uint_nz(&e->sub2, 2, f->line);
+		/* line[0] is the innermost inlined callee, the last the
+		 * function that physically holds the address */
+		for (uint32_t k = 0; k < e->locs[id - 1].len; k++) {
+			uint32_t fn = e->frame_function[frames[k]];
+
+			if (!fn)
+				continue;
+			pb_uint(&e->sub2, 1, fn);
+			pb_uint_nz(&e->sub2, 2, stoke_profile_get_frame(e->p, frames[k])->line);
 			pb_message(&e->sub, 4, &e->sub2);
 		}
 		pb_message(&e->out, PROFILE_LOCATION, &e->sub);
@@ -240,13 +412,9 @@ static int write_samples(struct pprof_enc *e)
 	for (size_t i = 0; i < n; i++) {
 		const struct stoke_pthread *th = stoke_profile_find_thread(e->p, s[i].tid);
 
-		/* location ids = frame ids, leaf first, as the stack walk gives */
-		for (uint32_t st = s[i].stack; st;) {
-			const struct stoke_pstack *node = stoke_profile_get_stack(e->p, st);
-
-			pb_varint(&packed, node->frame);
-			st = node->parent;
-		}
+		/* leaf first, as the stack walk gives */
+		for (uint32_t st = s[i].stack; st; st = e->stack_next[st])
+			pb_varint(&packed, e->stack_loc[st]);
 		if (packed.len)
 			pb_ldelim(&e->sub, 1, packed.data, packed.len);
 		packed.len = 0;
@@ -271,7 +439,7 @@ static void write_comments(struct pprof_enc *e)
 	const struct stoke_pthread *th;
 	size_t n;
 
-	comment(e, "stoke.format=1");
+	comment(e, "stoke.format=2");
 	/* The reader interns string_table[1..N-1] first, in order, so the
 	 * model it builds has the same string ids: `stoke report` is then
 	 * byte-identical even for pprof itself. */
@@ -306,7 +474,26 @@ static void write_comments(struct pprof_enc *e)
 
 		putc('0' + (f->kind << 1 | f->inlined), e->table);
 	}
-	table_comment(e, "stoke.frames");
+	table_comment(e, "stoke.frame_kinds");
+	for (uint32_t id = 1; id <= e->nlocs; id++) {
+		const uint32_t *frames = e->loc_frames + e->locs[id - 1].start;
+
+		for (uint32_t k = 0; k < e->locs[id - 1].len; k++)
+			fprintf(e->table, "%s%" PRIu32, k ? "," : "", frames[k]);
+		putc(';', e->table);
+	}
+	table_comment(e, "stoke.location_frames");
+	/* Module and offset come from the frame's first Location (its
+	 * physical frame's); frames that differ say so. */
+	for (uint32_t id = 1; id <= stoke_profile_nframes(e->p); id++) {
+		const struct stoke_pframe *f = stoke_profile_get_frame(e->p, id);
+		const struct stoke_pframe *a = loc_anchor(e, e->frame_home[id]);
+
+		if (f->module != a->module || f->offset != a->offset)
+			fprintf(e->table, "%" PRIu32 ":%" PRIu32 ":%" PRIu64 ";", id, f->module,
+				f->offset);
+	}
+	table_comment(e, "stoke.frame_places");
 }
 
 static void enc_done(struct pprof_enc *e)
@@ -323,6 +510,12 @@ static void enc_done(struct pprof_enc *e)
 	free(e->frame_function);
 	free(e->func_frame);
 	free(e->fn_slots);
+	free(e->locs);
+	free(e->loc_frames);
+	free(e->loc_slots);
+	free(e->stack_loc);
+	free(e->stack_next);
+	free(e->frame_home);
 }
 
 int stoke_pprof_encode(const struct stoke_profile *p, uint8_t **ret_buf, size_t *ret_len)
@@ -341,6 +534,8 @@ int stoke_pprof_encode(const struct stoke_profile *p, uint8_t **ret_buf, size_t 
 	r = assign_functions(&e);
 	if (r >= 0)
 		r = assign_mappings(&e);
+	if (r >= 0)
+		r = assign_locations(&e);
 	if (r < 0)
 		goto out;
 	value_type(&e, PROFILE_SAMPLE_TYPE, "samples", "count");

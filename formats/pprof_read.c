@@ -1,8 +1,10 @@
 /*
  * The pprof reader: profile.proto (gzipped or not) back into a model, for
  * `stoke report`. For a file stoke wrote, the model comes back equal in
- * everything a writer shows: frames in the same id order (locations are
- * written in frame-id order and re-interned in file order), threads in the
+ * everything a writer shows: frames in the same id order (interned in id
+ * order from stoke.location_frames, which names the frame of every
+ * Location line, since one Location groups an inline chain and a frame can
+ * sit in several Locations), threads in the
  * same order with the same names and pids (from the stoke thread table),
  * samples in the same order with their weights and timestamps, and the
  * metadata (stoke.* comments). See pprof.h for the mapping.
@@ -27,7 +29,6 @@
 
 #define READ_MAX_INPUT (256u << 20)        /* compressed or plain bytes read */
 #define MAX_INFLATED (2048ull << 20)  /* decompressed profile.proto */
-#define MAX_LINES 256                 /* frames per location */
 #define MAX_DEPTH 65536               /* frames per sample */
 
 /* uint64 id -> position + 1, open addressing. */
@@ -87,9 +88,18 @@ struct pfunction {
 	uint64_t name, file;
 };
 
+struct pline {
+	uint32_t function; /* index into dec.functions */
+	uint32_t line;
+};
+
 struct plocation {
-	struct pb_reader msg;
-	uint32_t first_frame; /* index into dec.frames */
+	uint64_t mapping_file; /* string index, when has_mapping */
+	uint64_t offset;       /* module offset (address when no mapping) */
+	bool has_mapping;
+	uint32_t first_line;   /* index into dec.lines */
+	uint32_t nlines;
+	uint32_t first_frame;  /* index into dec.frames */
 	uint32_t nframes;
 };
 
@@ -106,6 +116,9 @@ struct dec {
 	size_t nsamples, samples_cap, nmappings, mappings_cap, nfunctions, functions_cap;
 	size_t nlocations, locations_cap;
 	uint64_t threads_str, frames_str; /* stoke.threads / stoke.frames, 0 = none */
+	/* stoke.frame_kinds, stoke.location_frames, stoke.frame_places */
+	uint64_t kinds_str, locframes_str, places_str;
+	bool has_locframes;
 	uint64_t *comments;
 	size_t ncomments, comments_cap;
 	uint64_t period;
@@ -118,6 +131,8 @@ struct dec {
 	struct idmap location_ids;
 	uint32_t *frames; /* model frame ids of all locations */
 	size_t nframes, frames_cap;
+	struct pline *lines; /* lines of all locations */
+	size_t nlines, lines_cap;
 	bool stoke;       /* stoke.format comment seen */
 	struct stoke_pmeta meta;
 	bool meta_time;   /* time_first/time_last given */
@@ -315,23 +330,64 @@ static int add_frame(struct dec *d, struct stoke_pframe *fr, uint32_t *ret)
 	return 0;
 }
 
-/* One location: its frames, innermost inlined callee first. */
+/* A decimal number in [*s, end) no larger than max; advances *s. */
+static bool parse_num(const uint8_t **s, const uint8_t *end, uint64_t max, uint64_t *ret)
+{
+	const uint8_t *p = *s;
+	uint64_t v = 0;
+
+	if (p >= end || *p < '0' || *p > '9')
+		return false;
+	for (; p < end && *p >= '0' && *p <= '9'; p++) {
+		uint64_t digit = (uint64_t)(*p - '0');
+
+		if (v > max / 10)
+			return false;
+		v *= 10; /* <= max */
+		if (digit > max - v)
+			return false;
+		v += digit;
+	}
+	*s = p;
+	*ret = v;
+	return true;
+}
+
+/* Pass 2 for one Location: its mapping, address and lines (innermost
+ * inlined callee first), checked but not yet made into frames. */
 static int decode_location(struct dec *d, size_t i)
 {
-	struct pb_reader m = d->locations_msg[i], lines[MAX_LINES];
-	struct stoke_pframe base = { 0 };
+	struct pb_reader m = d->locations_msg[i];
 	struct plocation *loc = &d->locations[i];
 	uint64_t id = 0, mapping = 0, address = 0;
-	size_t nlines = 0;
 	struct pb_field f;
-	uint32_t frame;
-	int r;
 
+	loc->first_line = (uint32_t)d->nlines;
 	while (pb_next(&m, &f)) {
 		if (f.number == 4 && f.wire == 2) {
-			if (nlines == MAX_LINES)
+			struct pb_reader lm = f.sub;
+			uint64_t fn = 0, line = 0;
+			struct pb_field lf;
+			uint32_t fi;
+
+			if (loc->nlines == STOKE_PPROF_MAX_LINES)
 				FAIL(d, "a location has too many lines");
-			lines[nlines++] = f.sub;
+			while (pb_next(&lm, &lf)) {
+				if (lf.wire == 0 && lf.number == 1)
+					fn = lf.value;
+				else if (lf.wire == 0 && lf.number == 2)
+					line = lf.value;
+			}
+			if (lm.p != lm.end)
+				FAIL(d, "malformed line");
+			fi = idmap_get(&d->function_ids, fn);
+			if (!fi)
+				FAIL(d, "a line names an unknown function");
+			if (STOKE_GROW(d->lines, d->lines_cap, d->nlines + 1) < 0)
+				return -ENOMEM;
+			d->lines[d->nlines].function = fi - 1;
+			d->lines[d->nlines++].line = (uint32_t)STOKE_MIN(line, (uint64_t)UINT32_MAX);
+			loc->nlines++;
 		} else if (f.wire == 0) {
 			if (f.number == 1)
 				id = f.value;
@@ -345,67 +401,176 @@ static int decode_location(struct dec *d, size_t i)
 		FAIL(d, "malformed location");
 	if (!id || !idmap_put(&d->location_ids, id, (uint32_t)i + 1))
 		FAIL(d, "a location id is zero or duplicated");
-	base.offset = address;
-	/* stoke.frames: kind and inlined flag, one character per location */
-	if (d->frames_str && i < d->str_len[d->frames_str]) {
-		unsigned c = (unsigned)(d->str[d->frames_str][i] - '0');
-
-		if (c > 7)
-			FAIL(d, "malformed stoke frame table");
-		base.kind = (uint8_t)(c >> 1);
-		base.inlined = c & 1;
-	}
+	loc->offset = address;
 	if (mapping) {
 		uint32_t mi = idmap_get(&d->mapping_ids, mapping);
 
 		if (!mi)
 			FAIL(d, "a location names an unknown mapping");
-		r = string_id(d, d->mappings[mi - 1].file, &base.module);
+		loc->has_mapping = true;
+		loc->mapping_file = d->mappings[mi - 1].file;
+		if (address >= d->mappings[mi - 1].start)
+			loc->offset = address - d->mappings[mi - 1].start;
+	}
+	return 0;
+}
+
+/* The frame at line l of location loc (l = 0 for a Line-less one), before
+ * kind, inlined flag and stoke.frame_places apply. */
+static int location_frame(struct dec *d, const struct plocation *loc, uint32_t l,
+			  struct stoke_pframe *fr)
+{
+	const struct pline *line;
+	int r;
+
+	*fr = (struct stoke_pframe){ .offset = loc->offset };
+	if (loc->has_mapping) {
+		r = string_id(d, loc->mapping_file, &fr->module);
 		if (r < 0)
 			return r;
-		base.offset = address >= d->mappings[mi - 1].start
-				      ? address - d->mappings[mi - 1].start
-				      : address;
+	}
+	if (!loc->nlines)
+		return 0;
+	line = &d->lines[loc->first_line + l];
+	fr->line = line->line;
+	r = string_id(d, d->functions[line->function].name, &fr->name);
+	if (r >= 0)
+		r = string_id(d, d->functions[line->function].file, &fr->file);
+	return r;
+}
+
+/* Files of other tools, and stoke.format=1: each Location's lines become
+ * frames in file order, all but the last inlined into it; stoke.frames
+ * (format 1) gives one kind character per Location. */
+static int location_frames_in_order(struct dec *d, size_t i)
+{
+	struct plocation *loc = &d->locations[i];
+	uint8_t kind = 0;
+	bool inlined = false;
+	uint32_t frame;
+	int r;
+
+	if (d->frames_str && i < d->str_len[d->frames_str]) {
+		unsigned c = (unsigned)(d->str[d->frames_str][i] - '0');
+
+		if (c > 7)
+			FAIL(d, "malformed stoke frame table");
+		kind = (uint8_t)(c >> 1);
+		inlined = c & 1;
 	}
 	loc->first_frame = (uint32_t)d->nframes;
-	if (nlines == 0) {
-		loc->nframes = 1;
-		return add_frame(d, &base, &frame);
-	}
-	for (size_t l = 0; l < nlines; l++) {
-		struct stoke_pframe fr = base;
-		uint64_t fn = 0, line = 0;
-		uint32_t fi;
+	loc->nframes = STOKE_MAX(loc->nlines, 1u);
+	for (uint32_t l = 0; l < loc->nframes; l++) {
+		struct stoke_pframe fr;
 
-		while (pb_next(&lines[l], &f)) {
-			if (f.wire == 0 && f.number == 1)
-				fn = f.value;
-			else if (f.wire == 0 && f.number == 2)
-				line = f.value;
-		}
-		if (lines[l].p != lines[l].end)
-			FAIL(d, "malformed line");
-		fi = idmap_get(&d->function_ids, fn);
-		if (!fi)
-			FAIL(d, "a line names an unknown function");
-		fr.line = (uint32_t)STOKE_MIN(line, (uint64_t)UINT32_MAX);
-		r = string_id(d, d->functions[fi - 1].name, &fr.name);
-		if (r >= 0)
-			r = string_id(d, d->functions[fi - 1].file, &fr.file);
+		r = location_frame(d, loc, l, &fr);
 		if (r < 0)
 			return r;
+		fr.kind = kind;
+		fr.inlined = inlined;
 		/* Named frames intern per function, as the session does. */
 		if (fr.name && !d->stoke)
 			fr.offset = 0;
 		/* Several lines: all but the last are inlined into it. */
-		if (nlines > 1)
-			fr.inlined = l + 1 < nlines;
+		if (loc->nlines > 1)
+			fr.inlined = l + 1 < loc->nlines;
 		r = add_frame(d, &fr, &frame);
 		if (r < 0)
 			return r;
 	}
-	loc->nframes = (uint32_t)nlines;
 	return 0;
+}
+
+/* A stoke.format=2 file: stoke.location_frames names the frame of every
+ * Location line; each frame is defined by its first occurrence, and frames
+ * are interned in id order so that ids come back equal. */
+static int stoke_frames(struct dec *d)
+{
+	const uint8_t *kinds = d->str[d->kinds_str], *s, *end;
+	size_t nkinds = d->str_len[d->kinds_str];
+	struct { uint32_t loc, line; } *home = NULL;
+	struct { uint32_t module; uint64_t offset; bool set; } *place = NULL;
+	uint64_t v, mod, off;
+	int r = 0;
+
+	home = calloc(nkinds + 1, sizeof(*home));
+	place = calloc(nkinds + 1, sizeof(*place));
+	if (!home || !place) {
+		r = -ENOMEM;
+		goto out;
+	}
+	s = d->str[d->locframes_str];
+	end = s + d->str_len[d->locframes_str];
+	for (size_t i = 0; i < d->nlocations; i++) {
+		struct plocation *loc = &d->locations[i];
+
+		loc->first_frame = (uint32_t)d->nframes;
+		loc->nframes = STOKE_MAX(loc->nlines, 1u);
+		for (uint32_t l = 0; l < loc->nframes; l++) {
+			if (l && (s >= end || *s++ != ','))
+				goto bad_table;
+			if (!parse_num(&s, end, nkinds, &v) || !v)
+				goto bad_table;
+			if (STOKE_GROW(d->frames, d->frames_cap, d->nframes + 1) < 0) {
+				r = -ENOMEM;
+				goto out;
+			}
+			d->frames[d->nframes++] = (uint32_t)v;
+			if (!home[v].loc) {
+				home[v].loc = (uint32_t)i + 1;
+				home[v].line = l;
+			}
+		}
+		if (s >= end || *s++ != ';')
+			goto bad_table;
+	}
+	if (s != end)
+		goto bad_table;
+	if (d->places_str) {
+		s = d->str[d->places_str];
+		end = s + d->str_len[d->places_str];
+		while (s < end) {
+			if (!parse_num(&s, end, nkinds, &v) || !v || s >= end || *s++ != ':' ||
+			    !parse_num(&s, end, d->nstr - 1, &mod) || s >= end || *s++ != ':' ||
+			    !parse_num(&s, end, UINT64_MAX, &off) || s >= end || *s++ != ';')
+				goto bad_table;
+			r = string_id(d, mod, &place[v].module);
+			if (r < 0)
+				goto out;
+			place[v].offset = off;
+			place[v].set = true;
+		}
+	}
+	for (uint32_t k = 1; k <= nkinds; k++) {
+		unsigned c = (unsigned)(kinds[k - 1] - '0');
+		struct stoke_pframe fr;
+		uint32_t id;
+
+		if (!home[k].loc || c > 7)
+			goto bad_table;
+		r = location_frame(d, &d->locations[home[k].loc - 1], home[k].line, &fr);
+		if (r < 0)
+			goto out;
+		fr.kind = (uint8_t)(c >> 1);
+		fr.inlined = c & 1;
+		if (place[k].set) {
+			fr.module = place[k].module;
+			fr.offset = place[k].offset;
+		}
+		r = stoke_profile_frame(d->p, &fr, &id);
+		if (r < 0)
+			goto out;
+		if (id != k)
+			goto bad_table; /* two ids for one frame */
+	}
+	goto out;
+bad_table:
+	d->err = "malformed stoke frame tables";
+	r = -EINVAL;
+out:
+	free(home);
+	free(place);
+	return r;
 }
 
 static int decode_locations(struct dec *d)
@@ -417,10 +582,12 @@ static int decode_locations(struct dec *d)
 		return -ENOMEM;
 	for (size_t i = 0; i < d->nlocations; i++) {
 		r = decode_location(d, i);
+		if (r >= 0 && !d->has_locframes)
+			r = location_frames_in_order(d, i);
 		if (r < 0)
 			return r;
 	}
-	return 0;
+	return d->has_locframes ? stoke_frames(d) : 0;
 }
 
 static bool parse_u64(const char *s, uint64_t *ret)
@@ -438,35 +605,30 @@ static bool parse_u64(const char *s, uint64_t *ret)
  * "PID/TID/LEN:NAME" repeated. */
 static int decode_threads(struct dec *d)
 {
-	const char *s, *end;
+	const uint8_t *s, *end;
 	int r;
 
 	if (!d->threads_str)
 		return 0;
-	s = (const char *)d->str[d->threads_str];
+	s = d->str[d->threads_str];
 	end = s + d->str_len[d->threads_str];
 	while (s < end) {
-		unsigned long long pid, tid, len;
-		char *name, *e;
+		uint64_t pid, tid, len;
+		char *name;
 
-		errno = 0;
-		pid = strtoull(s, &e, 10);
-		if (errno || e >= end || *e != '/' || pid > UINT32_MAX)
+		if (!parse_num(&s, end, UINT32_MAX, &pid) || s >= end || *s++ != '/' ||
+		    !parse_num(&s, end, UINT32_MAX, &tid) || s >= end || *s++ != '/' ||
+		    !parse_num(&s, end, UINT64_MAX, &len) || s >= end || *s++ != ':' ||
+		    len > (uint64_t)(end - s))
 			FAIL(d, "malformed stoke thread table");
-		tid = strtoull(e + 1, &e, 10);
-		if (errno || e >= end || *e != '/' || tid > UINT32_MAX)
-			FAIL(d, "malformed stoke thread table");
-		len = strtoull(e + 1, &e, 10);
-		if (errno || e >= end || *e != ':' || len > (unsigned long long)(end - e - 1))
-			FAIL(d, "malformed stoke thread table");
-		name = strndup(e + 1, (size_t)len);
+		name = strndup((const char *)s, (size_t)len);
 		if (!name)
 			return -ENOMEM;
 		r = stoke_profile_thread(d->p, (uint32_t)pid, (uint32_t)tid, name);
 		free(name);
 		if (r < 0)
 			return r;
-		s = e + 1 + len;
+		s += len;
 	}
 	return 0;
 }
@@ -515,11 +677,18 @@ static int decode_comment(struct dec *d, const char *c)
 		d->stoke = true;
 		return 0;
 	}
-	if (KEY("threads") || KEY("frames")) {
+	if (KEY("threads") || KEY("frames") || KEY("frame_kinds") || KEY("location_frames") ||
+	    KEY("frame_places")) {
 		r = comment_number(d, v, d->nstr - 1, &n);
 		if (r < 0)
 			return r;
-		*(KEY("threads") ? &d->threads_str : &d->frames_str) = n;
+		*(KEY("threads")       ? &d->threads_str
+		  : KEY("frames")      ? &d->frames_str
+		  : KEY("frame_kinds") ? &d->kinds_str
+		  : KEY("frame_places") ? &d->places_str
+					: &d->locframes_str) = n;
+		if (KEY("location_frames"))
+			d->has_locframes = true;
 		return 0;
 	}
 	if (KEY("event"))
@@ -737,6 +906,7 @@ static void dec_done(struct dec *d)
 	free(d->locations);
 	idmap_free(&d->location_ids);
 	free(d->frames);
+	free(d->lines);
 }
 
 int stoke_pprof_decode(const uint8_t *buf, size_t len, struct stoke_profile **ret,

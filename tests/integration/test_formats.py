@@ -244,6 +244,81 @@ def test_pprof_reader(tmp):
     check(dec["types"] == ["samples/count", "cpu/nanoseconds"], str(dec["types"]))
 
 
+# The inline fixture's hot chain (test_symbols.py INLINE_CHAIN), leaf first:
+# mix_inner and mix_outer inlined into run.
+INLINE_LEAF_FIRST = ["mix_inner", "mix_outer", "run"]
+
+PPROF_FORMAT_LOCATIONS = r"""
+const fs = require('fs'), zlib = require('zlib');
+const { Profile } = require('pprof-format');
+let buf = fs.readFileSync(process.argv[1]);
+if (buf[0] === 0x1f && buf[1] === 0x8b) buf = zlib.gunzipSync(buf);
+const p = Profile.decode(buf);
+const s = p.stringTable.strings;
+const fn = new Map(p.function.map((f) => [Number(f.id), s[Number(f.name)]]));
+console.log(JSON.stringify(p.location.map((l) => l.line.map((x) => fn.get(Number(x.functionId))))));
+"""
+
+
+def test_pprof_inline(tmp):
+    """Inlined frames of the inline fixture: pprof Locations group each
+    inline chain under its physical function's address (go tool pprof -raw
+    and npm pprof-format see one Location with lines innermost first, and
+    -traces marks them "(inline)"), and `stoke report` still re-renders
+    every format byte-identically."""
+    p = run_stoke(["record", "-q", "-F", FREQ, "--output-dir", tmp, "--name", "inline", "--",
+                   fixture("inline"), SECONDS], timeout=120)
+    check(p.returncode == 0, "record failed: %s" % p.stderr.strip())
+    rundir = os.path.join(tmp, [d for d in os.listdir(tmp) if d.endswith("_inline")][0])
+    stacks = parse_folded(os.path.join(rundir, FILES["folded"]))
+    n = total(stacks)
+    chain = ["%s_[i]" % f for f in INLINE_LEAF_FIRST[:-1]][::-1]
+    in_chain = sum(c for fr, c in stacks
+                   if [f for f in fr if not f.endswith("_[k]")][-3:] == ["run"] + chain)
+    check(n > 200 and in_chain >= 0.9 * n,
+          "folded: %d of %d samples end in run;%s" % (in_chain, n, ";".join(chain)))
+    for fmt, name in FILES.items():
+        out = os.path.join(tmp, "report." + fmt)
+        p = run_stoke(["report", rundir, "-f", fmt, "-o", out])
+        check(p.returncode == 0, "report -f %s failed: %s" % (fmt, p.stderr.strip()))
+        with open(out, "rb") as f1, open(os.path.join(rundir, name), "rb") as f2:
+            check(f1.read() == f2.read(), "report -f %s differs from record's %s" % (fmt, name))
+    pb = os.path.join(rundir, FILES["pprof"])
+    # -raw: "ID: ADDRESS M=.. FUNC FILE:LINE" then one indented line per
+    # further line[] entry of the same Location
+    raw = go_pprof(tmp, "-raw", pb)
+    locs, cur = [], None
+    for line in raw.split("\nLocations\n", 1)[-1].split("\nMappings\n", 1)[0].splitlines():
+        m = re.match(r"\s*\d+: 0x[0-9a-f]+ (?:M=\d+ )?(\S+)", line)
+        if m:
+            cur = [m.group(1)]
+            locs.append(cur)
+        elif cur is not None and line.strip():
+            cur.append(line.split()[0])
+    check(INLINE_LEAF_FIRST in locs, "no Location holds %s:\n%s" % (INLINE_LEAF_FIRST, raw[:3000]))
+    check(all(loc[-1] not in ("mix_inner", "mix_outer") for loc in locs if len(loc) > 1),
+          "an inlined function is a Location's last line: %r" % locs)
+    # -traces: each sample, leaf first; the chain reads "(inline)" twice
+    traces = go_pprof(tmp, "-traces", pb)
+    blocks = traces.split("-----------+")[1:]
+    want = ["mix_inner (inline)", "mix_outer (inline)", "run"]
+    hits = 0
+    for b in blocks:
+        # label lines are "KEY:  VALUE"; the first frame line has the value
+        frames = [re.sub(r"^\s*[\d.]+\w*s\s+", "", l).strip()
+                  for l in b.splitlines()[1:] if not re.match(r"\s*\w+:  ", l)]
+        # kernel frames (interrupts) may sit on top of the chain
+        if want[0] in frames and frames[frames.index(want[0]):][:3] == want:
+            hits += 1
+    print("-traces: %d of %d samples show the chain" % (hits, len(blocks)))
+    check(blocks and hits >= 0.9 * len(blocks),
+          "-traces: %d of %d samples show %s:\n%s" % (hits, len(blocks), want, traces[:3000]))
+    need_node_readers()
+    locs = json.loads(run(["node", "-e", PPROF_FORMAT_LOCATIONS, pb], cwd=READERS))
+    check(INLINE_LEAF_FIRST in locs, "pprof-format: no Location holds %s: %r" %
+          (INLINE_LEAF_FIRST, locs))
+
+
 def test_speedscope_reader(tmp):
     """speedscope's schema (ajv) and its own importer in chromium load it."""
     need_node_readers()
@@ -391,6 +466,7 @@ TESTS = {
     "bad_input": test_bad_input,
     "pstats_reader": test_pstats_reader,
     "pprof_reader": test_pprof_reader,
+    "pprof_inline": test_pprof_inline,
     "speedscope_reader": test_speedscope_reader,
     "callgrind_reader": test_callgrind_reader,
     "svg_reader": test_svg_reader,

@@ -344,7 +344,8 @@ int stoke_analysis_new(const struct stoke_profile *p, struct stoke_analysis **re
 		goto out;
 	for (size_t i = 0; i < a->nfuncs; i++)
 		a->funcs[i].name = a->priv->pool + a->priv->name_off[i];
-	qsort(a->edges, a->nedges, sizeof(*a->edges), edge_cmp);
+	if (a->nedges) /* qsort(NULL, 0) is undefined */
+		qsort(a->edges, a->nedges, sizeof(*a->edges), edge_cmp);
 	*ret = a;
 	a = NULL;
 	r = 0;
@@ -399,7 +400,8 @@ void stoke_analysis_sort(const struct stoke_analysis *a, bool by_total, uint32_t
 	 * the tools are single-threaded. */
 	sort_ctx = a;
 	sort_by_total = by_total;
-	qsort(order, a->nfuncs, sizeof(*order), func_cmp);
+	if (a->nfuncs) /* qsort(NULL, 0) is undefined */
+		qsort(order, a->nfuncs, sizeof(*order), func_cmp);
 	sort_ctx = NULL;
 }
 
@@ -472,7 +474,8 @@ long stoke_analysis_lines(const struct stoke_profile *p, const char *name,
 			leaf = false;
 		}
 	}
-	qsort(lines, nlines, sizeof(*lines), line_cmp);
+	if (nlines) /* qsort(NULL, 0) is undefined */
+		qsort(lines, nlines, sizeof(*lines), line_cmp);
 	*ret = lines;
 	lines = NULL;
 	r = (long)nlines;

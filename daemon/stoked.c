@@ -50,6 +50,9 @@
 #define MAX_CLIENT_OUTPUT (1024 * 1024)
 /* Ended sessions kept for status/list, oldest dropped first. */
 #define MAX_ENDED 32
+/* A client that neither sends nor reads for this long is closed: idle
+ * connections must not hold the client slots. */
+#define CLIENT_IDLE_S 60.0
 
 enum watch_kind { W_LISTEN = 1, W_SIGNAL, W_TIMER, W_CLIENT, W_RING, W_PIDFD };
 
@@ -62,7 +65,9 @@ struct client {
 	int passed_fd; /* directory fd received with SCM_RIGHTS, or -1 */
 	char *out;
 	size_t outlen, outoff;
-	bool eof;
+	bool eof;      /* the peer is done sending: answer what is queued, then close */
+	bool dead;     /* close now (it does not read its replies) */
+	double last_active;
 };
 
 struct options {
@@ -123,6 +128,16 @@ static unsigned running_sessions(const struct daemon *d)
 
 	for (size_t i = 0; i < d->nsessions; i++)
 		n += stoked_session_running(d->sessions[i]);
+	return n;
+}
+
+static unsigned user_sessions(const struct daemon *d, uid_t uid)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < d->nsessions; i++)
+		n += stoked_session_running(d->sessions[i]) &&
+		     stoked_session_owner(d->sessions[i]) == uid;
 	return n;
 }
 
@@ -210,6 +225,9 @@ static void forget_ended(struct daemon *d)
 	}
 }
 
+static void client_close(struct daemon *d, struct client *c);
+static bool client_over_limit(const struct daemon *d, uid_t uid);
+
 /* The timer: drain every session and let each do its periodic work. */
 static void tick(struct daemon *d)
 {
@@ -224,6 +242,9 @@ static void tick(struct daemon *d)
 			stoked_session_tick(ds, now);
 	}
 	forget_ended(d);
+	for (size_t i = d->nclients; i-- > 0;)
+		if (now - d->clients[i]->last_active > CLIENT_IDLE_S)
+			client_close(d, d->clients[i]);
 }
 
 /* ---- replies ----------------------------------------------------------- */
@@ -241,10 +262,17 @@ static void queue_reply(struct client *c, char *line)
 		return;
 	n = strlen(line);
 	if (c->outlen - c->outoff + n > MAX_CLIENT_OUTPUT) {
-		/* The client does not read its replies: stop serving it. */
-		c->eof = true;
+		/* The client does not read its replies: drop it. */
+		c->dead = true;
 		free(line);
 		return;
+	}
+	if (c->outoff && c->outoff < c->outlen) {
+		/* Keep the unsent tail at the front, so the buffer is bounded
+		 * by what is pending, not by everything ever sent. */
+		memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
+		c->outlen -= c->outoff;
+		c->outoff = 0;
 	}
 	if (c->outoff == c->outlen) {
 		free(c->out);
@@ -261,7 +289,7 @@ static void queue_reply(struct client *c, char *line)
 			c->out = buf;
 			c->outlen += n;
 		} else {
-			c->eof = true;
+			c->dead = true;
 		}
 		free(line);
 	}
@@ -289,8 +317,11 @@ static int client_flush(struct daemon *d, struct client *c)
 			return -errno;
 		}
 		c->outoff += (size_t)n;
+		c->last_active = mono_s();
 	}
-	ev.events = EPOLLIN | (c->outoff < c->outlen ? EPOLLOUT : 0);
+	/* Level-triggered: once the peer has finished sending, watching
+	 * EPOLLIN would wake the loop forever; only pending output matters. */
+	ev.events = (c->eof ? 0 : EPOLLIN) | (c->outoff < c->outlen ? EPOLLOUT : 0);
 	ev.data.u64 = watch_key(W_CLIENT, c->fd);
 	epoll_ctl(d->ep, EPOLL_CTL_MOD, c->fd, &ev);
 	return 0;
@@ -356,6 +387,14 @@ static void do_attach(struct daemon *d, struct client *c, const struct stoke_req
 	if (running_sessions(d) >= d->opt.max_sessions) {
 		snprintf(err, sizeof(err), "too many sessions (--max-sessions %u)",
 			 d->opt.max_sessions);
+		reply_error(c, -EBUSY, err);
+		return;
+	}
+	/* One user may run at most half the sessions (root is not limited). */
+	if (c->cred.uid != 0 &&
+	    user_sessions(d, c->cred.uid) >= STOKE_MAX(d->opt.max_sessions / 2, 1u)) {
+		snprintf(err, sizeof(err), "too many sessions for uid %u (half of --max-sessions %u)",
+			 (unsigned)c->cred.uid, d->opt.max_sessions);
 		reply_error(c, -EBUSY, err);
 		return;
 	}
@@ -645,6 +684,7 @@ static void client_read(struct daemon *d, struct client *c)
 			break;
 		}
 		c->inlen += (size_t)n;
+		c->last_active = mono_s();
 		consume_lines(d, c);
 		if (d->stopping)
 			break;
@@ -687,23 +727,26 @@ static void accept_clients(struct daemon *d)
 				log_warn("cannot accept a client: %s", strerror(errno));
 			return;
 		}
-		if (d->nclients >= d->opt.max_clients) {
+		c = calloc(1, sizeof(*c));
+		if (!c || STOKE_GROW(d->clients, d->clients_cap, d->nclients + 1) < 0 ||
+		    stoke_auth_peer(fd, &c->cred) < 0) {
+			free(c);
+			close(fd);
+			continue;
+		}
+		if (client_over_limit(d, c->cred.uid)) {
 			static const char busy[] = "{\"ok\":false,\"error\":\"EBUSY\",\"message\":"
 						   "\"too many clients (--max-clients)\"}\n";
 
 			(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 			close(fd);
-			continue;
-		}
-		c = calloc(1, sizeof(*c));
-		if (!c || STOKE_GROW(d->clients, d->clients_cap, d->nclients + 1) < 0) {
 			free(c);
-			close(fd);
 			continue;
 		}
 		c->fd = fd;
 		c->passed_fd = -1;
-		if (stoke_auth_peer(fd, &c->cred) < 0 || watch(d, W_CLIENT, fd, EPOLLIN) < 0) {
+		c->last_active = mono_s();
+		if (watch(d, W_CLIENT, fd, EPOLLIN) < 0) {
 			close(fd);
 			free(c);
 			continue;
@@ -712,15 +755,34 @@ static void accept_clients(struct daemon *d)
 	}
 }
 
+/* One user may hold at most half the client slots, and the last slot is
+ * root's: nobody can lock the others (root above all) out of the daemon by
+ * keeping connections open. */
+static bool client_over_limit(const struct daemon *d, uid_t uid)
+{
+	unsigned mine = 0;
+
+	if (d->nclients >= d->opt.max_clients)
+		return true;
+	if (uid == 0)
+		return false;
+	if (d->nclients + 1 >= d->opt.max_clients)
+		return true;
+	for (size_t i = 0; i < d->nclients; i++)
+		mine += d->clients[i]->cred.uid == uid;
+	return mine >= STOKE_MAX(d->opt.max_clients / 2, 1u);
+}
+
 static void client_event(struct daemon *d, int fd, uint32_t events)
 {
 	struct client *c = find_client(d, fd);
 
 	if (!c)
 		return;
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+	if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		client_read(d, c);
-	if (client_flush(d, c) < 0 || (c->eof && c->outoff == c->outlen) || (events & EPOLLERR))
+	if (c->dead || client_flush(d, c) < 0 || (c->eof && c->outoff == c->outlen) ||
+	    (events & EPOLLERR))
 		client_close(d, c);
 }
 

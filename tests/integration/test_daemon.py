@@ -427,6 +427,48 @@ def test_attach_detach_cycles(d):
     print("target printed %d lines, in order" % len(nums))
 
 
+def proc_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_slow_readers(d):
+    """Clients that pipeline requests and never read the replies, or
+    half-close with replies pending, are dropped: the daemon does not spin
+    on them, its memory stays bounded, and it keeps answering others."""
+    daemon = Daemon(d).start()
+    try:
+        hogs = []
+        for _ in range(3):
+            s = daemon.raw()
+            s.setblocking(False)
+            try:
+                for _ in range(20000):
+                    s.send(b"{\"op\":\"status\"}\n")
+            except BlockingIOError:
+                pass
+            hogs.append(s)
+        half = daemon.raw()
+        half.sendall(b"{\"op\":\"status\"}\n" * 2000)
+        half.shutdown(socket.SHUT_WR)
+        hogs.append(half)
+        time.sleep(0.5)
+        t0 = proc_ticks(daemon.proc.pid)
+        time.sleep(2.0)
+        used = proc_ticks(daemon.proc.pid) - t0
+        hz = os.sysconf("SC_CLK_TCK")
+        print("daemon CPU over 2 s with stuck clients: %.2f s" % (used / hz))
+        check(used < 0.4 * hz, "the daemon spins on stuck clients: %.2f s of CPU in 2 s"
+              % (used / hz))
+        check(daemon.rss_kb() < 64 * 1024, "daemon RSS %d kB" % daemon.rss_kb())
+        check(daemon.json(["status"])["daemon"] is not None, "no answer")
+        for s in hogs:
+            s.close()
+    finally:
+        daemon.stop()
+
+
 def test_bad_requests(d):
     daemon = Daemon(d, "--max-clients", "8").start()
     try:
@@ -582,6 +624,7 @@ TESTS = {
     "call_graph_modes": test_call_graph_modes,
     "attach_detach_cycles": test_attach_detach_cycles,
     "bad_requests": test_bad_requests,
+    "slow_readers": test_slow_readers,
     "sigterm_flushes": test_sigterm_flushes,
     "sigkill_restart": test_sigkill_restart,
     "sighup_reopens_log": test_sighup_reopens_log,

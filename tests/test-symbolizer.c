@@ -971,6 +971,7 @@ START_TEST(test_jit_frames)
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/tmp/perf-%u.map", FAKE_PID);
+	unlink(path); /* whatever an interrupted run left there (a FIFO) */
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs("40001000 100 JS:*stokeHot\n", f);

@@ -339,7 +339,9 @@ def test_node_jit(d):
         # node leaves its map behind: remove the ones naming our script.
         for name in os.listdir("/tmp"):
             path = os.path.join("/tmp", name)
-            if re.match(r"perf-\d+\.map$", name):
+            # Only regular files: anything else (a FIFO) could block us.
+            if re.match(r"perf-\d+\.map$", name) and os.path.isfile(path) \
+                    and not os.path.islink(path):
                 with open(path, errors="replace") as f:
                     if script in f.read():
                         os.unlink(path)

@@ -176,7 +176,10 @@ static int image_segments(struct image *img, Elf *elf)
 			img->hdr_vaddr = ph->p_vaddr;
 			img->has_table = true; /* checked in image_table */
 		}
-		if (ph->p_type != PT_LOAD || ph->p_filesz == 0)
+		/* A segment whose file range wraps is nonsense (a crafted file):
+		 * leave it out rather than compute offsets from it. */
+		if (ph->p_type != PT_LOAD || ph->p_filesz == 0 ||
+		    ph->p_offset > UINT64_MAX - ph->p_filesz)
 			continue;
 		if (STOKE_GROW(img->segs, cap, img->nsegs + 1) < 0)
 			return -ENOMEM;
@@ -257,7 +260,10 @@ static void image_table(struct image *img)
 	size_t len;
 
 	img->has_table = false;
-	if (!image_vaddr_to_off(img, img->hdr_vaddr, &off) || off + 4 > img->size)
+	/* off comes from the file's own (unvalidated) program headers: compare
+	 * without an addition that could wrap. */
+	if (!image_vaddr_to_off(img, img->hdr_vaddr, &off) || off > img->size ||
+	    img->size - off < 4)
 		return;
 	p = img->raw + off;
 	if (p[0] != 1 || p[1] == DW_EH_PE_omit || p[2] == DW_EH_PE_omit ||

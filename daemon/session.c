@@ -108,6 +108,13 @@ static int session_sample(struct stoke_session *s, const struct stoke_sample *sa
 	uint32_t stack = 0;
 	int n, r;
 
+	if (s->opts.max_samples) {
+		size_t held;
+
+		stoke_profile_samples(s->profile, &held);
+		if (held >= s->opts.max_samples)
+			return -E2BIG;
+	}
 	n = stoke_symbolizer_sample(s->symbolizer, sample, s->frames, SESSION_MAX_FRAMES);
 	/* Frames come leaf first; the prefix tree is built root first. */
 	for (int i = n - 1; i >= 0; i--) {

@@ -35,6 +35,9 @@
  * may exec a setuid program, after which its owner may no longer read it. */
 #define RECHECK_S 1.0
 
+/* Samples one session's profile may hold (stoked --max-samples). */
+static uint64_t max_samples = STOKED_DEFAULT_MAX_SAMPLES;
+
 struct stoked_session {
 	uint64_t id;
 	struct stoke_request req;
@@ -181,6 +184,7 @@ static int open_session(struct stoked_session *ds, char *err, size_t errlen)
 	int r;
 
 	stoke_session_opts_init(&so);
+	so.max_samples = max_samples;
 	if (ds->req.freq)
 		so.sampler.freq = ds->req.freq;
 	so.sampler.event = ds->req.event;
@@ -397,6 +401,11 @@ static int write_run(struct stoked_session *ds, const struct stoke_profile *p, c
 	return 0;
 }
 
+void stoked_sessions_set_max_samples(uint64_t n)
+{
+	max_samples = n;
+}
+
 int stoked_session_drain(struct stoked_session *ds)
 {
 	int r;
@@ -429,6 +438,17 @@ int stoked_session_tick(struct stoked_session *ds, double now)
 	if (!ds->s)
 		return 0;
 	r = stoked_session_drain(ds);
+	if (r == -E2BIG) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "the profile reached --max-samples (%llu samples)",
+			 (unsigned long long)max_samples);
+		free(ds->last_error);
+		ds->last_error = strdup(msg);
+		log_warn("session %llu (pid %d): %s", (unsigned long long)ds->id, ds->pid, msg);
+		stoked_session_end(ds, false, "sample limit");
+		return 1;
+	}
 	if (r < 0) {
 		set_error(ds, "reading samples failed", r);
 		stoked_session_end(ds, false, "read error");
@@ -485,7 +505,8 @@ void stoked_session_end(struct stoked_session *ds, bool discard, const char *rea
 	if (!ds->s)
 		return;
 	r = stoke_session_stop(ds->s);
-	if (r < 0)
+	/* -E2BIG: the sample limit, already reported when it was reached. */
+	if (r < 0 && r != -E2BIG)
 		set_error(ds, "reading the last samples failed", r);
 	stoke_session_get_stats(ds->s, &ds->stats);
 	if (!discard)

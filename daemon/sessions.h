@@ -35,6 +35,11 @@ void stoked_session_free(struct stoked_session *ds);
 
 uint64_t stoked_session_id(const struct stoked_session *ds);
 uid_t stoked_session_owner(const struct stoked_session *ds);
+
+/* Every session's profile holds at most n samples (0: no limit); a session
+ * that reaches it writes its profile and ends. About 24 bytes a sample. */
+#define STOKED_DEFAULT_MAX_SAMPLES 10000000ULL
+void stoked_sessions_set_max_samples(uint64_t n);
 bool stoked_session_running(const struct stoked_session *ds);
 /* Ring fds to watch for POLLIN, and the target's pidfd (readable when it
  * exits). Valid while the session runs. */

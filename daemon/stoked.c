@@ -830,6 +830,7 @@ static void dispatch(struct daemon *d, const struct epoll_event *ev)
 	int fd = (int)(uint32_t)ev->data.u64;
 	struct stoked_session *ds;
 	uint64_t ticks;
+	int r;
 
 	switch (k) {
 	case W_LISTEN:
@@ -856,7 +857,10 @@ static void dispatch(struct daemon *d, const struct epoll_event *ev)
 		 * Its ring is still drained on every tick. */
 		if (ev->events & (EPOLLHUP | EPOLLERR))
 			unwatch(d, fd);
-		if (stoked_session_drain(ds) < 0)
+		/* The sample limit (-E2BIG) is handled, and explained, by the
+		 * session's next tick. */
+		r = stoked_session_drain(ds);
+		if (r < 0 && r != -E2BIG)
 			end_session(d, ds, false, "read error");
 		break;
 	case W_PIDFD:
@@ -1071,6 +1075,8 @@ static void usage(FILE *f)
 	      "                           directory go to DIR/UID (default " DEFAULT_OUTPUT_ROOT
 	      ")\n"
 	      "      --max-sessions N     running sessions at most (default 64)\n"
+	      "      --max-samples N      samples one session's profile may hold; the\n"
+	      "                           session ends there (default 10000000; 0: none)\n"
 	      "      --max-clients N      connected clients at most (default 64)\n"
 	      "      --socket-mode MODE   octal mode of the socket (default 0660)\n"
 	      "      --socket-group GROUP group that owns the socket (who may connect)\n"
@@ -1096,13 +1102,14 @@ static int parse_uint(const char *s, unsigned min, unsigned max, int base, unsig
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { O_ROOT = 256, O_MAXS, O_MAXC, O_MODE, O_GROUP, O_LOG, O_VERSION };
+	enum { O_ROOT = 256, O_MAXS, O_MAXC, O_MODE, O_GROUP, O_LOG, O_VERSION, O_MAXSAMPLES };
 	static const struct option longopts[] = {
 		{"socket", required_argument, NULL, 's'},
 		{"foreground", no_argument, NULL, 'f'},
 		{"output-root", required_argument, NULL, O_ROOT},
 		{"max-sessions", required_argument, NULL, O_MAXS},
 		{"max-clients", required_argument, NULL, O_MAXC},
+		{"max-samples", required_argument, NULL, O_MAXSAMPLES},
 		{"socket-mode", required_argument, NULL, O_MODE},
 		{"socket-group", required_argument, NULL, O_GROUP},
 		{"log", required_argument, NULL, O_LOG},
@@ -1135,6 +1142,17 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (parse_uint(optarg, 1, 100000, 10, &o->max_sessions) < 0)
 				goto bad_value;
 			break;
+		case O_MAXSAMPLES: {
+			char *end;
+			unsigned long long n;
+
+			errno = 0;
+			n = strtoull(optarg, &end, 10);
+			if (errno || *end || end == optarg || optarg[0] == '-')
+				goto bad_value;
+			stoked_sessions_set_max_samples(n);
+			break;
+		}
 		case O_MAXC:
 			if (parse_uint(optarg, 1, 100000, 10, &o->max_clients) < 0)
 				goto bad_value;

@@ -427,6 +427,27 @@ def test_attach_detach_cycles(d):
     print("target printed %d lines, in order" % len(nums))
 
 
+def test_sample_limit(d):
+    """A session's profile is bounded (--max-samples): at the limit the
+    session writes what it has and ends, saying why."""
+    daemon = Daemon(d, "--max-samples", "300").start()
+    out = os.path.join(d, "out")
+    os.mkdir(out)
+    target = spawn_split(0, 50)
+    try:
+        sid = int(daemon.ok(["attach", str(target.pid), "-o", out]).strip())
+        info = wait_ended(daemon, sid)
+        print("ended:", info)
+        check(info["last_error"] and "max-samples" in info["last_error"],
+              "no reason given: %r" % info)
+        stacks = check_run_dir(os.path.join(out, info["last_run"]))
+        check(total(stacks) == 300, "%d samples written, limit 300" % total(stacks))
+        check(target.poll() is None, "the target was harmed")
+    finally:
+        kill(target)
+        daemon.stop()
+
+
 def proc_ticks(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -625,6 +646,7 @@ TESTS = {
     "attach_detach_cycles": test_attach_detach_cycles,
     "bad_requests": test_bad_requests,
     "slow_readers": test_slow_readers,
+    "sample_limit": test_sample_limit,
     "sigterm_flushes": test_sigterm_flushes,
     "sigkill_restart": test_sigkill_restart,
     "sighup_reopens_log": test_sighup_reopens_log,

@@ -502,7 +502,15 @@ int stoke_elfcache_get(struct stoke_elfcache *c, const struct stoke_mmap *m,
 		free(mod);
 		return -ENOMEM;
 	}
-	module_open(mod, m);
+	/* Each module keeps its file open (so an exited target still
+	 * symbolizes): bound that, or a target mapping many files could use up
+	 * the fds stoked needs for everything else. Past the bound, modules
+	 * keep their name and offsets but get no symbols. */
+	if (c->count < STOKE_ELFCACHE_MAX_OPEN)
+		module_open(mod, m);
+	else
+		log_debug("symbolizer: %s: not opened (%d modules open)", mod->path,
+			  STOKE_ELFCACHE_MAX_OPEN);
 	b = mod->hash & (c->nbuckets - 1);
 	mod->next = c->buckets[b];
 	c->buckets[b] = mod;

@@ -12,6 +12,9 @@
  */
 #pragma once
 
+/* Modules whose files are kept open; later ones are not symbolized. */
+#define STOKE_ELFCACHE_MAX_OPEN 4096
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

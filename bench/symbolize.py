@@ -7,14 +7,21 @@ addresses (uniform over the bytes of its functions, seeded), symbolizes them
 with both tools, and prints:
   - agreement: the share of addresses where both give the same frames —
     function names and basename:line at every inline level;
-  - wall time of each (median of --runs) and the ratio addr2line / stoke.
+  - wall time and CPU time (user+sys, from wait4) of each, medians of --runs
+    interleaved runs after one untimed warm-up run of each (the page cache
+    then holds the binary for both), and the ratios addr2line / stoke;
+  - the load average before and after: on a shared machine, other work
+    steals wall time (and a second stoke thread only helps with a CPU to
+    spare), so compare CPU time there and wall time on a quiet moment.
 
 usage: symbolize.py [--stoke PATH] [--binary PATH | --workdir DIR]
                     [--addresses N] [--functions N] [--runs R] [--seed S]
-                    [--min-agreement PCT] [--min-ratio X] [--show-diff K]
-Exit status 1 when agreement or ratio is below the given minimum (none by
-default: timing depends on the machine, so only a benchmark asserts it).
-The last line is machine-readable: "RESULT agreement=… ratio=…".
+                    [--jobs N] [--min-agreement PCT] [--min-ratio X]
+                    [--show-diff K]
+Exit status 1 when agreement or the wall-time ratio is below the given
+minimum (none by default: timing depends on the machine, so only a
+benchmark asserts it). The last line is machine-readable:
+"RESULT agreement=… ratio=… addr2line_s=… stoke_s=… cpu_ratio=… …".
 """
 import argparse
 import os
@@ -87,15 +94,30 @@ def norm(frames):
     return [(fn, norm_loc(loc)) for fn, loc in frames]
 
 
-def timed(cmd, input_path):
-    with open(input_path, "rb") as inp:
+def timed(cmd, input_path, workdir):
+    """Run cmd on input_path; (wall s, CPU s (user+sys), stdout). The output
+    goes to a file, so reading a pipe costs the timed process nothing."""
+    out_path = os.path.join(workdir, "out-%s.txt" % os.path.basename(cmd[0]))
+    with open(input_path, "rb") as inp, open(out_path, "wb") as out:
         t0 = time.monotonic()
-        p = subprocess.run(cmd, stdin=inp, capture_output=True)
+        p = subprocess.Popen(cmd, stdin=inp, stdout=out, stderr=subprocess.PIPE)
+        err = p.stderr.read()
+        _, status, ru = os.wait4(p.pid, 0)
         dt = time.monotonic() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise SystemExit("%s failed (%d): %s" % (cmd[0], p.returncode,
-                                                p.stderr.decode(errors="replace")[-500:]))
-    return dt, p.stdout.decode(errors="replace")
+                                                err.decode(errors="replace")[-500:]))
+    with open(out_path, "rb") as f:
+        return dt, ru.ru_utime + ru.ru_stime, f.read().decode(errors="replace")
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def main():
@@ -105,7 +127,8 @@ def main():
     ap.add_argument("--workdir", default="/tmp/stoke-bench-symbolize")
     ap.add_argument("--functions", type=int, default=20000)
     ap.add_argument("--addresses", type=int, default=100000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--jobs", type=int, help="stoke symbolize -j N (default: its own)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--addr2line", default="addr2line")
     ap.add_argument("--min-agreement", type=float, default=0.0)
@@ -135,15 +158,22 @@ def main():
 
     cmds = {
         "addr2line": [a.addr2line, "-a", "-f", "-i", "-e", binary],
-        "stoke": [a.stoke, "symbolize", "-e", binary],
+        "stoke": [a.stoke, "symbolize", "-e", binary] +
+                 (["-j", str(a.jobs)] if a.jobs else []),
     }
+    workdir = os.path.dirname(addr_path)
+    load_before = loadavg()
+    outs = {k: timed(cmd, addr_path, workdir)[2] for k, cmd in cmds.items()}
     times = {k: [] for k in cmds}
-    outs = {}
-    for _ in range(a.runs):
-        for k, cmd in cmds.items():
-            dt, out = timed(cmd, addr_path)
+    cpus = {k: [] for k in cmds}
+    for r in range(a.runs):
+        # Interleaved, in alternating order: neither tool always runs
+        # right after the other.
+        for k in (list(cmds) if r % 2 == 0 else list(reversed(list(cmds)))):
+            dt, cpu, _ = timed(cmds[k], addr_path, workdir)
             times[k].append(dt)
-            outs[k] = out
+            cpus[k].append(cpu)
+    load_after = loadavg()
     ref = parse_blocks(outs["addr2line"])
     got = parse_blocks(outs["stoke"])
     if len(ref) != len(addrs) or len(got) != len(addrs):
@@ -163,18 +193,24 @@ def main():
     pct = 100.0 * agree / len(addrs)
     t_ref, t_got = statistics.median(times["addr2line"]), statistics.median(times["stoke"])
     ratio = t_ref / t_got if t_got > 0 else float("inf")
+    c_ref, c_got = statistics.median(cpus["addr2line"]), statistics.median(cpus["stoke"])
+    cpu_ratio = c_ref / c_got if c_got > 0 else float("inf")
     print("binary:     %s (%d function symbols)" % (binary, len(code_ranges(binary))))
     print("addresses:  %d random code addresses (seed %d), %.1f%% inside inlined code"
           % (len(addrs), a.seed, 100.0 * inl / len(addrs)))
     print("agreement:  %d / %d = %.2f%% (function and basename:line at every level)"
           % (agree, len(addrs), pct))
-    print("addr2line:  %.3f s (median of %d: %s)"
-          % (t_ref, a.runs, " ".join("%.3f" % t for t in times["addr2line"])))
-    print("stoke:      %.3f s (median of %d: %s)"
-          % (t_got, a.runs, " ".join("%.3f" % t for t in times["stoke"])))
-    print("ratio:      %.2fx faster than addr2line" % ratio)
-    print("RESULT agreement=%.2f ratio=%.2f addr2line_s=%.3f stoke_s=%.3f"
-          % (pct, ratio, t_ref, t_got))
+    for k, name in (("addr2line", "addr2line"), ("stoke", "stoke")):
+        print("%-11s wall %.3f s, CPU %.3f s (medians of %d; wall: %s; CPU: %s)"
+              % (name + ":", statistics.median(times[k]), statistics.median(cpus[k]), a.runs,
+                 " ".join("%.3f" % t for t in times[k]), " ".join("%.3f" % t for t in cpus[k])))
+    print("ratio:      %.2fx faster than addr2line in wall time, %.2fx in CPU time"
+          % (ratio, cpu_ratio))
+    print("load:       %.2f before, %.2f after (1-minute load average; %d CPUs)"
+          % (load_before, load_after, os.cpu_count() or 1))
+    print("RESULT agreement=%.2f ratio=%.2f addr2line_s=%.3f stoke_s=%.3f cpu_ratio=%.2f "
+          "addr2line_cpu_s=%.3f stoke_cpu_s=%.3f load=%.2f"
+          % (pct, ratio, t_ref, t_got, cpu_ratio, c_ref, c_got, max(load_before, load_after)))
     ok = pct >= a.min_agreement and ratio >= a.min_ratio
     return 0 if ok else 1
 

@@ -85,6 +85,7 @@ struct jitmap {
 
 struct stoke_symbolizer {
 	bool no_kernel;
+	bool no_result_cache;
 	char *kallsyms_path;
 	struct stoke_strpool *pool;
 	struct stoke_elfcache *elfs;
@@ -98,6 +99,7 @@ struct stoke_symbolizer {
 	size_t nresults, nslots;
 	struct stoke_symbolizer_stats stats;
 	struct stoke_unwinder *unwinder; /* DWARF mode; created on first use */
+	struct stoke_module *last_elf; /* stoke_symbolizer_elf_frames' last file */
 	struct inl_chunk *inl_chunks;
 	struct jitmap *jits;
 	size_t njits;
@@ -112,8 +114,10 @@ int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
 
 	if (!s)
 		return -ENOMEM;
-	if (opts)
+	if (opts) {
 		s->no_kernel = opts->no_kernel;
+		s->no_result_cache = opts->no_result_cache;
+	}
 	s->kallsyms_path = strdup(opts && opts->kallsyms_path ? opts->kallsyms_path
 							      : "/proc/kallsyms");
 	if (!s->kallsyms_path)
@@ -264,7 +268,11 @@ static size_t result_slot(const struct stoke_symbolizer *s, const void *mod, uin
 
 static const struct result *result_find(struct stoke_symbolizer *s, const void *mod, uint64_t addr)
 {
-	size_t i = result_slot(s, mod, addr);
+	size_t i;
+
+	if (s->no_result_cache)
+		return NULL;
+	i = result_slot(s, mod, addr);
 
 	return s->results[i].mod ? &s->results[i] : NULL;
 }
@@ -316,6 +324,8 @@ static void result_add(struct stoke_symbolizer *s, const struct result *res)
 	struct result copy = *res;
 	size_t i;
 
+	if (s->no_result_cache)
+		return;
 	if ((s->nresults + 1) * 2 > s->nslots)
 		results_grow(s);
 	if ((s->nresults + 1) * 4 > s->nslots * 3)
@@ -661,9 +671,17 @@ int stoke_symbolizer_elf_frames(struct stoke_symbolizer *s, const char *path, ui
 
 	if (max == 0)
 		return 0;
-	r = stoke_elfcache_get(s->elfs, &m, &mod);
-	if (r < 0)
-		return r;
+	/* Bulk callers ask about one file again and again: skip hashing its
+	 * path. Modules live as long as the cache, and a path-keyed module
+	 * is found by its path alone. */
+	if (s->last_elf && strcmp(stoke_module_path(s->last_elf), path) == 0) {
+		mod = s->last_elf;
+	} else {
+		r = stoke_elfcache_get(s->elfs, &m, &mod);
+		if (r < 0)
+			return r;
+		s->last_elf = mod;
+	}
 	r = stoke_module_parse(s->elfs, mod);
 	if (r < 0)
 		return r;

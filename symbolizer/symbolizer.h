@@ -70,6 +70,10 @@ struct stoke_symbolizer_opts {
 				     * .build-id/xx/yyyy.debug, after the file's
 				     * own dir, its .debug/ and /usr/lib/debug */
 	enum stoke_demangle_mode demangle;
+	bool no_result_cache; /* never keep results: for callers that look
+			       * each address up once (stoke symbolize
+			       * dedups its input), where the cache only
+			       * costs memory and hash probes */
 };
 
 struct stoke_symbolizer_stats {

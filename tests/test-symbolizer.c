@@ -509,6 +509,33 @@ START_TEST(test_cache_hits)
 }
 END_TEST
 
+/* no_result_cache (stoke symbolize dedups its own input): every lookup
+ * resolves afresh, with the same answers, and nothing is counted as a hit. */
+START_TEST(test_no_result_cache)
+{
+	struct stoke_symbolizer_opts opts = {
+		.no_kernel = true,
+		.no_result_cache = true,
+	};
+	struct stoke_symbolizer *s = NULL;
+	uint64_t fn = (uintptr_t)&target_fn;
+	struct stoke_symbol a, b;
+
+	ck_assert_int_eq(stoke_symbolizer_new(&opts, &s), 0);
+	feed_self_maps(s, self_pid());
+	a = resolve(s, self_pid(), fn + 4, false, false);
+	b = resolve(s, self_pid(), fn + 4, false, false);
+	assert_fn(&a, "target_fn");
+	ck_assert_ptr_eq(a.function, b.function);
+	ck_assert_ptr_eq(a.module, b.module);
+	ck_assert_uint_eq(a.offset, b.offset);
+	resolve(s, self_pid(), fn + 5, false, true);
+	ck_assert_uint_eq(stats_of(s).cache_hits, 0);
+	ck_assert_uint_eq(stats_of(s).lookups, 3);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
 START_TEST(test_module_identity)
 {
 	struct stoke_symbolizer *s = sym_new(NULL, false);
@@ -1220,6 +1247,7 @@ static Suite *symbolizer_suite(void)
 	tcase_add_test(tc, test_mmap_overlap_split);
 	tcase_add_test(tc, test_pseudo_mappings);
 	tcase_add_test(tc, test_cache_hits);
+	tcase_add_test(tc, test_no_result_cache);
 	tcase_add_test(tc, test_module_identity);
 	tcase_add_test(tc, test_exec_clears);
 	tcase_add_test(tc, test_fork_copies);

@@ -392,6 +392,116 @@ def test_agreement_addr2line(d):
     check(m and float(m.group(1)) > 30, "the generated binary has too little inlined code")
 
 
+def block_list(text):
+    """addr2line -a -f -i shaped text → [(address, block text)] in order."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        if re.match(r"^0x[0-9a-f]{16}$", line.rstrip("\n")):
+            out.append([int(line, 16), line])
+        else:
+            check(out, "output starts without an address line: %r" % line)
+            out[-1][1] += line
+    return [tuple(b) for b in out]
+
+
+def test_symbolize_batches(d):
+    """stdin is answered in batches (unique addresses resolved in address
+    order, by several threads with -j): the answers still come in input
+    order, once per input address (duplicates too), and each is the answer
+    the address gets on its own."""
+    import random
+    binary = os.environ.get("STOKE", "stoke")  # a large ELF with many functions
+    out = subprocess.run(["nm", "-S", "--defined-only", binary], capture_output=True,
+                         text=True, check=True).stdout
+    ranges = [(int(p[0], 16), int(p[1], 16)) for p in (l.split() for l in out.splitlines())
+              if len(p) == 4 and p[2] in "tTwW" and int(p[1], 16) > 0]
+    rng = random.Random(4)
+    uniq = sorted({start + rng.randrange(size) for start, size in
+                   (rng.choice(ranges) for _ in range(7000))})
+    check(len(uniq) > 5000, "%s: too few code addresses (%d) to need threads" % (binary,
+                                                                                 len(uniq)))
+    addrs = uniq + [rng.choice(uniq) for _ in range(2000)]
+    rng.shuffle(addrs)
+    # One to three addresses a line, mixed spellings.
+    lines, i = [], 0
+    while i < len(addrs):
+        k = rng.randint(1, 3)
+        lines.append(" ".join(("0x%x" if rng.random() < 0.5 else "%x") % a
+                              for a in addrs[i:i + k]))
+        i += k
+    stdin = "\n".join(lines) + "\n"
+    texts = {}
+    for jobs in ("1", "2", "3"):
+        texts[jobs] = symbolize(["-e", binary, "-j", jobs], stdin=stdin).stdout
+    check(texts["1"] == texts["2"] == texts["3"], "-j1, -j2 and -j3 answer differently")
+    blocks_ = block_list(texts["2"])
+    check([a for a, _ in blocks_] == addrs, "answers are not in input order (%d answers for "
+          "%d addresses)" % (len(blocks_), len(addrs)))
+    seen = {}
+    for a, text in blocks_:
+        check(seen.setdefault(a, text) == text, "0x%x answered two ways" % a)
+    # The batch's answers are the answers of addresses asked alone.
+    sample = rng.sample(uniq, 12)
+    for a in sample:
+        alone = symbolize(["-e", binary], [a]).stdout
+        check(alone == seen[a], "0x%x: %r alone, %r in a batch" % (a, alone, seen[a]))
+    print("%d addresses (%d unique) in input order, -j1/-j2/-j3 identical"
+          % (len(addrs), len(uniq)))
+
+
+def read_answer(proc, timeout):
+    """Read one addr2line-shaped answer (address line, then at least one
+    function/location pair) from proc's stdout, waiting at most timeout
+    seconds; None if it does not come."""
+    import select
+    buf = b""
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    while buf.count(b"\n") < 3:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return None
+        buf += chunk
+    # The answer is written at once; give the rest of it a moment.
+    while select.select([fd], [], [], 0.2)[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode()
+
+
+def test_symbolize_coprocess(d):
+    """A coprocess (as perf runs addr2line) writes one address and waits for
+    its answer before writing the next: each must be answered while stdin
+    is still open."""
+    exe = fixture("inline")
+    addrs = [function_range(exe, "run")[0], function_range(exe, "main")[0],
+             function_range(exe, "run")[0]]
+    want = [symbolize(["-e", exe], [a]).stdout for a in addrs]
+    p = subprocess.Popen([os.environ.get("STOKE", "stoke"), "symbolize", "-e", exe],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        for a, w in zip(addrs, want):
+            p.stdin.write(b"0x%x\n" % a)
+            p.stdin.flush()
+            got = read_answer(p, 30)
+            check(got is not None, "no answer to 0x%x while stdin stays open" % a)
+            check(got == w, "0x%x: coprocess answer %r, want %r" % (a, got, w))
+        p.stdin.close()
+        rc = p.wait(timeout=30)
+        check(rc == 0, "exit %d after EOF: %s" % (rc, p.stderr.read().decode()))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    print("%d addresses answered one at a time" % len(addrs))
+
+
 def test_symbolize_errors(d):
     p = symbolize(["-e", os.path.join(d, "missing")], [0x10], expect=1)
     check("No such file" in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr)
@@ -402,6 +512,8 @@ def test_symbolize_errors(d):
     check("not an ELF file" in p.stderr, p.stderr)
     symbolize(["-e", fixture("inline"), "zz"], expect=2)
     symbolize(["-e", fixture("inline"), "-p", "1"], expect=2)
+    symbolize(["-e", fixture("inline"), "-j", "0", "0x10"], expect=2)
+    symbolize(["-e", fixture("inline"), "--jobs", "9", "0x10"], expect=2)
     symbolize([], expect=2)
     p = symbolize(["-e", fixture("inline")], stdin="0x10\nnot-hex\n", expect=1)
     check("stdin:2" in p.stderr, p.stderr)

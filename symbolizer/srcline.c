@@ -43,6 +43,8 @@
 #define NO_NODE UINT32_MAX
 #define MAX_DIE_DEPTH 128
 #define MAX_CHAIN 64
+/* Rows of the line table per sample (see struct sl_cu). */
+#define LINE_STRIDE 16
 
 struct sl_node {
 	Dwarf_Off off;    /* the DIE: its name is looked up when first needed */
@@ -70,18 +72,19 @@ struct sl_cu {
 	Dwarf_Files *files;
 	size_t nfiles;
 	bool files_tried;
-	/* The line table, reduced to what a lookup reads: the address of each
-	 * row that can answer (the last of the rows sharing an address) and
-	 * its index in libdw's table. Smaller than libdw's rows, so a binary
-	 * search misses the cache less. */
+	/* libdw's line table (sorted by address) and a sample of it: laddr[j]
+	 * is the address of row j * LINE_STRIDE. A lookup finds its stride
+	 * in the sample, small enough to miss the cache little, then the
+	 * row among the stride's rows. Copying every row instead meant
+	 * reading all of libdw's table, many times the cache, for each CU. */
 	Dwarf_Lines *lines;
+	size_t nlines;
 	uint64_t *laddr;
-	uint32_t *lrow;
-	size_t nlrows;
-	/* A direct index over laddr: lbucket[b] is the first row at or above
-	 * laddr[0] + (b << lshift). The binary search then runs over a few
-	 * rows in one or two cache lines instead of missing its way down the
-	 * whole table. */
+	size_t nlrows; /* samples */
+	/* A direct index over laddr: lbucket[b] is the first sample at or
+	 * above laddr[0] + (b << lshift). The binary search then runs over a
+	 * few samples in one or two cache lines instead of missing its way
+	 * down the whole sample. */
 	uint32_t *lbucket;
 	size_t nlbuckets;
 	unsigned lshift;
@@ -131,7 +134,6 @@ static void cu_free(struct sl_cu *cu)
 	free(cu->ivs);
 	free(cu->cu_ranges);
 	free(cu->laddr);
-	free(cu->lrow);
 	free(cu->lbucket);
 	free(cu);
 }
@@ -438,7 +440,7 @@ static bool cu_covers(const struct sl_cu *cu, uint64_t a)
 }
 
 /* About one bucket per 64 bytes of code, fewer when the CU's code is
- * spread far apart (hot/cold splitting): at most ~2 buckets per row. */
+ * spread far apart (hot/cold splitting): at most ~2 buckets per sample. */
 static int cu_line_buckets(struct sl_cu *cu)
 {
 	uint64_t span = cu->laddr[cu->nlrows - 1] - cu->laddr[0];
@@ -462,35 +464,37 @@ static int cu_line_buckets(struct sl_cu *cu)
 	return 0;
 }
 
+/* The address of row i of the line table (i < nlines). */
+static uint64_t row_addr(const struct sl_cu *cu, size_t i)
+{
+	Dwarf_Addr addr;
+
+	if (dwarf_lineaddr(dwarf_onesrcline(cu->lines, i), &addr) != 0)
+		return UINT64_MAX; /* not for a row in range */
+	return addr;
+}
+
 static int cu_lines(struct sl_cu *cu)
 {
-	size_t n, k = 0;
+	size_t n;
 
 	if (dwarf_getsrclines(&cu->die, &cu->lines, &n) != 0 || n == 0 || n > UINT32_MAX)
 		return 0; /* no line table: lookups give no lines */
-	cu->laddr = malloc(n * sizeof(*cu->laddr));
-	cu->lrow = malloc(n * sizeof(*cu->lrow));
-	if (!cu->laddr || !cu->lrow)
+	cu->nlines = n;
+	cu->nlrows = (n + LINE_STRIDE - 1) / LINE_STRIDE;
+	cu->laddr = malloc(cu->nlrows * sizeof(*cu->laddr));
+	if (!cu->laddr)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		Dwarf_Addr addr;
-
-		if (dwarf_lineaddr(dwarf_onesrcline(cu->lines, i), &addr) != 0)
-			continue;
-		/* libdw answers with the last row at an address: a row
-		 * replaces the row just before it at the same address. */
-		if (k && cu->lrow[k - 1] == i - 1 && cu->laddr[k - 1] == addr)
-			k--;
-		cu->laddr[k] = addr;
-		cu->lrow[k] = (uint32_t)i;
-		k++;
-	}
-	cu->nlrows = k;
-	return k ? cu_line_buckets(cu) : 0;
+	for (size_t j = 0; j < cu->nlrows; j++)
+		cu->laddr[j] = row_addr(cu, j * LINE_STRIDE);
+	return cu_line_buckets(cu);
 }
 
-/* The line row for a (as dwarf_getsrc_die: the last row at or below a,
- * unless that row ends a sequence), or NULL. */
+/*
+ * The line row for a, as dwarf_getsrc_die gives it: the last row at or
+ * below a (of the rows sharing an address, libdw answers with the last),
+ * unless that row ends a sequence; or NULL.
+ */
 static Dwarf_Line *cu_line(const struct sl_cu *cu, uint64_t a)
 {
 	size_t lo = 0, hi = cu->nlrows, b;
@@ -501,8 +505,8 @@ static Dwarf_Line *cu_line(const struct sl_cu *cu, uint64_t a)
 		return NULL;
 	b = (size_t)((a - cu->laddr[0]) >> cu->lshift);
 	if (b + 1 < cu->nlbuckets) {
-		/* Rows from lbucket[b + 1] on start above a; the answer is at
-		 * or after the last row before lbucket[b]. */
+		/* Samples from lbucket[b + 1] on are above a; the answer is
+		 * at or after the last sample before lbucket[b]. */
 		lo = cu->lbucket[b] ? cu->lbucket[b] - 1 : 0;
 		hi = cu->lbucket[b + 1];
 	}
@@ -514,9 +518,19 @@ static Dwarf_Line *cu_line(const struct sl_cu *cu, uint64_t a)
 		else
 			hi = mid;
 	}
-	if (lo == 0)
-		return NULL;
-	line = dwarf_onesrcline(cu->lines, cu->lrow[lo - 1]);
+	/* Sample lo - 1 is at or below a and the next one (if any) above:
+	 * the answer is among that sample's stride of rows, after its first. */
+	hi = STOKE_MIN((lo - 1) * LINE_STRIDE + LINE_STRIDE, cu->nlines);
+	lo = (lo - 1) * LINE_STRIDE + 1;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (row_addr(cu, mid) <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	line = dwarf_onesrcline(cu->lines, lo - 1);
 	if (!line || dwarf_lineendsequence(line, &end) != 0 || end)
 		return NULL;
 	return line;

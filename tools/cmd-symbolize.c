@@ -628,12 +628,14 @@ static int batch_run(struct sym_ctx *ctx, struct batch *b, struct out *o)
 		const struct uniq *u = &b->uniq[b->uniq_of[i]];
 		const struct stoke_symbol *fr = b->workers[u->worker].frames + u->first;
 
-		if (i + 16 < b->n)
-			__builtin_prefetch(&b->uniq[b->uniq_of[i + 16]]);
-		if (i + 8 < b->n) {
-			const struct uniq *ahead = &b->uniq[b->uniq_of[i + 8]];
+		if (i + 32 < b->n)
+			__builtin_prefetch(&b->uniq[b->uniq_of[i + 32]]);
+		if (i + 16 < b->n) {
+			const struct uniq *ahead = &b->uniq[b->uniq_of[i + 16]];
+			const struct stoke_symbol *f = b->workers[ahead->worker].frames + ahead->first;
 
-			__builtin_prefetch(b->workers[ahead->worker].frames + ahead->first);
+			__builtin_prefetch(f);
+			__builtin_prefetch(f + ahead->n - 1);
 		}
 		if (ctx->a->json)
 			print_json(o, u->addr, fr, u->n);

@@ -2,19 +2,25 @@
  * libFuzzer target "elf": symbolizing against a mutated ELF file, through
  * the public symbolizer API only (symbolizer/symbolizer.h).
  *
- * Each input is written to a memfd and mapped into a made-up process with a
- * synthetic MMAP record naming /proc/self/fd/N, exactly as the sampler
- * reports a mapped file; then addresses inside the mapping are resolved one
+ * Each input is written to a regular temporary file (the symbolizer opens
+ * only regular files, never through a symlink such as /proc/self/fd/N) and
+ * mapped into a made-up process with a synthetic MMAP record naming it,
+ * exactly as the sampler reports a mapped file; then addresses inside the
+ * mapping are resolved one
  * by one and as a sample's callchain. Whatever the symbolizer parses from
  * the file (program headers, symbol tables, and the DWARF it will read for
  * lines and inlined frames) is thereby exercised on hostile bytes. A fresh
  * symbolizer per input keeps the module cache from hiding later inputs.
  *
  * The addresses come from the input's last bytes (so the fuzzer steers them)
- * plus fixed offsets at the start of the mapping.
+ * plus fixed offsets at the start of the mapping. A third pass unwinds a
+ * DWARF-mode sample (user registers and a stack copy whose slots point into
+ * the mapping) so the unwinder reads the mutated file's .eh_frame_hdr and
+ * CFI too.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <asm/perf_regs.h>
 #include <linux/perf_event.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,21 +44,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAP_BASE 0x10000000ull
 #define N_ADDRS 16
+/* The register set DWARF mode samples (AX..R15 without the segment
+ * registers; what stoke asks the kernel for), and a made-up stack. */
+#define REGS_MASK 0xff0fffull
+#define STACK_BASE 0x7ffd00000000ull
+#define STACK_SLOTS 64
 
-static int memfd = -1;
-static char path[64];
+/* Index of perf register bit in a sample's regs array (bit order). */
+static int reg_index(int bit)
+{
+	return __builtin_popcountll(REGS_MASK & ((1ull << bit) - 1));
+}
+
+static int elf_fd = -1;
+static char dir[] = "/tmp/stoke-fuzz-elf-XXXXXX";
+static char path[sizeof(dir) + 16];
 static volatile size_t sink;
+
+static void cleanup(void)
+{
+	unlink(path);
+	rmdir(dir);
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	/* Never reach out to debuginfod from a fuzzer. */
 	unsetenv("DEBUGINFOD_URLS");
-	memfd = memfd_create("fuzz-elf", MFD_CLOEXEC);
-	if (memfd < 0) {
-		perror("fuzz-elf: memfd_create");
+	if (!mkdtemp(dir)) {
+		perror("fuzz-elf: mkdtemp");
 		exit(1);
 	}
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", memfd);
+	snprintf(path, sizeof(path), "%s/target.so", dir);
+	elf_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (elf_fd < 0) {
+		perror("fuzz-elf: open");
+		exit(1);
+	}
+	atexit(cleanup);
 	return 0;
 }
 
@@ -72,13 +101,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct stoke_record rec = { .type = STOKE_REC_MMAP, .raw_type = PERF_RECORD_MMAP2 };
 	struct stoke_symbol frames[64];
 	uint64_t chain[N_ADDRS + 1];
+	uint64_t regs[64] = { 0 }, stack[STACK_SLOTS];
 	struct stoke_sample sample = { 0 };
 	struct stoke_symbolizer *s;
 	uint64_t len = (size + 0xfff) & ~0xfffull;
 	pid_t pid = getpid();
 	int n;
 
-	if (ftruncate(memfd, 0) < 0 || pwrite(memfd, data, size, 0) != (ssize_t)size)
+	if (ftruncate(elf_fd, 0) < 0 || pwrite(elf_fd, data, size, 0) != (ssize_t)size)
 		abort();
 	if (!len)
 		len = 0x1000;
@@ -116,6 +146,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sample.ip = chain[1];
 	sample.nr = N_ADDRS + 1;
 	sample.callchain = chain;
+	n = stoke_symbolizer_sample(s, &sample, frames, sizeof(frames) / sizeof(frames[0]));
+	REQUIRE(n >= 0 && (size_t)n <= sizeof(frames) / sizeof(frames[0]));
+	for (int i = 0; i < n; i++)
+		check_symbol(&frames[i]);
+
+	/* DWARF mode: IP at the first address, SP/BP in a stack copy whose
+	 * slots alternate frame links and return addresses in the mapping. */
+	regs[reg_index(PERF_REG_X86_IP)] = chain[1];
+	regs[reg_index(PERF_REG_X86_SP)] = STACK_BASE;
+	regs[reg_index(PERF_REG_X86_BP)] = STACK_BASE + 16;
+	for (int i = 0; i < STACK_SLOTS; i++)
+		stack[i] = i % 2 ? chain[1 + (i / 2) % N_ADDRS] : STACK_BASE + 16 * (uint64_t)(i / 2 + 1);
+	sample.nr = 0;
+	sample.callchain = NULL;
+	sample.regs_abi = PERF_SAMPLE_REGS_ABI_64;
+	sample.nr_regs = (uint32_t)__builtin_popcountll(REGS_MASK);
+	sample.regs = regs;
+	sample.stack_size = sample.dyn_size = sizeof(stack);
+	sample.stack = (const uint8_t *)stack;
 	n = stoke_symbolizer_sample(s, &sample, frames, sizeof(frames) / sizeof(frames[0]));
 	REQUIRE(n >= 0 && (size_t)n <= sizeof(frames) / sizeof(frames[0]));
 	for (int i = 0; i < n; i++)

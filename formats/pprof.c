@@ -51,6 +51,7 @@ struct pprof_enc {
 	struct pb_buf extra;       /* extra strings, as string_table fields */
 	uint32_t *module_mapping;  /* per string id: mapping id, 0 = none */
 	uint64_t *mapping_limit;   /* per mapping id: max offset + 1 */
+	uint64_t *mapping_base;    /* per mapping id: min offset (Mapping.file_offset) */
 	uint32_t *mapping_module;  /* per mapping id: module string id */
 	uint32_t nmappings;
 	uint32_t *frame_function;  /* per frame id: function id, 0 = no line */
@@ -170,7 +171,8 @@ static int assign_mappings(struct pprof_enc *e)
 	e->module_mapping = calloc(stoke_profile_nstrings(e->p), sizeof(*e->module_mapping));
 	e->mapping_limit = calloc(nframes + 1, sizeof(*e->mapping_limit));
 	e->mapping_module = calloc(nframes + 1, sizeof(*e->mapping_module));
-	if (!e->module_mapping || !e->mapping_limit || !e->mapping_module)
+	e->mapping_base = calloc(nframes + 1, sizeof(*e->mapping_base));
+	if (!e->module_mapping || !e->mapping_limit || !e->mapping_module || !e->mapping_base)
 		return -ENOMEM;
 	for (uint32_t id = 1; id <= nframes; id++) {
 		const struct stoke_pframe *f = stoke_profile_get_frame(e->p, id);
@@ -178,15 +180,22 @@ static int assign_mappings(struct pprof_enc *e)
 
 		if (!f->module)
 			continue;
-		if (f->offset >= (1ULL << MAPPING_SHIFT))
-			return -ERANGE;
 		m = e->module_mapping[f->module];
 		if (!m) {
 			m = e->module_mapping[f->module] = ++e->nmappings;
 			e->mapping_module[m] = f->module;
+			e->mapping_base[m] = f->offset;
 		}
+		e->mapping_base[m] = STOKE_MIN(e->mapping_base[m], f->offset);
 		e->mapping_limit[m] = STOKE_MAX(e->mapping_limit[m], f->offset + 1);
 	}
+	/* Offsets are stored relative to the mapping's lowest one (its
+	 * file_offset), so a module whose offsets are large (the kernel's
+	 * addresses for unnamed kernel frames, an ELF linked high) still fits
+	 * its 2^40-byte slot; only a span that large cannot. */
+	for (uint32_t m = 1; m <= e->nmappings; m++)
+		if (e->mapping_limit[m] - e->mapping_base[m] > (1ULL << MAPPING_SHIFT))
+			return -ERANGE;
 	return 0;
 }
 
@@ -197,7 +206,8 @@ static void write_mappings(struct pprof_enc *e)
 
 		pb_uint(&e->sub, 1, m);
 		pb_uint(&e->sub, 2, start);
-		pb_uint(&e->sub, 3, start + e->mapping_limit[m]);
+		pb_uint(&e->sub, 3, start + e->mapping_limit[m] - e->mapping_base[m]);
+		pb_uint_nz(&e->sub, 4, e->mapping_base[m]);
 		pb_uint(&e->sub, 5, e->mapping_module[m]);
 		for (uint32_t field = 7; field <= 10; field++) /* has_functions … */
 			pb_uint(&e->sub, field, 1);
@@ -358,7 +368,9 @@ static void write_locations(struct pprof_enc *e)
 
 		pb_uint(&e->sub, 1, id);
 		pb_uint_nz(&e->sub, 2, m);
-		pb_uint_nz(&e->sub, 3, m ? ((uint64_t)m << MAPPING_SHIFT) + f->offset : f->offset);
+		pb_uint_nz(&e->sub, 3,
+			   m ? ((uint64_t)m << MAPPING_SHIFT) + (f->offset - e->mapping_base[m])
+			     : f->offset);
 		/* line[0] is the innermost inlined callee, the last the
 		 * function that physically holds the address */
 		for (uint32_t k = 0; k < e->locs[id - 1].len; k++) {
@@ -506,6 +518,7 @@ static void enc_done(struct pprof_enc *e)
 	pb_free(&e->extra);
 	free(e->module_mapping);
 	free(e->mapping_limit);
+	free(e->mapping_base);
 	free(e->mapping_module);
 	free(e->frame_function);
 	free(e->func_frame);

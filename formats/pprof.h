@@ -22,7 +22,11 @@
  *  - a Location's mapping and address are its last frame's: frames of a
  *    module share a Mapping (filename = module path), and the address is
  *    the mapping's synthetic start (1 TiB * mapping id) plus the frame's
- *    module offset, so mappings never overlap. Each Line names a Function
+ *    module offset less the mapping's lowest offset, which is the
+ *    Mapping's file_offset (so the kernel's addresses, kept as offsets of
+ *    unnamed kernel frames, fit too); mappings never overlap. A module
+ *    whose offsets span 1 TiB or more cannot be written (-ERANGE). Each
+ *    Line names a Function
  *    (one per distinct name and file; line = frame line); frames with
  *    neither name, file nor line have no Function and are always a
  *    Line-less Location alone.

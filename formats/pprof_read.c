@@ -81,6 +81,7 @@ static uint32_t idmap_get(const struct idmap *m, uint64_t key)
 
 struct pmapping {
 	uint64_t start;
+	uint64_t file_offset; /* the module offset at start */
 	uint64_t file; /* string index */
 };
 
@@ -278,6 +279,8 @@ static int decode_mappings(struct dec *d)
 				id = f.value;
 			else if (f.number == 2)
 				d->mappings[i].start = f.value;
+			else if (f.number == 4)
+				d->mappings[i].file_offset = f.value;
 			else if (f.number == 5)
 				d->mappings[i].file = f.value;
 		}
@@ -410,7 +413,8 @@ static int decode_location(struct dec *d, size_t i)
 		loc->has_mapping = true;
 		loc->mapping_file = d->mappings[mi - 1].file;
 		if (address >= d->mappings[mi - 1].start)
-			loc->offset = address - d->mappings[mi - 1].start;
+			loc->offset = address - d->mappings[mi - 1].start +
+				      d->mappings[mi - 1].file_offset;
 	}
 	return 0;
 }

@@ -180,6 +180,41 @@ START_TEST(round_trip_model)
 }
 END_TEST
 
+/* Unnamed kernel frames keep the kernel address as their offset, and an ELF
+ * may be linked high: offsets far above a mapping's 2^40-byte slot still
+ * write (relative to the mapping's file_offset) and read back exactly. */
+START_TEST(large_offsets)
+{
+	struct stoke_profile *p, *q;
+	static const uint64_t offs[] = { 0xffffffff81234567ULL, 0xffffffffc0401000ULL,
+					 0x7f12345678ULL };
+	static const char *mods[] = { "[kernel.kallsyms]", "[kernel.kallsyms]", "/opt/high.so" };
+	uint32_t stack = 0;
+	char *gz;
+	size_t gzlen;
+
+	ck_assert_int_eq(stoke_profile_new(&p), 0);
+	for (size_t i = 0; i < 3; i++) {
+		struct stoke_pframe f = { .offset = offs[i],
+					  .kind = i < 2 ? STOKE_PFRAME_KERNEL : STOKE_PFRAME_USER };
+		uint32_t id;
+
+		ck_assert_int_eq(stoke_profile_intern(p, mods[i], &f.module), 0);
+		ck_assert_int_eq(stoke_profile_frame(p, &f, &id), 0);
+		ck_assert_int_eq(stoke_profile_stack(p, stack, id, &stack), 0);
+	}
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 10, stack, 3), 0);
+	gz = synth_render(p, STOKE_FORMAT_PPROF, NULL, &gzlen);
+	ck_assert_ptr_nonnull(gz);
+	q = read_back(gz, gzlen);
+	assert_same_model(p, q);
+	assert_same_outputs(p, q);
+	free(gz);
+	stoke_profile_free(q);
+	stoke_profile_free(p);
+}
+END_TEST
+
 /* --- inline chains ------------------------------------------------------ */
 
 #define DEEP 300 /* inlined frames in one chain: more than a Location holds */
@@ -759,6 +794,7 @@ static Suite *pprof_suite(void)
 	tcase_add_test(tc, golden_encoding);
 	tcase_add_test(tc, round_trip_every_format);
 	tcase_add_test(tc, round_trip_model);
+	tcase_add_test(tc, large_offsets);
 	tcase_add_test(tc, inline_locations);
 	tcase_add_test(tc, inline_round_trip);
 	tcase_add_test(tc, foreign_multi_line_location);

@@ -277,6 +277,18 @@ static int check_request(const struct stoke_request *req, unsigned seen, char *e
 	return 0;
 }
 
+/* A key the client sent, fit to quote in a one-line reason: at most 40
+ * bytes, control characters and non-ASCII bytes shown as '?'. */
+static const char *printable(const char *in, char out[41])
+{
+	size_t i;
+
+	for (i = 0; i < 40 && in[i]; i++)
+		out[i] = (unsigned char)in[i] < 0x20 || (unsigned char)in[i] >= 0x7f ? '?' : in[i];
+	out[i] = '\0';
+	return out;
+}
+
 static int parse_object(json_object *obj, struct stoke_request *req, char *err, size_t errlen)
 {
 	json_object *opv;
@@ -294,10 +306,11 @@ static int parse_object(json_object *obj, struct stoke_request *req, char *err, 
 	allowed = op_keys[req->op];
 	json_object_object_foreach(obj, key, val)
 	{
+		char shown[41];
 		int k = find_key(key);
 
 		if (k < 0 || !(allowed & BIT(k)))
-			return fail(err, errlen, "unexpected key '%.40s' for %s", key,
+			return fail(err, errlen, "unexpected key '%s' for %s", printable(key, shown),
 				    stoke_op_name(req->op));
 		/* A duplicate key never gets here: json-c keeps the last
 		 * one (documented in docs/protocol.md). */

@@ -132,6 +132,9 @@ START_TEST(test_malformed)
 	refused("{\"op\":\"attack\"}", "unknown 'op'");
 	refused("{\"op\":\"list\",\"pid\":1}", "unexpected key 'pid'");
 	refused("{\"op\":\"attach\",\"pid\":1,\"pdi\":2}", "unexpected key 'pdi'");
+	/* A key with control characters is quoted without them: the reason
+	 * stays one line (found by the protocol fuzz target). */
+	refused("{\"op\":\"list\",\"a\\nb\\u001b[2J\":1}", "unexpected key 'a?b?[2J'");
 	refused("{\"op\":\"list\",\"x\":{\"a\":{\"b\":{\"c\":{}}}}}", "malformed JSON");
 	/* invalid UTF-8 */
 	refused("{\"op\":\"attach\",\"pid\":1,\"name\":\"\xff\xfe\"}", "malformed JSON");

@@ -383,37 +383,16 @@ unsigned stoke_session_targets_alive(const struct stoke_session *s)
 	return n;
 }
 
-int stoke_session_stop(struct stoke_session *s)
+/* After reading records (r: how that went), bring the profile's metadata
+ * up to date: the end time and this profile's share of the kernel's lost
+ * and throttled counts when counters is set, and the event's name. */
+static int fill_meta(struct stoke_session *s, int r, bool counters)
 {
-	struct stoke_sampler_stats st;
 	struct stoke_pmeta *m = stoke_profile_meta(s->profile);
-	int r;
 
-	if (s->stopped)
-		return 0;
-	s->stopped = true;
-	stoke_sampler_disable(s->sampler);
-	r = stoke_sampler_flush(s->sampler);
-	if (s->error)
-		r = s->error;
-	stoke_sampler_get_stats(s->sampler, &st);
-	m->end_ns = wall_ns();
-	m->lost = st.lost - s->lost_base;
-	m->throttled = st.throttled - s->throttled_base;
-	if (stoke_profile_intern(s->profile, stoke_event_name(stoke_sampler_event(s->sampler)),
-				 &m->event) < 0 && r >= 0)
-		r = -ENOMEM;
-	return r < 0 ? r : 0;
-}
+	if (counters) {
+		struct stoke_sampler_stats st;
 
-int stoke_session_sync(struct stoke_session *s)
-{
-	struct stoke_sampler_stats st;
-	struct stoke_pmeta *m = stoke_profile_meta(s->profile);
-	int r = 0;
-
-	if (!s->stopped) {
-		r = stoke_sampler_drain(s->sampler);
 		if (s->error)
 			r = s->error;
 		stoke_sampler_get_stats(s->sampler, &st);
@@ -425,6 +404,22 @@ int stoke_session_sync(struct stoke_session *s)
 				 &m->event) < 0 && r >= 0)
 		r = -ENOMEM;
 	return r < 0 ? r : 0;
+}
+
+int stoke_session_stop(struct stoke_session *s)
+{
+	if (s->stopped)
+		return 0;
+	s->stopped = true;
+	stoke_sampler_disable(s->sampler);
+	return fill_meta(s, stoke_sampler_flush(s->sampler), true);
+}
+
+int stoke_session_sync(struct stoke_session *s)
+{
+	if (s->stopped)
+		return fill_meta(s, 0, false);
+	return fill_meta(s, stoke_sampler_drain(s->sampler), true);
 }
 
 /* Copy what describes the recording, not its samples, into a fresh profile.

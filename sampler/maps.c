@@ -10,11 +10,13 @@
  */
 #include "maps.h"
 
-#include "util.h"
-
 #include <ctype.h>
 #include <errno.h>
+#include <linux/perf_event.h>
 #include <sys/mman.h>
+
+#include "record.h"
+#include "util.h"
 
 /* Parse an unsigned number in base at *p; it must be followed by stop (or, if
  * stop is ' ', by the end of the line). */
@@ -145,4 +147,23 @@ int stoke_maps_read_pid(pid_t pid, stoke_maps_cb cb, void *userdata)
 	if (!f)
 		return errno == ENOENT ? -ESRCH : -errno;
 	return stoke_maps_parse(f, cb, userdata);
+}
+
+void stoke_maps_entry_to_record(const struct stoke_maps_entry *e, uint32_t pid,
+				struct stoke_record *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->type = STOKE_REC_MMAP;
+	ret->raw_type = PERF_RECORD_MMAP2;
+	ret->mmap.pid = ret->mmap.tid = pid;
+	ret->mmap.addr = e->start;
+	ret->mmap.len = e->end - e->start;
+	ret->mmap.pgoff = e->pgoff;
+	ret->mmap.is_mmap2 = true;
+	ret->mmap.maj = e->maj;
+	ret->mmap.min = e->min;
+	ret->mmap.ino = e->ino;
+	ret->mmap.prot = e->prot;
+	ret->mmap.flags = e->shared ? MAP_SHARED : MAP_PRIVATE;
+	ret->mmap.filename = e->path;
 }

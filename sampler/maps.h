@@ -32,5 +32,10 @@ int stoke_maps_parse(FILE *f, stoke_maps_cb cb, void *userdata);
 /* Parse one line (no trailing newline needed). Returns 0 or -EINVAL. The
  * path points into line. */
 int stoke_maps_parse_line(char *line, struct stoke_maps_entry *ret);
+/* The PERF_RECORD_MMAP2 the kernel would send for this mapping of pid
+ * (filename borrowed from e). */
+struct stoke_record;
+void stoke_maps_entry_to_record(const struct stoke_maps_entry *e, uint32_t pid,
+				struct stoke_record *ret);
 /* Opens /proc/PID/maps. Returns as stoke_maps_parse, or -ESRCH/-EACCES/… */
 int stoke_maps_read_pid(pid_t pid, stoke_maps_cb cb, void *userdata);

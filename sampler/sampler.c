@@ -476,23 +476,13 @@ struct synth_ctx {
 static int synth_mmap_cb(const struct stoke_maps_entry *e, void *userdata)
 {
 	struct synth_ctx *ctx = userdata;
-	struct stoke_record rec = { .type = STOKE_REC_MMAP, .raw_type = PERF_RECORD_MMAP2 };
+	struct stoke_record rec;
 
 	/* Like the kernel's PERF_RECORD_MMAP2 without mmap_data: executable
 	 * mappings only, which is all that code addresses can fall in. */
 	if (!(e->prot & PROT_EXEC))
 		return 0;
-	rec.mmap.pid = rec.mmap.tid = (uint32_t)ctx->pid;
-	rec.mmap.addr = e->start;
-	rec.mmap.len = e->end - e->start;
-	rec.mmap.pgoff = e->pgoff;
-	rec.mmap.is_mmap2 = true;
-	rec.mmap.maj = e->maj;
-	rec.mmap.min = e->min;
-	rec.mmap.ino = e->ino;
-	rec.mmap.prot = e->prot;
-	rec.mmap.flags = e->shared ? MAP_SHARED : MAP_PRIVATE;
-	rec.mmap.filename = e->path;
+	stoke_maps_entry_to_record(e, (uint32_t)ctx->pid, &rec);
 	ctx->s->stats.records++;
 	return ctx->s->cb(&rec, ctx->s->userdata);
 }

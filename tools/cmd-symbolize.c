@@ -765,20 +765,11 @@ out:
 static int feed_mapping(const struct stoke_maps_entry *e, void *userdata)
 {
 	struct sym_ctx *ctx = userdata;
-	struct stoke_record rec = { .type = STOKE_REC_MMAP };
+	struct stoke_record rec;
 
 	if (!(e->prot & 4 /* PROT_EXEC */) || !e->path[0])
 		return 0;
-	rec.mmap.pid = rec.mmap.tid = (uint32_t)ctx->a->pid;
-	rec.mmap.addr = e->start;
-	rec.mmap.len = e->end - e->start;
-	rec.mmap.pgoff = e->pgoff;
-	rec.mmap.is_mmap2 = true;
-	rec.mmap.maj = e->maj;
-	rec.mmap.min = e->min;
-	rec.mmap.ino = e->ino;
-	rec.mmap.prot = e->prot;
-	rec.mmap.filename = e->path;
+	stoke_maps_entry_to_record(e, (uint32_t)ctx->a->pid, &rec);
 	return stoke_symbolizer_record(ctx->s, &rec) < 0 ? -ENOMEM : 0;
 }
 

@@ -211,6 +211,38 @@ def check_stripped(binary, extra_args, want_lines):
         check(with_lines == 0, "lines without the debug file: the fixture is not stripped")
 
 
+def test_minidebuginfo(d):
+    """A binary stripped of .symtab that carries minidebuginfo
+    (.gnu_debugdata: an xz-compressed ELF with the function symbols, as
+    Fedora ships) is still named, through libdwfl."""
+    binary = os.path.join(d, "split-mini")
+    shutil.copy(fixture("split"), binary)
+    sh = lambda *a: subprocess.run(list(a), check=True, capture_output=True, text=True).stdout
+    dyn = set(l.split()[0] for l in sh("nm", "-D", "--format=posix", "--defined-only",
+                                       binary).splitlines() if l.strip())
+    funcs = [l.split()[0] for l in sh("nm", "--format=posix", "--defined-only",
+                                      binary).splitlines()
+             if len(l.split()) > 1 and l.split()[1] in ("T", "t")]
+    addrs = {l.split()[0]: int(l.split()[2], 16) for l in sh(
+        "nm", "--format=posix", "--defined-only", binary).splitlines()
+        if len(l.split()) > 2 and l.split()[0] in ("leaf_a", "leaf_b", "work_round")}
+    with open(os.path.join(d, "keep"), "w") as f:
+        f.write("\n".join(sorted(set(funcs) - dyn)) + "\n")
+    debug, mini = os.path.join(d, "debug"), os.path.join(d, "mini")
+    sh("objcopy", "--only-keep-debug", binary, debug)
+    sh("objcopy", "-S", "--remove-section", ".gdb_index", "--remove-section", ".comment",
+       "--keep-symbols=" + os.path.join(d, "keep"), debug, mini)
+    sh("strip", "--strip-all", "-R", ".comment", binary)
+    sh("xz", "-f", mini)
+    sh("objcopy", "--add-section", ".gnu_debugdata=" + mini + ".xz", binary)
+    check("no symbols" in subprocess.run(["nm", binary], capture_output=True,
+                                         text=True).stderr,
+          "the binary still has a .symtab: the fixture proves nothing")
+    p = symbolize(["-e", binary], list(addrs.values()))
+    names = [l for l in p.stdout.splitlines() if not l.startswith("0x") and ":" not in l]
+    check(names == list(addrs.keys()), "minidebuginfo names %r, want %r" % (names, list(addrs)))
+
+
 def test_stripped_debuglink(d):
     binary, debug = split_debug(d, with_debuglink=True)
     check_stripped(binary, [], want_lines=False)  # the debug file is not found yet

@@ -183,3 +183,44 @@ static inline void synth_golden(const char *name, const char *buf, size_t len)
 	}
 	free(want);
 }
+
+/* The checks every writer's suite makes: the synthetic profile renders to
+ * the golden file NAME (default options), the empty profile to EMPTY_NAME,
+ * and a write to a full disk fails with -EIO. */
+static inline void synth_check_golden(enum stoke_format f, const char *name)
+{
+	struct stoke_profile *p = synth_profile();
+	struct stoke_output_opts opts;
+	size_t len;
+	char *buf;
+
+	stoke_output_opts_init(&opts);
+	buf = synth_render(p, f, &opts, &len);
+	synth_golden(name, buf, len);
+	free(buf);
+	stoke_profile_free(p);
+}
+
+static inline void synth_check_empty(enum stoke_format f, const char *name)
+{
+	struct stoke_profile *p = NULL;
+	size_t len;
+	char *buf;
+
+	ck_assert_int_eq(stoke_profile_new(&p), 0);
+	buf = synth_render(p, f, NULL, &len);
+	synth_golden(name, buf, len);
+	free(buf);
+	stoke_profile_free(p);
+}
+
+static inline void synth_check_write_error(enum stoke_format f)
+{
+	struct stoke_profile *p = synth_profile();
+	FILE *full = fopen("/dev/full", "w");
+
+	ck_assert_ptr_nonnull(full);
+	ck_assert_int_eq(stoke_output_write_file(p, f, NULL, full), -EIO);
+	fclose(full);
+	stoke_profile_free(p);
+}

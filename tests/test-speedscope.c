@@ -15,42 +15,19 @@
 
 START_TEST(golden)
 {
-	struct stoke_profile *p = synth_profile();
-	struct stoke_output_opts opts;
-	size_t len;
-	char *buf;
-
-	stoke_output_opts_init(&opts);
-	buf = synth_render(p, STOKE_FORMAT_SPEEDSCOPE, &opts, &len);
-	synth_golden("synth.speedscope.json", buf, len);
-	free(buf);
-	stoke_profile_free(p);
+	synth_check_golden(STOKE_FORMAT_SPEEDSCOPE, "synth.speedscope.json");
 }
 END_TEST
 
 START_TEST(empty_profile)
 {
-	struct stoke_profile *p = NULL;
-	size_t len;
-	char *buf;
-
-	ck_assert_int_eq(stoke_profile_new(&p), 0);
-	buf = synth_render(p, STOKE_FORMAT_SPEEDSCOPE, NULL, &len);
-	synth_golden("empty.speedscope.json", buf, len);
-	free(buf);
-	stoke_profile_free(p);
+	synth_check_empty(STOKE_FORMAT_SPEEDSCOPE, "empty.speedscope.json");
 }
 END_TEST
 
 START_TEST(write_error)
 {
-	struct stoke_profile *p = synth_profile();
-	FILE *full = fopen("/dev/full", "w");
-
-	ck_assert_ptr_nonnull(full);
-	ck_assert_int_eq(stoke_output_write_file(p, STOKE_FORMAT_SPEEDSCOPE, NULL, full), -EIO);
-	fclose(full);
-	stoke_profile_free(p);
+	synth_check_write_error(STOKE_FORMAT_SPEEDSCOPE);
 }
 END_TEST
 

@@ -16,6 +16,12 @@
 
 #include "profile.h"
 
+/* part as a percentage of whole (0 when whole is 0). */
+static inline double stoke_pct(uint64_t part, uint64_t whole)
+{
+	return whole ? 100.0 * (double)part / (double)whole : 0.0;
+}
+
 struct stoke_func_stat {
 	const char *name;   /* display name, owned by the analysis */
 	const char *file;   /* source file of the hottest line, or NULL */

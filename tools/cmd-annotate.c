@@ -27,15 +27,10 @@ static void usage(FILE *f)
 	      f);
 }
 
-static double pct(uint64_t part, uint64_t whole)
-{
-	return whole ? 100.0 * (double)part / (double)whole : 0.0;
-}
-
 static void count_cols(const struct stoke_line_stat *l, uint64_t total)
 {
 	if (l && (l->self || l->total))
-		printf("%8" PRIu64 " %6.1f%% %8" PRIu64 "  ", l->self, pct(l->self, total), l->total);
+		printf("%8" PRIu64 " %6.1f%% %8" PRIu64 "  ", l->self, stoke_pct(l->self, total), l->total);
 	else
 		printf("%8s %7s %8s  ", "", "", "");
 }
@@ -142,7 +137,7 @@ int cmd_annotate(int argc, char **argv)
 	for (long i = 0; i < n; i++)
 		self += lines[i].self;
 	printf("%s: %" PRIu64 " samples self (%.1f%% of %" PRIu64 ")\n", argv[optind + 1], self,
-	       pct(self, total), total);
+	       stoke_pct(self, total), total);
 	annotate(lines, (size_t)n, total);
 	free(lines);
 	stoke_profile_free(p);

@@ -44,11 +44,6 @@ static void usage(FILE *f)
 	      f);
 }
 
-static double pct(uint64_t part, uint64_t whole)
-{
-	return whole ? 100.0 * (double)part / (double)whole : 0.0;
-}
-
 static double row_key(const struct diff_row *r)
 {
 	return fabs(r->self_new - r->self_base) * 1e6 + fabs(r->total_new - r->total_base);
@@ -79,10 +74,10 @@ static struct diff_row *build_rows(const struct stoke_analysis *base,
 
 		rows[n++] = (struct diff_row){
 			.name = f->name,
-			.self_new = pct(f->self, new->total),
-			.total_new = pct(f->total, new->total),
-			.self_base = j >= 0 ? pct(base->funcs[j].self, base->total) : 0,
-			.total_base = j >= 0 ? pct(base->funcs[j].total, base->total) : 0,
+			.self_new = stoke_pct(f->self, new->total),
+			.total_new = stoke_pct(f->total, new->total),
+			.self_base = j >= 0 ? stoke_pct(base->funcs[j].self, base->total) : 0,
+			.total_base = j >= 0 ? stoke_pct(base->funcs[j].total, base->total) : 0,
 		};
 	}
 	for (size_t i = 0; i < base->nfuncs; i++) {
@@ -92,8 +87,8 @@ static struct diff_row *build_rows(const struct stoke_analysis *base,
 			continue;
 		rows[n++] = (struct diff_row){
 			.name = f->name,
-			.self_base = pct(f->self, base->total),
-			.total_base = pct(f->total, base->total),
+			.self_base = stoke_pct(f->self, base->total),
+			.total_base = stoke_pct(f->total, base->total),
 		};
 	}
 	qsort(rows, n, sizeof(*rows), row_cmp);

@@ -28,11 +28,6 @@ static void usage(FILE *f)
 	      f);
 }
 
-static double pct(uint64_t part, uint64_t whole)
-{
-	return whole ? 100.0 * (double)part / (double)whole : 0.0;
-}
-
 /* Print up to TOP_NEIGHBOURS callers (or callees) of function fn with their
  * share of fn's total. Edges are sorted by caller, heaviest first. */
 static void neighbours(const struct stoke_analysis *a, uint32_t fn, bool callers)
@@ -64,7 +59,7 @@ static void neighbours(const struct stoke_analysis *a, uint32_t fn, bool callers
 	printf("          %s ", callers ? "callers:" : "callees:");
 	for (size_t j = 0; j < nbest; j++)
 		printf("%s%s %.1f%%", j ? ", " : "", a->funcs[best[j].other].name,
-		       pct(best[j].w, a->funcs[fn].total));
+		       stoke_pct(best[j].w, a->funcs[fn].total));
 	putchar('\n');
 }
 
@@ -153,8 +148,8 @@ int cmd_top(int argc, char **argv)
 
 		if (f->file && f->line)
 			snprintf(loc, sizeof(loc), "%s:%u", f->file, f->line);
-		printf("%5zu %6.1f%% %6.1f%% %9" PRIu64 "  %-40s %s\n", i + 1, pct(f->self, a->total),
-		       pct(f->total, a->total), by_total ? f->total : f->self, f->name, loc);
+		printf("%5zu %6.1f%% %6.1f%% %9" PRIu64 "  %-40s %s\n", i + 1, stoke_pct(f->self, a->total),
+		       stoke_pct(f->total, a->total), by_total ? f->total : f->self, f->name, loc);
 		neighbours(a, order[i], true);
 		neighbours(a, order[i], false);
 	}

@@ -277,6 +277,48 @@ static int check_request(const struct stoke_request *req, unsigned seen, char *e
 	return 0;
 }
 
+/*
+ * Whether a JSON string in buf (a key or a value) holds a control character,
+ * raw or escaped. json-c decodes "\u0000" into a NUL inside the string and
+ * every consumer then sees a C string cut short: "status\u0000junk" would be
+ * the op "status". No field has a use for control characters, so the request
+ * is refused before it is parsed. A lexer over the raw bytes is enough: only
+ * the string state and the escapes matter; malformed JSON is json-c's to
+ * refuse.
+ */
+static bool control_in_string(const char *buf, size_t len)
+{
+	bool in_string = false;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)buf[i];
+
+		if (!in_string) {
+			in_string = c == '"';
+			continue;
+		}
+		if (c == '"') {
+			in_string = false;
+		} else if (c < 0x20 || c == 0x7f) {
+			return true;
+		} else if (c == '\\' && i + 1 < len) {
+			i++;
+			if (strchr("bfnrt", buf[i]))
+				return true;
+			if (buf[i] == 'u' && i + 4 < len) {
+				char hex[5] = {buf[i + 1], buf[i + 2], buf[i + 3], buf[i + 4], 0};
+				char *end;
+				unsigned long u = strtoul(hex, &end, 16);
+
+				if (end == hex + 4 && (u < 0x20 || u == 0x7f))
+					return true;
+				i += 4;
+			}
+		}
+	}
+	return false;
+}
+
 /* A key the client sent, fit to quote in a one-line reason: at most 40
  * bytes, control characters and non-ASCII bytes shown as '?'. */
 static const char *printable(const char *in, char out[41])
@@ -345,6 +387,9 @@ int stoke_request_parse(const char *buf, size_t len, struct stoke_request *ret, 
 	/* json-c would stop at a NUL and report success on the prefix. */
 	if (memchr(buf, '\0', len))
 		return fail(err, errlen, "request contains a NUL byte");
+	if (control_in_string(buf, len))
+		return fail(err, errlen,
+			    "a string holds a control character (\\u0000-\\u001f or \\u007f)");
 	tok = json_tokener_new_ex(STOKE_PROTO_MAX_DEPTH);
 	if (!tok) {
 		fail(err, errlen, "out of memory");

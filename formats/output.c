@@ -160,6 +160,22 @@ int stoke_output_write_file(const struct stoke_profile *p, enum stoke_format f,
 	return formats[f].write(p, opts, out);
 }
 
+int stoke_output_write_atomic(const struct stoke_profile *p, enum stoke_format f,
+			      const struct stoke_output_opts *opts, struct stoke_atomic_file *af)
+{
+	int r = stoke_output_write_file(p, f, opts, af->f);
+
+	if (r < 0) {
+		/* A writer says -EIO for any stream error: name the real one. */
+		r = stoke_atomic_error(af, r);
+		/* Removes the temporary; stdout, which cannot be taken back,
+		 * gets what was written. */
+		stoke_atomic_abort(af);
+		return r;
+	}
+	return stoke_atomic_commit(af);
+}
+
 int stoke_output_write(const struct stoke_profile *p, enum stoke_format f,
 		       const struct stoke_output_opts *opts, int dirfd, const char *path)
 {
@@ -173,14 +189,5 @@ int stoke_output_write(const struct stoke_profile *p, enum stoke_format f,
 	r = stoke_atomic_openat(dirfd, path, &af);
 	if (r < 0)
 		return r;
-	r = stoke_output_write_file(p, f, opts, af.f);
-	if (r < 0) {
-		/* stdout cannot be taken back; flush what was written. */
-		if (af.tmp_path)
-			stoke_atomic_abort(&af);
-		else
-			(void)stoke_atomic_commit(&af);
-		return r;
-	}
-	return stoke_atomic_commit(&af);
+	return stoke_output_write_atomic(p, f, opts, &af);
 }

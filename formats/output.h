@@ -57,6 +57,13 @@ int stoke_output_write_file(const struct stoke_profile *p, enum stoke_format f,
 int stoke_output_write(const struct stoke_profile *p, enum stoke_format f,
 		       const struct stoke_output_opts *opts, int dirfd, const char *path);
 
+/* The same into an atomic file opened earlier (stoke record opens its output
+ * before sampling, so a bad path fails before any work); commits it, or
+ * aborts it on error. */
+struct stoke_atomic_file;
+int stoke_output_write_atomic(const struct stoke_profile *p, enum stoke_format f,
+			      const struct stoke_output_opts *opts, struct stoke_atomic_file *af);
+
 /* Facts for run.json that the profile model does not carry. */
 struct stoke_run_info {
 	const char *exe;         /* target executable path, or NULL */

@@ -29,6 +29,11 @@
 
 #define READ_MAX_INPUT (256u << 20)        /* compressed or plain bytes read */
 #define MAX_INFLATED (2048ull << 20)  /* decompressed profile.proto */
+/* A gzip bomb expands ~1000:1; a real profile a few times to a few tens.
+ * Past INFLATE_FREE bytes, output beyond MAX_RATIO times the input consumed
+ * so far is refused, as it streams: a 4 MB bomb stops at 64 MiB, at once. */
+#define INFLATE_FREE (64ull << 20)
+#define MAX_RATIO 200
 #define MAX_DEPTH 65536               /* frames per sample */
 
 /* uint64 id -> position + 1, open addressing. */
@@ -999,6 +1004,12 @@ static int gunzip(const uint8_t *in, size_t len, uint8_t **ret, size_t *ret_len,
 		if (olen + 65536 > MAX_INFLATED) {
 			zr = Z_MEM_ERROR;
 			*ret_err = "the profile is too large when decompressed";
+			break;
+		}
+		if (olen > INFLATE_FREE && olen / MAX_RATIO > z.total_in) {
+			zr = Z_MEM_ERROR;
+			*ret_err = "refused: the gzip data expands more than 200-fold "
+				   "(a decompression bomb?)";
 			break;
 		}
 		if (STOKE_GROW(out, cap, olen + 65536) < 0) {

@@ -217,6 +217,7 @@ static int write_runjson(const struct stoke_profile *p, const struct stoke_run_i
 		return r;
 	r = stoke_runjson_write(p, info, NULL, files, af.f);
 	if (r < 0) {
+		r = stoke_atomic_error(&af, r);
 		stoke_atomic_abort(&af);
 		return r;
 	}

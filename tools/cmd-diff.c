@@ -152,7 +152,7 @@ static int write_svg(const struct stoke_profile *base, const struct stoke_profil
 			r = stoke_atomic_commit(&af);
 	}
 	if (r < 0)
-		log_error("cannot write '%s': %s", path, strerror(-r));
+		log_error("cannot write '%s': %s", path, stoke_atomic_strerror(r));
 	return r;
 }
 

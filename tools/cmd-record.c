@@ -343,6 +343,9 @@ struct recorder {
 	bool tty;
 	char *run_dir;     /* the run directory written, for the summary */
 	double child_end;  /* when the launched command was reaped */
+	struct stoke_atomic_file out; /* -o, opened before sampling */
+	bool out_open;
+	int out_dirfd;     /* --output-dir, opened before sampling */
 };
 
 static void progress(struct recorder *rec, bool final)
@@ -561,28 +564,62 @@ static const char *run_name(struct recorder *rec)
 	return base ? base + 1 : buf;
 }
 
+/*
+ * Check the output before sampling, as perf does, so that a bad path costs
+ * nothing rather than the whole recording: -o's temporary file is created
+ * now (in the destination's directory, so its permissions, filesystem and
+ * free inodes are tested for real) and kept open until the profile is
+ * written; --output-dir is created and opened now and must be writable.
+ * Returns 0 or 1 after printing the error.
+ */
+static int open_output(struct recorder *rec)
+{
+	struct record_args *a = rec->args;
+	int r;
+
+	rec->out_dirfd = -1;
+	if (!a->output_dir) {
+		r = stoke_atomic_open(a->output, &rec->out);
+		if (r < 0) {
+			log_error("cannot write '%s': %s", a->output, stoke_atomic_strerror(r));
+			return 1;
+		}
+		rec->out_open = true;
+		return 0;
+	}
+	r = stoke_mkdir_p(a->output_dir);
+	if (r == 0) {
+		rec->out_dirfd = open(a->output_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (rec->out_dirfd < 0)
+			r = -errno;
+	}
+	/* AT_EACCESS: the effective ids are the ones that will write. */
+	if (r == 0 && faccessat(rec->out_dirfd, ".", W_OK | X_OK, AT_EACCESS) < 0)
+		r = -errno;
+	if (r < 0) {
+		log_error("cannot write a run directory in '%s': %s", a->output_dir, strerror(-r));
+		return 1;
+	}
+	return 0;
+}
+
 static int write_output(struct recorder *rec)
 {
 	const struct stoke_profile *p = stoke_session_profile(rec->session);
 	struct record_args *a = rec->args;
 	struct stoke_run_info info = { 0 };
 	_cleanup_free_ char *dir = NULL;
-	_cleanup_close_ int dirfd = -1;
 	int r;
 
 	if (!a->output_dir) {
-		r = stoke_output_write(p, a->format, &a->oopts, AT_FDCWD, a->output);
+		rec->out_open = false;
+		r = stoke_output_write_atomic(p, a->format, &a->oopts, &rec->out);
 		if (r < 0)
-			log_error("cannot write '%s': %s", a->output, strerror(-r));
+			log_error("cannot write '%s': %s", a->output, stoke_atomic_strerror(r));
 		return r;
 	}
 	stoke_session_run_info(rec->session, &info);
-	r = stoke_mkdir_p(a->output_dir);
-	dirfd = r < 0 ? r : open(a->output_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (r == 0 && dirfd < 0)
-		r = -errno;
-	if (r == 0)
-		r = stoke_rundir_write(p, &info, &a->oopts, dirfd, run_name(rec), &dir);
+	r = stoke_rundir_write(p, &info, &a->oopts, rec->out_dirfd, run_name(rec), &dir);
 	if (r < 0) {
 		log_error("cannot write a run directory in '%s': %s", a->output_dir, strerror(-r));
 		return r;
@@ -659,21 +696,26 @@ static void fill_result(struct recorder *rec, struct record_result *res)
 int record_run(int argc, char **argv, struct record_result *res)
 {
 	struct record_args args = { 0 };
-	struct recorder rec = { .args = &args, .sigfd = -1 };
+	struct recorder rec = { .args = &args, .sigfd = -1, .out_dirfd = -1 };
 	int code, r;
 
 	code = parse_record(argc, argv, &args);
 	if (code)
 		return code;
+	code = open_output(&rec);
+	if (code)
+		goto out;
 	raise_nofile();
 	if (setup_signals(&rec) < 0) {
 		log_error("cannot set up signal handling: %s", strerror(errno));
-		return 1;
+		code = 1;
+		goto out;
 	}
 	r = stoke_session_new(&args.sopts, &rec.session);
 	if (r < 0) {
 		log_error("cannot start: %s", stoke_sampler_strerror(r));
-		return 1;
+		code = 1;
+		goto out;
 	}
 	rec.tty = isatty(STDERR_FILENO);
 	rec.start = mono_s();
@@ -710,6 +752,10 @@ out:
 			close(rec.pidfds[i]);
 	free(rec.pidfds);
 	free(rec.run_dir);
+	if (rec.out_open)
+		stoke_atomic_abort(&rec.out);
+	if (rec.out_dirfd >= 0)
+		close(rec.out_dirfd);
 	stoke_session_free(rec.session);
 	if (rec.sigfd >= 0)
 		close(rec.sigfd);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "atomicfile.h"
 #include "cli.h"
 #include "load.h"
 #include "log.h"
@@ -100,6 +101,7 @@ int cmd_report(int argc, char **argv)
 		{ 0 },
 	};
 	struct stoke_output_opts oopts;
+	struct stoke_atomic_file af;
 	struct stoke_profile *p = NULL;
 	const char *output = "-";
 	enum stoke_format format = STOKE_FORMAT_FOLDED;
@@ -146,11 +148,20 @@ int cmd_report(int argc, char **argv)
 	if (!format_set && strcmp(output, "-") != 0 && stoke_format_from_path(output, &format) < 0)
 		return die_usage("cannot tell the format of '%s' from its name (use -f FORMAT)",
 				 output);
-	if (load(argv[optind], &p) < 0)
+	/* The output is checked (its temporary created) before the input is
+	 * read: a bad -o fails at once, whatever the input costs. */
+	r = stoke_atomic_open(output, &af);
+	if (r < 0) {
+		log_error("cannot write '%s': %s", output, stoke_atomic_strerror(r));
 		return 1;
-	r = stoke_output_write(p, format, &oopts, AT_FDCWD, output);
+	}
+	if (load(argv[optind], &p) < 0) {
+		stoke_atomic_abort(&af);
+		return 1;
+	}
+	r = stoke_output_write_atomic(p, format, &oopts, &af);
 	if (r < 0)
-		log_error("cannot write '%s': %s", output, strerror(-r));
+		log_error("cannot write '%s': %s", output, stoke_atomic_strerror(r));
 	stoke_profile_free(p);
 	return r < 0 ? 1 : 0;
 }

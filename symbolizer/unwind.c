@@ -12,10 +12,14 @@
  *     remembered, so the walk is reported as truncated rather than failed;
  *     anything else is read from the bytes of the mapped file, and only
  *     from segments that are not writable: data the program may have
- *     changed is not in the file;
+ *     changed is not in the file (one exception while an FDE is parsed:
+ *     the indirect personality pointer, see image_read);
  *   - find_proc_info hands libunwind the module's .eh_frame_hdr search table
  *     as a "remote table" and lets dwarf_search_unwind_table search it and
  *     parse the FDE through access_mem.
+ *   - before each step the walk notes the image of the frame's code, so
+ *     .eh_frame stays readable when libunwind's per-IP cache skips
+ *     find_proc_info (see walk_meet).
  *
  * Caching. libunwind keeps a register-state cache per address space keyed
  * by IP, so the CFI of an IP is parsed once. IPs only mean something within
@@ -141,6 +145,9 @@ struct walk {
 	uint64_t stack_lo, stack_len; /* the copy covers [stack_lo, +stack_len) */
 	bool beyond_copy; /* a read above the copy was refused */
 	bool no_info;     /* find_proc_info found no CFI */
+	/* Inside dwarf_search_unwind_table: the reads are of the search table,
+	 * the FDE and its CIE, plus one of writable data (see image_read). */
+	bool in_proc_info;
 	/* Only executable mappings are known (perf sends MMAP records for those
 	 * alone), but .eh_frame_hdr and .eh_frame usually sit in a read-only
 	 * segment next to them: addresses outside every known mapping are
@@ -535,8 +542,21 @@ static void walk_remember(struct walk *w, const struct image *img, uint64_t bias
 	w->near[w->nnear++].bias = bias;
 }
 
-/* Copy n bytes at file offset off of img, if a read-only segment has them. */
-static bool image_read(const struct image *img, uint64_t off, void *buf, size_t n)
+/*
+ * Copy n bytes at file offset off of img, if a read-only segment has them,
+ * or a writable one and writable is set.
+ *
+ * Writable data may differ from the file (relocations, stores), so it is
+ * refused while stepping. The one read of it libunwind makes while parsing
+ * an FDE is the personality routine of a CIE with a "P" augmentation
+ * ("zPLR": glibc's stdio, any -fexceptions code with a cleanup, C++): GCC
+ * encodes it indirect, through DW.ref.__gcc_personality_v0 or a GOT slot
+ * in .data/.got, and libunwind reads that word or fails the whole FDE.
+ * The routine is only called by an exception unwinder; stepping a frame
+ * never uses it, so the file's (unrelocated) word is as good as any.
+ */
+static bool image_read(const struct image *img, uint64_t off, void *buf, size_t n,
+		       bool writable)
 {
 	if (off > img->size || img->size - off < n)
 		return false;
@@ -544,7 +564,7 @@ static bool image_read(const struct image *img, uint64_t off, void *buf, size_t 
 		const struct seg *s = &img->segs[i];
 
 		if (off >= s->offset && off - s->offset < s->filesz) {
-			if (s->writable)
+			if (s->writable && !writable)
 				return false;
 			memcpy(buf, img->raw + off, n);
 			return true;
@@ -562,13 +582,31 @@ static bool read_file_bytes(struct walk *w, uint64_t addr, void *buf, size_t n)
 	if (locate(w, addr, &l)) {
 		if (located_bias(&l, &bias))
 			walk_remember(w, l.img, bias);
-		return image_read(l.img, l.off, buf, n);
+		return image_read(l.img, l.off, buf, n, w->in_proc_info);
 	}
 	for (size_t i = w->nnear; i-- > 0;) {
 		if (image_vaddr_to_off(w->near[i].img, addr - w->near[i].bias, &off))
-			return image_read(w->near[i].img, off, buf, n);
+			return image_read(w->near[i].img, off, buf, n, w->in_proc_info);
 	}
 	return false;
+}
+
+/*
+ * Make the image holding the code at ip one this walk has met. libunwind's
+ * per-IP cache saves find_proc_info on the second visit of an IP, but a
+ * CFA or register rule that is a DWARF expression (DW_CFA_def_cfa_expression
+ * in every .plt, DW_CFA_expression in signal trampolines) is kept as the
+ * address of its bytes in .eh_frame and read again at each step: without
+ * this, .eh_frame (in a segment with no MMAP record of its own) is out of
+ * reach exactly when the cache hits.
+ */
+static void walk_meet(struct walk *w, uint64_t ip)
+{
+	struct located l;
+	uint64_t bias;
+
+	if (locate(w, ip, &l) && located_bias(&l, &bias))
+		walk_remember(w, l.img, bias);
 }
 
 /* ---- accessors ---- */
@@ -596,7 +634,9 @@ static int acc_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_
 	di.u.rti.table_data = l.img->table_vaddr + bias;
 	/* in words; one entry is two int32 */
 	di.u.rti.table_len = l.img->fde_count * 8 / sizeof(unw_word_t);
+	w->in_proc_info = true;
 	r = dwarf_search_unwind_table(as, ip, &di, pi, need_unwind_info, arg);
+	w->in_proc_info = false;
 	if (r == -UNW_ENOINFO)
 		w->no_info = true;
 	return r;
@@ -857,12 +897,16 @@ size_t stoke_unwind_sample(struct stoke_unwinder *u, const struct stoke_addrspac
 		goto out;
 	}
 	sp = w.stack_lo;
+	ip = frames[0].ip;
 	while (n < max) {
-		bool signal = unw_is_signal_frame(&cur) > 0;
+		bool signal;
 		unw_word_t new_sp;
 		bool fp_link;
 		int r;
 
+		/* a return address may be the first byte after its caller */
+		walk_meet(&w, exact ? ip : ip - 1);
+		signal = unw_is_signal_frame(&cur) > 0;
 		w.no_info = w.beyond_copy = false;
 		r = unw_step(&cur);
 		if (r == 0) {

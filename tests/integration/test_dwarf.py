@@ -164,6 +164,89 @@ def test_shared_library(d):
         check(full >= 0.95 * got, "%s: only %d of %d full chains" % (leaf, full, got))
 
 
+def user_reach(stacks, pred, roots=("main",)):
+    """(samples whose user frames satisfy pred, how many of them reach one
+    of roots)."""
+    sel = [(user_frames(fr), c) for fr, c in stacks if pred(user_frames(fr))]
+    n = sum(c for _, c in sel)
+    ok = sum(c for fr, c in sel if any(r in fr for r in roots))
+    return n, ok
+
+
+def test_personality_cleanup(d):
+    """-fexceptions with cleanups: every hot frame's CIE is "zPLR", with the
+    personality routine behind an indirect pointer in writable data."""
+    stacks, err = record(d, ["-F", "999", "-g", "dwarf", "--", fixture("cleanup-nofp"), "2"])
+    n = total(stacks)
+    check(n > 300, "too few samples: %d" % n)
+    chain = ["main", "outer", "middle", "leaf_work"]
+    got, _ = user_reach(stacks, lambda fr: fr and fr[-1] == "leaf_work")
+    full = sum(c for fr, c in stacks if user_frames(fr)[-4:] == chain)
+    print("samples=%d, leaf_work=%d, with %s: %d" % (n, got, "→".join(chain), full))
+    check(got >= 0.5 * n, "leaf_work has only %d of %d samples" % (got, n))
+    check(full >= REACH_FLOOR / 100 * got, "only %d of %d leaf_work stacks complete" % (full, got))
+    reach = reach_share(stacks, {"main"})
+    check(reach >= REACH_FLOOR, "only %.2f%% of samples unwind to main" % reach)
+    _, bad = unwind_line(err)
+    check(bad <= 0.03 * n, "%d incomplete stacks" % bad)
+
+
+def test_glibc_stdio(d):
+    """A loop of fwrite: glibc's stdio frames have personality CIEs too."""
+    stacks, err = record(d, ["-F", "999", "-g", "dwarf", "--", fixture("stdio-loop"), "2"])
+    n = total(stacks)
+    check(n > 300, "too few samples: %d" % n)
+    got, ok = user_reach(stacks, lambda fr: any("fwrite" in f for f in fr),
+                         roots=("write_records",))
+    print("samples=%d, under fwrite: %d, of which reach write_records: %d" % (n, got, ok))
+    check(got >= 0.5 * n, "fwrite has only %d of %d samples" % (got, n))
+    check(ok >= REACH_FLOOR / 100 * got, "only %d of %d fwrite stacks reach their caller"
+          % (ok, got))
+    reach = reach_share(stacks, {"main"})
+    check(reach >= REACH_FLOOR, "only %.2f%% of samples unwind to main" % reach)
+
+
+def test_plt_stub(d):
+    """Samples in a PLT stub (CFA by DW_CFA_def_cfa_expression) unwind to
+    main, on every visit and not just the first (libunwind caches the rule
+    as the address of the expression, which is read again each time)."""
+    stacks, err = record(d, ["-F", "999", "-g", "dwarf", "--", fixture("plt-loop"), "2"])
+    n = total(stacks)
+    check(n > 300, "too few samples: %d" % n)
+    # The stub is whatever leaf lies between spin and the library function,
+    # whatever the symbolizer names it (plt_add@plt, [plt-loop], …).
+    stub = [(fr, c) for fr, c in stacks if user_frames(fr) and
+            user_frames(fr)[-1] not in ("spin", "plt_add", "main") and
+            "fixture_now" not in fr and "[unwind-failed]" not in fr]
+    stub_n = sum(c for _, c in stub)
+    failed = sum(c for fr, c in stacks if "[unwind-failed]" in fr)
+    spin = sum(c for fr, c in stub if user_frames(fr)[-3:-1] == ["main", "spin"])
+    print("samples=%d, in the stub: %d (%d under main→spin), unwind-failed: %d"
+          % (n, stub_n, spin, failed))
+    check(failed <= 0.03 * n, "%d of %d samples [unwind-failed]" % (failed, n))
+    check(stub_n >= 0.05 * n, "only %d of %d samples in the PLT stub: fixture too fast?"
+          % (stub_n, n))
+    check(spin >= REACH_FLOOR / 100 * stub_n, "only %d of %d stub samples under main→spin"
+          % (spin, stub_n))
+
+
+def test_signal_frame(d):
+    """A sample in a signal handler unwinds through the sigreturn
+    trampoline to the interrupted code and main."""
+    stacks, err = record(d, ["-F", "999", "-g", "dwarf", "--", fixture("sig-handler"), "2"])
+    n = total(stacks)
+    check(n > 300, "too few samples: %d" % n)
+    got, ok = user_reach(stacks, lambda fr: fr and fr[-1] == "handler_work")
+    through = sum(c for fr, c in stacks if user_frames(fr) and
+                  user_frames(fr)[-1] == "handler_work" and
+                  contains_in_order(user_frames(fr), ["main", "busy_loop", "handler_work"]))
+    print("samples=%d, in the handler: %d, reaching main: %d, main→busy_loop→…→handler: %d"
+          % (n, got, ok, through))
+    check(got >= 0.2 * n, "only %d of %d samples in the handler" % (got, n))
+    check(through >= REACH_FLOOR / 100 * got, "only %d of %d handler samples unwind to the "
+          "interrupted code and main" % (through, got))
+
+
 def test_auto_default(d):
     """Without -g, stacks of an omit-FP program are complete (auto)."""
     stacks, _ = record(d, ["-F", "999", "--", fixture("split-nofp"), "2", "75"])
@@ -277,6 +360,10 @@ TESTS = {
     "auto_default": test_auto_default,
     "bad_modes": test_bad_modes,
     "perf_compare": test_perf_compare,
+    "personality_cleanup": test_personality_cleanup,
+    "glibc_stdio": test_glibc_stdio,
+    "plt_stub": test_plt_stub,
+    "signal_frame": test_signal_frame,
 }
 
 if __name__ == "__main__":

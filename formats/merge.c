@@ -107,3 +107,120 @@ out:
 	free(smap);
 	return r;
 }
+
+/*
+ * A function-level view: every named frame of one function (the same name)
+ * becomes one frame, in one file, the file of the function's first frame in
+ * id order, at the lowest line seen in that file: the function's first
+ * sampled line, which stands for its DWARF decl_line until the symbolizer
+ * provides that. Unnamed frames keep their module offset and stay distinct.
+ */
+static int copy_frames(struct stoke_profile *dst, const struct stoke_profile *src,
+		       const struct stoke_copy_opts *o, uint32_t *fmap)
+{
+	size_t n = stoke_profile_nframes(src), ns = stoke_profile_nstrings(src) + 1;
+	uint32_t *first_file = NULL, *first_line = NULL;
+	int r = 0;
+
+	if (o->by_function) {
+		first_file = calloc(ns, sizeof(*first_file));
+		first_line = calloc(ns, sizeof(*first_line));
+		if (!first_file || !first_line) {
+			r = -ENOMEM;
+			goto out;
+		}
+		for (size_t id = 1; id <= n; id++) {
+			const struct stoke_pframe *f = stoke_profile_get_frame(src, (uint32_t)id);
+
+			if (!f->name)
+				continue;
+			/* file + 1: 0 means not seen yet */
+			if (!first_file[f->name])
+				first_file[f->name] = f->file + 1;
+			if (first_file[f->name] == f->file + 1 && f->line &&
+			    (!first_line[f->name] || f->line < first_line[f->name]))
+				first_line[f->name] = f->line;
+		}
+	}
+	for (size_t id = 1; id <= n && r == 0; id++) {
+		struct stoke_pframe f = *stoke_profile_get_frame(src, (uint32_t)id);
+
+		if (first_file && f.name) {
+			f.file = first_file[f.name] - 1;
+			f.line = first_line[f.name];
+		}
+		if ((r = map_string(dst, src, f.name, &f.name)) < 0 ||
+		    (r = map_string(dst, src, f.file, &f.file)) < 0 ||
+		    (r = map_string(dst, src, f.module, &f.module)) < 0)
+			break;
+		r = stoke_profile_frame(dst, &f, &fmap[id]);
+	}
+out:
+	free(first_file);
+	free(first_line);
+	return r;
+}
+
+static bool keep_tid(const struct stoke_copy_opts *o, uint32_t tid)
+{
+	if (!o->ntids)
+		return true;
+	for (size_t i = 0; i < o->ntids; i++)
+		if (o->tids[i] == tid)
+			return true;
+	return false;
+}
+
+int stoke_profile_copy(const struct stoke_profile *src, const struct stoke_copy_opts *o,
+		       struct stoke_profile **ret)
+{
+	const struct stoke_pmeta *sm = stoke_profile_cmeta(src);
+	uint32_t *fmap = calloc(stoke_profile_nframes(src) + 1, sizeof(*fmap));
+	uint32_t *smap = calloc(stoke_profile_nstacks(src) + 1, sizeof(*smap));
+	struct stoke_profile *dst = NULL;
+	const struct stoke_pthread *threads;
+	const struct stoke_psample *samples;
+	struct stoke_pmeta *dm;
+	size_t n;
+	int r = -ENOMEM;
+
+	if (!fmap || !smap || stoke_profile_new(&dst) < 0)
+		goto out;
+	/* Strings first, in order, so that string ids (and every writer's
+	 * tie-breaks on them) stay as in src. */
+	r = 0;
+	for (size_t i = 1; r == 0 && i < stoke_profile_nstrings(src); i++) {
+		uint32_t id;
+
+		r = stoke_profile_intern(dst, stoke_profile_string(src, (uint32_t)i), &id);
+	}
+	if (r == 0)
+		r = copy_frames(dst, src, o, fmap);
+	if (r == 0)
+		r = merge_stacks(dst, src, fmap, smap);
+	threads = stoke_profile_threads(src, &n);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		if (keep_tid(o, threads[i].tid))
+			r = stoke_profile_thread(dst, threads[i].pid, threads[i].tid,
+						 stoke_profile_string(src, threads[i].name));
+	samples = stoke_profile_samples(src, &n);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		if (keep_tid(o, samples[i].tid))
+			r = stoke_profile_add_sample(dst, samples[i].tid, samples[i].time,
+						     smap[samples[i].stack], samples[i].weight);
+	if (r < 0)
+		goto out;
+	dm = stoke_profile_meta(dst);
+	*dm = *sm;
+	if ((r = map_string(dst, src, sm->event, &dm->event)) < 0 ||
+	    (r = map_string(dst, src, sm->callgraph, &dm->callgraph)) < 0 ||
+	    (r = map_string(dst, src, sm->command, &dm->command)) < 0)
+		goto out;
+	*ret = dst;
+	dst = NULL;
+out:
+	stoke_profile_free(dst);
+	free(fmap);
+	free(smap);
+	return r;
+}

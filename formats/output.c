@@ -59,6 +59,7 @@ void stoke_output_opts_init(struct stoke_output_opts *opts)
 		.width = 0,
 		.inverted = false,
 		.minwidth = 0,
+		.lines = false,
 	};
 }
 
@@ -71,6 +72,8 @@ int stoke_format_from_name(const char *name, enum stoke_format *ret)
 		{ "collapsed", STOKE_FORMAT_FOLDED }, { "text", STOKE_FORMAT_TEXT },
 		{ "prof", STOKE_FORMAT_PSTATS },      { "pb.gz", STOKE_FORMAT_PPROF },
 		{ "flamegraph", STOKE_FORMAT_SVG },
+		/* py-spy's name for collapsed stacks */
+		{ "raw", STOKE_FORMAT_FOLDED },
 	};
 
 	if (!name)
@@ -88,6 +91,15 @@ int stoke_format_from_name(const char *name, enum stoke_format *ret)
 		}
 	}
 	return -EINVAL;
+}
+
+const char *stoke_format_hint(const char *name)
+{
+	/* Other profilers' format names that have no stoke equivalent. */
+	if (name && !strcmp(name, "chrometrace"))
+		return "stoke has no chrometrace format: -f speedscope keeps the timeline "
+		       "(open it in speedscope.app or its chrome devtools import)";
+	return NULL;
 }
 
 const char *stoke_format_name(enum stoke_format f)
@@ -124,6 +136,9 @@ int stoke_format_from_path(const char *path, enum stoke_format *ret)
 		{ ".prof", STOKE_FORMAT_PSTATS },
 		{ ".svg", STOKE_FORMAT_SVG },
 		{ ".txt", STOKE_FORMAT_TEXT },
+		/* after .speedscope.json: any other .json is speedscope too, as
+		 * with py-spy */
+		{ ".json", STOKE_FORMAT_SPEEDSCOPE },
 	};
 	const char *base;
 
@@ -156,6 +171,19 @@ int stoke_output_write_file(const struct stoke_profile *p, enum stoke_format f,
 	if (!opts) {
 		stoke_output_opts_init(&defaults);
 		opts = &defaults;
+	}
+	/* Every reader ranks functions, so frames are functions unless --lines
+	 * asks for lines. pprof keeps the lines: it is the canonical store, and
+	 * its readers have their own -lines. */
+	if (!opts->lines && f != STOKE_FORMAT_PPROF) {
+		struct stoke_copy_opts co = { .by_function = true };
+		struct stoke_profile *fp = NULL;
+		int r = stoke_profile_copy(p, &co, &fp);
+
+		if (r == 0)
+			r = formats[f].write(fp, opts, out);
+		stoke_profile_free(fp);
+		return r;
 	}
 	return formats[f].write(p, opts, out);
 }

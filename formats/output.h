@@ -32,16 +32,22 @@ struct stoke_output_opts {
 	unsigned width;         /* svg: 0 = 1200 */
 	bool inverted;          /* svg: icicle */
 	double minwidth;        /* svg: px; 0 = 0.1 */
+	bool lines;             /* one frame per source line, not per function
+				 * (pprof always keeps lines) */
 };
 
 void stoke_output_opts_init(struct stoke_output_opts *opts);
 
-/* "folded", "svg", "speedscope", "pstats", "txt", "pprof", "callgrind".
+/* "folded", "svg", "speedscope", "pstats", "txt", "pprof", "callgrind", and
+ * aliases (collapsed and py-spy's raw, text, prof, pb.gz, flamegraph).
  * Returns 0 or -EINVAL. */
 int stoke_format_from_name(const char *name, enum stoke_format *ret);
 const char *stoke_format_name(enum stoke_format f);
-/* By extension: .folded/.collapsed, .svg, .speedscope.json, .pstats/.prof,
- * .txt, .pb.gz, .callgrind or a basename callgrind.out.*. -EINVAL when
+/* For a name stoke_format_from_name refused: a one-line pointer to stoke's
+ * nearest format when it is another profiler's name, else NULL. */
+const char *stoke_format_hint(const char *name);
+/* By extension: .folded/.collapsed, .svg, .speedscope.json or .json,
+ * .pstats/.prof, .txt, .pb.gz, .callgrind or a basename callgrind.out.*. -EINVAL when
  * nothing matches. */
 int stoke_format_from_path(const char *path, enum stoke_format *ret);
 /* The file name a run directory uses for a format ("profile.pb.gz", …). */

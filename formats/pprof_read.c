@@ -128,6 +128,9 @@ struct dec {
 	uint64_t *comments;
 	size_t ncomments, comments_cap;
 	uint64_t period;
+	uint64_t time_nanos, duration_nanos; /* the profile's wall-clock span */
+	struct pb_reader period_type; /* ValueType, when has_period_type */
+	bool has_period_type;
 	/* decoded tables */
 	struct pmapping *mappings;
 	struct idmap mapping_ids;
@@ -198,6 +201,20 @@ static int scan(struct dec *d, const uint8_t *buf, size_t len)
 			d->str[d->nstr] = f.sub.p;
 			d->str_len[d->nstr++] = (size_t)(f.sub.end - f.sub.p);
 			break;
+		case 9:
+			if (f.wire == 0)
+				d->time_nanos = f.value;
+			break;
+		case 10:
+			if (f.wire == 0)
+				d->duration_nanos = f.value;
+			break;
+		case 11:
+			if (f.wire == 2) {
+				d->period_type = f.sub;
+				d->has_period_type = true;
+			}
+			break;
 		case 12:
 			d->period = f.value;
 			break;
@@ -254,6 +271,38 @@ static int string_id(struct dec *d, uint64_t idx, uint32_t *ret)
 			return r;
 	}
 	*ret = d->str_id[idx];
+	return 0;
+}
+
+/*
+ * Another tool's profile (Go's) has no stoke metadata: its period type says
+ * what a sample is. A period in nanoseconds gives the rate, and the type
+ * ("cpu") stands for the event, so that `stoke top` prints them.
+ */
+static int meta_from_period_type(struct dec *d)
+{
+	struct pb_reader r = d->period_type;
+	uint64_t type = 0, unit = 0;
+	struct pb_field f;
+	uint32_t id;
+	int rc;
+
+	while (pb_next(&r, &f)) {
+		if (f.number == 1 && f.wire == 0)
+			type = f.value;
+		else if (f.number == 2 && f.wire == 0)
+			unit = f.value;
+	}
+	if (unit && unit < d->nstr && d->period && d->period <= 1000000000 &&
+	    d->str_len[unit] == 11 && !memcmp(d->str[unit], "nanoseconds", 11) &&
+	    !d->meta.frequency)
+		d->meta.frequency = (uint32_t)((1000000000 + d->period / 2) / d->period);
+	if (type && type < d->nstr && !d->meta.event) {
+		rc = string_id(d, type, &id);
+		if (rc < 0)
+			return rc;
+		d->meta.event = id;
+	}
 	return 0;
 }
 
@@ -949,6 +998,15 @@ int stoke_pprof_decode(const uint8_t *buf, size_t len, struct stoke_profile **re
 		}
 		if (!d.meta.period_ns)
 			d.meta.period_ns = d.period;
+		if (!d.stoke && !d.meta.start_ns && d.time_nanos) {
+			d.meta.start_ns = d.time_nanos;
+			d.meta.end_ns = d.time_nanos + d.duration_nanos;
+		}
+		if (!d.stoke && d.has_period_type)
+			r = meta_from_period_type(&d);
+	}
+	if (r >= 0) {
+		m = stoke_profile_meta(d.p);
 		*m = d.meta;
 		*ret = d.p;
 		d.p = NULL;

@@ -128,3 +128,17 @@ size_t stoke_profile_stack_frames(const struct stoke_profile *p, uint32_t stack,
  * throttled counts. Returns 0, -ENOMEM or -EINVAL.
  */
 int stoke_profile_merge(struct stoke_profile *dst, const struct stoke_profile *src);
+
+/* What stoke_profile_copy keeps and how. */
+struct stoke_copy_opts {
+	const uint32_t *tids; /* keep only these threads' samples (ntids 0: all) */
+	size_t ntids;
+	bool by_function;     /* one frame per function: line 0, one file */
+};
+
+/*
+ * A new profile with src's samples, metadata and strings (same ids),
+ * filtered and transformed as o says. Returns 0 or -ENOMEM / -EINVAL.
+ */
+int stoke_profile_copy(const struct stoke_profile *src, const struct stoke_copy_opts *o,
+		       struct stoke_profile **ret);

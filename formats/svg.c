@@ -430,8 +430,12 @@ static const char script[] =
 
 static void write_header(struct svg *g, double height, FILE *out)
 {
+	const char *cmd = stoke_profile_string(g->p, stoke_profile_cmeta(g->p)->command);
+	/* By default the title says what was profiled: the command line. */
 	const char *title = g->opts->title ? g->opts->title
-					   : g->opts->inverted ? "Icicle Graph" : "Flame Graph";
+			    : cmd && *cmd  ? cmd
+			    : g->opts->inverted ? "Icicle Graph"
+						: "Flame Graph";
 
 	fputs("<?xml version=\"1.0\" standalone=\"no\"?>\n", out);
 	fprintf(out,

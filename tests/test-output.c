@@ -34,7 +34,7 @@ START_TEST(format_from_path)
 		{ "a.callgrind", STOKE_FORMAT_CALLGRIND },
 		{ "/tmp/callgrind.out.1234", STOKE_FORMAT_CALLGRIND },
 		{ "callgrind.out.x.txt", STOKE_FORMAT_CALLGRIND },
-		{ "a.json", -1 },
+		{ "a.json", STOKE_FORMAT_SPEEDSCOPE }, /* as py-spy */
 		{ "a.gz", -1 },
 		{ ".svg", -1 },
 		{ "callgrind.out.", -1 },
@@ -58,6 +58,12 @@ END_TEST
 START_TEST(format_names)
 {
 	enum stoke_format f;
+
+	ck_assert_int_eq(stoke_format_from_name("raw", &f), 0); /* py-spy's */
+	ck_assert_int_eq((int)f, STOKE_FORMAT_FOLDED);
+	ck_assert_int_eq(stoke_format_from_name("chrometrace", &f), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(stoke_format_hint("chrometrace"), "speedscope"));
+	ck_assert_ptr_null(stoke_format_hint("nonsense"));
 
 	for (int i = 0; i < STOKE_FORMAT_COUNT; i++) {
 		ck_assert_int_eq(stoke_format_from_name(stoke_format_name((enum stoke_format)i), &f), 0);
@@ -135,6 +141,63 @@ static size_t count_entries(int dirfd, bool *hidden)
 	closedir(d);
 	return n;
 }
+
+/* One function over three lines in two files (an #included body, as
+ * CPython's generated_cases.c.h in ceval.c), called from main. */
+static struct stoke_profile *multiline_profile(void)
+{
+	struct stoke_profile *p = NULL;
+	uint32_t main_, l1, l2, l3;
+
+	ck_assert_int_eq(stoke_profile_new(&p), 0);
+	main_ = synth_frame(p, "main", "/src/m.c", 3, "/bin/m", 0, STOKE_PFRAME_USER, false);
+	l1 = synth_frame(p, "eval", "/src/ceval.c", 120, "/bin/m", 0, STOKE_PFRAME_USER, false);
+	l2 = synth_frame(p, "eval", "/src/ceval.c", 100, "/bin/m", 0, STOKE_PFRAME_USER, false);
+	l3 = synth_frame(p, "eval", "/src/gen.c.h", 7, "/bin/m", 0, STOKE_PFRAME_USER, false);
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 1, SYNTH_STACK(p, main_, l1), 3), 0);
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 2, SYNTH_STACK(p, main_, l2), 2), 0);
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 3, SYNTH_STACK(p, main_, l3), 5), 0);
+	return p;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *s = hay; (s = strstr(s, needle)); s++)
+		n++;
+	return n;
+}
+
+/* Frames are functions by default in every format (#17 item 4); --lines
+ * opts into one frame per line. */
+START_TEST(frames_are_functions)
+{
+	struct stoke_profile *p = multiline_profile();
+	struct stoke_output_opts opts;
+	char *buf;
+
+	stoke_output_opts_init(&opts);
+	buf = synth_render(p, STOKE_FORMAT_SPEEDSCOPE, &opts, NULL);
+	ck_assert_int_eq(count_of(buf, "\"name\":\"eval\""), 1);
+	/* the function's file is its first frame's, its line the lowest there */
+	ck_assert_ptr_nonnull(strstr(buf, "\"name\":\"eval\",\"file\":\"/src/ceval.c\","
+					  "\"line\":100}"));
+	free(buf);
+	buf = synth_render(p, STOKE_FORMAT_CALLGRIND, &opts, NULL);
+	ck_assert_int_eq(count_of(buf, "eval\n"), 1);
+	ck_assert_ptr_null(strstr(buf, "gen.c.h"));
+	free(buf);
+	buf = synth_render(p, STOKE_FORMAT_TEXT, &opts, NULL);
+	ck_assert_int_eq(count_of(buf, "(eval)"), 1);
+	free(buf);
+	opts.lines = true;
+	buf = synth_render(p, STOKE_FORMAT_SPEEDSCOPE, &opts, NULL);
+	ck_assert_int_eq(count_of(buf, "\"name\":\"eval\""), 3);
+	free(buf);
+	stoke_profile_free(p);
+}
+END_TEST
 
 START_TEST(write_atomic_relative)
 {
@@ -274,6 +337,7 @@ static Suite *output_suite(void)
 	tcase_add_test(tc, format_from_path);
 	tcase_add_test(tc, format_names);
 	tcase_add_test(tc, write_atomic_relative);
+	tcase_add_test(tc, frames_are_functions);
 	tcase_add_test(tc, rundir_basename);
 	tcase_add_test(tc, rundir_contents_and_collisions);
 	tcase_add_test(tc, rundir_unwritable_parent);

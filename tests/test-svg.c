@@ -63,6 +63,9 @@ START_TEST(titles)
 	char *buf = synth_render(p, STOKE_FORMAT_SVG, NULL, &len);
 
 	ck_assert_ptr_nonnull(strstr(buf, "<title>all (20 samples, 100.00%)</title>"));
+	/* the image's title is the command line by default (#17 item 12) */
+	ck_assert_ptr_nonnull(strstr(buf, "<text id=\"title\" x=\"600.0\" y=\"24\">./app --flag "
+					  "&quot;x&quot;</text>"));
 	/* hot_leaf is under b (9) and under a (3) in the recursion: two boxes */
 	ck_assert_ptr_nonnull(strstr(buf, "<title>hot_leaf (9 samples, 45.00%)</title>"));
 	ck_assert_ptr_nonnull(strstr(buf, "<title>op;semi &lt;a&amp;b&gt; &quot;q&quot; sp ace (2 samples"));

@@ -36,6 +36,7 @@ static void usage(FILE *f)
 	      "                       on stdout)\n"
 	      "  -o, --output FILE    output file (default - for stdout)\n"
 	      "      --per-thread     folded: prefix stacks with comm-PID/TID\n"
+	      "      --lines          one frame per source line, not per function\n"
 	      "      --title TEXT     svg: the title\n"
 	      "      --width PX       svg: image width (default 1200)\n"
 	      "      --inverted       svg: icicle graph (root at the top)\n"
@@ -88,7 +89,7 @@ static int load(const char *path, struct stoke_profile **ret)
 
 int cmd_report(int argc, char **argv)
 {
-	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH };
+	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH, OPT_LINES };
 	static const struct option longopts[] = {
 		{ "format", required_argument, NULL, 'f' },
 		{ "output", required_argument, NULL, 'o' },
@@ -97,6 +98,7 @@ int cmd_report(int argc, char **argv)
 		{ "width", required_argument, NULL, OPT_WIDTH },
 		{ "inverted", no_argument, NULL, OPT_INVERTED },
 		{ "minwidth", required_argument, NULL, OPT_MINWIDTH },
+		{ "lines", no_argument, NULL, OPT_LINES },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -114,10 +116,13 @@ int cmd_report(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "f:o:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
-			if (stoke_format_from_name(optarg, &format) < 0)
+			if (stoke_format_from_name(optarg, &format) < 0) {
+				if (stoke_format_hint(optarg))
+					return die_usage("%s", stoke_format_hint(optarg));
 				return die_usage("unknown format '%s' (folded, svg, speedscope, "
 						 "pstats, txt, pprof, callgrind)",
 						 optarg);
+			}
 			format_set = true;
 			break;
 		case 'o':
@@ -125,6 +130,9 @@ int cmd_report(int argc, char **argv)
 			break;
 		case OPT_PER_THREAD:
 			oopts.per_thread = true;
+			break;
+		case OPT_LINES:
+			oopts.lines = true;
 			break;
 		case OPT_TITLE:
 		case OPT_WIDTH:

@@ -69,14 +69,21 @@ static void header(const char *input, const struct stoke_profile *p,
 	const struct stoke_pmeta *m = stoke_profile_cmeta(p);
 	const char *event = stoke_profile_string(p, m->event);
 	double dur = m->end_ns > m->start_ns ? (double)(m->end_ns - m->start_ns) / 1e9 : 0;
+	char rate[64] = "";
 	size_t nthreads;
 
 	stoke_profile_threads(p, &nthreads);
+	/* Profiles from other tools (Go's pprof) may carry only a period, or
+	 * no rate and event at all: print what is known, never "0 Hz ?". */
+	if (m->frequency)
+		snprintf(rate, sizeof(rate), ", %u Hz", m->frequency);
+	else if (m->period_ns)
+		snprintf(rate, sizeof(rate), ", every %.3g ms", (double)m->period_ns / 1e6);
 	printf("%s\n", input);
-	printf("samples %" PRIu64 " (%zu thread%s), duration %.2f s, %u Hz %s, lost %" PRIu64
+	printf("samples %" PRIu64 " (%zu thread%s), duration %.2f s%s%s%s, lost %" PRIu64
 	       ", unwind failures %" PRIu64 ", truncated %" PRIu64 "\n\n",
-	       a->total, nthreads, nthreads == 1 ? "" : "s", dur, m->frequency, event && *event ? event : "?", m->lost,
-	       a->unwind_failed, a->truncated);
+	       a->total, nthreads, nthreads == 1 ? "" : "s", dur, rate, event && *event ? " " : "",
+	       event && *event ? event : "", m->lost, a->unwind_failed, a->truncated);
 }
 
 int cmd_top(int argc, char **argv)
@@ -140,8 +147,9 @@ int cmd_top(int argc, char **argv)
 	}
 	stoke_analysis_sort(a, by_total, order);
 	header(argv[optind], p, a);
-	printf("%5s %7s %7s %9s  %-40s %s\n", "rank", "self%", "total%", "samples", "function",
-	       "location");
+	/* The count column is whichever the ranking is by: say which. */
+	printf("%5s %7s %7s %9s  %-40s %s\n", "rank", "self%", "total%",
+	       by_total ? "total-n" : "self-n", "function", "location");
 	for (size_t i = 0; i < a->nfuncs && i < (size_t)count; i++) {
 		const struct stoke_func_stat *f = &a->funcs[order[i]];
 		char loc[512] = "";

@@ -47,7 +47,7 @@ static void main_usage(FILE *f)
 	fputs("usage: stoke COMMAND [ARGS...]\n\ncommands:\n", f);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-	fputs("  help       show this help\n"
+	fputs("  help [CMD] show this help, or CMD's\n"
 	      "\n'stoke COMMAND --help' describes a command's options.\n",
 	      f);
 }
@@ -68,6 +68,17 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "help") && argc > 2) {
+		/* `stoke help CMD` is `stoke CMD --help`, as with git */
+		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+			char *sub[] = { argv[2], (char *)"--help", NULL };
+
+			if (!strcmp(argv[2], commands[i].name))
+				return commands[i].run(2, sub);
+		}
+		fprintf(stderr, "stoke: unknown command '%s' (see 'stoke help')\n", argv[2]);
+		return EXIT_USAGE;
+	}
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		main_usage(stdout);
 		return 0;

@@ -2,6 +2,7 @@
 """Integration tests for the offline analysis commands (top, diff, suite,
 annotate) on profiles recorded from the split fixture, whose truth is the
 work split given on its command line."""
+import gzip
 import json
 import os
 import re
@@ -197,6 +198,70 @@ def test_suite_file(d):
         p = run_stoke(["suite", bad])
         check(p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1,
               "bad file %r: %d %r" % (content, p.returncode, p.stderr))
+
+
+def pb_varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb_field(num, value):
+    """A varint field for an int, a length-delimited one for bytes."""
+    if isinstance(value, int):
+        return pb_varint(num << 3) + pb_varint(value)
+    return pb_varint(num << 3 | 2) + pb_varint(len(value)) + value
+
+
+def go_cpu_profile(path):
+    """A profile shaped as Go's runtime/pprof writes it: sample types
+    samples/count and cpu/nanoseconds, period 10 ms of cpu, no stoke
+    comments. main.hot 30 samples, main.cold 10, both under main.main."""
+    strings = ["", "samples", "count", "cpu", "nanoseconds", "main.main", "main.hot",
+               "main.cold", "/src/main.go"]
+    sid = {s: i for i, s in enumerate(strings)}
+    msg = b""
+    for t, u in (("samples", "count"), ("cpu", "nanoseconds")):
+        msg += pb_field(1, pb_field(1, sid[t]) + pb_field(2, sid[u]))
+    for loc, n in ((2, 30), (3, 10)):
+        msg += pb_field(2, pb_field(1, pb_varint(loc) + pb_varint(1)) +
+                        pb_field(2, pb_varint(n) + pb_varint(n * 10000000)))
+    for i, name in enumerate(("main.main", "main.hot", "main.cold"), 1):
+        msg += pb_field(4, pb_field(1, i) + pb_field(3, 0x1000 + i) +
+                        pb_field(4, pb_field(1, i) + pb_field(2, 10 * i)))
+        msg += pb_field(5, pb_field(1, i) + pb_field(2, sid[name]) + pb_field(3, sid[name]) +
+                        pb_field(4, sid["/src/main.go"]))
+    for s_ in strings:
+        msg += pb_field(6, s_.encode())
+    msg += pb_field(9, 1700000000000000000) + pb_field(10, 400000000)
+    msg += pb_field(11, pb_field(1, sid["cpu"]) + pb_field(2, sid["nanoseconds"]))
+    msg += pb_field(12, 10000000)
+    with gzip.open(path, "wb") as f:
+        f.write(msg)
+
+
+def test_top_header_and_columns(d):
+    # The count column says what it counts, and a Go pprof shows its rate
+    # and sample type rather than "0 Hz ?".
+    prof = os.path.join(d, "go.pb.gz")
+    go_cpu_profile(prof)
+    p = run_stoke(["top", prof])
+    check(p.returncode == 0, "top of a Go profile failed: %s" % p.stderr)
+    check(not re.search(r"\b0 Hz", p.stdout) and "?" not in p.stdout.splitlines()[1],
+          "header: %r" % p.stdout.splitlines()[1])
+    check(re.search(r"duration 0\.40 s, 100 Hz cpu", p.stdout),
+          "no duration/rate/type: %r" % p.stdout.splitlines()[1])
+    rows = top_rows(p.stdout)
+    check(rows and rows[0][4] == "main.hot" and rows[0][3] == 30, "rows: %r" % rows)
+    check(re.search(r"^\s*rank\s.*\bself-n\b", p.stdout, re.M),
+          "the count column does not say self: %r" % p.stdout)
+    p = run_stoke(["top", prof, "--by", "total"])
+    check(re.search(r"^\s*rank\s.*\btotal-n\b", p.stdout, re.M),
+          "the count column does not say total: %r" % p.stdout)
 
 
 TESTS = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("test_")}

@@ -187,7 +187,7 @@ def test_bad_input(tmp):
         check(len(lines) == 1 and re.search(pattern, lines[0]),
               "%r: stderr %r" % (args, p.stderr))
 
-    fails(["record", "-o", os.path.join(tmp, "x.json"), "--", "true"], 2, "output format")
+    fails(["record", "-o", os.path.join(tmp, "x.png"), "--", "true"], 2, "output format")
     fails(["record", "-f", "png", "--", "true"], 2, "unknown format 'png'")
     fails(["record", "--output-dir", tmp, "-o", "x.svg", "--", "true"], 2, "output-dir")
     fails(["record", "--width", "abc", "--", "true"], 2, "width")

@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/capability.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,8 +25,8 @@
 
 #include "util.h"
 
-#ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
 #endif
 
 /* Find "Key:" at the start of a line; returns the text after it. */
@@ -152,7 +151,7 @@ int stoke_auth_check(const struct stoke_auth_requester *req, const struct stoke_
 {
 	if (whylen)
 		why[0] = '\0';
-	if (req->uid == 0 || req->cap_sys_ptrace)
+	if (req->uid == 0 || req->admin)
 		return 0;
 	if (t->ruid != req->uid || t->euid != req->uid || t->suid != req->uid)
 		return deny(why, whylen,
@@ -167,64 +166,46 @@ int stoke_auth_check(const struct stoke_auth_requester *req, const struct stoke_
 	return 0;
 }
 
-static int read_status(const char *path, struct stoke_proc_status *ret)
+/* Whether gid is among the supplementary groups the peer had at
+ * connect(). */
+static bool peer_in_group(int sockfd, gid_t gid)
 {
-	_cleanup_free_ char *buf = NULL;
-	ssize_t n = stoke_read_file(path, &buf, 64 * 1024);
+	gid_t small[64];
+	_cleanup_free_ gid_t *big = NULL;
+	gid_t *groups = small;
+	socklen_t len = sizeof(small);
 
-	if (n < 0)
-		return n == -ENOENT ? -ESRCH : (int)n;
-	return stoke_auth_parse_status(buf, (size_t)n, ret);
+	if (getsockopt(sockfd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+		if (errno != ERANGE || len == 0 || len > 65536 * sizeof(gid_t))
+			return false;
+		big = malloc(len);
+		if (!big)
+			return false;
+		groups = big;
+		if (getsockopt(sockfd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+			return false;
+	}
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
 }
 
-static bool same_user_ns(pid_t pid)
-{
-	struct stat a, b;
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/%d/ns/user", pid);
-	if (stat(path, &a) < 0 || stat("/proc/self/ns/user", &b) < 0)
-		return false;
-	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-int stoke_auth_peer(int sockfd, struct stoke_auth_requester *ret)
+int stoke_auth_peer(int sockfd, gid_t admin_gid, struct stoke_auth_requester *ret)
 {
 	struct stoke_auth_requester req = {0};
-	struct stoke_proc_status st;
 	struct ucred uc;
 	socklen_t len = sizeof(uc);
-	_cleanup_close_ int pidfd = -1;
-	char path[64];
 
+	/* The kernel recorded these at connect(); nothing the peer does
+	 * afterwards (setgroups, exec of a privileged binary) changes them. */
 	if (getsockopt(sockfd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
 		return -errno;
 	req.pid = uc.pid;
 	req.uid = uc.uid;
 	req.gid = uc.gid;
-	if (uc.uid == 0 || uc.pid <= 0)
-		goto done;
-	/* CAP_SYS_PTRACE lets a non-root peer profile anything. The
-	 * capability is read from /proc, which is keyed by pid: hold a pidfd
-	 * (Linux >= 6.5) so that a peer which exited, and whose pid was
-	 * reused, is noticed; and count the capability only in our own user
-	 * namespace, where a container's root has none over the host. */
-	len = sizeof(pidfd);
-	if (getsockopt(sockfd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
-		pidfd = -1;
-	snprintf(path, sizeof(path), "/proc/%d/status", uc.pid);
-	if (read_status(path, &st) < 0)
-		goto done;
-	if (st.uid[1] != uc.uid)
-		goto done; /* not the process that connected */
-	/* ENOSYS (a kernel, or valgrind, without pidfd_send_signal): fall
-	 * back to the uid match above. */
-	if (pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0 &&
-	    errno != ENOSYS)
-		goto done;
-	if ((st.cap_eff & (1ULL << CAP_SYS_PTRACE)) && same_user_ns(uc.pid))
-		req.cap_sys_ptrace = true;
-done:
+	if (admin_gid != (gid_t)-1 && uc.uid != 0)
+		req.admin = uc.gid == admin_gid || peer_in_group(sockfd, admin_gid);
 	*ret = req;
 	return 0;
 }

@@ -2,8 +2,9 @@
  * Who may profile what: stoked runs as root, so an attach is allowed only
  * when the requester could ptrace-read the target itself (DESIGN.md):
  *
- *   - the requester is root, or holds CAP_SYS_PTRACE, in the daemon's user
- *     namespace (a container's "root" does not count), or
+ *   - the requester is root, or a member of stoked's --admin-group, both
+ *     as the kernel recorded them when it connected (SO_PEERCRED,
+ *     SO_PEERGROUPS), or
  *   - its uid equals the target's real, effective and saved uids, and the
  *     target is dumpable (setuid programs and processes that called
  *     prctl(PR_SET_DUMPABLE, 0) are not).
@@ -11,6 +12,15 @@
  * The decision (stoke_auth_check) and the /proc/PID/status parser are pure
  * functions so that the unit tests cover every rule; the readers around
  * them only gather the facts from the socket and /proc.
+ *
+ * Why CAP_SYS_PTRACE alone no longer counts (issue #12): a capability can
+ * only be read from /proc/PID/status, at accept time or later, not as it
+ * was at connect(). Between the two, the connected process may exec a
+ * binary with file capabilities while another process that shares the
+ * socket sends the requests: the daemon would credit the requests with a
+ * privilege their sender never had. The uid, gid and groups the kernel
+ * records at connect() cannot be changed afterwards, so privilege beyond
+ * "one's own processes" comes from those: root, or the admin group.
  */
 #pragma once
 
@@ -24,7 +34,7 @@ struct stoke_auth_requester {
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
-	bool cap_sys_ptrace; /* effective, in the daemon's user namespace */
+	bool admin; /* in the admin group at connect time: may profile anything */
 };
 
 /* What the check needs to know about a target process. */
@@ -55,11 +65,12 @@ int stoke_auth_check(const struct stoke_auth_requester *req, const struct stoke_
 		     char *why, size_t whylen);
 
 /*
- * Read the peer credentials of a connected UNIX socket (SO_PEERCRED) and
- * whether the peer holds CAP_SYS_PTRACE in our user namespace. Returns 0 or
- * -errno.
+ * Read the peer credentials of a connected UNIX socket as they were at
+ * connect() (SO_PEERCRED) and whether the peer's gid or one of its
+ * supplementary groups then (SO_PEERGROUPS) was admin_gid ((gid_t)-1: no
+ * admin group). Returns 0 or -errno.
  */
-int stoke_auth_peer(int sockfd, struct stoke_auth_requester *ret);
+int stoke_auth_peer(int sockfd, gid_t admin_gid, struct stoke_auth_requester *ret);
 
 /*
  * Gather the facts about pid from /proc: its uids from status, and whether

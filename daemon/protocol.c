@@ -527,6 +527,8 @@ const char *stoke_errno_name(int err)
 		return "ENOMEM";
 	case EMFILE:
 		return "EMFILE";
+	case EDQUOT:
+		return "EDQUOT";
 	case ENOSPC:
 		return "ENOSPC";
 	case ENOTDIR:

@@ -8,15 +8,26 @@
  * /etc opens fine). With the fsuid switched to the owner, the kernel drops
  * the daemon's file capabilities (CAP_DAC_OVERRIDE, CAP_FOWNER, …) for the
  * duration and checks every mkdir/create/rename/unlink as the owner, and the
- * files it creates belong to the owner. The daemon is single-threaded, so
- * switching the process's fsuid around a write affects nothing else.
+ * files it creates belong to the owner. The filesystem ids are per thread
+ * (the raw setfsuid/setfsgid calls, which glibc does not broadcast to every
+ * thread as it does setuid), so a worker switching them around a write
+ * affects no other thread.
+ *
+ * Threads: each job (sessions.h) runs on its own thread, which alone touches
+ * the session's stoke_session while it runs; the loop thread reads only
+ * what was frozen before the job (stats, memory, names) and collects the
+ * job's results in stoked_session_job_done. The fields a job writes and the
+ * loop reads while it runs (last_run, last_error, runs_written) are guarded
+ * by ds->lock.
  */
 #include "sessions.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +49,29 @@
 /* Samples one session's profile may hold (stoked --max-samples). */
 static uint64_t max_samples = STOKED_DEFAULT_MAX_SAMPLES;
 
+enum state { S_STARTING, S_RUNNING, S_ENDING, S_ENDED };
+
+static int notify_fd = -1;
+
 struct stoked_session {
 	uint64_t id;
+	enum state state;
+	struct stoked_session_ctl ctl;
+	/* the current job */
+	enum stoked_job job;
+	pthread_t thread;
+	atomic_bool job_finished;
+	int job_result;
+	char job_err[512];
+	char *job_name;
+	bool end_discard;
+	const char *end_reason;
+	struct stoke_session_stats job_stats; /* the end job's final counts */
+	/* frozen for the loop thread while a job runs */
+	unsigned fds;
+	uint64_t memory;
+	pthread_mutex_t lock; /* last_run, last_error, runs_written */
+	char shown_run[256], shown_error[512];
 	struct stoke_request req;
 	struct stoke_auth_requester owner;
 	pid_t pid;
@@ -93,13 +125,23 @@ static double mono_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void set_message(struct stoked_session *ds, const char *msg)
+{
+	pthread_mutex_lock(&ds->lock);
+	free(ds->last_error);
+	ds->last_error = strdup(msg);
+	pthread_mutex_unlock(&ds->lock);
+}
+
 static void set_error(struct stoked_session *ds, const char *what, int err)
 {
 	char buf[256];
 
 	snprintf(buf, sizeof(buf), "%s: %s", what, strerror(err < 0 ? -err : err));
+	pthread_mutex_lock(&ds->lock);
 	free(ds->last_error);
 	ds->last_error = strdup(buf);
+	pthread_mutex_unlock(&ds->lock);
 	log_warn("session %llu (pid %d): %s", (unsigned long long)ds->id, ds->pid, buf);
 }
 
@@ -204,28 +246,110 @@ static int open_session(struct stoked_session *ds, char *err, size_t errlen)
 			 stoke_sampler_strerror(r));
 		return r;
 	}
-	snprintf(ds->event, sizeof(ds->event), "%s", stoke_session_event_name(ds->s));
 	return 0;
+}
+
+/* The attach job: attach, then check again now that the events are open:
+ * the target may have changed credentials (or been replaced) meanwhile. */
+static int attach_job(struct stoked_session *ds)
+{
+	int r = open_session(ds, ds->job_err, sizeof(ds->job_err));
+
+	if (r < 0)
+		return r;
+	r = pidfd_alive(ds->pidfd);
+	if (r < 0) {
+		snprintf(ds->job_err, sizeof(ds->job_err), "process %d exited during the attach",
+			 ds->pid);
+		return r;
+	}
+	r = stoke_auth_may_attach(&ds->owner, ds->pid, ds->job_err, sizeof(ds->job_err));
+	if (r == -EPERM)
+		log_warn("refused: uid %u (pid %d) may not profile pid %d: %s",
+			 (unsigned)ds->owner.uid, ds->owner.pid, ds->pid, ds->job_err);
+	return r;
+}
+
+static void *job_main(void *arg);
+
+/* Start ds's job on its own thread. Returns 0 or -errno (nothing started). */
+static int start_job(struct stoked_session *ds, enum stoked_job job)
+{
+	pthread_attr_t attr;
+	int r;
+
+	ds->job = job;
+	ds->job_result = 0;
+	ds->job_err[0] = '\0';
+	atomic_store(&ds->job_finished, false);
+	pthread_attr_init(&attr);
+	/* Symbolization (libdw) and the writers recurse a little; 8 MiB
+	 * of address space each is fine for at most --max-sessions. */
+	pthread_attr_setstacksize(&attr, 8u << 20);
+	r = -pthread_create(&ds->thread, &attr, job_main, ds);
+	pthread_attr_destroy(&attr);
+	if (r < 0)
+		ds->job = STOKED_JOB_NONE;
+	return r;
+}
+
+static unsigned online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned)n : 1;
+}
+
+unsigned stoked_session_estimate_fds(pid_t pid)
+{
+	char path[64];
+	unsigned threads = 0;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((de = readdir(d)))
+		threads += de->d_name[0] != '.';
+	closedir(d);
+	/* One event per (thread, CPU); the pidfd, the output directory. */
+	return threads * online_cpus() + 2;
+}
+
+unsigned stoked_session_fds(const struct stoked_session *ds)
+{
+	return ds->state == S_ENDED ? 0 : ds->fds;
+}
+
+uint64_t stoked_session_memory(const struct stoked_session *ds)
+{
+	return ds->state == S_ENDED ? 0 : ds->memory;
 }
 
 int stoked_session_start(uint64_t id, const struct stoke_request *req,
 			 const struct stoke_auth_requester *owner, int outdir, double now,
-			 struct stoked_session **ret, char *err, size_t errlen)
+			 struct stoked_session **ret, bool *ret_refused, char *err, size_t errlen)
 {
 	struct stoked_session *ds;
 	int r;
 
+	*ret_refused = false;
 	ds = calloc(1, sizeof(*ds));
 	if (!ds) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	pthread_mutex_init(&ds->lock, NULL);
 	ds->id = id;
+	ds->state = S_STARTING;
 	ds->req = *req;
 	ds->owner = *owner;
 	ds->pid = req->pid;
 	ds->outdir = -1;
 	ds->started = now;
+	ds->memory = STOKED_SESSION_BASE_MEMORY;
 	/* The pidfd pins the identity of the target across the checks and
 	 * the attach: if it exits and its pid is reused in between, the
 	 * pidfd says so. */
@@ -236,29 +360,24 @@ int stoked_session_start(uint64_t id, const struct stoke_request *req,
 		goto fail;
 	}
 	r = stoke_auth_may_attach(owner, req->pid, err, errlen);
-	if (r < 0)
+	if (r < 0) {
+		*ret_refused = r == -EPERM;
 		goto fail;
+	}
 	ds->outdir = outdir;
 	r = check_outdir(ds, err, errlen);
 	if (r < 0)
 		goto fail;
+	ds->fds = stoked_session_estimate_fds(req->pid);
 	read_target_facts(ds);
-	r = open_session(ds, err, errlen);
-	if (r < 0)
-		goto fail;
-	/* Check again now that the events are open: the target may have
-	 * changed credentials (or been replaced) while we attached. */
-	r = pidfd_alive(ds->pidfd);
-	if (r < 0) {
-		snprintf(err, errlen, "process %d exited during the attach", req->pid);
-		goto fail;
-	}
-	r = stoke_auth_may_attach(owner, req->pid, err, errlen);
-	if (r < 0)
-		goto fail;
 	ds->deadline = req->duration > 0 ? now + req->duration : 0;
 	ds->next_rotate = req->continuous ? now + req->rotate : 0;
 	ds->next_check = now + RECHECK_S;
+	r = start_job(ds, STOKED_JOB_ATTACH);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot start the attach: %s", strerror(-r));
+		goto fail;
+	}
 	*ret = ds;
 	return 0;
 fail:
@@ -267,10 +386,27 @@ fail:
 	return r;
 }
 
+void stoked_session_wait(struct stoked_session *ds)
+{
+	struct timespec ms = {0, 1000000};
+
+	while (ds->job != STOKED_JOB_NONE && !atomic_load(&ds->job_finished))
+		nanosleep(&ms, NULL);
+}
+
+static void wait_job(struct stoked_session *ds)
+{
+	if (ds->job == STOKED_JOB_NONE)
+		return;
+	pthread_join(ds->thread, NULL);
+	ds->job = STOKED_JOB_NONE;
+}
+
 void stoked_session_free(struct stoked_session *ds)
 {
 	if (!ds)
 		return;
+	wait_job(ds);
 	stoke_session_free(ds->s);
 	if (ds->pidfd >= 0)
 		close(ds->pidfd);
@@ -282,6 +418,8 @@ void stoked_session_free(struct stoked_session *ds)
 	free(ds->exe);
 	free(ds->last_run);
 	free(ds->last_error);
+	free(ds->job_name);
+	pthread_mutex_destroy(&ds->lock);
 	free(ds);
 }
 
@@ -295,14 +433,39 @@ uid_t stoked_session_owner(const struct stoked_session *ds)
 	return ds->owner.uid;
 }
 
+pid_t stoked_session_pid(const struct stoked_session *ds)
+{
+	return ds->pid;
+}
+
 bool stoked_session_running(const struct stoked_session *ds)
 {
-	return ds->s != NULL;
+	return ds->state != S_ENDED;
+}
+
+bool stoked_session_busy(const struct stoked_session *ds)
+{
+	return ds->job != STOKED_JOB_NONE;
+}
+
+bool stoked_session_active(const struct stoked_session *ds)
+{
+	return ds->state == S_RUNNING && ds->job == STOKED_JOB_NONE && ds->s;
+}
+
+struct stoked_session_ctl *stoked_session_ctl(struct stoked_session *ds)
+{
+	return &ds->ctl;
+}
+
+void stoked_sessions_set_notify_fd(int fd)
+{
+	notify_fd = fd;
 }
 
 int stoked_session_ringfds(const struct stoked_session *ds, const int **ret)
 {
-	if (!ds->s) {
+	if (!stoked_session_active(ds)) {
 		*ret = NULL;
 		return 0;
 	}
@@ -364,7 +527,8 @@ static void prune_runs(struct stoked_session *ds)
 	}
 }
 
-/* Write p as a run directory in the output directory, as the owner. */
+/* Write p as a run directory in the output directory, as the owner. Runs
+ * on a job's thread. */
 static int write_run(struct stoked_session *ds, const struct stoke_profile *p, char **ret_name)
 {
 	struct stoke_run_info info = {.exe = ds->exe};
@@ -384,9 +548,11 @@ static int write_run(struct stoked_session *ds, const struct stoke_profile *p, c
 		set_error(ds, "cannot write the run directory", r);
 		return r;
 	}
+	pthread_mutex_lock(&ds->lock);
 	ds->runs_written++;
 	free(ds->last_run);
 	ds->last_run = name ? strdup(name) : NULL;
+	pthread_mutex_unlock(&ds->lock);
 	if (ds->req.continuous && name) {
 		if (STOKE_GROW(ds->runs, ds->runs_cap, ds->nruns + 1) == 0)
 			ds->runs[ds->nruns++] = strdup(name);
@@ -406,17 +572,41 @@ void stoked_sessions_set_max_samples(uint64_t n)
 	max_samples = n;
 }
 
+/* What the profile's tables hold, roughly: samples, stacks, frames and
+ * strings at their struct sizes plus hash-table slack, and the fixed
+ * allowance for the symbolizer's indexes and the rings. An estimate, kept
+ * on the high side: the budget is about refusing a user who would take the
+ * machine's memory, not about exact accounting. */
+static uint64_t estimate_memory(const struct stoked_session *ds)
+{
+	const struct stoke_profile *p = stoke_session_profile(ds->s);
+	struct stoke_session_stats st;
+	size_t nsamples = 0;
+
+	stoke_session_get_stats(ds->s, &st);
+	if (p)
+		stoke_profile_samples(p, &nsamples);
+	/* Samples taken but not yet in the profile (deferred work) count
+	 * as well: st.samples is every sample the session took. */
+	if (st.samples > nsamples)
+		nsamples = (size_t)st.samples;
+	return STOKED_SESSION_BASE_MEMORY + (uint64_t)nsamples * 48 +
+	       (p ? (uint64_t)stoke_profile_nstacks(p) * 48 + (uint64_t)stoke_profile_nframes(p) * 96 +
+			    (uint64_t)stoke_profile_nstrings(p) * 96
+		  : 0);
+}
+
 int stoked_session_drain(struct stoked_session *ds)
 {
 	int r;
 
-	if (!ds->s)
+	if (!stoked_session_active(ds))
 		return 0;
 	r = stoke_session_process(ds->s);
 	return r < 0 ? r : 0;
 }
 
-static int rotate(struct stoked_session *ds)
+static int rotate_job(struct stoked_session *ds)
 {
 	struct stoke_profile *old = NULL;
 	int r = stoke_session_rotate(ds->s, &old);
@@ -430,90 +620,38 @@ static int rotate(struct stoked_session *ds)
 	return r;
 }
 
-int stoked_session_tick(struct stoked_session *ds, double now)
+static int snapshot_job(struct stoked_session *ds)
 {
-	char why[256];
-	int r;
+	int r = stoke_session_sync(ds->s);
 
-	if (!ds->s)
-		return 0;
-	r = stoked_session_drain(ds);
-	if (r == -E2BIG) {
-		char msg[128];
-
-		snprintf(msg, sizeof(msg), "the profile reached --max-samples (%llu samples)",
-			 (unsigned long long)max_samples);
-		free(ds->last_error);
-		ds->last_error = strdup(msg);
-		log_warn("session %llu (pid %d): %s", (unsigned long long)ds->id, ds->pid, msg);
-		stoked_session_end(ds, false, "sample limit");
-		return 1;
-	}
-	if (r < 0) {
-		set_error(ds, "reading samples failed", r);
-		stoked_session_end(ds, false, "read error");
-		return 1;
-	}
-	if (now >= ds->next_check) {
-		ds->next_check = now + RECHECK_S;
-		r = stoke_auth_may_attach(&ds->owner, ds->pid, why, sizeof(why));
-		if (r == -EPERM) {
-			/* Samples taken after the change may belong to a
-			 * process the owner cannot read: none are written. */
-			free(ds->last_error);
-			ds->last_error = strdup(why);
-			stoked_session_end(ds, true, "the owner may no longer profile the target");
-			return 1;
-		}
-	}
-	if (ds->deadline && now >= ds->deadline) {
-		stoked_session_end(ds, false, "duration reached");
-		return 1;
-	}
-	if (ds->req.continuous && now >= ds->next_rotate) {
-		/* Keep the cadence; after a stall, restart it from now rather
-		 * than writing a burst of tiny profiles. */
-		ds->next_rotate += ds->req.rotate;
-		if (ds->next_rotate <= now)
-			ds->next_rotate = now + ds->req.rotate;
-		rotate(ds);
-	}
-	return 0;
-}
-
-int stoked_session_snapshot(struct stoked_session *ds, char **ret_name, char *err, size_t errlen)
-{
-	int r;
-
-	if (!ds->s) {
-		snprintf(err, errlen, "session %llu has ended", (unsigned long long)ds->id);
-		return -ESRCH;
-	}
-	r = stoke_session_sync(ds->s);
 	if (r >= 0)
-		r = write_run(ds, stoke_session_profile(ds->s), ret_name);
-	if (r < 0)
-		snprintf(err, errlen, "snapshot failed: %s",
+		r = write_run(ds, stoke_session_profile(ds->s), &ds->job_name);
+	if (r < 0) {
+		pthread_mutex_lock(&ds->lock);
+		snprintf(ds->job_err, sizeof(ds->job_err), "snapshot failed: %s",
 			 ds->last_error ? ds->last_error : strerror(-r));
+		pthread_mutex_unlock(&ds->lock);
+	}
 	return r;
 }
 
-void stoked_session_end(struct stoked_session *ds, bool discard, const char *reason)
+/* Stop, write (unless discarded), release the heavy parts. */
+static void end_job(struct stoked_session *ds)
 {
 	int r;
 
-	if (!ds->s)
-		return;
 	r = stoke_session_stop(ds->s);
 	/* -E2BIG: the sample limit, already reported when it was reached. */
 	if (r < 0 && r != -E2BIG)
 		set_error(ds, "reading the last samples failed", r);
-	stoke_session_get_stats(ds->s, &ds->stats);
-	if (!discard)
+	/* ds->stats is the loop's to read until the job is collected. */
+	stoke_session_get_stats(ds->s, &ds->job_stats);
+	if (!ds->end_discard)
 		write_run(ds, stoke_session_profile(ds->s), NULL);
 	log_info("session %llu (pid %d) ended: %s; %llu samples, %llu lost%s",
-		 (unsigned long long)ds->id, ds->pid, reason, (unsigned long long)ds->stats.samples,
-		 (unsigned long long)ds->stats.lost, discard ? ", profile discarded" : "");
+		 (unsigned long long)ds->id, ds->pid, ds->end_reason,
+		 (unsigned long long)ds->job_stats.samples, (unsigned long long)ds->job_stats.lost,
+		 ds->end_discard ? ", profile discarded" : "");
 	/* The events, rings and symbolizer go now: an ended session only
 	 * keeps what status needs. */
 	stoke_session_free(ds->s);
@@ -527,39 +665,210 @@ void stoked_session_end(struct stoked_session *ds, bool discard, const char *rea
 	ds->ended_at = mono_s();
 }
 
-void stoked_session_target_exited(struct stoked_session *ds)
+static void *job_main(void *arg)
 {
-	if (!ds->s)
-		return;
-	stoke_session_target_exited(ds->s, ds->pid);
-	stoked_session_end(ds, false, "the target exited");
+	struct stoked_session *ds = arg;
+	uint64_t one = 1;
+
+	switch (ds->job) {
+	case STOKED_JOB_ATTACH:
+		ds->job_result = attach_job(ds);
+		break;
+	case STOKED_JOB_SNAPSHOT:
+		ds->job_result = snapshot_job(ds);
+		break;
+	case STOKED_JOB_ROTATE:
+		ds->job_result = rotate_job(ds);
+		break;
+	case STOKED_JOB_END:
+		end_job(ds);
+		break;
+	case STOKED_JOB_NONE:
+		break;
+	}
+	atomic_store(&ds->job_finished, true);
+	if (notify_fd >= 0)
+		(void)!write(notify_fd, &one, sizeof(one));
+	return NULL;
 }
 
-void stoked_session_info(const struct stoked_session *ds, double now,
-			 struct stoke_session_info *ret)
+enum stoked_job stoked_session_job_done(struct stoked_session *ds, int *ret_result,
+					char **ret_name, char *err, size_t errlen)
 {
-	struct stoke_session_stats st = ds->stats;
+	enum stoked_job job = ds->job;
 
-	if (ds->s)
+	if (job == STOKED_JOB_NONE || !atomic_load(&ds->job_finished))
+		return STOKED_JOB_NONE;
+	pthread_join(ds->thread, NULL);
+	ds->job = STOKED_JOB_NONE;
+	*ret_result = ds->job_result;
+	if (errlen)
+		snprintf(err, errlen, "%s", ds->job_err);
+	if (ret_name)
+		*ret_name = ds->job_name;
+	else
+		free(ds->job_name);
+	ds->job_name = NULL;
+	switch (job) {
+	case STOKED_JOB_ATTACH:
+		if (ds->job_result >= 0) {
+			ds->state = S_RUNNING;
+			snprintf(ds->event, sizeof(ds->event), "%s",
+				 stoke_session_event_name(ds->s));
+		}
+		break;
+	case STOKED_JOB_END:
+		ds->state = S_ENDED;
+		ds->stats = ds->job_stats;
+		break;
+	default:
+		break;
+	}
+	if (ds->s && ds->state == S_RUNNING)
+		ds->memory = estimate_memory(ds);
+	return job;
+}
+
+int stoked_session_rotate(struct stoked_session *ds)
+{
+	return start_job(ds, STOKED_JOB_ROTATE);
+}
+
+enum stoked_job stoked_session_tick(struct stoked_session *ds, double now,
+				    const char **ret_reason, bool *ret_discard)
+{
+	char why[256];
+	int r;
+
+	*ret_discard = false;
+	*ret_reason = NULL;
+	if (!stoked_session_active(ds))
+		return STOKED_JOB_NONE;
+	r = stoked_session_drain(ds);
+	ds->memory = estimate_memory(ds);
+	if (r == -E2BIG) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "the profile reached --max-samples (%llu samples)",
+			 (unsigned long long)max_samples);
+		set_message(ds, msg);
+		log_warn("session %llu (pid %d): %s", (unsigned long long)ds->id, ds->pid, msg);
+		*ret_reason = "sample limit";
+		return STOKED_JOB_END;
+	}
+	if (r < 0) {
+		set_error(ds, "reading samples failed", r);
+		*ret_reason = "read error";
+		return STOKED_JOB_END;
+	}
+	if (now >= ds->next_check) {
+		ds->next_check = now + RECHECK_S;
+		r = stoke_auth_may_attach(&ds->owner, ds->pid, why, sizeof(why));
+		if (r == -EPERM) {
+			/* Samples taken after the change may belong to a
+			 * process the owner cannot read: none are written. */
+			set_message(ds, why);
+			*ret_reason = "the owner may no longer profile the target";
+			*ret_discard = true;
+			return STOKED_JOB_END;
+		}
+	}
+	if (ds->deadline && now >= ds->deadline) {
+		*ret_reason = "duration reached";
+		return STOKED_JOB_END;
+	}
+	if (ds->req.continuous && now >= ds->next_rotate) {
+		/* Keep the cadence; after a stall, restart it from now rather
+		 * than writing a burst of tiny profiles. */
+		ds->next_rotate += ds->req.rotate;
+		if (ds->next_rotate <= now)
+			ds->next_rotate = now + ds->req.rotate;
+		return STOKED_JOB_ROTATE;
+	}
+	return STOKED_JOB_NONE;
+}
+
+int stoked_session_snapshot(struct stoked_session *ds, char *err, size_t errlen)
+{
+	int r;
+
+	if (ds->state != S_RUNNING) {
+		snprintf(err, errlen, "session %llu has ended", (unsigned long long)ds->id);
+		return -ESRCH;
+	}
+	r = start_job(ds, STOKED_JOB_SNAPSHOT);
+	if (r < 0)
+		snprintf(err, errlen, "cannot start the snapshot: %s", strerror(-r));
+	return r;
+}
+
+void stoked_session_end(struct stoked_session *ds, bool discard, const char *reason,
+			const char *why, bool wait)
+{
+	if (ds->state == S_ENDED || ds->state == S_ENDING || ds->job != STOKED_JOB_NONE)
+		return;
+	if (why)
+		set_message(ds, why);
+	ds->end_discard = discard;
+	ds->end_reason = reason;
+	if (!ds->s) {
+		/* A start that failed: nothing to stop or write. */
+		ds->state = S_ENDED;
+		ds->ended_at = mono_s();
+		return;
+	}
+	ds->state = S_ENDING;
+	if (wait || start_job(ds, STOKED_JOB_END) < 0) {
+		/* No thread (stopping, or none to be had): end here. */
+		end_job(ds);
+		ds->state = S_ENDED;
+		ds->stats = ds->job_stats;
+	}
+}
+
+void stoked_session_target_exited(struct stoked_session *ds)
+{
+	if (!stoked_session_active(ds))
+		return;
+	stoke_session_target_exited(ds->s, ds->pid);
+	stoked_session_end(ds, false, "the target exited", NULL, false);
+}
+
+void stoked_session_info(struct stoked_session *ds, double now, struct stoke_session_info *ret)
+{
+	static const char *const states[] = {"starting", "running", "ending", "ended"};
+	struct stoke_session_stats st = ds->stats;
+	uint64_t runs;
+
+	if (stoked_session_active(ds)) {
 		stoke_session_get_stats(ds->s, &st);
+		ds->stats = st; /* what status shows while a job runs */
+	}
+	pthread_mutex_lock(&ds->lock);
+	snprintf(ds->shown_run, sizeof(ds->shown_run), "%s", ds->last_run ? ds->last_run : "");
+	snprintf(ds->shown_error, sizeof(ds->shown_error), "%s",
+		 ds->last_error ? ds->last_error : "");
+	runs = ds->runs_written;
+	pthread_mutex_unlock(&ds->lock);
 	*ret = (struct stoke_session_info){
 		.id = ds->id,
 		.pid = ds->pid,
 		.uid = ds->owner.uid,
 		.comm = ds->comm,
-		.state = ds->s ? "running" : "ended",
+		.state = states[ds->state],
 		.mode = ds->req.continuous ? "continuous" : "oneshot",
-		.event = ds->event,
-		.freq = ds->freq,
-		.elapsed = (ds->s ? now : ds->ended_at) - ds->started,
+		/* Written by the attach job; read once it is collected. */
+		.event = ds->state == S_STARTING ? "" : ds->event,
+		.freq = ds->state == S_STARTING ? 0 : ds->freq,
+		.elapsed = (ds->state == S_ENDED ? ds->ended_at : now) - ds->started,
 		.duration = ds->req.duration,
 		.rotate = ds->req.continuous ? ds->req.rotate : 0,
 		.keep = ds->req.keep,
 		.samples = st.samples,
 		.lost = st.lost,
 		.threads = st.threads,
-		.runs_written = ds->runs_written,
-		.last_run = ds->last_run,
-		.last_error = ds->last_error,
+		.runs_written = runs,
+		.last_run = ds->shown_run[0] ? ds->shown_run : NULL,
+		.last_error = ds->shown_error[0] ? ds->shown_error : NULL,
 	};
 }

@@ -6,14 +6,25 @@
  *
  *   stoked [--socket PATH] [--foreground] [--output-root DIR]
  *          [--max-sessions N] [--max-clients N] [--socket-mode MODE]
- *          [--socket-group GROUP] [--log FILE]
+ *          [--socket-group GROUP] [--admin-group GROUP] [--log FILE]
+ *          [--max-user-memory SIZE] [--max-user-fds N]
  *
- * Everything happens in one epoll loop: the listening socket, client
- * sockets, each session's ring fds and target pidfd, one periodic timerfd
- * (drain, rotate, deadlines, re-checks) and a signalfd (SIGTERM/SIGINT:
- * flush every session and exit 0; SIGHUP: reopen the log). Every resource a
- * client can grow has a limit: sessions, clients, request size, and the
- * reply bytes queued for a client that does not read.
+ * One epoll loop serves the listening socket, client sockets, each
+ * session's ring fds and target pidfd, one periodic timerfd (drain, rotate,
+ * deadlines, re-checks), a signalfd (SIGTERM/SIGINT: flush every session
+ * and exit 0; SIGHUP: reopen the log) and an eventfd that worker threads
+ * signal. Everything slow runs on a worker thread per job (sessions.h:
+ * attach, snapshot, rotation, the final write), so the loop only ever does
+ * short work and answers every client promptly; a client whose request
+ * started a job waits for its reply (and sends nothing else meanwhile, so
+ * replies stay in order) while everybody else is served.
+ *
+ * Every resource a client can grow has a limit: sessions, clients, request
+ * size, the reply bytes queued for a client that does not read, and per
+ * user (root excepted) half of the sessions and clients, a memory budget
+ * and an fd budget. The last fds are root's: a user can never take the
+ * daemon to its fd limit, and if it gets there anyway a spare fd lets it
+ * answer (and root be served) instead of spinning on accept().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +36,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -53,8 +65,28 @@
 /* A client that neither sends nor reads for this long is closed: idle
  * connections must not hold the client slots. */
 #define CLIENT_IDLE_S 60.0
+/* Fds kept for root and the daemon itself: non-root users together never
+ * hold more than the fd limit minus this. */
+#define ROOT_FD_RESERVE 64
+/* Fds the daemon holds before any client or session. */
+#define BASE_FDS 16
+#define DEFAULT_MAX_USER_MEMORY (1ULL << 30)
 
-enum watch_kind { W_LISTEN = 1, W_SIGNAL, W_TIMER, W_CLIENT, W_RING, W_PIDFD };
+enum watch_kind { W_LISTEN = 1, W_SIGNAL, W_TIMER, W_CLIENT, W_RING, W_PIDFD, W_JOBS };
+
+/*
+ * At most `burst` messages of one kind per `window` seconds; the rest are
+ * counted and summed up in one line when the window ends. A client that can
+ * make the daemon log (a refused connection, a refused attach) must not be
+ * able to fill the disk: the log grew by 2.7 MB/s under an fd-exhaustion
+ * attack (issue #12).
+ */
+struct ratelimit {
+	double window_start;
+	unsigned printed, suppressed;
+};
+#define RL_BURST  10
+#define RL_WINDOW 10.0
 
 struct client {
 	int fd;
@@ -67,6 +99,8 @@ struct client {
 	size_t outlen, outoff;
 	bool eof;      /* the peer is done sending: answer what is queued, then close */
 	bool dead;     /* close now (it does not read its replies) */
+	bool waiting;  /* a job runs for its request: read nothing more until it replies */
+	uint64_t serial; /* names it to a job that outlives it (never reused) */
 	double last_active;
 };
 
@@ -75,8 +109,11 @@ struct options {
 	const char *output_root;
 	const char *log;
 	const char *group;
+	const char *admin_group;
 	mode_t mode;
 	unsigned max_sessions, max_clients;
+	unsigned max_user_fds; /* 0: a quarter of the fd limit */
+	uint64_t max_user_memory;
 	bool foreground;
 };
 
@@ -89,11 +126,35 @@ struct daemon {
 	size_t nclients, clients_cap;
 	struct stoked_session **sessions; /* running and recently ended */
 	size_t nsessions, sessions_cap;
-	uint64_t next_id;
+	uint64_t next_id, next_serial;
 	double started;
 	FILE *logf;
 	bool stopping;
+	int job_fd;   /* eventfd: a worker finished a job */
+	int spare_fd; /* held for the moment accept() says EMFILE, or -1 */
+	unsigned fd_limit;
+	gid_t admin_gid; /* --admin-group, or (gid_t)-1 */
+	struct ratelimit rl_accept, rl_refused, rl_budget;
 };
+
+/* Whether to log now (see struct ratelimit); a summary line is logged for
+ * what the last window suppressed. */
+static bool ratelimit_ok(struct ratelimit *rl, double now, const char *what)
+{
+	if (now - rl->window_start >= RL_WINDOW) {
+		if (rl->suppressed)
+			log_warn("%u more %s in the last %.0f s not logged", rl->suppressed, what,
+				 RL_WINDOW);
+		rl->window_start = now;
+		rl->printed = rl->suppressed = 0;
+	}
+	if (rl->printed < RL_BURST) {
+		rl->printed++;
+		return true;
+	}
+	rl->suppressed++;
+	return false;
+}
 
 static double mono_s(void)
 {
@@ -141,6 +202,74 @@ static unsigned user_sessions(const struct daemon *d, uid_t uid)
 	return n;
 }
 
+/* The estimated memory uid's sessions hold (sessions.h). */
+static uint64_t user_memory(const struct daemon *d, uid_t uid)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < d->nsessions; i++)
+		if (stoked_session_owner(d->sessions[i]) == uid)
+			sum += stoked_session_memory(d->sessions[i]);
+	return sum;
+}
+
+/* The fds held on behalf of uid: its clients (each may carry a passed
+ * directory fd) and its sessions; (uid_t)-1 for every non-root user. */
+static unsigned user_fds(const struct daemon *d, uid_t uid)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < d->nclients; i++) {
+		uid_t u = d->clients[i]->cred.uid;
+
+		if (u == uid || (uid == (uid_t)-1 && u != 0))
+			n += 2;
+	}
+	for (size_t i = 0; i < d->nsessions; i++) {
+		uid_t u = stoked_session_owner(d->sessions[i]);
+
+		if (u == uid || (uid == (uid_t)-1 && u != 0))
+			n += stoked_session_fds(d->sessions[i]);
+	}
+	return n;
+}
+
+static unsigned max_user_fds(const struct daemon *d)
+{
+	return d->opt.max_user_fds ? d->opt.max_user_fds : STOKE_MAX(d->fd_limit / 4, 32u);
+}
+
+/*
+ * Whether uid may take n more fds: at most --max-user-fds per user, and all
+ * non-root users together leave ROOT_FD_RESERVE for root and the daemon.
+ * Root is not limited (only by the process limit, where the spare fd keeps
+ * it served). Returns 0, or -EDQUOT with the reason in msg.
+ */
+static int fd_budget(const struct daemon *d, uid_t uid, unsigned n, char *msg, size_t msglen)
+{
+	unsigned mine, all, cap = max_user_fds(d);
+
+	if (uid == 0)
+		return 0;
+	mine = user_fds(d, uid);
+	all = user_fds(d, (uid_t)-1);
+	if (mine + n > cap) {
+		snprintf(msg, msglen,
+			 "uid %u would hold %u file descriptors, over its limit of %u "
+			 "(stoked --max-user-fds)",
+			 (unsigned)uid, mine + n, cap);
+		return -EDQUOT;
+	}
+	if (BASE_FDS + all + n + ROOT_FD_RESERVE > d->fd_limit) {
+		snprintf(msg, msglen,
+			 "stoked is short of file descriptors (%u of %u in use by users; the "
+			 "rest are kept for root)",
+			 all, d->fd_limit);
+		return -EDQUOT;
+	}
+	return 0;
+}
+
 static struct stoked_session *find_session(struct daemon *d, uint64_t id)
 {
 	for (size_t i = 0; i < d->nsessions; i++)
@@ -149,8 +278,8 @@ static struct stoked_session *find_session(struct daemon *d, uint64_t id)
 	return NULL;
 }
 
-/* The session whose ring or pidfd is fd (fds are unique while open; a
- * stale event for a reused number only causes a harmless extra drain). */
+/* The active session whose ring or pidfd is fd (fds are unique while open;
+ * a stale event for a reused number only causes a harmless extra drain). */
 static struct stoked_session *session_of_fd(struct daemon *d, int fd, bool pidfd)
 {
 	for (size_t i = 0; i < d->nsessions; i++) {
@@ -158,7 +287,7 @@ static struct stoked_session *session_of_fd(struct daemon *d, int fd, bool pidfd
 		const int *fds;
 		int n;
 
-		if (!stoked_session_running(ds))
+		if (!stoked_session_active(ds))
 			continue;
 		if (pidfd) {
 			if (stoked_session_pidfd(ds) == fd)
@@ -173,7 +302,8 @@ static struct stoked_session *session_of_fd(struct daemon *d, int fd, bool pidfd
 	return NULL;
 }
 
-/* Stop watching a session's fds before they are closed. */
+/* Stop watching a session's fds: before a job takes it over, and before
+ * they are closed. */
 static void unwatch_session(struct daemon *d, struct stoked_session *ds)
 {
 	const int *fds;
@@ -192,17 +322,22 @@ static int watch_session(struct daemon *d, struct stoked_session *ds)
 
 	for (int i = 0; i < n; i++) {
 		r = watch(d, W_RING, fds[i], EPOLLIN);
-		if (r < 0)
+		if (r < 0 && r != -EEXIST)
 			return r;
 	}
-	return watch(d, W_PIDFD, stoked_session_pidfd(ds), EPOLLIN);
+	r = watch(d, W_PIDFD, stoked_session_pidfd(ds), EPOLLIN);
+	return r == -EEXIST ? 0 : r;
 }
 
-static void end_session(struct daemon *d, struct stoked_session *ds, bool discard,
-			const char *reason)
+/* End an active session as a job; waiter (a client serial, or 0) gets the
+ * reply. Returns true when a job was started, false when it ended at once. */
+static bool end_session(struct daemon *d, struct stoked_session *ds, bool discard,
+			const char *reason, const char *why, uint64_t waiter)
 {
 	unwatch_session(d, ds);
-	stoked_session_end(ds, discard, reason);
+	stoked_session_ctl(ds)->waiter = waiter;
+	stoked_session_end(ds, discard, reason, why, d->stopping);
+	return stoked_session_busy(ds);
 }
 
 /* Drop the oldest ended sessions beyond MAX_ENDED. */
@@ -226,24 +361,79 @@ static void forget_ended(struct daemon *d)
 }
 
 static void client_close(struct daemon *d, struct client *c);
-static bool client_over_limit(const struct daemon *d, uid_t uid);
+static bool client_over_limit(struct daemon *d, uid_t uid, char *msg, size_t msglen);
 
-/* The timer: drain every session and let each do its periodic work. */
+/*
+ * The per-user memory budget: when a user's sessions together hold more
+ * than --max-user-memory, its largest session ends (writing what it has)
+ * with the reason in its last_error; one a tick, which is enough as the
+ * next tick sees the memory it freed.
+ */
+static void enforce_memory(struct daemon *d)
+{
+	for (size_t i = 0; i < d->nsessions; i++) {
+		uid_t uid = stoked_session_owner(d->sessions[i]);
+		struct stoked_session *big = NULL;
+		uint64_t sum;
+		char why[256];
+
+		if (uid == 0 || !d->opt.max_user_memory || !stoked_session_active(d->sessions[i]))
+			continue;
+		sum = user_memory(d, uid);
+		if (sum <= d->opt.max_user_memory)
+			continue;
+		for (size_t j = 0; j < d->nsessions; j++)
+			if (stoked_session_owner(d->sessions[j]) == uid &&
+			    stoked_session_active(d->sessions[j]) &&
+			    (!big || stoked_session_memory(d->sessions[j]) >
+					     stoked_session_memory(big)))
+				big = d->sessions[j];
+		if (!big)
+			continue;
+		snprintf(why, sizeof(why),
+			 "the sessions of uid %u hold about %llu MiB, over stoked "
+			 "--max-user-memory (%llu MiB): the largest one ended",
+			 (unsigned)uid, (unsigned long long)(sum >> 20),
+			 (unsigned long long)(d->opt.max_user_memory >> 20));
+		if (ratelimit_ok(&d->rl_budget, mono_s(), "budget messages"))
+			log_warn("session %llu: %s", (unsigned long long)stoked_session_id(big),
+				 why);
+		end_session(d, big, false, "memory budget", why, 0);
+		return;
+	}
+}
+
+/* The timer: drain every active session, start the jobs that are due. */
 static void tick(struct daemon *d)
 {
 	double now = mono_s();
 
+	/* The spare fd went to a root client at EMFILE: take it back. */
+	if (d->spare_fd < 0)
+		d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	for (size_t i = 0; i < d->nsessions; i++) {
 		struct stoked_session *ds = d->sessions[i];
+		const char *reason;
+		bool discard;
 
-		/* A session that ends here closes its fds, and epoll drops
-		 * closed fds by itself. */
-		if (stoked_session_running(ds))
-			stoked_session_tick(ds, now);
+		switch (stoked_session_tick(ds, now, &reason, &discard)) {
+		case STOKED_JOB_END:
+			end_session(d, ds, discard, reason, NULL, 0);
+			break;
+		case STOKED_JOB_ROTATE:
+			unwatch_session(d, ds);
+			stoked_session_ctl(ds)->waiter = 0;
+			if (stoked_session_rotate(ds) < 0)
+				watch_session(d, ds); /* next time, then */
+			break;
+		default:
+			break;
+		}
 	}
+	enforce_memory(d);
 	forget_ended(d);
 	for (size_t i = d->nclients; i-- > 0;)
-		if (now - d->clients[i]->last_active > CLIENT_IDLE_S)
+		if (!d->clients[i]->waiting && now - d->clients[i]->last_active > CLIENT_IDLE_S)
 			client_close(d, d->clients[i]);
 }
 
@@ -321,7 +511,9 @@ static int client_flush(struct daemon *d, struct client *c)
 	}
 	/* Level-triggered: once the peer has finished sending, watching
 	 * EPOLLIN would wake the loop forever; only pending output matters. */
-	ev.events = (c->eof ? 0 : EPOLLIN) | (c->outoff < c->outlen ? EPOLLOUT : 0);
+	/* A waiting client is not read either: its next request is answered
+	 * after the one whose job runs. */
+	ev.events = (c->eof || c->waiting ? 0 : EPOLLIN) | (c->outoff < c->outlen ? EPOLLOUT : 0);
 	ev.data.u64 = watch_key(W_CLIENT, c->fd);
 	epoll_ctl(d->ep, EPOLL_CTL_MOD, c->fd, &ev);
 	return 0;
@@ -380,8 +572,8 @@ static int default_outdir(struct daemon *d, const struct client *c, char *err, s
 static void do_attach(struct daemon *d, struct client *c, const struct stoke_request *req)
 {
 	struct stoked_session *ds = NULL;
-	struct stoke_session_info info;
 	char err[512];
+	bool refused;
 	int outdir, r;
 
 	if (running_sessions(d) >= d->opt.max_sessions) {
@@ -398,6 +590,31 @@ static void do_attach(struct daemon *d, struct client *c, const struct stoke_req
 		reply_error(c, -EBUSY, err);
 		return;
 	}
+	if (c->cred.uid != 0 && d->opt.max_user_memory &&
+	    user_memory(d, c->cred.uid) + STOKED_SESSION_BASE_MEMORY > d->opt.max_user_memory) {
+		snprintf(err, sizeof(err),
+			 "the sessions of uid %u hold about %llu MiB: no room for another under "
+			 "stoked --max-user-memory (%llu MiB)",
+			 (unsigned)c->cred.uid,
+			 (unsigned long long)(user_memory(d, c->cred.uid) >> 20),
+			 (unsigned long long)(d->opt.max_user_memory >> 20));
+		reply_error(c, -EDQUOT, err);
+		return;
+	}
+	/* The events are one fd per thread and CPU: a target with many
+	 * threads is refused before its fds are opened. */
+	r = fd_budget(d, c->cred.uid, stoked_session_estimate_fds(req->pid), err, sizeof(err));
+	if (r < 0) {
+		if (ratelimit_ok(&d->rl_budget, mono_s(), "budget messages"))
+			log_warn("attach by uid %u to pid %d refused: %s", (unsigned)c->cred.uid,
+				 req->pid, err);
+		reply_error(c, r, err);
+		return;
+	}
+	if (STOKE_GROW(d->sessions, d->sessions_cap, d->nsessions + 1) < 0) {
+		reply_error(c, -ENOMEM, "out of memory");
+		return;
+	}
 	if (c->passed_fd >= 0) {
 		outdir = TAKE_FD(c->passed_fd);
 	} else {
@@ -407,92 +624,130 @@ static void do_attach(struct daemon *d, struct client *c, const struct stoke_req
 			return;
 		}
 	}
-	r = stoked_session_start(d->next_id, req, &c->cred, outdir, mono_s(), &ds, err,
+	r = stoked_session_start(d->next_id, req, &c->cred, outdir, mono_s(), &ds, &refused, err,
 				 sizeof(err));
 	if (r < 0) {
 		close(outdir);
-		if (r == -EPERM)
-			log_warn("refused: uid %u (pid %d) may not profile pid %d: %s",
-				 (unsigned)c->cred.uid, c->cred.pid, req->pid, err);
-		else
+		/* Say what failed: only an authorization refusal is "may not
+		 * profile"; an output directory the requester cannot write
+		 * is something else (issue #12). */
+		if (refused) {
+			if (ratelimit_ok(&d->rl_refused, mono_s(), "refusals"))
+				log_warn("refused: uid %u (pid %d) may not profile pid %d: %s",
+					 (unsigned)c->cred.uid, c->cred.pid, req->pid, err);
+		} else if (ratelimit_ok(&d->rl_refused, mono_s(), "refusals")) {
 			log_info("attach by uid %u to pid %d failed: %s", (unsigned)c->cred.uid,
 				 req->pid, err);
+		}
 		reply_error(c, r, err);
 		return;
 	}
-	if (STOKE_GROW(d->sessions, d->sessions_cap, d->nsessions + 1) < 0 ||
-	    watch_session(d, ds) < 0) {
-		unwatch_session(d, ds);
-		stoked_session_free(ds);
-		reply_error(c, -ENOMEM, "out of memory");
-		return;
-	}
+	/* The attach runs on a worker; the reply goes out when it is done
+	 * (jobs_done). */
 	d->sessions[d->nsessions++] = ds;
 	d->next_id++;
-	log_info("session %llu: uid %u attached to pid %d",
-		 (unsigned long long)stoked_session_id(ds), (unsigned)c->cred.uid, req->pid);
-	stoked_session_info(ds, mono_s(), &info);
-	queue_reply(c, stoke_reply_session(&info, NULL));
+	stoked_session_ctl(ds)->waiter = c->serial;
+	c->waiting = true;
 }
 
-/* The session named by req->session, if this client may manage it;
- * otherwise the error has been replied. */
+/* The session named by id, if this client may manage it; otherwise the
+ * error has been replied. "Not yours" and "no such session" get the same
+ * answer, so that nobody learns which ids other users' sessions have. */
 static struct stoked_session *lookup(struct daemon *d, struct client *c, uint64_t id)
 {
 	struct stoked_session *ds = find_session(d, id);
 	char msg[128];
 
-	if (!ds) {
-		snprintf(msg, sizeof(msg), "no session %llu", (unsigned long long)id);
-		reply_error(c, -ENOENT, msg);
-		return NULL;
-	}
-	if (!may_manage(c, ds)) {
-		snprintf(msg, sizeof(msg),
-			 "permission denied: session %llu belongs to another user",
+	if (!ds || !may_manage(c, ds)) {
+		snprintf(msg, sizeof(msg), "no session %llu (among the sessions you may manage)",
 			 (unsigned long long)id);
-		reply_error(c, -EPERM, msg);
+		reply_error(c, -ENOENT, msg);
 		return NULL;
 	}
 	return ds;
 }
 
+static void reply_ended(struct client *c, uint64_t id)
+{
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "session %llu has already ended", (unsigned long long)id);
+	reply_error(c, -ESRCH, msg);
+}
+
 static void do_detach(struct daemon *d, struct client *c, const struct stoke_request *req)
 {
 	struct stoked_session *ds = lookup(d, c, req->session);
-	struct stoke_session_info info;
-	char msg[128];
+	struct stoked_session_ctl *ctl;
 
 	if (!ds)
 		return;
-	if (!stoked_session_running(ds)) {
-		snprintf(msg, sizeof(msg), "session %llu has already ended",
-			 (unsigned long long)req->session);
-		reply_error(c, -ESRCH, msg);
+	ctl = stoked_session_ctl(ds);
+	if (!stoked_session_running(ds) || ctl->end_pending) {
+		reply_ended(c, req->session);
 		return;
 	}
-	end_session(d, ds, req->discard, "detached");
-	stoked_session_info(ds, mono_s(), &info);
-	queue_reply(c, stoke_reply_session(&info, req->discard ? NULL : info.last_run));
+	if (!stoked_session_active(ds)) {
+		/* Starting, or a snapshot or rotation runs: end it after. */
+		ctl->end_pending = true;
+		ctl->end_discard = req->discard;
+		ctl->end_waiter = c->serial;
+		c->waiting = true;
+		return;
+	}
+	if (end_session(d, ds, req->discard, "detached", NULL, c->serial)) {
+		c->waiting = true;
+	} else {
+		struct stoke_session_info info;
+
+		stoked_session_info(ds, mono_s(), &info);
+		queue_reply(c, stoke_reply_session(&info, req->discard ? NULL : info.last_run));
+	}
+}
+
+static int start_snapshot(struct daemon *d, struct stoked_session *ds, uint64_t waiter,
+			  char *err, size_t errlen)
+{
+	int r;
+
+	unwatch_session(d, ds);
+	stoked_session_ctl(ds)->waiter = waiter;
+	r = stoked_session_snapshot(ds, err, errlen);
+	if (r < 0)
+		watch_session(d, ds);
+	return r;
 }
 
 static void do_snapshot(struct daemon *d, struct client *c, const struct stoke_request *req)
 {
 	struct stoked_session *ds = lookup(d, c, req->session);
-	struct stoke_session_info info;
-	_cleanup_free_ char *name = NULL;
+	struct stoked_session_ctl *ctl;
 	char err[512];
 	int r;
 
 	if (!ds)
 		return;
-	r = stoked_session_snapshot(ds, &name, err, sizeof(err));
+	ctl = stoked_session_ctl(ds);
+	if (!stoked_session_running(ds) || ctl->end_pending) {
+		reply_ended(c, req->session);
+		return;
+	}
+	if (!stoked_session_active(ds)) {
+		if (ctl->snap_pending) {
+			reply_error(c, -EBUSY, "a snapshot of this session is already queued");
+			return;
+		}
+		ctl->snap_pending = true;
+		ctl->snap_waiter = c->serial;
+		c->waiting = true;
+		return;
+	}
+	r = start_snapshot(d, ds, c->serial, err, sizeof(err));
 	if (r < 0) {
 		reply_error(c, r, err);
 		return;
 	}
-	stoked_session_info(ds, mono_s(), &info);
-	queue_reply(c, stoke_reply_session(&info, name));
+	c->waiting = true;
 }
 
 static void do_list(struct daemon *d, struct client *c)
@@ -550,6 +805,158 @@ static void do_shutdown(struct daemon *d, struct client *c)
 	log_info("shutdown requested by uid %u (pid %d)", (unsigned)c->cred.uid, c->cred.pid);
 	queue_reply(c, stoke_reply_ok());
 	d->stopping = true;
+}
+
+static void consume_lines(struct daemon *d, struct client *c);
+
+static struct client *client_by_serial(struct daemon *d, uint64_t serial)
+{
+	if (!serial)
+		return NULL;
+	for (size_t i = 0; i < d->nclients; i++)
+		if (d->clients[i]->serial == serial)
+			return d->clients[i];
+	return NULL;
+}
+
+/* A job's reply is queued for c: it may go on with its next requests. */
+static void client_resume(struct daemon *d, struct client *c)
+{
+	c->waiting = false;
+	c->last_active = mono_s();
+	consume_lines(d, c);
+	if (c->dead || client_flush(d, c) < 0 || (c->eof && !c->waiting && c->outoff == c->outlen))
+		client_close(d, c);
+}
+
+/* Collect the job that finished on ds, reply to whoever waits for it, and
+ * start what was queued meanwhile. Returns false when ds was dropped from
+ * the table (a failed attach). */
+static bool job_finished(struct daemon *d, size_t idx)
+{
+	struct stoked_session *ds = d->sessions[idx];
+	struct stoked_session_ctl *ctl = stoked_session_ctl(ds);
+	struct stoke_session_info info;
+	_cleanup_free_ char *name = NULL;
+	struct client *c;
+	char err[512];
+	enum stoked_job job;
+	int r = 0;
+
+	job = stoked_session_job_done(ds, &r, &name, err, sizeof(err));
+	if (job == STOKED_JOB_NONE)
+		return true;
+	c = client_by_serial(d, ctl->waiter);
+	ctl->waiter = 0;
+	switch (job) {
+	case STOKED_JOB_ATTACH:
+		if (r >= 0 && watch_session(d, ds) < 0) {
+			r = -ENOMEM;
+			snprintf(err, sizeof(err), "out of memory");
+		}
+		if (r < 0) {
+			if (ratelimit_ok(&d->rl_refused, mono_s(), "refusals"))
+				log_info("attach by uid %u to pid %d failed: %s",
+					 (unsigned)stoked_session_owner(ds), stoked_session_pid(ds),
+					 err);
+			if (c) {
+				reply_error(c, r, err);
+				client_resume(d, c);
+			}
+			/* Whoever queued a detach or snapshot meanwhile: the
+			 * session never was. */
+			if ((c = client_by_serial(d, ctl->end_waiter))) {
+				reply_ended(c, stoked_session_id(ds));
+				client_resume(d, c);
+			}
+			if ((c = client_by_serial(d, ctl->snap_waiter))) {
+				reply_ended(c, stoked_session_id(ds));
+				client_resume(d, c);
+			}
+			unwatch_session(d, ds);
+			stoked_session_free(ds);
+			memmove(d->sessions + idx, d->sessions + idx + 1,
+				(d->nsessions - idx - 1) * sizeof(*d->sessions));
+			d->nsessions--;
+			return false;
+		}
+		log_info("session %llu: uid %u attached to pid %d",
+			 (unsigned long long)stoked_session_id(ds), (unsigned)stoked_session_owner(ds),
+			 stoked_session_pid(ds));
+		if (c) {
+			stoked_session_info(ds, mono_s(), &info);
+			queue_reply(c, stoke_reply_session(&info, NULL));
+			client_resume(d, c);
+		}
+		break;
+	case STOKED_JOB_SNAPSHOT:
+	case STOKED_JOB_ROTATE:
+		if (watch_session(d, ds) < 0)
+			end_session(d, ds, false, "out of memory", NULL, 0);
+		if (c) {
+			if (r < 0) {
+				reply_error(c, r, err);
+			} else {
+				stoked_session_info(ds, mono_s(), &info);
+				queue_reply(c, stoke_reply_session(&info, name));
+			}
+			client_resume(d, c);
+		}
+		break;
+	case STOKED_JOB_END:
+		if (c) {
+			stoked_session_info(ds, mono_s(), &info);
+			queue_reply(c, stoke_reply_session(&info, info.last_run));
+			client_resume(d, c);
+		}
+		break;
+	case STOKED_JOB_NONE:
+		break;
+	}
+	/* What arrived while the job ran. */
+	if (ctl->end_pending) {
+		uint64_t waiter = ctl->end_waiter;
+
+		ctl->end_pending = false;
+		ctl->end_waiter = 0;
+		c = client_by_serial(d, waiter);
+		if (!stoked_session_active(ds)) {
+			if (c) {
+				reply_ended(c, stoked_session_id(ds));
+				client_resume(d, c);
+			}
+		} else if (!end_session(d, ds, ctl->end_discard, "detached", NULL, waiter) && c) {
+			stoked_session_info(ds, mono_s(), &info);
+			queue_reply(c, stoke_reply_session(&info, info.last_run));
+			client_resume(d, c);
+		}
+	}
+	if (ctl->snap_pending && !stoked_session_busy(ds)) {
+		uint64_t waiter = ctl->snap_waiter;
+
+		ctl->snap_pending = false;
+		ctl->snap_waiter = 0;
+		c = client_by_serial(d, waiter);
+		if (!stoked_session_active(ds)) {
+			if (c) {
+				reply_ended(c, stoked_session_id(ds));
+				client_resume(d, c);
+			}
+		} else if (start_snapshot(d, ds, waiter, err, sizeof(err)) < 0 && c) {
+			reply_error(c, -EIO, err);
+			client_resume(d, c);
+		}
+	}
+	return true;
+}
+
+static void jobs_done(struct daemon *d)
+{
+	uint64_t n;
+
+	(void)!read(d->job_fd, &n, sizeof(n));
+	for (size_t i = 0; i < d->nsessions;)
+		i += job_finished(d, i);
 }
 
 static void handle_line(struct daemon *d, struct client *c, const char *line, size_t len)
@@ -626,6 +1033,8 @@ static void consume_lines(struct daemon *d, struct client *c)
 
 		if (!nl)
 			break;
+		if (c->waiting)
+			break; /* the rest once the job has replied */
 		len = (size_t)(nl - (c->in + start)) + 1;
 		if (c->skipping)
 			c->skipping = false; /* the tail of an oversized line */
@@ -664,7 +1073,7 @@ static void client_read(struct daemon *d, struct client *c)
 	struct msghdr mh;
 	ssize_t n;
 
-	for (int rounds = 0; rounds < 16 && !c->eof; rounds++) {
+	for (int rounds = 0; rounds < 16 && !c->eof && !c->waiting; rounds++) {
 		iov = (struct iovec){c->in + c->inlen, sizeof(c->in) - c->inlen};
 		mh = (struct msghdr){.msg_iov = &iov,
 				     .msg_iovlen = 1,
@@ -716,35 +1125,90 @@ static struct client *find_client(struct daemon *d, int fd)
 	return NULL;
 }
 
+/*
+ * accept() failed with EMFILE/ENFILE: the connection stays in the backlog
+ * and epoll reports the socket readable forever, so the loop would spin
+ * (and log) without end. Free the spare fd, accept, and either keep the
+ * client (root: the daemon must stay manageable, and the spare is taken
+ * back on the next tick) or tell it why and close it; then take the spare
+ * back.
+ */
+static void accept_at_limit(struct daemon *d, int err)
+{
+	static const char msg[] = "{\"ok\":false,\"error\":\"EMFILE\",\"message\":"
+				  "\"stoked is out of file descriptors; try again later\"}\n";
+	struct stoke_auth_requester cred;
+	int fd;
+
+	if (ratelimit_ok(&d->rl_accept, mono_s(), "accept failures"))
+		log_warn("cannot accept a client: %s", strerror(err));
+	if (d->spare_fd < 0) {
+		/* No spare (it serves a root client): drop the oldest
+		 * pending connection rather than spin on it. */
+		d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (d->spare_fd < 0)
+			return;
+	}
+	close(d->spare_fd);
+	d->spare_fd = -1;
+	fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd >= 0 && stoke_auth_peer(fd, d->admin_gid, &cred) == 0 && cred.uid == 0) {
+		struct client *c = calloc(1, sizeof(*c));
+
+		if (c && STOKE_GROW(d->clients, d->clients_cap, d->nclients + 1) == 0) {
+			c->fd = fd;
+			c->cred = cred;
+			c->passed_fd = -1;
+			c->serial = ++d->next_serial;
+			c->last_active = mono_s();
+			if (watch(d, W_CLIENT, fd, EPOLLIN) == 0) {
+				d->clients[d->nclients++] = c;
+				return; /* the spare comes back on a tick */
+			}
+		}
+		free(c);
+	}
+	if (fd >= 0) {
+		(void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		close(fd);
+	}
+	d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void accept_clients(struct daemon *d)
 {
-	for (;;) {
+	for (int n = 0; n < 64; n++) {
 		struct client *c;
+		char msg[256];
 		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE)
-				log_warn("cannot accept a client: %s", strerror(errno));
+				accept_at_limit(d, errno);
 			return;
 		}
 		c = calloc(1, sizeof(*c));
 		if (!c || STOKE_GROW(d->clients, d->clients_cap, d->nclients + 1) < 0 ||
-		    stoke_auth_peer(fd, &c->cred) < 0) {
+		    stoke_auth_peer(fd, d->admin_gid, &c->cred) < 0) {
 			free(c);
 			close(fd);
 			continue;
 		}
-		if (client_over_limit(d, c->cred.uid)) {
-			static const char busy[] = "{\"ok\":false,\"error\":\"EBUSY\",\"message\":"
-						   "\"too many clients (--max-clients)\"}\n";
+		if (client_over_limit(d, c->cred.uid, msg, sizeof(msg))) {
+			_cleanup_free_ char *line = stoke_reply_error(-EBUSY, msg);
 
-			(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (line)
+				(void)!send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (ratelimit_ok(&d->rl_accept, mono_s(), "refused connections"))
+				log_warn("refused a connection of uid %u: %s", (unsigned)c->cred.uid,
+					 msg);
 			close(fd);
 			free(c);
 			continue;
 		}
 		c->fd = fd;
 		c->passed_fd = -1;
+		c->serial = ++d->next_serial;
 		c->last_active = mono_s();
 		if (watch(d, W_CLIENT, fd, EPOLLIN) < 0) {
 			close(fd);
@@ -757,11 +1221,12 @@ static void accept_clients(struct daemon *d)
 
 /* One user may hold at most half the client slots, and the last slot is
  * root's: nobody can lock the others (root above all) out of the daemon by
- * keeping connections open. */
-static bool client_over_limit(const struct daemon *d, uid_t uid)
+ * keeping connections open. The fd budget (fd_budget) holds too. */
+static bool client_over_limit(struct daemon *d, uid_t uid, char *msg, size_t msglen)
 {
 	unsigned mine = 0;
 
+	snprintf(msg, msglen, "too many clients (--max-clients %u)", d->opt.max_clients);
 	if (d->nclients >= d->opt.max_clients)
 		return true;
 	if (uid == 0)
@@ -770,7 +1235,12 @@ static bool client_over_limit(const struct daemon *d, uid_t uid)
 		return true;
 	for (size_t i = 0; i < d->nclients; i++)
 		mine += d->clients[i]->cred.uid == uid;
-	return mine >= STOKE_MAX(d->opt.max_clients / 2, 1u);
+	if (mine >= STOKE_MAX(d->opt.max_clients / 2, 1u)) {
+		snprintf(msg, msglen, "too many clients for uid %u (half of --max-clients %u)",
+			 (unsigned)uid, d->opt.max_clients);
+		return true;
+	}
+	return fd_budget(d, uid, 2, msg, msglen) < 0;
 }
 
 static void client_event(struct daemon *d, int fd, uint32_t events)
@@ -861,7 +1331,7 @@ static void dispatch(struct daemon *d, const struct epoll_event *ev)
 		 * session's next tick. */
 		r = stoked_session_drain(ds);
 		if (r < 0 && r != -E2BIG)
-			end_session(d, ds, false, "read error");
+			end_session(d, ds, false, "read error", NULL, 0);
 		break;
 	case W_PIDFD:
 		ds = session_of_fd(d, fd, true);
@@ -869,6 +1339,9 @@ static void dispatch(struct daemon *d, const struct epoll_event *ev)
 			unwatch_session(d, ds);
 			stoked_session_target_exited(ds);
 		}
+		break;
+	case W_JOBS:
+		jobs_done(d);
 		break;
 	}
 }
@@ -1007,18 +1480,33 @@ static int setup_loop(struct daemon *d)
 		return -errno;
 	if (timerfd_settime(d->timer_fd, 0, &its, NULL) < 0)
 		return -errno;
-	return watch(d, W_TIMER, d->timer_fd, EPOLLIN);
+	r = watch(d, W_TIMER, d->timer_fd, EPOLLIN);
+	if (r < 0)
+		return r;
+	d->job_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (d->job_fd < 0)
+		return -errno;
+	stoked_sessions_set_notify_fd(d->job_fd);
+	d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (d->spare_fd < 0)
+		return -errno;
+	return watch(d, W_JOBS, d->job_fd, EPOLLIN);
 }
 
-static void raise_nofile(void)
+/* Returns the fd limit the budgets are computed from. */
+static unsigned raise_nofile(void)
 {
 	struct rlimit rl;
 
 	/* One event per (thread, CPU) per session. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
 	}
+	return rl.rlim_cur > 1U << 30 ? 1U << 30 : (unsigned)rl.rlim_cur;
 }
 
 /* Detach from the terminal. The parent exits only once the child is
@@ -1080,6 +1568,13 @@ static void usage(FILE *f)
 	      "      --max-clients N      connected clients at most (default 64)\n"
 	      "      --socket-mode MODE   octal mode of the socket (default 0660)\n"
 	      "      --socket-group GROUP group that owns the socket (who may connect)\n"
+	      "      --admin-group GROUP  members (at connect time) may profile any\n"
+	      "                           process, as root may\n"
+	      "      --max-user-memory SIZE  memory the sessions of one user may hold,\n"
+	      "                           estimated (default 1G; K, M, G suffixes; 0: none)\n"
+	      "      --max-user-fds N     file descriptors one user's clients and\n"
+	      "                           sessions may hold (default: a quarter of\n"
+	      "                           the fd limit)\n"
 	      "      --log FILE           log here (reopened on SIGHUP); default stderr,\n"
 	      "                           or " DEFAULT_LOG " when detached\n"
 	      "  -h, --help               this help\n"
@@ -1100,9 +1595,48 @@ static int parse_uint(const char *s, unsigned min, unsigned max, int base, unsig
 	return 0;
 }
 
+/* "512M", "2G", "1048576": bytes. */
+static int parse_size(const char *s, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		return -EINVAL;
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	else if (*end)
+		return -EINVAL;
+	if (shift && end[1])
+		return -EINVAL;
+	if (v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*ret = (uint64_t)v << shift;
+	return 0;
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { O_ROOT = 256, O_MAXS, O_MAXC, O_MODE, O_GROUP, O_LOG, O_VERSION, O_MAXSAMPLES };
+	enum {
+		O_ROOT = 256,
+		O_MAXS,
+		O_MAXC,
+		O_MODE,
+		O_GROUP,
+		O_LOG,
+		O_VERSION,
+		O_MAXSAMPLES,
+		O_ADMIN,
+		O_MAXMEM,
+		O_MAXFDS
+	};
 	static const struct option longopts[] = {
 		{"socket", required_argument, NULL, 's'},
 		{"foreground", no_argument, NULL, 'f'},
@@ -1112,6 +1646,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"max-samples", required_argument, NULL, O_MAXSAMPLES},
 		{"socket-mode", required_argument, NULL, O_MODE},
 		{"socket-group", required_argument, NULL, O_GROUP},
+		{"admin-group", required_argument, NULL, O_ADMIN},
+		{"max-user-memory", required_argument, NULL, O_MAXMEM},
+		{"max-user-fds", required_argument, NULL, O_MAXFDS},
 		{"log", required_argument, NULL, O_LOG},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
@@ -1126,6 +1663,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->mode = 0660;
 	o->max_sessions = DEFAULT_MAX_SESSIONS;
 	o->max_clients = DEFAULT_MAX_CLIENTS;
+	o->max_user_memory = DEFAULT_MAX_USER_MEMORY;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "s:fh", longopts, NULL)) != -1) {
 		switch (c) {
@@ -1165,6 +1703,17 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case O_GROUP:
 			o->group = optarg;
 			break;
+		case O_ADMIN:
+			o->admin_group = optarg;
+			break;
+		case O_MAXMEM:
+			if (parse_size(optarg, &o->max_user_memory) < 0)
+				goto bad_value;
+			break;
+		case O_MAXFDS:
+			if (parse_uint(optarg, 8, 1U << 30, 10, &o->max_user_fds) < 0)
+				goto bad_value;
+			break;
 		case O_LOG:
 			o->log = optarg;
 			break;
@@ -1197,10 +1746,17 @@ bad_value:
 /* Flush every running session (their final profiles), close everything. */
 static void teardown(struct daemon *d)
 {
+	d->stopping = true; /* sessions end synchronously from here on */
 	for (size_t i = 0; i < d->nsessions; i++) {
-		if (stoked_session_running(d->sessions[i]))
-			end_session(d, d->sessions[i], false, "stoked is stopping");
-		stoked_session_free(d->sessions[i]);
+		struct stoked_session *ds = d->sessions[i];
+		int r;
+
+		/* A job in flight finishes first (its write, its attach). */
+		stoked_session_wait(ds);
+		stoked_session_job_done(ds, &r, NULL, NULL, 0);
+		if (stoked_session_active(ds))
+			end_session(d, ds, false, "stoked is stopping", NULL, 0);
+		stoked_session_free(ds);
 	}
 	free(d->sessions);
 	while (d->nclients) {
@@ -1222,6 +1778,10 @@ static void teardown(struct daemon *d)
 	}
 	if (d->timer_fd >= 0)
 		close(d->timer_fd);
+	if (d->job_fd >= 0)
+		close(d->job_fd);
+	if (d->spare_fd >= 0)
+		close(d->spare_fd);
 	if (d->sig_fd >= 0)
 		close(d->sig_fd);
 	if (d->ep >= 0)
@@ -1234,7 +1794,14 @@ static void teardown(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-	struct daemon d = {.ep = -1, .listen_fd = -1, .sig_fd = -1, .timer_fd = -1, .next_id = 1};
+	struct daemon d = {.ep = -1,
+			   .listen_fd = -1,
+			   .sig_fd = -1,
+			   .timer_fd = -1,
+			   .job_fd = -1,
+			   .spare_fd = -1,
+			   .admin_gid = (gid_t)-1,
+			   .next_id = 1};
 	struct epoll_event evs[64];
 	int ready_fd = -1, r;
 
@@ -1265,7 +1832,16 @@ int main(int argc, char **argv)
 	 * when writing as them (sessions.c): a root daemon needs none. */
 	if (geteuid() == 0)
 		(void)!setgroups(0, NULL);
-	raise_nofile();
+	d.fd_limit = raise_nofile();
+	if (d.opt.admin_group) {
+		struct group *g = getgrnam(d.opt.admin_group);
+
+		if (!g) {
+			log_error("--admin-group %s: no such group", d.opt.admin_group);
+			return 1;
+		}
+		d.admin_gid = g->gr_gid;
+	}
 	d.started = mono_s();
 	r = setup_loop(&d);
 	if (r < 0) {

@@ -10,6 +10,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <grp.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
@@ -90,7 +91,7 @@ END_TEST
 static int check(uid_t req_uid, bool cap, uid_t r, uid_t e, uid_t s, bool dumpable, char *why,
 		 size_t len)
 {
-	struct stoke_auth_requester req = {.pid = 1, .uid = req_uid, .cap_sys_ptrace = cap};
+	struct stoke_auth_requester req = {.pid = 1, .uid = req_uid, .admin = cap};
 	struct stoke_auth_target t = {
 		.pid = 4242, .ruid = r, .euid = e, .suid = s, .dumpable = dumpable};
 
@@ -101,7 +102,7 @@ START_TEST(test_rules)
 {
 	char why[256];
 
-	/* root and CAP_SYS_PTRACE: anything, even non-dumpable root processes */
+	/* root and the admin group: anything, even non-dumpable root processes */
 	ck_assert_int_eq(check(0, false, 0, 0, 0, false, why, sizeof(why)), 0);
 	ck_assert_str_eq(why, "");
 	ck_assert_int_eq(check(1000, true, 0, 0, 0, false, why, sizeof(why)), 0);
@@ -206,9 +207,10 @@ START_TEST(test_no_such_process)
 }
 END_TEST
 
-/* Connect to path as uid, with CAP_SYS_PTRACE kept or not; the child
- * waits until the parent has looked at the connection. */
-static pid_t connect_as(const char *path, uid_t uid, bool keep_ptrace)
+/* Connect to path as uid, with CAP_SYS_PTRACE kept or not, in the
+ * supplementary group group (or none: (gid_t)-1); the child waits until the
+ * parent has looked at the connection. */
+static pid_t connect_as(const char *path, uid_t uid, bool keep_ptrace, gid_t group)
 {
 	pid_t pid = fork();
 
@@ -220,6 +222,8 @@ static pid_t connect_as(const char *path, uid_t uid, bool keep_ptrace)
 
 		if (keep_ptrace && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
 			_exit(2);
+		if (setgroups(group == (gid_t)-1 ? 0 : 1, &group) < 0)
+			_exit(6);
 		if (setresuid(uid, uid, uid) < 0)
 			_exit(3);
 		if (keep_ptrace) {
@@ -240,18 +244,19 @@ static pid_t connect_as(const char *path, uid_t uid, bool keep_ptrace)
 	return pid;
 }
 
-static void peer_case(int lfd, const char *path, uid_t uid, bool keep, bool expect_cap)
+static void peer_case(int lfd, const char *path, uid_t uid, bool keep, gid_t group,
+		      gid_t admin_gid, bool expect_admin)
 {
 	struct stoke_auth_requester req;
-	pid_t pid = connect_as(path, uid, keep);
+	pid_t pid = connect_as(path, uid, keep, group);
 	int status, fd = accept(lfd, NULL, NULL);
 
 	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(stoke_auth_peer(fd, &req), 0);
+	ck_assert_int_eq(stoke_auth_peer(fd, admin_gid, &req), 0);
 	ck_assert_int_eq(req.pid, pid);
 	ck_assert_uint_eq(req.uid, uid);
-	ck_assert_msg(req.cap_sys_ptrace == expect_cap, "uid %u keep %d: cap %d", uid, keep,
-		      req.cap_sys_ptrace);
+	ck_assert_msg(req.admin == expect_admin, "uid %u keep %d group %d: admin %d", uid, keep,
+		      (int)group, req.admin);
 	close(fd);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: %d", status);
@@ -266,13 +271,13 @@ START_TEST(test_peer)
 
 	/* socketpair: the credentials are our own */
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	ck_assert_int_eq(stoke_auth_peer(sv[0], &req), 0);
+	ck_assert_int_eq(stoke_auth_peer(sv[0], (gid_t)-1, &req), 0);
 	ck_assert_int_eq(req.pid, getpid());
 	ck_assert_uint_eq(req.uid, geteuid());
 	ck_assert_uint_eq(req.gid, getegid());
 	close(sv[0]);
 	close(sv[1]);
-	ck_assert_int_eq(stoke_auth_peer(-1, &req), -EBADF);
+	ck_assert_int_eq(stoke_auth_peer(-1, (gid_t)-1, &req), -EBADF);
 
 	if (geteuid() != 0)
 		return; /* switching uids needs root; the rest is covered above */
@@ -284,8 +289,15 @@ START_TEST(test_peer)
 	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	ck_assert_int_eq(chmod(sa.sun_path, 0666), 0);
 	ck_assert_int_eq(listen(lfd, 4), 0);
-	peer_case(lfd, sa.sun_path, NOBODY, false, false);
-	peer_case(lfd, sa.sun_path, NOBODY, true, true);
+	peer_case(lfd, sa.sun_path, NOBODY, false, (gid_t)-1, (gid_t)-1, false);
+	/* CAP_SYS_PTRACE does not count: it can only be read after connect()
+	 * (from /proc), when the peer may have gained it by an exec that the
+	 * sender of the requests never made (auth.h). */
+	peer_case(lfd, sa.sun_path, NOBODY, true, (gid_t)-1, 4321, false);
+	/* The admin group, as the kernel recorded the groups at connect(). */
+	peer_case(lfd, sa.sun_path, NOBODY, false, 4321, 4321, true);
+	peer_case(lfd, sa.sun_path, NOBODY, false, 4322, 4321, false);
+	peer_case(lfd, sa.sun_path, NOBODY, false, 4321, (gid_t)-1, false);
 	close(lfd);
 	unlink(sa.sun_path);
 	rmdir(dir);

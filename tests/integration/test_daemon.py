@@ -256,11 +256,19 @@ def test_auth_refused_root_target(d):
         sid = int(daemon.ok(["attach", str(target.pid), "-o", out]).strip())
         check(daemon.json(["list"], user=NOBODY)["sessions"] == [],
               "nobody sees root's session")
-        for cmd in (["detach", str(sid)], ["snapshot", str(sid)], ["status", str(sid)],
-                    ["shutdown"]):
-            p = daemon.stoke(cmd, user=NOBODY)
-            check(p.returncode == 1 and "permission denied" in p.stderr,
-                  "nobody could %s: %r" % (cmd[0], p.stderr))
+        # ... and indistinguishable from a session that does not exist, so
+        # that nobody learns other users' session ids (issue #12).
+        for op in ("detach", "snapshot", "status"):
+            p = daemon.stoke([op, str(sid)], user=NOBODY)
+            q = daemon.stoke([op, str(sid + 1000)], user=NOBODY)
+            check(p.returncode == 1 and "no session %d" % sid in p.stderr,
+                  "nobody could %s: %r" % (op, p.stderr))
+            check(p.stderr.replace(str(sid), "N") == q.stderr.replace(str(sid + 1000), "N"),
+                  "%s answers differently for another user's session (%r) and for none "
+                  "(%r)" % (op, p.stderr, q.stderr))
+        p = daemon.stoke(["shutdown"], user=NOBODY)
+        check(p.returncode == 1 and "permission denied" in p.stderr,
+              "nobody could shut down: %r" % p.stderr)
         check(session_info(daemon, sid)["state"] == "running", "root's session was touched")
         # A non-dumpable process of one's own is refused too.
         nd = subprocess.Popen(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,

@@ -44,6 +44,8 @@ struct record_args {
 	struct stoke_session_opts sopts;
 	pid_t pids[MAX_PIDS];
 	size_t npids;
+	uint32_t tids[MAX_PIDS]; /* -t: keep only these threads' samples */
+	size_t ntids;
 	char **argv;
 	double duration;
 	const char *output;
@@ -58,30 +60,39 @@ struct record_args {
 
 static void usage(FILE *f)
 {
-	fputs("usage: stoke record [-p PID[,PID...] | -- CMD [ARGS...]] [options]\n"
+	fputs("usage: stoke record [-p PID[,PID...] | -t TID[,TID...] | -- CMD [ARGS...]]\n"
+	      "                    [options]\n"
 	      "\n"
 	      "Sample a running process (every thread, and threads born later) or a\n"
 	      "command with perf_event, and write the profile.\n"
 	      "\n"
-	      "  -p, --pid PID[,PID...]  attach to running processes\n"
+	      "  -p, --pid PID[,PID...]  attach to running processes (a thread id means\n"
+	      "                          its process)\n"
+	      "  -t, --tid TID[,TID...]  only these threads: their processes are sampled\n"
+	      "                          and only these threads' samples are kept\n"
 	      "  -F, --freq HZ           samples per second per thread (default 999)\n"
 	      "  -e, --event EVENT       cpu-clock (default), task-clock or cycles\n"
 	      "                          (cycles falls back to cpu-clock without a PMU)\n"
 	      "  -d, --duration SECONDS  stop after this long (default: until the\n"
 	      "                          targets exit or Ctrl-C)\n"
-	      "  -g, --call-graph MODE   fp (frame pointers), dwarf[,BYTES] (unwind a\n"
+	      "  -g, --call-graph[=MODE] fp (frame pointers), dwarf[,BYTES] (unwind a\n"
 	      "                          copy of BYTES of user stack; default 8192,\n"
-	      "                          max 65528) or auto (default: dwarf)\n"
+	      "                          max 65528) or auto (default: dwarf); -g\n"
+	      "                          alone means the default\n"
 	      "  -o, --output FILE       output file (default stoke.folded; - for stdout);\n"
 	      "                          the format follows the extension: .folded,\n"
-	      "                          .svg, .speedscope.json, .pstats/.prof, .txt,\n"
-	      "                          .pb.gz, .callgrind or callgrind.out.*\n"
-	      "  -f, --format FORMAT     folded, svg, speedscope, pstats, txt, pprof or\n"
-	      "                          callgrind, whatever -o's extension\n"
+	      "                          .svg, .speedscope.json or .json, .pstats/.prof,\n"
+	      "                          .txt, .pb.gz, .callgrind or callgrind.out.*;\n"
+	      "                          only a regular file (or a symlink to one) is\n"
+	      "                          replaced\n"
+	      "  -f, --format FORMAT     folded (or raw), svg, speedscope, pstats, txt,\n"
+	      "                          pprof or callgrind, whatever -o's extension\n"
 	      "      --output-dir DIR    write a run directory DIR/<time>_<name> with\n"
 	      "                          run.json and every format (instead of -o)\n"
 	      "      --name NAME         the run directory's name (default: the command)\n"
 	      "      --per-thread        folded: prefix stacks with comm-PID/TID\n"
+	      "      --lines             one frame per source line, not per function\n"
+	      "                          (speedscope, pstats, txt, callgrind)\n"
 	      "      --title TEXT        svg: the title\n"
 	      "      --width PX          svg: image width (default 1200)\n"
 	      "      --inverted          svg: icicle graph (root at the top)\n"
@@ -109,6 +120,12 @@ static int parse_callgraph(const char *s, struct stoke_sampler_opts *o)
 	return stoke_callgraph_parse(s, &o->callgraph, &o->stack_size);
 }
 
+static bool looks_like_callgraph(const char *s)
+{
+	return !strcmp(s, "fp") || !strcmp(s, "auto") || !strcmp(s, "dwarf") ||
+	       !strncmp(s, "dwarf,", 6);
+}
+
 static int parse_pids(const char *s, struct record_args *a)
 {
 	while (*s) {
@@ -127,6 +144,52 @@ static int parse_pids(const char *s, struct record_args *a)
 		s = *end ? end + 1 : end;
 	}
 	return a->npids ? 0 : -EINVAL;
+}
+
+/* The process (thread group) a thread id belongs to, or 0 if unknown. */
+static pid_t tgid_of(pid_t tid)
+{
+	char path[64], line[128];
+	_cleanup_fclose_ FILE *f = NULL;
+	long v;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %ld", &v) == 1)
+			return (pid_t)v;
+	return 0;
+}
+
+/*
+ * -p and -t name processes: a thread id given to -p means its process, as
+ * in perf (with a warning), -t's threads add their processes, and a process
+ * named twice is sampled once (each attach would count every sample again).
+ */
+static void resolve_targets(struct record_args *a)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < a->npids; i++) {
+		pid_t tgid = tgid_of(a->pids[i]);
+
+		if (tgid > 0 && tgid != a->pids[i]) {
+			if (i < a->npids - a->ntids)
+				log_warn("%d is a thread of process %d: sampling the whole process "
+					 "(-t %d samples that thread alone)",
+					 a->pids[i], tgid, a->pids[i]);
+			a->pids[i] = tgid;
+		}
+	}
+	for (size_t i = 0; i < a->npids; i++) {
+		bool dup = false;
+
+		for (size_t j = 0; j < n && !dup; j++)
+			dup = a->pids[j] == a->pids[i];
+		if (!dup)
+			a->pids[n++] = a->pids[i];
+	}
+	a->npids = n;
 }
 
 static int parse_event(const char *s, enum stoke_event *ret)
@@ -166,13 +229,14 @@ static int resolve_output(struct record_args *a, bool output_set)
 static int parse_record(int argc, char **argv, struct record_args *a)
 {
 	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH,
-	       OPT_OUTPUT_DIR, OPT_NAME, OPT_NO_KERNEL, OPT_DEBUGINFO_PATH, OPT_DEMANGLE };
+	       OPT_OUTPUT_DIR, OPT_NAME, OPT_NO_KERNEL, OPT_DEBUGINFO_PATH, OPT_DEMANGLE,
+	       OPT_LINES };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "freq", required_argument, NULL, 'F' },
 		{ "event", required_argument, NULL, 'e' },
 		{ "duration", required_argument, NULL, 'd' },
-		{ "call-graph", required_argument, NULL, 'g' },
+		{ "call-graph", optional_argument, NULL, 'g' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "per-thread", no_argument, NULL, OPT_PER_THREAD },
 		{ "format", required_argument, NULL, 'f' },
@@ -185,6 +249,8 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		{ "no-kernel", no_argument, NULL, OPT_NO_KERNEL },
 		{ "debuginfo-path", required_argument, NULL, OPT_DEBUGINFO_PATH },
 		{ "demangle", required_argument, NULL, OPT_DEMANGLE },
+		{ "lines", no_argument, NULL, OPT_LINES },
+		{ "tid", required_argument, NULL, 't' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "mmap-pages", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
@@ -200,14 +266,27 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 	a->output = "stoke.folded";
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:F:e:d:g:o:f:m:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:t:F:e:d:g::o:f:m:qh", longopts, NULL)) != -1) {
 		char *end;
 
 		switch (c) {
 		case 'p':
+			if (a->ntids)
+				return die_usage("%s", "give either -p PID or -t TID, not both");
 			if (parse_pids(optarg, a) < 0)
 				return die_usage("invalid PID list '%s'", optarg);
 			break;
+		case 't': {
+			size_t before = a->npids;
+
+			if (a->npids > a->ntids)
+				return die_usage("%s", "give either -p PID or -t TID, not both");
+			if (parse_pids(optarg, a) < 0)
+				return die_usage("invalid TID list '%s'", optarg);
+			for (size_t i = before; i < a->npids; i++)
+				a->tids[a->ntids++] = (uint32_t)a->pids[i];
+			break;
+		}
 		case 'F': {
 			long v;
 
@@ -230,6 +309,12 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 				return die_usage("invalid duration '%s' (seconds > 0)", optarg);
 			break;
 		case 'g':
+			/* -g alone means the default, as perf and samply users type
+			 * it; a mode may still follow as the next word (-g fp). */
+			if (!optarg && optind < argc && looks_like_callgraph(argv[optind]))
+				optarg = argv[optind++];
+			if (!optarg)
+				break;
 			if (parse_callgraph(optarg, &a->sopts.sampler) < 0)
 				return die_usage("invalid call-graph mode '%s' (fp, dwarf[,BYTES] "
 						 "with BYTES a multiple of 8 up to 65528, or auto)",
@@ -240,10 +325,13 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 			output_set = true;
 			break;
 		case 'f':
-			if (stoke_format_from_name(optarg, &a->format) < 0)
+			if (stoke_format_from_name(optarg, &a->format) < 0) {
+				if (stoke_format_hint(optarg))
+					return die_usage("%s", stoke_format_hint(optarg));
 				return die_usage("unknown format '%s' (folded, svg, speedscope, "
 						 "pstats, txt, pprof, callgrind)",
 						 optarg);
+			}
 			a->format_set = true;
 			break;
 		case OPT_OUTPUT_DIR:
@@ -264,6 +352,9 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 				return die_usage("invalid value '%s' for --%s", optarg,
 						 c == OPT_WIDTH ? "width (100..100000)"
 								: "minwidth (0..10000)");
+			break;
+		case OPT_LINES:
+			a->oopts.lines = true;
 			break;
 		case OPT_NO_KERNEL:
 			a->sopts.sampler.exclude_kernel = true;
@@ -295,7 +386,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 			exit(0);
 		case '?':
 		default:
-			if (optopt && strchr("pFedgofm", optopt))
+			if (optopt && strchr("ptFedofm", optopt))
 				return die_usage("option '-%s' needs an argument",
 						 (char[]){ (char)optopt, 0 });
 			return die_usage("unknown option '%s'", argv[optind - 1]);
@@ -304,9 +395,10 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 	if (optind < argc)
 		a->argv = argv + optind;
 	if (!a->npids && !a->argv)
-		return die_usage("%s", "nothing to profile: give -p PID or -- CMD");
+		return die_usage("%s", "nothing to profile: give -p PID, -t TID or -- CMD");
 	if (a->npids && a->argv)
 		return die_usage("%s", "give either -p PID or a command, not both");
+	resolve_targets(a);
 	return resolve_output(a, output_set);
 }
 
@@ -603,14 +695,30 @@ static int open_output(struct recorder *rec)
 	return 0;
 }
 
+static void profile_freep(struct stoke_profile **p)
+{
+	stoke_profile_free(*p);
+}
+
 static int write_output(struct recorder *rec)
 {
 	const struct stoke_profile *p = stoke_session_profile(rec->session);
 	struct record_args *a = rec->args;
 	struct stoke_run_info info = { 0 };
 	_cleanup_free_ char *dir = NULL;
+	_cleanup_(profile_freep) struct stoke_profile *kept = NULL;
 	int r;
 
+	if (a->ntids) {
+		struct stoke_copy_opts co = { .tids = a->tids, .ntids = a->ntids };
+
+		r = stoke_profile_copy(p, &co, &kept);
+		if (r < 0) {
+			log_error("cannot write the profile: %s", strerror(-r));
+			return r;
+		}
+		p = kept;
+	}
 	if (!a->output_dir) {
 		rec->out_open = false;
 		r = stoke_output_write_atomic(p, a->format, &a->oopts, &rec->out);
@@ -664,6 +772,15 @@ static void summary(struct recorder *rec, double elapsed)
 			     : strcmp(rec->args->output, "-") ? rec->args->output : "stdout");
 	if (st.unwind_samples)
 		unwind_summary(&st);
+}
+
+/* An empty profile is almost always a surprise: say why it may be empty. */
+static void warn_if_empty(struct recorder *rec)
+{
+	if (stoke_profile_total(stoke_session_profile(rec->session)) != 0)
+		return;
+	log_warn("the profile is empty: no samples were taken (cpu-clock and task-clock "
+		 "count CPU time only, so a target that sleeps or waits yields none)");
 }
 
 static int exit_code_of(int status)
@@ -738,6 +855,7 @@ int record_run(int argc, char **argv, struct record_result *res)
 	if (write_output(&rec) < 0)
 		code = 1;
 	summary(&rec, mono_s() - rec.start);
+	warn_if_empty(&rec);
 	if (!code)
 		code = r < 0 ? 1 : 0;
 	if (!code && rec.child)

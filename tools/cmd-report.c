@@ -3,7 +3,8 @@
  * profile offline, without the target.
  *
  * INPUT is a pprof file stoke wrote (profile.pb.gz) or a run directory
- * (its profile.pb.gz is read). The pprof carries the whole model, so the
+ * (its profile.pb.gz is read); folded stacks and `perf script` output are
+ * read too, from a file or stdin ("-"), as stackcollapse would. The pprof carries the whole model, so the
  * output is byte-identical to what `stoke record` wrote in that format with
  * the same options.
  */
@@ -29,7 +30,9 @@ static void usage(FILE *f)
 	fputs("usage: stoke report INPUT [-f FORMAT] [-o FILE] [options]\n"
 	      "\n"
 	      "Write a stored profile (profile.pb.gz or a run directory) in another\n"
-	      "format, exactly as `stoke record` would have written it.\n"
+	      "format, exactly as `stoke record` would have written it. INPUT may\n"
+	      "also be folded stacks or `perf script` output, and - reads stdin:\n"
+	      "  perf script | stoke report - -o flame.svg\n"
 	      "\n"
 	      "  -f, --format FORMAT  folded, svg, speedscope, pstats, txt, pprof or\n"
 	      "                       callgrind (default: from -o's extension; folded\n"

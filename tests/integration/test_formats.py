@@ -198,9 +198,12 @@ def test_bad_input(tmp):
         f.write(b"\x1f\x8b\x08\x00garbage" * 10)
     fails(["report", junk], 1, "gzip")
     text = os.path.join(tmp, "text.pb.gz")
-    with open(text, "w") as f:
-        f.write("main;run 12\n")
+    with open(text, "wb") as f:
+        f.write(b"\x08\x96\x01\x12\xffnot a protobuf")
     fails(["report", text], 1, "cannot read")
+    with open(text, "w") as f:
+        f.write("main;run 12\nmain;run twelve\n")
+    fails(["report", text], 1, "line 2")
     fails(["report", text, "-o", os.path.join(tmp, "x.unknown")], 2, "format")
     fails(["report"], 2, "INPUT")
 
@@ -460,6 +463,87 @@ def test_golden_files_real_readers(tmp):
     check(dec["value0"] == 20, str(dec))
 
 
+PERF_SCRIPT = """\
+app 100/101 [000]  12.000001:    1000000 cpu-clock: 
+\t    ffffffff81000e06 asm_sysvec_apic_timer_interrupt+0x16 ([kernel.kallsyms])
+\t            1274 leaf_a+0x34 (/usr/bin/app)
+\t            134c run+0x3c (/usr/bin/app)
+\t            10c5 main+0x45 (/usr/bin/app)
+
+app 100/101 [000]  12.001001:    1000000 cpu-clock: 
+\t            1274 leaf_a+0x34 (/usr/bin/app)
+\t            134c run+0x3c (/usr/bin/app)
+\t            10c5 main+0x45 (/usr/bin/app)
+
+my worker 100/102 [001]  12.001002:    1000000 cpu-clock: 
+\t            5555 [unknown] (/usr/lib/libz.so)
+\t            134c operator()(int, char) const+0x3c (/usr/bin/app)
+\t            10c5 main+0x45 (/usr/bin/app)
+"""
+
+
+def test_report_text_inputs(tmp):
+    """stoke report reads folded stacks and perf script output (a file or
+    stdin) and writes any format; an empty file and a perf.data get one
+    clear line."""
+    stoke = os.environ.get("STOKE", "stoke")
+    def report(args, data):
+        return subprocess.run([stoke, "report"] + args, input=data, capture_output=True,
+                              timeout=60)
+
+    p = report(["-", "-f", "folded"], b"main;run;leaf_a 3\nmain;run;leaf_b 1\nmain;x_[k] 2\n")
+    check(p.returncode == 0, "folded on stdin: %r" % p.stderr)
+    check(p.stdout == b"main;run;leaf_a 3\nmain;run;leaf_b 1\nmain;x_[k] 2\n",
+          "folded round trip: %r" % p.stdout)
+    p = report(["-", "-f", "folded"], PERF_SCRIPT.encode())
+    check(p.returncode == 0, "perf script on stdin: %r" % p.stderr)
+    lines = sorted(p.stdout.decode().splitlines())
+    check(lines == ["main;operator()(int, char) const;[libz.so] 1",
+                    "main;run;leaf_a 1",
+                    "main;run;leaf_a;asm_sysvec_apic_timer_interrupt_[k] 1"],
+          "perf script folded: %r" % lines)
+    p = report(["-", "-f", "folded", "--per-thread"], PERF_SCRIPT.encode())
+    check(b"my worker-100/102;" in p.stdout, "perf script threads: %r" % p.stdout)
+    for fmt in ("svg", "speedscope", "pstats", "txt", "pprof", "callgrind"):
+        out = os.path.join(tmp, "x." + fmt)
+        p = report(["-", "-f", fmt, "-o", out], PERF_SCRIPT.encode())
+        check(p.returncode == 0 and os.path.getsize(out) > 0, "-f %s: %r" % (fmt, p.stderr))
+    empty = os.path.join(tmp, "empty")
+    open(empty, "w").close()
+    p = run_stoke(["report", empty])
+    check(p.returncode == 1 and p.stderr.strip().endswith("empty file"),
+          "empty file: %r" % p.stderr)
+    pdata = os.path.join(tmp, "perf.data")
+    with open(pdata, "wb") as f:
+        f.write(b"PERFILE2" + bytes(200))
+    p = run_stoke(["report", pdata])
+    check(p.returncode == 1 and "perf script | stoke report -" in p.stderr and
+          len(p.stderr.strip().splitlines()) == 1, "perf.data: %r" % p.stderr)
+    # A real perf, when there is one: stoke reads every sample of its
+    # script output, and the same ones hold leaf_a as the text says.
+    perf = shutil.which("perf")
+    if not perf:
+        print("no perf here: the real perf script part is not run")
+        return
+    data = os.path.join(tmp, "real.data")
+    r = subprocess.run([perf, "record", "-q", "-e", "cpu-clock", "-F", "499", "-g", "-o", data,
+                        "--", fixture("split"), "1.5", "75"], capture_output=True, timeout=60)
+    if r.returncode != 0:
+        print("perf record failed here: %r" % r.stderr[-200:])
+        return
+    script = subprocess.run([perf, "script", "-i", data], capture_output=True, timeout=60)
+    p = report(["-", "-f", "folded"], script.stdout)
+    check(p.returncode == 0, "real perf script: %r" % p.stderr)
+    stacks = [(l.rpartition(" ")[0].split(";"), int(l.rpartition(" ")[2]))
+              for l in p.stdout.decode().splitlines()]
+    n = sum(c for _, c in stacks)
+    a = sum(c for fr, c in stacks if "leaf_a" in fr)
+    blocks = [b for b in script.stdout.decode(errors="replace").split("\n\n") if b.strip()]
+    want_a = sum(1 for b in blocks if re.search(r"\sleaf_a\+0x", b))
+    check(n > 100 and n == len(blocks), "%d samples read, perf script has %d" % (n, len(blocks)))
+    check(a == want_a, "leaf_a in %d samples, perf script has %d" % (a, want_a))
+
+
 TESTS = {
     "rundir_and_report": test_rundir_and_report,
     "output_by_extension": test_output_by_extension,
@@ -472,6 +556,7 @@ TESTS = {
     "svg_reader": test_svg_reader,
     "cross_format": test_cross_format,
     "golden_files_real_readers": test_golden_files_real_readers,
+    "report_text_inputs": test_report_text_inputs,
 }
 
 if __name__ == "__main__":

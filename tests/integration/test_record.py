@@ -4,6 +4,7 @@
 The truth each test checks against comes from the fixture's arguments (the
 split between leaf_a and leaf_b), never from a stored profile.
 """
+import json
 import os
 import re
 import signal
@@ -247,6 +248,107 @@ def test_tty_status_line(d):
     check(len(lines) >= 2, "no live status line on a TTY: %r" % text[:500])
     check(int(lines[-1][0]) > 0 and int(lines[-1][2]) >= 2, "status line never counted: %r" % lines)
     check("samples, 0 lost" in text or re.search(r"\d+ samples, \d+ lost", text), "no summary")
+
+
+def per_thread_roots(stacks):
+    roots = {}
+    for fr, c in stacks:
+        roots[fr[0]] = roots.get(fr[0], 0) + c
+    return roots
+
+
+def test_pid_list_dedup(d):
+    # -p P,P samples P once: a single busy thread at 200 Hz gives at most
+    # ~200 samples a second (each duplicate attach used to count them again).
+    out = os.path.join(d, "out.folded")
+    target = spawn([fixture("split"), "0", "60"])
+    try:
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        p = run_stoke(["record", "-F", "200", "-p", "%d,%d,%d" % ((target.pid,) * 3),
+                       "-d", "1", "-o", out])
+        elapsed = time.monotonic() - t0
+    finally:
+        kill(target)
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    n = total(parse_folded(out))
+    check(0 < n <= 200 * elapsed * 1.15, "%d samples in %.1f s of one thread at 200 Hz"
+          % (n, elapsed))
+
+
+def test_tid_means_its_process(d):
+    # -p TID samples the thread's process (as perf does, with a warning) and
+    # its stacks unwind; -t TID keeps only that thread.
+    target = spawn([fixture("split-mt"), "2", "30", "75"])
+    try:
+        time.sleep(0.5)
+        workers = sorted(tids(target.pid) - {target.pid})
+        check(len(workers) == 2, "fixture threads: %r" % workers)
+        out = os.path.join(d, "p.folded")
+        p = run_stoke(["record", "--per-thread", "-p", str(workers[0]), "-d", "1",
+                       "-o", out])
+        check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+        check("thread of process %d" % target.pid in p.stderr, "no warning: %r" % p.stderr)
+        stacks = parse_folded(out)
+        n = total(stacks)
+        bad = sum(c for fr, c in stacks if "[unwind-failed]" in fr)
+        check(n > 0 and bad <= 0.1 * n, "%d of %d stacks did not unwind" % (bad, n))
+        roots = per_thread_roots(stacks)
+        busy = [r for r, c in roots.items() if c > 0.2 * n]
+        check(len(busy) == 2, "-p TID did not sample the whole process: %r" % roots)
+        out = os.path.join(d, "t.folded")
+        p = run_stoke(["record", "--per-thread", "-t", str(workers[1]), "-d", "1",
+                       "-o", out])
+        check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+        roots = per_thread_roots(parse_folded(out))
+        check(roots and all(r.endswith("/%d" % workers[1]) for r in roots),
+              "-t %d kept other threads: %r" % (workers[1], roots))
+    finally:
+        kill(target)
+
+
+def test_call_graph_flag_alone(d):
+    # -g alone means the default call graph (perf's habit); -g MODE still works.
+    for args in (["-g"], ["-g", "fp"], ["--call-graph"], ["--call-graph=fp"]):
+        out = os.path.join(d, "out.folded")
+        p = run_stoke(["record"] + args + ["-o", out, "--", fixture("split"), "0.3", "50"])
+        check(p.returncode == 0, "%r: exit %d: %s" % (args, p.returncode, p.stderr))
+        check(total(parse_folded(out)) > 0, "%r: no samples" % args)
+
+
+def test_empty_profile_warns(d):
+    out = os.path.join(d, "out.folded")
+    p = run_stoke(["record", "-F", "1", "-e", "task-clock", "-o", out, "--", "sleep", "0.3"])
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    check(re.search(r"warning: .*empty", p.stderr), "no warning for 0 samples: %r" % p.stderr)
+
+
+def test_output_names(d):
+    # py-spy's habits: -o x.json is speedscope, -f raw is folded, and
+    # chrometrace gets a one-line pointer; `stoke help record` is its help.
+    out = os.path.join(d, "x.json")
+    p = run_stoke(["record", "-q", "-o", out, "--", fixture("split"), "0.2", "50"])
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    with open(out) as f:
+        check("speedscope" in json.load(f).get("$schema", ""), "x.json is not speedscope")
+    out = os.path.join(d, "x.txt")
+    p = run_stoke(["record", "-q", "-f", "raw", "-o", out, "--", fixture("split"), "0.2", "50"])
+    check(p.returncode == 0 and total(parse_folded(out)) > 0, "-f raw: %r" % p.stderr)
+    p = run_stoke(["record", "-f", "chrometrace", "--", "true"])
+    check(p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and
+          "speedscope" in p.stderr, "chrometrace: %d %r" % (p.returncode, p.stderr))
+    p = run_stoke(["help", "record"])
+    check(p.returncode == 0 and p.stdout.startswith("usage: stoke record"),
+          "stoke help record: %d %r" % (p.returncode, p.stdout[:80]))
+
+
+def test_svg_title_is_command(d):
+    out = os.path.join(d, "x.svg")
+    p = run_stoke(["record", "-q", "-o", out, "--", fixture("split"), "0.2", "50"])
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    with open(out) as f:
+        m = re.search(r'<text id="title"[^>]*>([^<]*)</text>', f.read())
+    check(m and "split 0.2 50" in m.group(1), "SVG title: %r" % (m and m.group(1)))
 
 
 TESTS = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("test_")}

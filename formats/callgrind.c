@@ -103,8 +103,9 @@ static int function_of(struct cg *c, uint32_t frame, uint32_t *ret)
 	stoke_frame_display(c->p, f, buf, sizeof(buf));
 	name = clean(buf);
 	module = clean(stoke_profile_string(c->p, f->module));
-	file = clean(*stoke_profile_string(c->p, f->file) ? stoke_profile_string(c->p, f->file)
-							  : stoke_profile_string(c->p, f->module));
+	/* No source file: "???", as valgrind writes it. Naming the ELF file
+	 * instead made callgrind_annotate try to read a binary as source. */
+	file = clean(stoke_profile_string(c->p, f->file));
 	if (!name || !module || !file)
 		goto nomem;
 	if (rehash(&c->fn_slots, &c->fn_mask, c->nfuncs, &size) < 0)

@@ -342,6 +342,22 @@ def test_callgrind_reader(tmp):
     check(m, "no leaf_a row:\n" + out[:3000])
     check(int(m.group(1).replace(",", "")) == leaf_count(stacks, "leaf_a"),
           "callgrind leaf_a %s, folded %d" % (m.group(1), leaf_count(stacks, "leaf_a")))
+    # Frames without a symbol have no source file ("???"): naming their ELF
+    # binary as one made callgrind_annotate read it as source and warn.
+    elf = shutil.which("true")
+    script = PERF_SCRIPT.replace("/usr/lib/libz.so", elf)
+    cg = os.path.join(tmp, "unknown.callgrind")
+    p = subprocess.run([os.environ.get("STOKE", "stoke"), "report", "-", "-o", cg],
+                       input=script, capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0, "report: %s" % p.stderr)
+    with open(cg) as f:
+        text = f.read()
+    check(not re.search(r"^(fl|fi|fe|cfi|cfl)=(\(\d+\) )?" + re.escape(elf) + "$", text, re.M),
+          "an ELF file is named as a source file:\n" + text)
+    p = subprocess.run(["callgrind_annotate", "--auto=yes", cg], capture_output=True,
+                       text=True, errors="replace", timeout=60)
+    check(p.returncode == 0 and not p.stderr.strip(),
+          "callgrind_annotate complained: %r" % p.stderr[-1000:])
 
 
 def test_svg_reader(tmp):

@@ -99,7 +99,10 @@ int stoke_text_write(const struct stoke_profile *p, const struct stoke_output_op
 	if (calls != prim)
 		fprintf(out, "(%" PRIu64 " primitive calls) ", prim);
 	fprintf(out, "in %.3f seconds\n\n", total_tt);
-	fputs("   Ordered by: cumulative time\n\n", out);
+	fputs("   Ordered by: cumulative time\n", out);
+	/* The one line pstats would not print: a sampling profiler sees no
+	 * calls, and a reader must not take ncalls for them. */
+	fputs(TEXT_SAMPLES_NOTE "\n\n", out);
 	fputs("   ncalls  tottime  percall  cumtime  percall filename:lineno(function)\n", out);
 	for (size_t i = 0; i < st.nfuncs; i++)
 		print_line(out, &st.funcs[rows[i].index], st.period_s);

@@ -19,8 +19,11 @@
  * Names. Functions are named from DWARF when it covers the address (the
  * name addr2line prints; a static clone "f.constprop.0" is "f" there) with
  * its inlined frames and lines (srcline.c), else from the symbol table
- * (.symtab, .dynsym or .gnu_debugdata); both are demangled (demangle.c) and
- * interned.
+ * (.symtab, .dynsym or .gnu_debugdata, plus name@plt for PLT stubs), which
+ * is indexed once per module (symtab.c); both are demangled (demangle.c)
+ * and interned. Where DWARF names the physical function by a symbol that
+ * has a preferred alias at the same address (glibc's "__GI___libc_malloc"
+ * for "malloc"), the alias perf would print is used instead.
  *
  * Cleanup style in this file: explicit frees on early return (no cleanup
  * attribute, no goto).
@@ -41,6 +44,7 @@
 #include "demangle.h"
 #include "log.h"
 #include "srcline.h"
+#include "symtab.h"
 #include "util.h"
 
 /* ---- string pool ---- */
@@ -205,6 +209,8 @@ struct stoke_module {
 	size_t nsegs;
 	struct stoke_srcline *srcline; /* built on the first line lookup */
 	bool no_dwarf;                 /* no usable DWARF: symbols only */
+	struct stoke_symtab *symtab;   /* built on the first symbol lookup */
+	const char **sym_names;        /* interned name per symtab entry */
 	/* The result-cache key: the first module with the same build-id (a
 	 * library seen through two paths is symbolized once), else itself. */
 	const struct stoke_module *key;
@@ -287,6 +293,8 @@ int stoke_elfcache_configure(struct stoke_elfcache *c, const char *debuginfo_dir
 static void module_free(struct stoke_module *mod)
 {
 	stoke_srcline_free(mod->srcline);
+	stoke_symtab_free(mod->symtab);
+	free(mod->sym_names);
 	if (mod->dwfl)
 		dwfl_end(mod->dwfl); /* closes the fd we handed it */
 	if (mod->fd >= 0)
@@ -664,41 +672,102 @@ int stoke_module_vaddr(struct stoke_elfcache *c, struct stoke_module *mod, uint6
 	return -ENOENT;
 }
 
-/* Intern a function name, demangled as configured. Versioned definitions
- * appear as "dlsym@@GLIBC_2.34" in a .symtab; the version is not part of
- * the function's name. */
-static const char *intern_function(struct stoke_elfcache *c, const char *name)
+/* Intern name[0..len), demangled as configured, with suffix appended
+ * (after demangling: "_ZN1a1fEv@plt" reads "a::f@plt"). */
+static const char *intern_symbol(struct stoke_elfcache *c, const char *name, size_t len,
+				 const char *suffix)
 {
-	size_t len = (size_t)(strchrnul(name + 1, '@') - name);
-	char *plain, *demangled;
-	const char *ret;
+	char *plain, *demangled, *joined = NULL;
+	const char *base, *ret = NULL;
 
-	if (c->demangle == STOKE_DEMANGLE_NONE || name[0] != '_')
+	if ((c->demangle == STOKE_DEMANGLE_NONE || name[0] != '_') && !*suffix)
 		return stoke_strpool_intern_n(c->pool, name, len);
 	plain = strndup(name, len);
 	if (!plain)
 		return NULL;
-	demangled = stoke_demangle(plain, c->demangle);
-	ret = stoke_strpool_intern(c->pool, demangled ? demangled : plain);
+	demangled = name[0] == '_' ? stoke_demangle(plain, c->demangle) : NULL;
+	base = demangled ? demangled : plain;
+	if (!*suffix)
+		ret = stoke_strpool_intern(c->pool, base);
+	else if (asprintf(&joined, "%s%s", base, suffix) >= 0)
+		ret = stoke_strpool_intern(c->pool, joined);
+	else
+		joined = NULL; /* asprintf leaves it undefined */
+	free(joined);
 	free(demangled);
 	free(plain);
 	return ret;
 }
 
+/* Intern a DWARF function name, demangled as configured. A versioned
+ * name ("dlsym@@GLIBC_2.34") loses its version. */
+static const char *intern_function(struct stoke_elfcache *c, const char *name)
+{
+	return intern_symbol(c, name, (size_t)(strchrnul(name + 1, '@') - name), "");
+}
+
+/* The symbol index, built on first use; NULL when memory ran out (then
+ * the next lookup tries again). */
+static struct stoke_symtab *module_symtab(struct stoke_module *mod)
+{
+	if (mod->symtab)
+		return mod->symtab;
+	if (stoke_symtab_new(mod->dwmod, &mod->symtab) < 0)
+		return NULL;
+	/* Interned names per entry: many addresses share a symbol, and
+	 * demangling is the costly part of naming. Optional. */
+	mod->sym_names = calloc(STOKE_MAX(stoke_symtab_count(mod->symtab), (size_t)1),
+				sizeof(*mod->sym_names));
+	return mod->symtab;
+}
+
+/* Entry idx's name, interned and demangled once. */
+static const char *symtab_entry_name(struct stoke_elfcache *c, struct stoke_module *mod,
+				     size_t idx)
+{
+	const char *raw = stoke_symtab_name(mod->symtab, idx), *name;
+	size_t len = strlen(raw);
+
+	if (mod->sym_names && mod->sym_names[idx])
+		return mod->sym_names[idx];
+	if (stoke_symtab_is_plt(mod->symtab, idx))
+		name = intern_symbol(c, raw, len - strlen("@plt"), "@plt");
+	else
+		name = intern_symbol(c, raw, len, "");
+	if (name && mod->sym_names)
+		mod->sym_names[idx] = name;
+	return name;
+}
+
 static int symtab_name(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t vaddr,
 		       const char **ret_name)
 {
-	const char *name;
-	GElf_Off off;
-	GElf_Sym sym;
+	struct stoke_symtab *st = module_symtab(mod);
+	long idx;
 
-	name = dwfl_module_addrinfo(mod->dwmod, vaddr + mod->bias, &off, &sym, NULL, NULL, NULL);
-	if (!name || !*name) {
+	if (!st)
+		return -ENOMEM;
+	idx = stoke_symtab_find(st, vaddr + mod->bias);
+	if (idx < 0) {
 		*ret_name = NULL;
 		return 0;
 	}
-	*ret_name = intern_function(c, name);
+	*ret_name = symtab_entry_name(c, mod, (size_t)idx);
 	return *ret_name ? 0 : -ENOMEM;
+}
+
+/* The preferred alias when dwarf_name (the physical function DWARF names
+ * at vaddr) is another name of the symbol there; else NULL. */
+static const char *preferred_alias(struct stoke_elfcache *c, struct stoke_module *mod,
+				   uint64_t vaddr, const char *dwarf_name)
+{
+	struct stoke_symtab *st = module_symtab(mod);
+	long idx = st ? stoke_symtab_find(st, vaddr + mod->bias) : -ENOENT;
+
+	if (idx < 0 || !strcmp(stoke_symtab_name(st, (size_t)idx), dwarf_name) ||
+	    !stoke_symtab_has_name(st, (size_t)idx, dwarf_name))
+		return NULL;
+	return symtab_entry_name(c, mod, (size_t)idx);
 }
 
 int stoke_module_symbol(struct stoke_elfcache *c, struct stoke_module *mod, uint64_t vaddr,
@@ -815,7 +884,9 @@ int stoke_module_frames(struct stoke_elfcache *c, struct stoke_module *mod, uint
 	}
 	for (int i = 0; i < n; i++) {
 		frames[i] = (struct stoke_module_frame){ .line = src[i].line };
-		if (src[i].function) {
+		if (i == n - 1 && src[i].function)
+			frames[i].function = preferred_alias(c, mod, vaddr, src[i].function);
+		if (src[i].function && !frames[i].function) {
 			frames[i].function = memo_intern(c, src[i].function, NULL, false);
 			if (!frames[i].function)
 				return -ENOMEM;

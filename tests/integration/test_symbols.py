@@ -559,6 +559,74 @@ def test_symbolize_errors(d):
           objs[1]["frames"][-1]["function"] == "run", "json: %s" % objs)
 
 
+# ---- names as perf prints them (symtab) ----
+
+def plt_copy(d, subdir, name):
+    """plt-names and its library copied into d/subdir, the program under a
+    new name (the rpath is $ORIGIN-relative, LD_LIBRARY_PATH covers the
+    rest)."""
+    where = os.path.join(d, subdir)
+    os.makedirs(where)
+    binary = os.path.join(where, name)
+    shutil.copy(fixture("plt-names"), binary)
+    shutil.copy(os.path.join(os.path.dirname(fixture("plt-names")), "libpltnames.so"), where)
+    return binary
+
+
+def plt_env(binary):
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.path.dirname(binary)
+    return env
+
+
+def self_shares(prof):
+    """{function: self %} from `stoke top` on a stored profile."""
+    p = run_stoke(["top", prof, "-n", "50"])
+    check(p.returncode == 0, "top %s: %s" % (prof, p.stderr))
+    rows = {}
+    for line in p.stdout.splitlines():
+        m = re.match(r"\s*\d+\s+([\d.]+)%\s+[\d.]+%\s+\d+\s+(\S+)", line)
+        if m:
+            rows[m.group(2)] = float(m.group(1))
+    check(rows, "no rows from top: %r" % p.stdout[:500])
+    return rows
+
+
+def test_plt_stub_names(d):
+    """Samples in PLT stubs read "pltnames_tiny@plt", as perf names them,
+    never "plt-names+0x…"."""
+    binary = plt_copy(d, "a", "plt-names")
+    prof = os.path.join(d, "p.pb.gz")
+    p = run_stoke(["record", "-q", "-o", prof, "--", binary, "2"], env=plt_env(binary))
+    check(p.returncode == 0, "record: %s" % p.stderr)
+    rows = self_shares(prof)
+    print("self shares: %s" % sorted(rows.items(), key=lambda kv: -kv[1])[:8])
+    stubs = {k: v for k, v in rows.items() if k.endswith("@plt")}
+    check(stubs.get("pltnames_tiny@plt", 0) + stubs.get("pltnames_other@plt", 0) >= 3,
+          "the hot PLT stubs are not named: %s" % rows)
+    unnamed = {k: v for k, v in rows.items() if re.match(r"plt-names\+0x", k)}
+    check(sum(unnamed.values()) < 1, "unnamed frames of the program: %s" % unnamed)
+
+
+def test_renamed_binary_diff(d):
+    """The same program under another name and directory is no regression:
+    every frame of it is named (PLT stubs included), so `stoke diff` matches
+    them all."""
+    profs = []
+    for sub, name in (("a", "plt-names"), ("b", "plt-renamed")):
+        binary = plt_copy(d, sub, name)
+        prof = os.path.join(d, sub + ".pb.gz")
+        p = run_stoke(["record", "-q", "-o", prof, "--", binary, "2"], env=plt_env(binary))
+        check(p.returncode == 0, "record %s: %s" % (name, p.stderr))
+        profs.append(prof)
+    p = run_stoke(["diff", profs[0], profs[1], "--max-regression", "5", "-n", "50"])
+    print(p.stdout)
+    check(p.returncode == 0, "stoke diff reports a regression for a renamed binary "
+          "(exit %d): %s%s" % (p.returncode, p.stdout[-800:], p.stderr))
+    check(not re.search(r"^plt-(names|renamed)\+0x", p.stdout, re.M),
+          "unnamed program frames in the diff:\n%s" % p.stdout)
+
+
 TESTS = {n[5:]: f for n, f in globals().items() if n.startswith("test_")}
 
 if __name__ == "__main__":

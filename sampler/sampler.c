@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,6 +51,14 @@ struct queued {
 /* Bound on the bytes held for reordering; past it everything is delivered. */
 #define STOKE_QUEUE_MAX_BYTES (64u << 20)
 
+/* The processes whose records may reach the callback: the attached and
+ * launched ones and every process they fork (seen as FORK records). Open
+ * addressing over pids, power-of-two size, 0 is an empty slot. */
+struct pid_set {
+	uint32_t *slots;
+	size_t nslots, count;
+};
+
 struct stoke_sampler {
 	struct stoke_sampler_opts opts;
 	stoke_sampler_cb cb;
@@ -80,6 +89,8 @@ struct stoke_sampler {
 	uint64_t seq;
 	uint64_t max_time;  /* newest timestamp read so far */
 	uint64_t safe_time; /* newest timestamp read before this round */
+
+	struct pid_set targets;
 
 	struct stoke_sampler_stats stats;
 };
@@ -281,7 +292,44 @@ void stoke_sampler_free(struct stoke_sampler *s)
 	free(s->queue);
 	free(s->rings);
 	free(s->ring_fds);
+	free(s->targets.slots);
 	free(s);
+}
+
+static size_t pid_slot(const struct pid_set *set, uint32_t pid)
+{
+	size_t i = (size_t)stoke_hash_u64(pid) & (set->nslots - 1);
+
+	while (set->slots[i] && set->slots[i] != pid)
+		i = (i + 1) & (set->nslots - 1);
+	return i;
+}
+
+static bool pid_set_has(const struct pid_set *set, uint32_t pid)
+{
+	return set->nslots && pid && set->slots[pid_slot(set, pid)] == pid;
+}
+
+static int pid_set_add(struct pid_set *set, uint32_t pid)
+{
+	if (!pid || pid_set_has(set, pid))
+		return 0;
+	if ((set->count + 1) * 2 > set->nslots) {
+		struct pid_set grown = { .nslots = set->nslots ? set->nslots * 2 : 64 };
+
+		grown.slots = calloc(grown.nslots, sizeof(*grown.slots));
+		if (!grown.slots)
+			return -ENOMEM;
+		for (size_t i = 0; i < set->nslots; i++)
+			if (set->slots[i])
+				grown.slots[pid_slot(&grown, set->slots[i])] = set->slots[i];
+		grown.count = set->count;
+		free(set->slots);
+		*set = grown;
+	}
+	set->slots[pid_slot(set, pid)] = pid;
+	set->count++;
+	return 0;
 }
 
 /* Map the ring for cpu r, halving the size while the mlock limit refuses it
@@ -358,30 +406,82 @@ static int open_one(struct stoke_sampler *s, pid_t pid, int cpu)
 	}
 }
 
-/* Open events for one task on every CPU, joining each to that CPU's ring. */
-static int open_task(struct stoke_sampler *s, pid_t tid)
+/* Join events opened for one task (one per ring, in ring order) to their
+ * CPU's ring: the first event of a CPU owns its mapping. */
+static int commit_task(struct stoke_sampler *s, int *fds)
 {
-	for (size_t i = 0; i < s->nrings; i++) {
-		struct cpu_ring *cr = &s->rings[i];
-		int fd = open_one(s, tid, cr->cpu), r;
+	size_t i;
+	int r = 0;
 
-		if (fd < 0)
-			return fd;
+	for (i = 0; i < s->nrings; i++) {
+		struct cpu_ring *cr = &s->rings[i];
+		int fd = fds[i];
+
+		fds[i] = -1;
 		r = fds_push(s, fd);
 		if (r < 0) {
 			close(fd);
-			return r;
+			break;
 		}
 		if (cr->fd < 0) {
 			r = ring_map(s, cr, fd);
 			if (r < 0)
-				return r;
+				break;
 			s->ring_fds[i] = fd;
 		} else if (ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, cr->fd) < 0) {
-			return -errno;
+			r = -errno;
+			break;
 		}
 	}
-	return 0;
+	for (; i < s->nrings; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return r;
+}
+
+/*
+ * Open events for one task on every CPU, joining each to that CPU's ring.
+ * With procfd (an open /proc/PID of the attached process), the task is
+ * checked after its events are open and before they reach a ring: a TID read
+ * from /proc/PID/task may have been freed and taken by a thread of another
+ * process in between, and perf_event_open(tid) as root would then profile
+ * that process. An event binds to the task that had the TID at the open, so
+ * /proc/PID/task/TID still resolving after the open (the kernel resolves it
+ * only within PID's thread group, and procfd stops resolving anything once
+ * PID is gone) proves the events are on PID's thread. Until then they are
+ * disabled and have no ring: closing them loses nothing and leaks nothing,
+ * and closing an event also ends the copies it inherited into children.
+ * Returns 0, -ESRCH (the thread is gone or now belongs to another process:
+ * nothing is open), or another -errno.
+ */
+static int open_task(struct stoke_sampler *s, pid_t tid, int procfd)
+{
+	int fds[STOKE_SAMPLER_MAX_CPUS], r = 0;
+	size_t n;
+
+	for (n = 0; n < s->nrings; n++) {
+		fds[n] = open_one(s, tid, s->rings[n].cpu);
+		if (fds[n] < 0) {
+			r = fds[n];
+			break;
+		}
+	}
+	if (r == 0 && procfd >= 0) {
+		char name[32];
+		struct stat st;
+
+		snprintf(name, sizeof(name), "task/%d", tid);
+		if (fstatat(procfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			s->stats.tids_left++;
+			r = -ESRCH;
+		}
+	}
+	if (r < 0) {
+		for (size_t i = 0; i < n; i++)
+			close(fds[i]);
+		return r;
+	}
+	return commit_task(s, fds);
 }
 
 static void enable_all(struct stoke_sampler *s, size_t from)
@@ -411,20 +511,25 @@ static bool tid_set_has(const struct tid_set *t, pid_t tid)
 	return false;
 }
 
-/* One pass over /proc/PID/task: open events for every thread not yet seen.
- * Returns the number of new threads, or -errno. A thread that exits between
- * readdir and perf_event_open (ESRCH) is skipped. */
-static int attach_scan(struct stoke_sampler *s, pid_t pid, struct tid_set *seen)
+/* One pass over /proc/PID/task (procfd is /proc/PID): open events for every
+ * thread not yet seen. Returns the number of new threads, or -errno. A
+ * thread that exits between readdir and perf_event_open, or whose TID then
+ * belongs to another process (see open_task), is skipped. */
+static int attach_scan(struct stoke_sampler *s, int procfd, struct tid_set *seen)
 {
-	char path[64];
 	DIR *d;
 	struct dirent *de;
-	int added = 0, r = 0;
+	int added = 0, r = 0, fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", pid);
-	d = opendir(path);
-	if (!d)
+	fd = openat(procfd, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
 		return errno == ENOENT ? -ESRCH : -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
 	while ((de = readdir(d))) {
 		char *end;
 		long tid = strtol(de->d_name, &end, 10);
@@ -436,7 +541,7 @@ static int attach_scan(struct stoke_sampler *s, pid_t pid, struct tid_set *seen)
 			break;
 		}
 		seen->tids[seen->n++] = (pid_t)tid;
-		r = open_task(s, (pid_t)tid);
+		r = open_task(s, (pid_t)tid, procfd);
 		if (r == -ESRCH) {
 			r = 0;
 			continue;
@@ -492,20 +597,33 @@ int stoke_sampler_attach(struct stoke_sampler *s, pid_t pid)
 	struct tid_set seen = { 0 };
 	struct synth_ctx ctx = { s, pid };
 	size_t first_fd = s->nfds;
-	int r, rounds = 0;
+	uint32_t tids_left = s->stats.tids_left;
+	char path[64];
+	int r, rounds = 0, procfd;
 
 	if (pid <= 0)
 		return -ESRCH;
-	if (kill(pid, 0) < 0 && errno == ESRCH)
-		return -ESRCH;
+	/* Every thread is checked through this one directory: it stands for
+	 * this process only, even if pid is reused later (see open_task). */
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	procfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (procfd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	r = pid_set_add(&s->targets, (uint32_t)pid);
+	if (r < 0)
+		goto out;
 	/* Threads born during a pass are either inherited from a thread we
 	 * already opened, or found by the next pass: repeat until one finds
 	 * nothing new. */
 	do {
-		r = attach_scan(s, pid, &seen);
+		r = attach_scan(s, procfd, &seen);
 		if (r < 0)
 			goto out;
 	} while (r > 0 && ++rounds < 1000);
+	if (s->stats.tids_left != tids_left)
+		log_info("pid %d: %u threads left the process during the attach (their TIDs "
+			 "may belong to other processes now): not profiled",
+			 pid, s->stats.tids_left - tids_left);
 	if (seen.n == 0 || s->nfds == first_fd) {
 		r = -ESRCH;
 		goto out;
@@ -525,6 +643,7 @@ int stoke_sampler_attach(struct stoke_sampler *s, pid_t pid)
 	enable_all(s, first_fd);
 	r = 0;
 out:
+	close(procfd);
 	free(seen.tids);
 	return r;
 }
@@ -589,7 +708,9 @@ int stoke_sampler_launch(struct stoke_sampler *s, char *const argv[], pid_t *ret
 	 * our fork are never sampled. */
 	s->launching = true;
 	setup_attr(s);
-	r = open_task(s, pid);
+	r = pid_set_add(&s->targets, (uint32_t)pid);
+	if (r == 0)
+		r = open_task(s, pid, -1);
 	s->launching = false;
 	setup_attr(s);
 	if (r < 0) {
@@ -648,13 +769,47 @@ static uint64_t record_time(const struct stoke_record *rec)
 	return rec->id.has_time ? rec->id.time : 0;
 }
 
+/*
+ * Whether rec belongs to a target process; a FORK from one makes its child a
+ * target. Nothing of another process may reach the profile: an event that
+ * was opened on a TID another process had taken (see open_task) wrote into
+ * the shared ring before it was closed, or its inherited copies did.
+ */
+static int target_record(struct stoke_sampler *s, const struct stoke_record *rec)
+{
+	switch (rec->type) {
+	case STOKE_REC_SAMPLE:
+		return pid_set_has(&s->targets, rec->sample.pid);
+	case STOKE_REC_MMAP:
+		return pid_set_has(&s->targets, rec->mmap.pid);
+	case STOKE_REC_COMM:
+		return pid_set_has(&s->targets, rec->comm.pid);
+	case STOKE_REC_EXIT:
+		return pid_set_has(&s->targets, rec->task.pid);
+	case STOKE_REC_FORK:
+		if (!pid_set_has(&s->targets, rec->task.ppid))
+			return 0;
+		return pid_set_add(&s->targets, rec->task.pid) < 0 ? -ENOMEM : 1;
+	default:
+		return 1;
+	}
+}
+
 static int deliver(struct stoke_sampler *s, const void *buf, size_t len)
 {
 	struct stoke_record rec;
+	int r;
 
 	if (stoke_record_decode(&s->fmt, buf, len, &rec) < 0) {
 		s->stats.malformed++;
 		return 0;
+	}
+	r = target_record(s, &rec);
+	if (r <= 0) {
+		if (r == 0 && rec.type == STOKE_REC_SAMPLE && !s->stats.foreign++)
+			log_warn("dropping samples of pid %u, which is not a target process",
+				 rec.sample.pid);
+		return r;
 	}
 	s->stats.records++;
 	switch (rec.type) {

@@ -12,6 +12,12 @@
  * Records that describe state which existed before the attach (the mappings
  * in /proc/PID/maps, thread names) are synthesized and delivered through the
  * same callback, before any sample of that process.
+ *
+ * Only records of target processes are delivered: the attached and launched
+ * ones and the processes they fork. The sampler runs as root in stoked, and a
+ * TID listed in /proc/PID/task may belong to another process by the time its
+ * event is opened; such events are closed, and anything of another process
+ * that reached a ring anyway is dropped and counted (stats.foreign).
  */
 #pragma once
 
@@ -57,6 +63,11 @@ struct stoke_sampler_stats {
 	uint32_t events;      /* event fds open */
 	uint32_t rings;
 	uint32_t threads_attached; /* threads found in /proc at attach */
+	uint32_t tids_left;   /* threads whose TID left the process between the
+			       * scan and the open (not profiled) */
+	uint64_t foreign;     /* samples of processes that are not targets
+			       * (dropped): nothing of another process is
+			       * delivered, whatever an event saw */
 };
 
 /* Fill opts with the defaults. */

@@ -48,6 +48,10 @@ struct pprof_enc {
 	FILE *table;               /* memstream for the stoke.* tables */
 	char *table_buf;
 	size_t table_len;
+	FILE *meta;                /* memstream: the stoke.* entries, NUL-separated */
+	char *meta_buf;
+	size_t meta_len;
+	uint32_t *sample_group;    /* per model sample: its pprof Sample (0-based) */
 	struct pb_buf extra;       /* extra strings, as string_table fields */
 	uint32_t *module_mapping;  /* per string id: mapping id, 0 = none */
 	uint64_t *mapping_limit;   /* per mapping id: max offset + 1 */
@@ -115,7 +119,11 @@ static void comment(struct pprof_enc *e, const char *fmt, ...)
 		e->out.error = -ENOMEM;
 		return;
 	}
-	pb_uint(&e->out, PROFILE_COMMENT, extra_string(e, s));
+	/* Not a Profile.comment: go tool pprof prints every comment above
+	 * every report. The entries go into one string instead (see
+	 * write_comments). */
+	if (fwrite(s, 1, (size_t)n + 1, e->meta) != (size_t)n + 1)
+		e->out.error = -ENOMEM;
 	free(s);
 }
 
@@ -409,40 +417,80 @@ static void label(struct pb_buf *b, struct pb_buf *sub, uint32_t key, uint32_t s
 	pb_message(b, 3, sub);
 }
 
+/*
+ * One pprof Sample per distinct (stack, thread), its values the sums, in
+ * first-seen order: go tool pprof -traces then lists each stack once, not
+ * once per sample. The order and time of every sample, which the model
+ * keeps (speedscope's timeline), go into the stoke.timeline table.
+ */
 static int write_samples(struct pprof_enc *e)
 {
 	uint32_t k_thread = extra_string(e, "thread");
 	uint32_t k_tid = extra_string(e, "thread_id");
-	uint32_t k_time = extra_string(e, "time");
-	uint32_t u_ns = extra_string(e, "nanoseconds");
 	uint64_t period = stoke_profile_cmeta(e->p)->period_ns;
 	const struct stoke_psample *s;
 	struct pb_buf packed = { 0 };
-	size_t n;
+	uint32_t *slots = NULL, *first = NULL, ngroups = 0;
+	uint64_t *sums = NULL;
+	size_t n, mask = 1;
+	int r = 0;
 
 	s = stoke_profile_samples(e->p, &n);
+	while (mask < 2 * n + 2)
+		mask <<= 1;
+	slots = calloc(mask, sizeof(*slots));
+	first = calloc(n + 1, sizeof(*first));
+	sums = calloc(n + 1, sizeof(*sums));
+	e->sample_group = calloc(n + 1, sizeof(*e->sample_group));
+	if (!slots || !first || !sums || !e->sample_group) {
+		r = -ENOMEM;
+		goto out;
+	}
+	mask--;
 	for (size_t i = 0; i < n; i++) {
-		const struct stoke_pthread *th = stoke_profile_find_thread(e->p, s[i].tid);
+		size_t j = stoke_hash_u64((uint64_t)s[i].stack << 32 | s[i].tid) & mask;
+
+		while (slots[j] && (s[first[slots[j] - 1]].stack != s[i].stack ||
+				    s[first[slots[j] - 1]].tid != s[i].tid))
+			j = (j + 1) & mask;
+		if (!slots[j]) {
+			first[ngroups] = (uint32_t)i;
+			slots[j] = ++ngroups;
+		}
+		e->sample_group[i] = slots[j] - 1;
+		if (sums[slots[j] - 1] + s[i].weight < s[i].weight) {
+			r = -EOVERFLOW;
+			goto out;
+		}
+		sums[slots[j] - 1] += s[i].weight;
+	}
+	for (uint32_t g = 0; g < ngroups; g++) {
+		const struct stoke_psample *x = &s[first[g]];
+		const struct stoke_pthread *th = stoke_profile_find_thread(e->p, x->tid);
 
 		/* leaf first, as the stack walk gives */
-		for (uint32_t st = s[i].stack; st; st = e->stack_next[st])
+		for (uint32_t st = x->stack; st; st = e->stack_next[st])
 			pb_varint(&packed, e->stack_loc[st]);
 		if (packed.len)
 			pb_ldelim(&e->sub, 1, packed.data, packed.len);
 		packed.len = 0;
-		pb_varint(&packed, s[i].weight);
-		pb_varint(&packed, s[i].weight * period);
+		pb_varint(&packed, sums[g]);
+		pb_varint(&packed, sums[g] * period);
 		pb_ldelim(&e->sub, 2, packed.data, packed.len);
 		packed.len = 0;
 		label(&e->sub, &e->sub2, k_thread, th ? th->name : 0, 0, 0);
-		label(&e->sub, &e->sub2, k_tid, 0, s[i].tid, 0);
-		label(&e->sub, &e->sub2, k_time, 0, s[i].time, u_ns);
+		label(&e->sub, &e->sub2, k_tid, 0, x->tid, 0);
 		pb_message(&e->out, PROFILE_SAMPLE, &e->sub);
 		if (packed.error)
 			e->out.error = packed.error;
 	}
+	r = e->out.error;
+out:
 	pb_free(&packed);
-	return e->out.error;
+	free(slots);
+	free(first);
+	free(sums);
+	return r;
 }
 
 static void write_comments(struct pprof_enc *e)
@@ -451,7 +499,10 @@ static void write_comments(struct pprof_enc *e)
 	const struct stoke_pthread *th;
 	size_t n;
 
-	comment(e, "stoke.format=2");
+	if (fwrite(STOKE_PPROF_META, 1, sizeof(STOKE_PPROF_META), e->meta) !=
+	    sizeof(STOKE_PPROF_META))
+		e->out.error = -ENOMEM;
+	comment(e, "stoke.format=3");
 	/* The reader interns string_table[1..N-1] first, in order, so the
 	 * model it builds has the same string ids: `stoke report` is then
 	 * byte-identical even for pprof itself. */
@@ -506,6 +557,29 @@ static void write_comments(struct pprof_enc *e)
 				f->offset);
 	}
 	table_comment(e, "stoke.frame_places");
+	/* "GROUP,DT[,WEIGHT];" per model sample in order: its pprof Sample,
+	 * its time less the previous sample's, and its weight when not 1. */
+	{
+		const struct stoke_psample *s = stoke_profile_samples(e->p, &n);
+		uint64_t prev = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			fprintf(e->table, "%" PRIu32 ",%" PRId64, e->sample_group[i],
+				(int64_t)(s[i].time - prev));
+			if (s[i].weight != 1)
+				fprintf(e->table, ",%" PRIu64, s[i].weight);
+			putc(';', e->table);
+			prev = s[i].time;
+		}
+		table_comment(e, "stoke.timeline");
+	}
+	/* Every entry in one string, the string table's last: readers show no
+	 * string that nothing references, and stoke's reader looks there. */
+	if (fflush(e->meta) != 0) {
+		e->out.error = -ENOMEM;
+		return;
+	}
+	(void)extra_string_n(e, e->meta_buf, e->meta_len);
 }
 
 static void enc_done(struct pprof_enc *e)
@@ -513,6 +587,10 @@ static void enc_done(struct pprof_enc *e)
 	if (e->table)
 		fclose(e->table);
 	free(e->table_buf);
+	if (e->meta)
+		fclose(e->meta);
+	free(e->meta_buf);
+	free(e->sample_group);
 	pb_free(&e->sub);
 	pb_free(&e->sub2);
 	pb_free(&e->extra);
@@ -542,8 +620,11 @@ int stoke_pprof_encode(const struct stoke_profile *p, uint8_t **ret_buf, size_t 
 		return -E2BIG;
 	e.nstr = (uint32_t)nstr;
 	e.table = open_memstream(&e.table_buf, &e.table_len);
-	if (!e.table)
-		return -ENOMEM;
+	e.meta = open_memstream(&e.meta_buf, &e.meta_len);
+	if (!e.table || !e.meta) {
+		r = -ENOMEM;
+		goto out;
+	}
 	r = assign_functions(&e);
 	if (r >= 0)
 		r = assign_mappings(&e);

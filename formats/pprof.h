@@ -30,18 +30,24 @@
  *    (one per distinct name and file; line = frame line); frames with
  *    neither name, file nor line have no Function and are always a
  *    Line-less Location alone.
- *  - one Sample per model sample, in model order: location_id leaf first,
- *    value [weight, weight * period], labels thread (string, the thread's
- *    name), thread_id (number), and time (number, unit "nanoseconds": the
- *    perf timestamp).
- *  - comment[] holds "stoke.KEY=VALUE" lines for the metadata and the thread
- *    table (go tool pprof -comments shows them):
- *      stoke.format=2, stoke.strings=N (string_table[0..N-1] is the model's
+ *  - one Sample per distinct (stack, thread), in first-seen order:
+ *    location_id leaf first, value [sum of weights, sum * period], labels
+ *    thread (string, the thread's name) and thread_id (number). So
+ *    go tool pprof -traces lists each stack once.
+ *  - the metadata is not in comment[] (go tool pprof prints every comment
+ *    above every report) but in the string table's last string:
+ *    STOKE_PPROF_META, a NUL, then "stoke.KEY=VALUE" entries each ended by
+ *    a NUL. No Profile field references it, so no reader shows it:
+ *      stoke.format=3, stoke.strings=N (string_table[0..N-1] is the model's
  *      string table, in id order), stoke.event, stoke.frequency, stoke.period_ns,
  *      stoke.start_ns, stoke.end_ns, stoke.time_first, stoke.time_last,
  *      stoke.callgraph, stoke.command, stoke.pid, stoke.lost,
  *      stoke.throttled.
- *      stoke.threads=I: string_table[I] is the thread table, in the model's
+ *      stoke.timeline=I: string_table[I] has "GROUP,DT[,WEIGHT];" per model
+ *      sample in order: the index of its Sample, its perf timestamp less
+ *      the previous sample's (signed; the first's less 0) and its weight
+ *      when not 1.
+      stoke.threads=I: string_table[I] is the thread table, in the model's
  *      order and including threads without samples: "PID/TID/LEN:NAME"
  *      repeated, NAME being LEN bytes.
  *      stoke.frame_kinds=I: string_table[I] has one character per frame,
@@ -57,8 +63,9 @@
  *      each frame whose module (a string index) or offset differs from its
  *      first Location's (an inlined frame whose Location is anchored in
  *      another module or at another offset).
- *      Files of stoke.format=1 (one Location per frame, stoke.frames: one
- *      kind character per Location) still load.
+ *      Files of stoke.format=2 (the entries as comment[] lines, one Sample
+ *      per model sample with a time label) and stoke.format=1 (one Location
+ *      per frame, stoke.frames: one kind character per Location) still load.
  *    Only standard profile.proto fields are used (pprof-format, the npm
  *    reader, cannot even skip field numbers above 15).
  */
@@ -73,6 +80,9 @@
 /* Lines per Location: the writer cuts longer inline chains, the reader
  * refuses more. */
 #define STOKE_PPROF_MAX_LINES 256
+
+/* The head of the metadata string (see above). */
+#define STOKE_PPROF_META "stoke.meta"
 
 int stoke_pprof_write(const struct stoke_profile *p, const struct stoke_output_opts *opts,
 		      FILE *out);

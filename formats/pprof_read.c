@@ -129,6 +129,11 @@ struct dec {
 	size_t ncomments, comments_cap;
 	uint64_t period;
 	uint64_t time_nanos, duration_nanos; /* the profile's wall-clock span */
+	/* stoke.timeline: samples are (stack, thread) groups, replayed */
+	bool has_timeline;
+	uint64_t timeline_str;
+	uint32_t *grp_stack, *grp_tid;
+	size_t ngrp, grp_cap;
 	struct pb_reader period_type; /* ValueType, when has_period_type */
 	bool has_period_type;
 	/* decoded tables */
@@ -735,6 +740,11 @@ static int decode_comment(struct dec *d, const char *c)
 		d->stoke = true;
 		return 0;
 	}
+	if (KEY("timeline")) {
+		r = comment_number(d, v, d->nstr - 1, &d->timeline_str);
+		d->has_timeline = r >= 0;
+		return r;
+	}
 	if (KEY("threads") || KEY("frames") || KEY("frame_kinds") || KEY("location_frames") ||
 	    KEY("frame_places")) {
 		r = comment_number(d, v, d->nstr - 1, &n);
@@ -775,21 +785,15 @@ static int decode_comment(struct dec *d, const char *c)
 
 /* stoke.strings=N: intern string_table[1..N-1] in order, so the model's
  * string ids equal the writer's. */
-static int intern_model_strings(struct dec *d)
+static int intern_model_strings(struct dec *d, char **entries, size_t n_entries)
 {
 	uint64_t n = 0;
 	uint32_t id;
 	int r;
 
-	for (size_t i = 0; i < d->ncomments; i++) {
-		char *c = string_dup(d, d->comments[i]);
-
-		if (!c)
-			FAIL(d, "a comment's string index is out of range");
-		if (!strncmp(c, "stoke.strings=", 14) && !parse_u64(c + 14, &n))
+	for (size_t i = 0; i < n_entries; i++)
+		if (!strncmp(entries[i], "stoke.strings=", 14) && !parse_u64(entries[i] + 14, &n))
 			n = 0;
-		free(c);
-	}
 	if (n > d->nstr)
 		FAIL(d, "stoke.strings is larger than the string table");
 	for (uint64_t i = 1; i < n; i++) {
@@ -800,24 +804,70 @@ static int intern_model_strings(struct dec *d)
 	return 0;
 }
 
+/* The stoke entries: comment[] lines (stoke.format 1 and 2) and those of
+ * the metadata string, the string table's last (format 3). */
+static int collect_entries(struct dec *d, char ***ret, size_t *ret_n)
+{
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+
+	for (size_t i = 0; i < d->ncomments; i++) {
+		if (STOKE_GROW(v, cap, n + 1) < 0)
+			goto nomem;
+		v[n] = string_dup(d, d->comments[i]);
+		if (!v[n]) {
+			*ret = v;
+			*ret_n = n;
+			FAIL(d, "a comment's string index is out of range");
+		}
+		n++;
+	}
+	if (d->nstr > 1 && d->str_len[d->nstr - 1] >= sizeof(STOKE_PPROF_META) &&
+	    !memcmp(d->str[d->nstr - 1], STOKE_PPROF_META, sizeof(STOKE_PPROF_META))) {
+		const char *m = (const char *)d->str[d->nstr - 1];
+		size_t len = d->str_len[d->nstr - 1], pos = sizeof(STOKE_PPROF_META);
+
+		while (pos < len) {
+			const char *e = memchr(m + pos, '\0', len - pos);
+
+			if (!e) {
+				*ret = v;
+				*ret_n = n;
+				FAIL(d, "the stoke metadata string is not NUL-terminated");
+			}
+			if (STOKE_GROW(v, cap, n + 1) < 0)
+				goto nomem;
+			v[n] = strndup(m + pos, (size_t)(e - (m + pos)));
+			if (!v[n])
+				goto nomem;
+			n++;
+			pos = (size_t)(e - m) + 1;
+		}
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+nomem:
+	*ret = v;
+	*ret_n = n;
+	return -ENOMEM;
+}
+
 static int decode_comments(struct dec *d)
 {
+	char **entries = NULL;
+	size_t n = 0;
 	int r;
 
-	r = intern_model_strings(d);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < d->ncomments; i++) {
-		char *c = string_dup(d, d->comments[i]);
-
-		if (!c)
-			FAIL(d, "a comment's string index is out of range");
-		r = decode_comment(d, c);
-		free(c);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	r = collect_entries(d, &entries, &n);
+	if (r >= 0)
+		r = intern_model_strings(d, entries, n);
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		r = decode_comment(d, entries[i]);
+	for (size_t i = 0; i < n; i++)
+		free(entries[i]);
+	free(entries);
+	return r;
 }
 
 struct sample_labels {
@@ -913,7 +963,7 @@ one_location:;
 	}
 	if (m.p != m.end)
 		FAIL(d, "malformed sample");
-	if ((int64_t)weight <= 0)
+	if (!d->has_timeline && (int64_t)weight <= 0)
 		return 0; /* nothing sampled; pprof allows zero values */
 	/* Leaf first in the file; the prefix tree is built root first. */
 	for (size_t i = depth; i-- > 0;) {
@@ -931,8 +981,53 @@ one_location:;
 		if (r < 0)
 			return r;
 	}
+	if (d->has_timeline) {
+		/* a group: the timeline says which samples it stands for */
+		if (STOKE_GROW(d->grp_stack, d->grp_cap, d->ngrp + 1) < 0)
+			return -ENOMEM;
+		d->grp_tid = realloc(d->grp_tid, d->grp_cap * sizeof(*d->grp_tid));
+		if (!d->grp_tid)
+			return -ENOMEM;
+		d->grp_stack[d->ngrp] = stack;
+		d->grp_tid[d->ngrp++] = (uint32_t)sl.tid;
+		return 0;
+	}
 	r = stoke_profile_add_sample(d->p, (uint32_t)sl.tid, sl.time, stack, weight);
 	return r == -EINVAL ? (d->err = "sample weights overflow", r) : r;
+}
+
+/* stoke.timeline: "GROUP,DT[,WEIGHT];" per model sample, in order. */
+static int replay_timeline(struct dec *d)
+{
+	const uint8_t *t = d->str[d->timeline_str];
+	const uint8_t *end = t + d->str_len[d->timeline_str];
+	uint64_t time = 0;
+
+	while (t < end) {
+		uint64_t g, w = 1, dt;
+		bool neg;
+		int r;
+
+		if (!parse_num(&t, end, UINT32_MAX, &g) || g >= d->ngrp || t >= end ||
+		    *t++ != ',')
+			FAIL(d, "malformed stoke.timeline");
+		neg = t < end && *t == '-';
+		t += neg;
+		if (!parse_num(&t, end, UINT64_MAX, &dt) || t >= end)
+			FAIL(d, "malformed stoke.timeline");
+		if (*t == ',') {
+			t++;
+			if (!parse_num(&t, end, UINT64_MAX, &w) || t >= end || w == 0)
+				FAIL(d, "malformed stoke.timeline");
+		}
+		if (*t++ != ';')
+			FAIL(d, "malformed stoke.timeline");
+		time = neg ? time - dt : time + dt;
+		r = stoke_profile_add_sample(d->p, d->grp_tid[g], time, d->grp_stack[g], w);
+		if (r < 0)
+			return r == -EINVAL ? (d->err = "sample weights overflow", r) : r;
+	}
+	return 0;
 }
 
 static int decode_samples(struct dec *d)
@@ -944,6 +1039,8 @@ static int decode_samples(struct dec *d)
 	for (size_t i = 0; i < d->nsamples && r >= 0; i++)
 		r = decode_sample(d, d->samples[i], &stackbuf, &cap);
 	free(stackbuf);
+	if (r >= 0 && d->has_timeline)
+		r = replay_timeline(d);
 	return r;
 }
 
@@ -965,6 +1062,8 @@ static void dec_done(struct dec *d)
 	idmap_free(&d->location_ids);
 	free(d->frames);
 	free(d->lines);
+	free(d->grp_stack);
+	free(d->grp_tid);
 }
 
 int stoke_pprof_decode(const uint8_t *buf, size_t len, struct stoke_profile **ret,

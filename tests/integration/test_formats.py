@@ -243,8 +243,17 @@ def test_pprof_reader(tmp):
     check(abs(a / (a + b) - PCT_A / 100) < 0.07, "pprof leaf_a share %.3f" % (a / (a + b)))
     want = 100.0 * leaf_count(stacks, "leaf_a") / n
     check(abs(a - want) < 0.06, "pprof flat%% of leaf_a %.2f, folded says %.2f" % (a, want))
+    # No metadata lines above the report (#17 item 6).
+    check("stoke." not in out, "stoke metadata shown above the report:\n" + out[:1500])
     traces = go_pprof(tmp, "-traces", os.path.join(rundir, FILES["pprof"]))
     check("thread_id:" in traces and "thread:" in traces, "no thread labels in -traces")
+    check("stoke." not in traces, "stoke metadata shown above -traces")
+    # Identical stacks of a thread are one trace, not one per sample.
+    threaded = run_stoke(["report", rundir, "-f", "folded", "--per-thread"])
+    distinct = len(threaded.stdout.splitlines())
+    ntraces = len(re.findall(r"^-+\+-+$", traces, re.M)) - 1
+    check(0 < ntraces <= distinct, "-traces lists %d traces for %d distinct stacks (%d samples)"
+          % (ntraces, distinct, n))
     need_node_readers()
     dec = json.loads(node("pprof_check.js", os.path.join(rundir, FILES["pprof"])))
     check(dec["value0"] == n, "pprof-format total %d, folded %d" % (dec["value0"], n))
@@ -305,21 +314,28 @@ def test_pprof_inline(tmp):
     check(INLINE_LEAF_FIRST in locs, "no Location holds %s:\n%s" % (INLINE_LEAF_FIRST, raw[:3000]))
     check(all(loc[-1] not in ("mix_inner", "mix_outer") for loc in locs if len(loc) > 1),
           "an inlined function is a Location's last line: %r" % locs)
-    # -traces: each sample, leaf first; the chain reads "(inline)" twice
+    # -traces: each distinct stack (per thread), leaf first, with its time;
+    # the chain reads "(inline)" twice
     traces = go_pprof(tmp, "-traces", pb)
     blocks = traces.split("-----------+")[1:]
     want = ["mix_inner (inline)", "mix_outer (inline)", "run"]
-    hits = 0
+    unit = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "ms": 1e-3, "s": 1.0}
+    hits = alltime = 0.0
     for b in blocks:
         # label lines are "KEY:  VALUE"; the first frame line has the value
-        frames = [re.sub(r"^\s*[\d.]+\w*s\s+", "", l).strip()
-                  for l in b.splitlines()[1:] if not re.match(r"\s*\w+:  ", l)]
+        lines = [l for l in b.splitlines()[1:] if not re.match(r"\s*\w+:  ", l)]
+        m = re.match(r"^\s*([\d.]+)(\S*s)\s", lines[0]) if lines else None
+        if not m:
+            continue
+        t = float(m.group(1)) * unit.get(m.group(2), 0)
+        frames = [re.sub(r"^\s*[\d.]+\S*s\s+", "", l).strip() for l in lines]
+        alltime += t
         # kernel frames (interrupts) may sit on top of the chain
         if want[0] in frames and frames[frames.index(want[0]):][:3] == want:
-            hits += 1
-    print("-traces: %d of %d samples show the chain" % (hits, len(blocks)))
-    check(blocks and hits >= 0.9 * len(blocks),
-          "-traces: %d of %d samples show %s:\n%s" % (hits, len(blocks), want, traces[:3000]))
+            hits += t
+    print("-traces: %.3f of %.3f s show the chain" % (hits, alltime))
+    check(alltime > 0 and hits >= 0.9 * alltime,
+          "-traces: %.3f of %.3f s show %s:\n%s" % (hits, alltime, want, traces[:3000]))
     need_node_readers()
     locs = json.loads(run(["node", "-e", PPROF_FORMAT_LOCATIONS, pb], cwd=READERS))
     check(INLINE_LEAF_FIRST in locs, "pprof-format: no Location holds %s: %r" %

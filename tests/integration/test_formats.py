@@ -580,6 +580,41 @@ def test_report_text_inputs(tmp):
     check(a == want_a, "leaf_a in %d samples, perf script has %d" % (a, want_a))
 
 
+def test_docs_match(tmp):
+    """The README documents every option of stoke record, stoke report and
+    stoked (--max-samples was missing), no document points at a file the
+    project does not have (docs/protocol.md named FORMATS.md), and run.json
+    ends with a newline."""
+    root = os.environ.get("STOKE_SOURCE_ROOT", os.path.join(HERE, "..", ".."))
+    readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+    stoke = os.environ.get("STOKE", "stoke")
+    stoked = os.environ.get("STOKED") or os.path.join(
+        os.path.dirname(os.path.dirname(stoke)), "daemon", "stoked")
+    for cmd in ([stoke, "record", "--help"], [stoke, "report", "--help"]):
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        opts = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z-]+)", p.stdout, re.M))
+        check(opts, "no options in %s --help" % " ".join(cmd[:2]))
+        missing = sorted(o for o in opts if o not in ("--help",) and o not in readme)
+        check(not missing, "README lacks %s of stoke %s" % (missing, cmd[1]))
+    p = subprocess.run([stoked, "--help"], capture_output=True, text=True, timeout=30)
+    check("--max-samples" in p.stdout and "--max-samples" in readme,
+          "README lacks stoked's --max-samples")
+    for dirpath, _, files in os.walk(root):
+        if "/build" in dirpath or "/.git" in dirpath or "node_modules" in dirpath:
+            continue
+        for name in files:
+            if name.endswith(".md"):
+                text = open(os.path.join(dirpath, name), encoding="utf-8").read()
+                check("FORMATS.md" not in text, "%s names FORMATS.md, which is not in the "
+                      "project" % os.path.join(dirpath, name))
+                for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+                    check(os.path.exists(os.path.join(dirpath, link)),
+                          "%s links to %s, which does not exist" % (name, link))
+    rundir = record_rundir(tmp)
+    with open(os.path.join(rundir, "run.json"), "rb") as f:
+        check(f.read().endswith(b"}\n"), "run.json does not end with a newline")
+
+
 TESTS = {
     "rundir_and_report": test_rundir_and_report,
     "output_by_extension": test_output_by_extension,
@@ -593,6 +628,7 @@ TESTS = {
     "cross_format": test_cross_format,
     "golden_files_real_readers": test_golden_files_real_readers,
     "report_text_inputs": test_report_text_inputs,
+    "docs_match": test_docs_match,
 }
 
 if __name__ == "__main__":

@@ -20,6 +20,13 @@
  * re-reads it when it has grown, at most every JIT_RELOAD_NS. These results
  * are not cached: the JIT reuses addresses.
  *
+ * Two steps. Locating (stoke_symbolizer_locate, _sample_locs) needs the
+ * process's mappings as they are at sample time and runs while the rings
+ * are drained; naming (stoke_symbolizer_loc_frames) needs only the
+ * location and may run much later. Tests make naming slow on purpose with
+ * STOKE_TEST_NAME_DELAY_US (microseconds slept per module lookup that
+ * misses the cache), to check that nothing waits on it.
+ *
  * Return addresses. A return address points after its call instruction,
  * which may be the first byte of the next function (a noreturn call ends a
  * function) or the next line. So every callchain entry but the first of its
@@ -37,6 +44,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "addrspace.h"
 #include "elfcache.h"
@@ -54,6 +62,9 @@
 /* A JIT map is re-read on a miss at most this often (and only if it grew). */
 #define JIT_RELOAD_NS 200000000ULL
 #define JIT_MAX_PROCS 4096
+/* The most locations stoke_symbolizer_sample asks for: kernel callchain,
+ * unwound frames and the synthetic root frame. */
+#define SAMPLE_MAX_LOCS 4096
 
 /* One resolved address: the physical function (function/file/line) and the
  * ninl inlined frames above it, innermost first. */
@@ -104,6 +115,9 @@ struct stoke_symbolizer {
 	struct jitmap *jits;
 	size_t njits;
 	struct stoke_module_frame scratch[MAX_ADDR_FRAMES];
+	struct stoke_frame_loc *locs; /* stoke_symbolizer_sample's scratch */
+	size_t locs_cap;
+	unsigned test_delay_us; /* STOKE_TEST_NAME_DELAY_US */
 };
 
 int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
@@ -117,6 +131,12 @@ int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
 	if (opts) {
 		s->no_kernel = opts->no_kernel;
 		s->no_result_cache = opts->no_result_cache;
+	}
+	{
+		const char *delay = secure_getenv("STOKE_TEST_NAME_DELAY_US");
+
+		if (delay)
+			s->test_delay_us = (unsigned)strtoul(delay, NULL, 10);
 	}
 	s->kallsyms_path = strdup(opts && opts->kallsyms_path ? opts->kallsyms_path
 							      : "/proc/kallsyms");
@@ -154,6 +174,7 @@ void stoke_symbolizer_free(struct stoke_symbolizer *s)
 	if (!s)
 		return;
 	free(s->results);
+	free(s->locs);
 	while (s->inl_chunks) {
 		struct inl_chunk *next = s->inl_chunks->next;
 
@@ -406,17 +427,12 @@ static size_t emit_result(const struct result *res, const struct stoke_symbol *b
 }
 
 static size_t resolve_kernel(struct stoke_symbolizer *s, uint64_t look,
-			     struct stoke_symbol *base, struct stoke_symbol *frames, size_t max)
+			     const struct stoke_symbol *base, struct stoke_symbol *frames,
+			     size_t max)
 {
 	const struct result *hit;
 	struct result res = { 0 };
 
-	base->kind = STOKE_FRAME_KERNEL;
-	base->module = s->kernel_module;
-	if (s->no_kernel) {
-		frames[0] = *base;
-		return 1;
-	}
 	hit = result_find(s, &s->kernel_key, look);
 	if (hit) {
 		s->stats.cache_hits++;
@@ -442,6 +458,8 @@ static size_t resolve_module(struct stoke_symbolizer *s, struct stoke_module *mo
 		s->stats.cache_hits++;
 		return emit_result(hit, base, frames, max);
 	}
+	if (s->test_delay_us)
+		usleep(s->test_delay_us);
 	n = stoke_module_frames(s->elfs, mod, vaddr, s->scratch, MAX_ADDR_FRAMES);
 	if (n <= 0) {
 		frames[0] = *base; /* not cached: ENOMEM may pass */
@@ -580,48 +598,52 @@ static const char *jit_lookup(struct stoke_symbolizer *s, uint32_t pid, uint64_t
 	return j->map ? stoke_perfmap_lookup(j->map, look, NULL) : NULL;
 }
 
-static size_t resolve_jit(struct stoke_symbolizer *s, uint32_t pid, uint64_t look,
-			  struct stoke_symbol *base, struct stoke_symbol *frames)
+/* JIT code is named when located: the JIT reuses its addresses, so only
+ * the map as it is now describes this sample. */
+static bool locate_jit(struct stoke_symbolizer *s, uint32_t pid, uint64_t look,
+		       struct stoke_frame_loc *loc)
 {
 	const char *name = jit_lookup(s, pid, look);
 	char mod[64];
 
-	frames[0] = *base;
 	if (!name)
-		return 0;
+		return false;
 	snprintf(mod, sizeof(mod), "/tmp/perf-%" PRIu32 ".map", pid);
-	frames[0].function = stoke_strpool_intern(s->pool, name);
-	frames[0].module = stoke_strpool_intern(s->pool, mod);
-	frames[0].kind = STOKE_FRAME_JIT;
-	return frames[0].function ? 1 : 0;
+	loc->function = stoke_strpool_intern(s->pool, name);
+	loc->module = stoke_strpool_intern(s->pool, mod);
+	if (!loc->function) {
+		loc->module = NULL;
+		return false;
+	}
+	loc->kind = STOKE_FRAME_JIT;
+	return true;
 }
 
-static size_t resolve_user(struct stoke_symbolizer *s, pid_t pid, uint64_t addr, uint64_t look,
-			   struct stoke_symbol *base, struct stoke_symbol *frames, size_t max)
+static void locate_user(struct stoke_symbolizer *s, pid_t pid, uint64_t addr, uint64_t look,
+			struct stoke_frame_loc *loc)
 {
 	struct stoke_addrspace *as = stoke_proctable_find(s->procs, (uint32_t)pid);
 	const struct stoke_mapping *m = as ? stoke_addrspace_find(as, look) : NULL;
 	uint64_t file_off, vaddr;
 
-	base->kind = STOKE_FRAME_USER;
+	loc->kind = STOKE_FRAME_USER;
 	if ((!m || (!m->mod && m->name != s->vdso_module)) &&
-	    resolve_jit(s, (uint32_t)pid, look, base, frames))
-		return 1;
+	    locate_jit(s, (uint32_t)pid, look, loc))
+		return;
 	if (!m) {
 		s->stats.no_mapping++;
-		frames[0] = *base;
-		return 1;
+		return;
 	}
-	base->module = m->name;
+	loc->module = m->name;
 	file_off = look - m->start + m->pgoff;
-	base->offset = file_off + (addr - look);
-	if (!m->mod || stoke_module_vaddr(s->elfs, m->mod, file_off, &vaddr) < 0) {
-		frames[0] = *base;
-		return 1;
-	}
+	loc->offset = file_off + (addr - look);
+	if (!m->mod || stoke_module_vaddr(s->elfs, m->mod, file_off, &vaddr) < 0)
+		return;
 	/* offset is the ELF vaddr of the sampled address itself. */
-	base->offset = vaddr + (addr - look);
-	return resolve_module(s, m->mod, vaddr, base, frames, max);
+	loc->offset = vaddr + (addr - look);
+	loc->mod = m->mod;
+	loc->look = vaddr;
+	loc->lookup = STOKE_LOC_MODULE;
 }
 
 static void count_unknown(struct stoke_symbolizer *s, const struct stoke_symbol *frames,
@@ -632,24 +654,68 @@ static void count_unknown(struct stoke_symbolizer *s, const struct stoke_symbol 
 			s->stats.unknown++;
 }
 
+int stoke_symbolizer_locate(struct stoke_symbolizer *s, pid_t pid, uint64_t addr, bool kernel,
+			    bool return_addr, struct stoke_frame_loc *ret)
+{
+	/* The call instruction ends at a return address: look inside it. */
+	uint64_t look = return_addr && addr > 0 ? addr - 1 : addr;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->addr = addr;
+	ret->offset = addr;
+	s->stats.lookups++;
+	if (!kernel) {
+		locate_user(s, pid, addr, look, ret);
+		return 0;
+	}
+	ret->kind = STOKE_FRAME_KERNEL;
+	ret->module = s->kernel_module;
+	if (!s->no_kernel) {
+		ret->lookup = STOKE_LOC_KERNEL;
+		ret->look = look;
+	}
+	return 0;
+}
+
+int stoke_symbolizer_loc_frames(struct stoke_symbolizer *s, const struct stoke_frame_loc *loc,
+				struct stoke_symbol *frames, size_t max)
+{
+	struct stoke_symbol base = {
+		.function = loc->function,
+		.module = loc->module,
+		.addr = loc->addr,
+		.offset = loc->offset,
+		.kind = (enum stoke_frame_kind)loc->kind,
+	};
+	size_t n = 1;
+
+	if (max == 0)
+		return 0;
+	switch (loc->lookup) {
+	case STOKE_LOC_KERNEL:
+		n = resolve_kernel(s, loc->look, &base, frames, max);
+		break;
+	case STOKE_LOC_MODULE:
+		n = resolve_module(s, loc->mod, loc->look, &base, frames, max);
+		break;
+	default:
+		frames[0] = base;
+		break;
+	}
+	count_unknown(s, frames, n);
+	return (int)n;
+}
+
 int stoke_symbolizer_addr_frames(struct stoke_symbolizer *s, pid_t pid, uint64_t addr,
 				 bool kernel, bool return_addr, struct stoke_symbol *frames,
 				 size_t max)
 {
-	/* The call instruction ends at a return address: look inside it. */
-	uint64_t look = return_addr && addr > 0 ? addr - 1 : addr;
-	struct stoke_symbol base = { .addr = addr, .offset = addr };
-	size_t n;
+	struct stoke_frame_loc loc;
 
 	if (max == 0)
 		return 0;
-	s->stats.lookups++;
-	if (kernel)
-		n = resolve_kernel(s, look, &base, frames, max);
-	else
-		n = resolve_user(s, pid, addr, look, &base, frames, max);
-	count_unknown(s, frames, n);
-	return (int)n;
+	stoke_symbolizer_locate(s, pid, addr, kernel, return_addr, &loc);
+	return stoke_symbolizer_loc_frames(s, &loc, frames, max);
 }
 
 int stoke_symbolizer_addr(struct stoke_symbolizer *s, pid_t pid, uint64_t addr, bool kernel,
@@ -711,52 +777,44 @@ static enum context context_of(uint64_t marker)
 	}
 }
 
-static void foreign_frame(struct stoke_symbolizer *s, uint64_t addr, struct stoke_symbol *ret)
+static void foreign_loc(struct stoke_symbolizer *s, uint64_t addr, struct stoke_frame_loc *ret)
 {
 	memset(ret, 0, sizeof(*ret));
 	ret->addr = addr;
 	ret->offset = addr;
 	ret->kind = addr_is_kernel(addr) ? STOKE_FRAME_KERNEL : STOKE_FRAME_USER;
 	s->stats.lookups++;
-	s->stats.unknown++;
 }
 
 /* ---- DWARF user stacks (unwind.c) ---- */
 
 /* The root-side marker of a stack that did not reach its outermost frame. */
-static void synthetic_frame(struct stoke_symbolizer *s, const char *name,
-			    struct stoke_symbol *ret)
+static void synthetic_loc(struct stoke_symbolizer *s, const char *name,
+			  struct stoke_frame_loc *ret)
 {
 	memset(ret, 0, sizeof(*ret));
 	ret->function = stoke_strpool_intern(s->pool, name);
 	ret->kind = STOKE_FRAME_SYNTHETIC;
 }
 
-/* Name one unwound frame; vDSO frames, which no file describes, are named
+/* Locate one unwound frame; vDSO frames, which no file describes, are named
  * from the unwinder's vDSO image. */
-static size_t unwound_frame(struct stoke_symbolizer *s, pid_t pid,
-			    const struct stoke_unwind_frame *f, struct stoke_symbol *frames,
-			    size_t max)
+static void unwound_loc(struct stoke_symbolizer *s, pid_t pid,
+			const struct stoke_unwind_frame *f, struct stoke_frame_loc *ret)
 {
-	/* The functions inlined at this IP come first (leaf side). */
-	size_t n = (size_t)stoke_symbolizer_addr_frames(s, pid, f->ip, false, !f->exact, frames,
-							max);
-	struct stoke_symbol *ret = &frames[n - 1];
+	uint64_t look = f->exact ? f->ip : f->ip - 1;
 	struct stoke_addrspace *as;
 	const struct stoke_mapping *m;
 
-	if (ret->function || ret->module != s->vdso_module)
-		return n;
+	stoke_symbolizer_locate(s, pid, f->ip, false, !f->exact, ret);
+	if (ret->lookup != STOKE_LOC_NAMED || ret->function || ret->module != s->vdso_module)
+		return;
 	as = stoke_proctable_find(s->procs, (uint32_t)pid);
-	m = as ? stoke_addrspace_find(as, f->exact ? f->ip : f->ip - 1) : NULL;
+	m = as ? stoke_addrspace_find(as, look) : NULL;
 	if (!m)
-		return n;
-	ret->function = stoke_unwind_vdso_symbol(s->unwinder, m->start,
-						 f->exact ? f->ip : f->ip - 1);
+		return;
+	ret->function = stoke_unwind_vdso_symbol(s->unwinder, m->start, look);
 	ret->offset = f->ip - m->start;
-	if (ret->function)
-		s->stats.unknown--;
-	return n;
 }
 
 static void count_unwind_end(struct stoke_symbolizer *s, enum stoke_unwind_end end)
@@ -790,7 +848,7 @@ static void count_unwind_end(struct stoke_symbolizer *s, enum stoke_unwind_end e
  * synthetic frame when the walk stopped early. max >= 1.
  */
 static int sample_dwarf(struct stoke_symbolizer *s, const struct stoke_sample *sample,
-			struct stoke_symbol *frames, size_t max)
+			struct stoke_frame_loc *locs, size_t max)
 {
 	struct stoke_unwind_frame ips[STOKE_UNWIND_MAX_FRAMES];
 	enum stoke_unwind_end end;
@@ -807,7 +865,7 @@ static int sample_dwarf(struct stoke_symbolizer *s, const struct stoke_sample *s
 		}
 		if (!kernel)
 			continue; /* a stray user entry: the unwinder does better */
-		stoke_symbolizer_addr(s, (pid_t)sample->pid, v, true, !first, &frames[n++]);
+		stoke_symbolizer_locate(s, (pid_t)sample->pid, v, true, !first, &locs[n++]);
 		first = false;
 	}
 	if (max - n < 2)
@@ -821,23 +879,21 @@ static int sample_dwarf(struct stoke_symbolizer *s, const struct stoke_sample *s
 	/* Registers we cannot unwind from (another ABI): the sampled IP alone,
 	 * as without a callchain. */
 	if (!nips && !addr_is_kernel(sample->ip))
-		stoke_symbolizer_addr(s, (pid_t)sample->pid, sample->ip, false, false,
-				      &frames[n++]);
-	/* Inlined frames may take more room than nips: the slot for the
-	 * synthetic root frame stays free. */
-	for (size_t i = 0; i < nips && max - n > 1; i++)
-		n += unwound_frame(s, (pid_t)sample->pid, &ips[i], frames + n, max - n - 1);
-	if (nips && n < max && end != STOKE_UNWIND_COMPLETE)
-		synthetic_frame(s,
-				end == STOKE_UNWIND_TRUNCATED || end == STOKE_UNWIND_MAX_DEPTH
-					? "[truncated]"
-					: "[unwind-failed]",
-				&frames[n++]);
+		stoke_symbolizer_locate(s, (pid_t)sample->pid, sample->ip, false, false,
+					&locs[n++]);
+	for (size_t i = 0; i < nips; i++)
+		unwound_loc(s, (pid_t)sample->pid, &ips[i], &locs[n++]);
+	if (nips && end != STOKE_UNWIND_COMPLETE)
+		synthetic_loc(s,
+			      end == STOKE_UNWIND_TRUNCATED || end == STOKE_UNWIND_MAX_DEPTH
+				      ? "[truncated]"
+				      : "[unwind-failed]",
+			      &locs[n++]);
 	return (int)n;
 }
 
-int stoke_symbolizer_sample(struct stoke_symbolizer *s, const struct stoke_sample *sample,
-			    struct stoke_symbol *frames, size_t max)
+int stoke_symbolizer_sample_locs(struct stoke_symbolizer *s, const struct stoke_sample *sample,
+				 struct stoke_frame_loc *locs, size_t max)
 {
 	enum context ctx = CTX_GUESS;
 	bool first = true;
@@ -849,10 +905,12 @@ int stoke_symbolizer_sample(struct stoke_symbolizer *s, const struct stoke_sampl
 		return 0;
 	/* A sample with a user register set was taken in DWARF mode. */
 	if (sample->nr_regs && sample->regs)
-		return sample_dwarf(s, sample, frames, max);
-	if (sample->nr == 0 || !sample->callchain)
-		return stoke_symbolizer_addr_frames(s, (pid_t)sample->pid, sample->ip,
-						    addr_is_kernel(sample->ip), false, frames, max);
+		return sample_dwarf(s, sample, locs, max);
+	if (sample->nr == 0 || !sample->callchain) {
+		stoke_symbolizer_locate(s, (pid_t)sample->pid, sample->ip,
+					addr_is_kernel(sample->ip), false, locs);
+		return 1;
+	}
 	for (uint64_t i = 0; i < sample->nr && n < max; i++) {
 		uint64_t v = sample->callchain[i];
 
@@ -862,13 +920,50 @@ int stoke_symbolizer_sample(struct stoke_symbolizer *s, const struct stoke_sampl
 			continue;
 		}
 		if (ctx == CTX_FOREIGN)
-			foreign_frame(s, v, &frames[n++]);
-		else /* inlined frames expand in place, leaf first */
-			n += (size_t)stoke_symbolizer_addr_frames(
+			foreign_loc(s, v, &locs[n++]);
+		else
+			stoke_symbolizer_locate(
 				s, (pid_t)sample->pid, v,
 				ctx == CTX_KERNEL || (ctx == CTX_GUESS && addr_is_kernel(v)), !first,
-				frames + n, max - n);
+				&locs[n++]);
 		first = false;
+	}
+	return (int)n;
+}
+
+int stoke_symbolizer_sample(struct stoke_symbolizer *s, const struct stoke_sample *sample,
+			    struct stoke_symbol *frames, size_t max)
+{
+	size_t nlocs, n = 0;
+	int r;
+
+	if (max > INT_MAX)
+		max = INT_MAX;
+	if (max == 0)
+		return 0;
+	/* Never more locations than frames: each names at least one. */
+	if (STOKE_GROW(s->locs, s->locs_cap, STOKE_MIN(max, (size_t)SAMPLE_MAX_LOCS)) < 0)
+		return 0;
+	r = stoke_symbolizer_sample_locs(s, sample, s->locs,
+					 STOKE_MIN(max, (size_t)SAMPLE_MAX_LOCS));
+	nlocs = r > 0 ? (size_t)r : 0;
+	/* Inlined frames expand in place, leaf first; a synthetic root frame
+	 * keeps its slot however many frames the inlining adds. */
+	for (size_t i = 0; i < nlocs && n < max; i++) {
+		size_t room = max - n;
+
+		if (i + 1 < nlocs && s->locs[nlocs - 1].kind == STOKE_FRAME_SYNTHETIC) {
+			if (room < 2)
+				break;
+			room--;
+		}
+		n += (size_t)stoke_symbolizer_loc_frames(s, &s->locs[i], frames + n, room);
+		if (i + 1 < nlocs && s->locs[nlocs - 1].kind == STOKE_FRAME_SYNTHETIC &&
+		    n == max - 1) {
+			n += (size_t)stoke_symbolizer_loc_frames(s, &s->locs[nlocs - 1],
+								 frames + n, 1);
+			break;
+		}
 	}
 	return (int)n;
 }

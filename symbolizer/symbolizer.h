@@ -132,6 +132,62 @@ int stoke_symbolizer_sample(struct stoke_symbolizer *s, const struct stoke_sampl
 			    struct stoke_symbol *frames, size_t max);
 
 /*
+ * Two-step resolution, for callers that must not wait on symbol lookups
+ * (the session drains the rings with step 1 only and names each unique
+ * location once, later, with step 2).
+ *
+ * Step 1, locating, is cheap and needs the process's mappings as they are
+ * now: it finds the mapping of an address (so it must run before a later
+ * exec or munmap changes them), turns it into a module-relative address,
+ * names JIT frames from the process's perf map (JITs reuse addresses) and
+ * vDSO frames, and unwinds DWARF-mode stacks. Step 2, naming, reads symbol
+ * tables and DWARF, through the result cache; it depends on the location
+ * alone, never on a process.
+ */
+enum stoke_loc_lookup {
+	STOKE_LOC_NAMED = 0, /* nothing to look up: the location is its frame */
+	STOKE_LOC_KERNEL,    /* kallsyms at look */
+	STOKE_LOC_MODULE,    /* mod's symbols and DWARF at look */
+};
+
+struct stoke_module;
+
+/* A located frame. Every field is set (unused ones zero), so two locations
+ * that name the same frame compare equal field by field. */
+struct stoke_frame_loc {
+	struct stoke_module *mod; /* STOKE_LOC_MODULE: the module */
+	const char *function;     /* STOKE_LOC_NAMED: the name, or NULL */
+	const char *module;       /* as stoke_symbol.module */
+	uint64_t addr;            /* as stoke_symbol.addr */
+	uint64_t offset;          /* as stoke_symbol.offset */
+	uint64_t look;            /* the address looked up (after the -1 rule):
+				   * an ELF vaddr of mod, or a kernel address */
+	uint8_t kind;             /* enum stoke_frame_kind */
+	uint8_t lookup;           /* enum stoke_loc_lookup */
+};
+
+/* Step 1 of stoke_symbolizer_addr_frames: locate one address. Returns 0. */
+int stoke_symbolizer_locate(struct stoke_symbolizer *s, pid_t pid, uint64_t addr, bool kernel,
+			    bool return_addr, struct stoke_frame_loc *ret);
+
+/*
+ * Step 1 of stoke_symbolizer_sample: the sample's locations, leaf first, one
+ * per address (kernel, then user; unwound in DWARF mode, with the synthetic
+ * "[truncated]"/"[unwind-failed]" root frame). Writes at most max and
+ * returns the count.
+ */
+int stoke_symbolizer_sample_locs(struct stoke_symbolizer *s, const struct stoke_sample *sample,
+				 struct stoke_frame_loc *locs, size_t max);
+
+/*
+ * Step 2: name a location, as stoke_symbolizer_addr_frames does (inlined
+ * frames first, then the physical function). Writes at most max and returns
+ * the count (>= 1 when max >= 1).
+ */
+int stoke_symbolizer_loc_frames(struct stoke_symbolizer *s, const struct stoke_frame_loc *loc,
+				struct stoke_symbol *frames, size_t max);
+
+/*
  * Resolve one address of process pid (kernel addresses when kernel is true).
  * return_addr applies the -1 rule. Returns 0 (ret filled, possibly unknown).
  * When the address is inside inlined code, ret is the function that

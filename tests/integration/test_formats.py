@@ -10,6 +10,7 @@ search in chromium. tools/setup installs them all; a test whose reader is
 genuinely missing exits 77 with the reason (STOKE_REQUIRE_PERF=1 turns that
 into a failure, as for perf_event).
 """
+import html
 import json
 import os
 import re
@@ -615,6 +616,103 @@ def test_docs_match(tmp):
         check(f.read().endswith(b"}\n"), "run.json does not end with a newline")
 
 
+def svg_self(svg_text):
+    """Self samples per function name from the SVG's boxes (fg:x, fg:w,
+    fg:d): a box's width less its children's."""
+    boxes = [(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)))
+             for m in re.finditer(r'<title>(.*?) \(\d+ samples?, [\d.]+%\)</title><rect [^>]*'
+                                  r'fg:x="(\d+)" fg:w="(\d+)" fg:d="(\d+)"', svg_text)]
+    by_depth = {}
+    for b in boxes:
+        by_depth.setdefault(b[3], []).append(b)
+    self_ = {}
+    for name, x, w, d in boxes:
+        if d == 0:
+            continue  # "all"
+        kids = sum(cw for _, cx, cw, _ in by_depth.get(d + 1, []) if x <= cx < x + w)
+        name = html.unescape(name)
+        self_[name] = self_.get(name, 0) + w - kids
+    return self_
+
+
+def test_cross_format_top5(tmp):
+    """Every reader ranks functions the same way: on a fixture whose hot
+    function spans a dozen lines and calls through a PLT, speedscope's
+    importer (chromium, Sandwich view), Python's pstats, go tool pprof -top,
+    callgrind_annotate and the SVG give the same top-5 self functions with
+    the same shares, within 0.5 points, as the folded stacks."""
+    need("callgrind_annotate", "valgrind")
+    need_node_readers()
+    p = run_stoke(["record", "-q", "-F", FREQ, "--output-dir", tmp, "--name", "spread", "--",
+                   fixture("spread"), SECONDS], timeout=120)
+    check(p.returncode == 0, "record failed: %s" % p.stderr.strip())
+    rundir = os.path.join(tmp, [d for d in os.listdir(tmp) if d.endswith("_spread")][0])
+    stacks = parse_folded(os.path.join(rundir, FILES["folded"]))
+    n = total(stacks)
+    check(n > 200, "too few samples: %d" % n)
+    truth = {}
+    for frames, c in stacks:
+        leaf = re.sub(r"_\[[kji]\]$", "", frames[-1])
+        truth[leaf] = truth.get(leaf, 0) + c
+    truth = {k: 100.0 * v / n for k, v in truth.items()}
+    top5 = sorted(truth, key=truth.get, reverse=True)[:5]
+    check("spread_work" in top5 and "plt_add" in top5, "fixture top 5: %r" % top5)
+    readers = {}
+    # speedscope's importer in chromium
+    rows = json.loads(node("speedscope_sandwich.js", os.path.join(rundir, FILES["speedscope"])))
+    ss = json.load(open(os.path.join(rundir, FILES["speedscope"])))
+    ss_total = sum(ss["profiles"][0]["weights"])
+    dups = {}
+    sw = {}
+    for name, self_ns, _ in rows:
+        dups.setdefault("speedscope", []).append(name)
+        sw[name] = sw.get(name, 0) + 100.0 * self_ns / ss_total
+    readers["speedscope"] = sw
+    # pstats
+    import pstats
+    st = pstats.Stats(os.path.join(rundir, FILES["pstats"])).stats
+    tt_total = sum(v[2] for v in st.values())
+    pw = {}
+    for key, v in st.items():
+        dups.setdefault("pstats", []).append(key[2])
+        pw[key[2]] = pw.get(key[2], 0) + 100.0 * v[2] / tt_total
+    readers["pstats"] = pw
+    # go tool pprof -top
+    gout = go_pprof(tmp, "-top", "-nodecount=30", os.path.join(rundir, FILES["pprof"]))
+    gw = {}
+    for m in re.finditer(r"^\s*[\d.]+\w*\s+([\d.]+)%\s+[\d.]+%\s+[\d.]+\w*\s+[\d.]+%\s+(\S.*?)\s*$",
+                         gout, re.M):
+        dups.setdefault("pprof", []).append(m.group(2))
+        gw[m.group(2)] = gw.get(m.group(2), 0) + float(m.group(1))
+    readers["pprof"] = gw
+    # callgrind_annotate
+    cout = run(["callgrind_annotate", "--threshold=100", os.path.join(rundir, FILES["callgrind"])])
+    ctot = int(re.search(r"^([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS", cout, re.M)
+               .group(1).replace(",", ""))
+    cw = {}
+    for m in re.finditer(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+\S*?:(\S+) \[", cout, re.M):
+        dups.setdefault("callgrind", []).append(m.group(2))
+        cw[m.group(2)] = cw.get(m.group(2), 0) + 100.0 * int(m.group(1).replace(",", "")) / ctot
+    readers["callgrind"] = cw
+    # the SVG
+    svg = svg_self(open(os.path.join(rundir, FILES["svg"]), encoding="utf-8").read())
+    readers["svg"] = {k: 100.0 * v / n for k, v in svg.items()}
+    for name, shares in readers.items():
+        own = sorted(shares, key=shares.get, reverse=True)[:5]
+        print("%-10s %s" % (name, ", ".join("%s %.2f%%" % (f, shares[f]) for f in own)))
+        for f in top5:
+            # one entry per function: not one per source line or file
+            check(dups.get(name, []).count(f) <= 1, "%s lists %s %d times" %
+                  (name, f, dups.get(name, []).count(f)))
+            check(abs(shares.get(f, 0.0) - truth[f]) <= 0.5,
+                  "%s gives %s %.2f%%, the folded stacks %.2f%%" %
+                  (name, f, shares.get(f, 0.0), truth[f]))
+        # the same five, unless the fifth and sixth are within the tolerance
+        differ = set(own) ^ set(top5)
+        check(all(abs(truth.get(f, 0.0) - truth[top5[-1]]) <= 0.5 for f in differ),
+              "%s top 5 %r, the folded stacks' %r" % (name, own, top5))
+
+
 TESTS = {
     "rundir_and_report": test_rundir_and_report,
     "output_by_extension": test_output_by_extension,
@@ -629,6 +727,7 @@ TESTS = {
     "golden_files_real_readers": test_golden_files_real_readers,
     "report_text_inputs": test_report_text_inputs,
     "docs_match": test_docs_match,
+    "cross_format_top5": test_cross_format_top5,
 }
 
 if __name__ == "__main__":

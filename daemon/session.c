@@ -195,6 +195,7 @@ int stoke_session_new(const struct stoke_session_opts *opts, struct stoke_sessio
 		.no_kernel = opts->no_kernel_symbols,
 		.debuginfo_path = opts->debuginfo_path,
 		.demangle = opts->demangle,
+		.file_creds = opts->file_creds,
 	};
 	struct stoke_session *s;
 	struct stoke_pmeta *m;

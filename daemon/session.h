@@ -25,6 +25,9 @@ struct stoke_session_opts {
 	bool no_kernel_symbols; /* do not read /proc/kallsyms */
 	const char *debuginfo_path; /* extra debuginfo roots (colon-separated) */
 	enum stoke_demangle_mode demangle;
+	/* Whose rights files the target names are opened with: stoked sets
+	 * the requester (see stoke_file_creds). */
+	struct stoke_file_creds file_creds;
 	/* Samples one profile may hold (0: no limit). Past it, processing
 	 * fails with -E2BIG: the daemon bounds each session's memory so. */
 	uint64_t max_samples;

@@ -234,6 +234,8 @@ static int open_session(struct stoked_session *ds, char *err, size_t errlen)
 	so.sampler.stack_size = ds->req.stack_size;
 	so.sampler.exclude_kernel = ds->req.no_kernel;
 	so.no_kernel_symbols = ds->req.no_kernel;
+	/* Files the target names are opened with the owner's rights. */
+	so.file_creds = (struct stoke_file_creds){ true, ds->owner.uid, ds->owner.gid };
 	ds->freq = so.sampler.freq;
 	r = stoke_session_new(&so, &ds->s);
 	if (r < 0) {

@@ -38,7 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "demangle.h"
@@ -233,6 +235,9 @@ struct stoke_elfcache {
 	 * the cache. */
 	Dwfl_Callbacks callbacks;
 	char *debuginfo_path; /* NULL: libdwfl's default */
+	/* Whose rights every file a target names is opened with (see
+	 * stoke_elfcache_open). */
+	struct stoke_file_creds creds;
 	enum stoke_demangle_mode demangle;
 	struct stoke_module *ids; /* loaded modules with a build-id */
 	/* Names and paths libdw hands out stay put while their Dwarf lives (as
@@ -251,6 +256,121 @@ struct name_memo {
 /* libdwfl's default search path, which --debuginfo-path extends. */
 #define DEFAULT_DEBUGINFO_PATH ":.debug:/usr/lib/debug"
 
+/* ---- opening what a target names, with the requester's rights ----
+ *
+ * stoked runs as root for other users. A path a target names (its MMAP
+ * records, the debuglink of a file it mapped, its JIT map) is chosen by that
+ * user: a directory swapped for a symlink to a root-only directory would
+ * make root read, and the profile show, what the user may not. So every
+ * such open runs with the requester's filesystem ids: setfsuid/setfsgid and
+ * supplementary groups reduced to the requester's gid, all per thread in
+ * Linux (the raw setgroups syscall: glibc's wrapper changes every thread).
+ * A non-root fsuid also drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, so
+ * the kernel checks each path component and the file as the requester. */
+
+struct creds_save {
+	bool switched;
+	int ngroups;
+	gid_t groups[64];
+};
+
+static int creds_enter(const struct stoke_file_creds *fc, struct creds_save *save)
+{
+	save->switched = false;
+	if (!fc || !fc->set || fc->uid == 0 || geteuid() != 0)
+		return 0;
+	save->ngroups = getgroups((int)ARRAY_SIZE(save->groups), save->groups);
+	/* Fail closed: never open as root what must be opened as them. */
+	if (save->ngroups < 0 || syscall(SYS_setgroups, (size_t)1, &fc->gid) < 0)
+		return -EPERM;
+	setfsgid(fc->gid);
+	setfsuid(fc->uid);
+	save->switched = true;
+	/* setfsuid(-1) changes nothing and returns the current fsuid. */
+	if ((uid_t)setfsuid((uid_t)-1) != fc->uid || (gid_t)setfsgid((gid_t)-1) != fc->gid) {
+		log_error("cannot take the filesystem ids of uid %u", (unsigned)fc->uid);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static void creds_leave(const struct creds_save *save)
+{
+	if (!save->switched)
+		return;
+	setfsuid(geteuid());
+	setfsgid(getegid());
+	if (syscall(SYS_setgroups, (size_t)save->ngroups, save->groups) < 0)
+		log_error("cannot restore the supplementary groups: %s", strerror(errno));
+}
+
+static int open_as(const struct stoke_file_creds *fc, const char *path, int flags,
+		   struct stat *ret_st)
+{
+	struct creds_save save;
+	struct stat st;
+	char self[64];
+	int pfd, fd, r;
+
+	r = creds_enter(fc, &save);
+	if (r < 0) {
+		creds_leave(&save);
+		return r;
+	}
+	/* O_PATH first: nothing is opened for reading (no device's open runs,
+	 * no FIFO wakes its writer) until fstat says it is a regular file.
+	 * The reopen through /proc/self/fd is of that same inode, and the
+	 * kernel checks the read permission there, as the requester. */
+	pfd = open(path, O_PATH | O_CLOEXEC | flags);
+	if (pfd < 0) {
+		r = -errno;
+	} else if (fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		r = -EINVAL;
+	} else {
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
+		fd = open(self, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+		r = fd < 0 ? -errno : fd;
+		if (fd >= 0 && ret_st)
+			*ret_st = st;
+	}
+	if (pfd >= 0)
+		close(pfd);
+	creds_leave(&save);
+	return r;
+}
+
+void stoke_elfcache_set_creds(struct stoke_elfcache *c, const struct stoke_file_creds *fc)
+{
+	c->creds = *fc;
+}
+
+int stoke_elfcache_open(struct stoke_elfcache *c, const char *path, int flags,
+			struct stat *ret_st)
+{
+	return open_as(&c->creds, path, flags, ret_st);
+}
+
+/* libdwfl opens separate debuginfo by path (next to the main file, in its
+ * .debug/, under the roots): as the requester too. The module's userdata is
+ * the cache (module_load sets it). */
+static int find_debuginfo_as_requester(Dwfl_Module *dm, void **userdata, const char *modname,
+				       Dwarf_Addr base, const char *file_name,
+				       const char *debuglink_file, GElf_Word debuglink_crc,
+				       char **debuginfo_file_name)
+{
+	const struct stoke_elfcache *c = *userdata;
+	struct creds_save save;
+	int fd = -1;
+
+	if (!c || creds_enter(&c->creds, &save) == 0)
+		fd = dwfl_standard_find_debuginfo(dm, userdata, modname, base, file_name,
+						  debuglink_file, debuglink_crc,
+						  debuginfo_file_name);
+	if (c)
+		creds_leave(&save);
+	return fd;
+}
+
 int stoke_elfcache_new(struct stoke_strpool *pool, struct stoke_elfcache **ret)
 {
 	struct stoke_elfcache *c = calloc(1, sizeof(*c));
@@ -262,7 +382,7 @@ int stoke_elfcache_new(struct stoke_strpool *pool, struct stoke_elfcache **ret)
 	c->pool = pool;
 	c->callbacks = (Dwfl_Callbacks){
 		.find_elf = dwfl_build_id_find_elf,
-		.find_debuginfo = dwfl_standard_find_debuginfo,
+		.find_debuginfo = find_debuginfo_as_requester,
 		.section_address = dwfl_offline_section_address,
 		.debuginfo_path = &c->debuginfo_path,
 	};
@@ -385,17 +505,23 @@ static int file_matches(int fd, const struct stoke_mmap *m)
 /* Open path as a candidate for m. A verified file is taken at once
  * (returns 1); an unsure one is kept in *fallback_fd/fallback_path when
  * there is none yet (returns 0). */
-static int try_open(const char *path, int flags, const struct stoke_mmap *m,
-		    struct stoke_module *mod, int *fallback_fd, char **fallback_path)
+static int try_open(struct stoke_elfcache *c, const char *path, int flags,
+		    const struct stoke_mmap *m, struct stoke_module *mod, int *fallback_fd,
+		    char **fallback_path)
 {
 	/* The path comes from the target (its MMAP records): it may have put a
-	 * FIFO or a symlink there. Only a regular file is opened, never
-	 * blocking, so a target cannot stall the caller (stoked's loop). */
-	int fd = stoke_open_regular(path, flags, NULL);
+	 * FIFO, a device or a symlink there. Only a regular file is opened,
+	 * never blocking, so a target cannot stall the caller (stoked's loop),
+	 * and only with the requester's rights (see open_as). */
+	int fd = open_as(&c->creds, path, flags, NULL);
 	int match;
 
 	if (fd < 0)
 		return fd;
+	if (fcntl(fd, F_SETFL, 0) < 0) {
+		close(fd);
+		return -errno;
+	}
 	match = file_matches(fd, m);
 	if (match < 0 || (match == 0 && *fallback_fd >= 0)) {
 		close(fd);
@@ -428,9 +554,11 @@ static bool ends_with(const char *s, const char *suffix)
 
 /* /proc/PID/root first (the target may live in another mount namespace),
  * then the path as seen by us, then /proc/PID/map_files for deleted or
- * replaced files. Failure leaves fd at -1; the module is marked failed on
- * first use. */
-static void module_open(struct stoke_module *mod, const struct stoke_mmap *m)
+ * replaced files, each opened with the requester's rights: the unsure
+ * fallback below can only ever be a file the requester may read. Failure
+ * leaves fd at -1; the module is marked failed on first use. */
+static void module_open(struct stoke_elfcache *c, struct stoke_module *mod,
+			const struct stoke_mmap *m)
 {
 	bool has_pid = m->pid && m->pid != (uint32_t)-1;
 	bool deleted = ends_with(m->filename, " (deleted)");
@@ -440,14 +568,14 @@ static void module_open(struct stoke_module *mod, const struct stoke_mmap *m)
 	if (has_pid && !deleted &&
 	    (size_t)snprintf(buf, sizeof(buf), "/proc/%" PRIu32 "/root%s", m->pid, m->filename) <
 		    sizeof(buf))
-		r = try_open(buf, O_NOFOLLOW, m, mod, &fallback_fd, &fallback_path);
+		r = try_open(c, buf, O_NOFOLLOW, m, mod, &fallback_fd, &fallback_path);
 	if (r <= 0 && r != -ENOMEM && !deleted)
-		r = try_open(m->filename, O_NOFOLLOW, m, mod, &fallback_fd, &fallback_path);
+		r = try_open(c, m->filename, O_NOFOLLOW, m, mod, &fallback_fd, &fallback_path);
 	if (r <= 0 && r != -ENOMEM && has_pid) {
 		snprintf(buf, sizeof(buf), "/proc/%" PRIu32 "/map_files/%" PRIx64 "-%" PRIx64,
 			 m->pid, m->addr, m->addr + m->len);
 		/* map_files entries are magic links to the mapped file itself. */
-		r = try_open(buf, 0, m, mod, &fallback_fd, &fallback_path);
+		r = try_open(c, buf, 0, m, mod, &fallback_fd, &fallback_path);
 	}
 	if (r <= 0 && fallback_fd >= 0) {
 		/* Nothing verified: the unsure candidate is better than none. */
@@ -515,7 +643,7 @@ int stoke_elfcache_get(struct stoke_elfcache *c, const struct stoke_mmap *m,
 	 * the fds stoked needs for everything else. Past the bound, modules
 	 * keep their name and offsets but get no symbols. */
 	if (c->count < STOKE_ELFCACHE_MAX_OPEN)
-		module_open(mod, m);
+		module_open(c, mod, m);
 	else
 		log_debug("symbolizer: %s: not opened (%d modules open)", mod->path,
 			  STOKE_ELFCACHE_MAX_OPEN);
@@ -578,6 +706,13 @@ static int module_load(struct stoke_elfcache *c, struct stoke_module *mod)
 		close(fd);
 		log_debug("symbolizer: %s: %s", mod->path, dwfl_errmsg(-1));
 		return -ENOEXEC;
+	}
+	{
+		void **userdata;
+
+		/* For find_debuginfo_as_requester. */
+		dwfl_module_info(mod->dwmod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL);
+		*userdata = c;
 	}
 	if (dwfl_report_end(mod->dwfl, NULL, NULL) != 0) {
 		log_debug("symbolizer: %s: %s", mod->path, dwfl_errmsg(-1));

@@ -48,9 +48,27 @@ int stoke_elfcache_configure(struct stoke_elfcache *c, const char *debuginfo_dir
 			     enum stoke_demangle_mode demangle);
 
 /*
+ * Open every file a target names (mapped files, their separate debuginfo,
+ * JIT maps) with fc's filesystem ids and supplementary group, when the
+ * process is root and fc names another user: see stoke_file_creds.
+ */
+void stoke_elfcache_set_creds(struct stoke_elfcache *c, const struct stoke_file_creds *fc);
+/*
+ * Open path, a name a target chose, for reading with the cache's
+ * credentials: only a regular file (fstat of an O_PATH open first, so no
+ * device or FIFO is ever opened), O_NONBLOCK, close-on-exec; flags may add
+ * O_NOFOLLOW. Returns the fd and its stat in *ret_st (when not NULL), or
+ * -EINVAL (not a regular file), -EACCES, -ENOENT, -ELOOP, -EPERM, …
+ */
+struct stat;
+int stoke_elfcache_open(struct stoke_elfcache *c, const char *path, int flags,
+			struct stat *ret_st);
+
+/*
  * The module for the file mapped by m (m->filename must be an absolute path),
  * created on first sight: its file is opened now (through /proc/PID/root
- * first, then the path, then /proc/PID/map_files) but not parsed. A file that
+ * first, then the path, then /proc/PID/map_files, each with the credentials
+ * of stoke_elfcache_set_creds) but not parsed. A file that
  * cannot be opened still gets a module, which is marked failed when first
  * used. Returns 0 or -ENOMEM.
  */

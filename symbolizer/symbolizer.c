@@ -152,6 +152,8 @@ int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
 				     opts ? opts->demangle : STOKE_DEMANGLE_SHORT);
 	if (r < 0)
 		goto fail;
+	if (opts)
+		stoke_elfcache_set_creds(s->elfs, &opts->file_creds);
 	r = stoke_proctable_new(&s->procs);
 	if (r < 0)
 		goto fail;
@@ -539,12 +541,12 @@ static void jit_reload(struct stoke_symbolizer *s, struct jitmap *j)
 	/* /tmp is writable by everybody: only a regular file (never a FIFO
 	 * that would block us), not a symlink, owned by root or by the target's
 	 * user, as perf requires. */
-	fd = stoke_open_regular(path, O_NOFOLLOW, &st);
+	fd = stoke_elfcache_open(s->elfs, path, O_NOFOLLOW, &st);
 	if (fd < 0) {
 		/* The target has exited (its root is gone), or shares our
 		 * namespace anyway. */
 		snprintf(path, sizeof(path), "/tmp/perf-%" PRIu32 ".map", j->pid);
-		fd = stoke_open_regular(path, O_NOFOLLOW, &st);
+		fd = stoke_elfcache_open(s->elfs, path, O_NOFOLLOW, &st);
 	}
 	if (fd < 0)
 		return;

@@ -62,6 +62,20 @@ enum stoke_demangle_mode {
 /* "full", "none" (and "short", the default) → *ret. Returns 0 or -EINVAL. */
 int stoke_demangle_mode_parse(const char *s, enum stoke_demangle_mode *ret);
 
+/*
+ * Whose rights files named by a target are opened with. The symbolizer
+ * opens paths the target chooses (its mappings, their debuginfo, its
+ * /tmp/perf-PID.map); run as root for another user (stoked), it must not
+ * read for them what they could not. With set and a non-zero uid, a root
+ * process opens each such file with that uid's fsuid, gid's fsgid and gid
+ * as the only supplementary group; otherwise with its own rights.
+ */
+struct stoke_file_creds {
+	bool set;
+	uid_t uid;
+	gid_t gid;
+};
+
 struct stoke_symbolizer_opts {
 	bool no_kernel;       /* never read /proc/kallsyms */
 	const char *kallsyms_path; /* default /proc/kallsyms (tests override) */
@@ -74,6 +88,7 @@ struct stoke_symbolizer_opts {
 			       * each address up once (stoke symbolize
 			       * dedups its input), where the cache only
 			       * costs memory and hash probes */
+	struct stoke_file_creds file_creds; /* the requester (stoked) */
 };
 
 struct stoke_symbolizer_stats {

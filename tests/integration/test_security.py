@@ -12,19 +12,19 @@ asserts that it now fails safely.
   big_perfmap   a 3 GB sparse /tmp/perf-PID.map: the daemon stays small and
                 responsive, and a root session next to it loses nothing.
 """
+import ctypes
 import os
 import re
 import shutil
+import signal
+import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stoketest import (Fail, check, fixture, kill, parse_folded,  # noqa: E402
-                       run_tests)
-from test_daemon import (NOBODY, Daemon, open_to_nobody, run_dirs,  # noqa: E402
-                         wait_ended)
+from stoketest import (check, fixture, kill, parse_folded, run_tests)  # noqa: E402
+from test_daemon import NOBODY, Daemon, open_to_nobody, wait_ended  # noqa: E402
 
 AS_NOBODY = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups"]
 
@@ -99,8 +99,126 @@ def test_tid_reuse(d):
         daemon.stop()
 
 
+class OpenWatch:
+    """inotify IN_OPEN on some paths (O_PATH opens do not count)."""
+
+    def __init__(self, paths):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        check(self.fd >= 0, "inotify_init1 failed")
+        self.wd = {}
+        for p in paths:
+            wd = self.libc.inotify_add_watch(self.fd, p.encode(), 0x20)  # IN_OPEN
+            check(wd >= 0, "inotify on %s failed (errno %d)" % (p, ctypes.get_errno()))
+            self.wd[wd] = p
+
+    def opened(self):
+        seen = set()
+        while True:
+            try:
+                buf = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return seen
+            off = 0
+            while off < len(buf):
+                wd, _mask, _cookie, n = struct.unpack_from("iIII", buf, off)
+                seen.add(self.wd.get(wd, "?"))
+                off += 16 + n
+
+    def close(self):
+        os.close(self.fd)
+
+
+def mapswap_attack(d, pairs, seconds=0.4):
+    """Run the mapping-swap attack by nobody under a root stoked. pairs:
+    (library file name, what its directory becomes: a path). Returns the
+    session's stacks and the daemon."""
+    out = open_to_nobody(d)
+    home = os.path.join(d, "home")
+    os.mkdir(home, 0o755)
+    os.chown(home, NOBODY, NOBODY)
+    args = []
+    for i, (name, target) in enumerate(pairs):
+        libdir = os.path.join(home, "lib%d" % i)
+        os.mkdir(libdir, 0o755)
+        lib = os.path.join(libdir, name)
+        shutil.copy(fixture("libswap-decoy.so"), lib)
+        os.chown(libdir, NOBODY, NOBODY)
+        os.chown(lib, NOBODY, NOBODY)
+        args += [lib, target]
+    daemon = Daemon(d).start()
+    attacker = subprocess.Popen(AS_NOBODY + [fixture("mapswap"), str(seconds)] + args,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        check(attacker.stdout.readline().strip() == "ready", "mapswap did not start")
+        sid = int(daemon.ok(["attach", str(attacker.pid), "-o", out, "-d", "3", "-g", "fp"],
+                            user=NOBODY).strip())
+        # Stop stoked while the library is mapped, run, unmapped and its
+        # directory swapped: it then reads the MMAP records, and opens their
+        # paths, only once the paths lead elsewhere (the deterministic form
+        # of a busy daemon draining late).
+        os.kill(daemon.proc.pid, signal.SIGSTOP)
+        try:
+            attacker.stdin.write("go\n")
+            attacker.stdin.flush()
+            check(attacker.stdout.readline().strip() == "swapped", "mapswap failed")
+        finally:
+            os.kill(daemon.proc.pid, signal.SIGCONT)
+        info = wait_ended(daemon, sid, timeout=30)
+        return folded_of_run(out, info), daemon
+    except BaseException:
+        daemon.stop()
+        raise
+    finally:
+        kill(attacker)
+
+
+def test_symlink_swap(d):
+    """Item 2: the directory of a library nobody mapped becomes a symlink to
+    a root-only (0700) directory holding a library of the same name whose
+    code is TOPSECRET_alpha_key_derivation: that name must never appear."""
+    secret = os.path.join(d, "secret")
+    os.mkdir(secret, 0o700)
+    shutil.copy(fixture("libswap-secret.so"), os.path.join(secret, "libswap.so"))
+    os.chmod(os.path.join(secret, "libswap.so"), 0o600)
+    stacks, daemon = mapswap_attack(d, [("libswap.so", secret)])
+    try:
+        text = frames_text(stacks)
+        for fr, n in stacks:
+            print("  %5d %s" % (n, ";".join(fr[-3:])))
+        check("TOPSECRET" not in text, "a root-only file's symbol reached nobody's profile:\n%s"
+              % "\n".join(line for line in text.splitlines() if "TOPSECRET" in line)[:2000])
+        check("mapswap_idle" in text or "main" in text, "the attacker was not profiled")
+    finally:
+        daemon.stop()
+
+
+def test_devnode_path(d):
+    """Item 2: mapped paths that now lead to /dev/kmsg and to a FIFO: stoked
+    must open neither (inotify IN_OPEN; an O_PATH look does not count)."""
+    fifodir = os.path.join(d, "fifos")
+    os.mkdir(fifodir, 0o755)
+    fifo = os.path.join(fifodir, "pipe")
+    os.mkfifo(fifo, 0o644)
+    watch = OpenWatch(["/dev/kmsg", fifo])
+    time.sleep(0.5)
+    noise = watch.opened()  # someone else reading /dev/kmsg: not ours to judge
+    try:
+        stacks, daemon = mapswap_attack(d, [("kmsg", "/dev"), ("pipe", fifodir)])
+        daemon.stop()
+        opened = watch.opened()
+        print("opened during the attack:", sorted(opened), "(before: %s)" % sorted(noise))
+        check(fifo not in opened, "stoked opened a FIFO planted at a mapped path")
+        if "/dev/kmsg" not in noise:
+            check("/dev/kmsg" not in opened, "stoked opened /dev/kmsg through a mapped path")
+    finally:
+        watch.close()
+
+
 TESTS = {
     "tid_reuse": test_tid_reuse,
+    "symlink_swap": test_symlink_swap,
+    "devnode_path": test_devnode_path,
 }
 
 if __name__ == "__main__":

@@ -155,9 +155,10 @@ def perf_profile(d, prog):
     p = subprocess.run([perf, "script", "-i", data, "-F", "tid,ip,sym,dso", "--no-inline"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=900)
     check(p.returncode == 0, "perf script failed: %s" % p.stderr.decode(errors="replace")[-500:])
-    lost = 0
-    for m in re.finditer(r"lost (\d+) chunks|(\d+) samples? lost|LOST (\d+) events", err):
-        lost += int(next(g for g in m.groups() if g))
+    # perf's own losses (informational): LOST and LOST_SAMPLES records.
+    st = subprocess.run([perf, "report", "-i", data, "--stats"], stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL, timeout=300)
+    lost = sum(int(n) for n in re.findall(rb"LOST(?:_SAMPLES)? events:\s+(\d+)", st.stdout))
     samples, cur = [], None
     for line in p.stdout.decode(errors="replace").splitlines():
         m = PERF_FRAME.match(line)
@@ -286,7 +287,7 @@ def compare(d, prog):
           % (sn, su, s_pct, lost, s_wall))
     if unwind:
         print("  " + unwind)
-    print("  perf:  %d samples (%d with a user stack), complete %.1f%%, lost %d, %.1f s"
+    print("  perf:  %d samples (%d with a user stack), complete %.1f%%, lost records %d, %.1f s"
           % (pn, pu, p_pct, perf_lost, p_wall))
     print("  samples in PLT stubs: stoke %d (named target@plt), perf %d (%.1f%%)"
           % (s_plt, p_plt, pct(p_plt, pn)))

@@ -7,7 +7,14 @@ with -O2 -g, where most code comes from helpers inlined two or three levels
 deep (always_inline chains, plus whatever GCC decides to inline at -O2 on
 its own). Nothing here is stored: the sources are generated from a seed.
 
-usage: gen_inline_binary.py OUTDIR [--functions N] [--files K] [--seed S]
+Two knobs give the shapes real programs also have (SHAPES below):
+  - --asm N: N assembly functions per file (top-level asm, with .type and
+    .size): code inside a CU's range that no DWARF subprogram covers;
+  - --nodebug-every K: every K-th file is built without -g: code outside
+    any CU, named from the symbol table only.
+
+usage: gen_inline_binary.py OUTDIR [--shape NAME | --functions N --files K
+                            [--asm N] [--nodebug-every K]] [--seed S]
                             [--build] [--cc CC] [--jobs J]
 With --build, OUTDIR/gen (the binary) is compiled and linked; its path is
 printed on stdout.
@@ -18,6 +25,18 @@ import random
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+
+# Binary shapes for the symbolizer benchmark: name -> (functions, files,
+# asm functions per file, every K-th file without -g (0: none), what).
+SHAPES = {
+    "inline": (20000, 50, 0, 0,
+               "20k functions in 50 CUs, most code in inlined helpers"),
+    "many-cus": (20000, 800, 0, 0,
+                 "20k functions in 800 small CUs"),
+    "mixed": (20000, 800, 4, 3,
+              "800 CUs, a third built without -g, 4 asm functions per file: "
+              "many addresses outside any DWARF subprogram"),
+}
 
 
 def helper_defs(k, rng):
@@ -82,7 +101,21 @@ def function_def(k, j, rng):
     return f"\nunsigned {name}(unsigned x)\n{{\n" + "\n".join(body) + "\n}\n"
 
 
-def generate(outdir, nfunc, nfiles, seed):
+def asm_defs(k, n):
+    """n assembly functions for file k: code no DWARF subprogram covers."""
+    out = []
+    for i in range(n):
+        name = "asm_%d_%d" % (k, i)
+        body = "".join("\taddl $%d, %%eax\n\txorl %%edi, %%eax\n" % (j * 7 + 1)
+                       for j in range(8 + (k + i) % 8))
+        out.append('__asm__(".text\\n.p2align 4\\n.globl %s\\n.type %s, @function\\n'
+                   '%s:\\n\tmovl %%edi, %%eax\\n%s\tret\\n.size %s, .-%s\\n");'
+                   % (name, name, name, body.replace("\n", "\\n"), name, name))
+        out.append("unsigned %s(unsigned x);" % name)
+    return "\n".join(out)
+
+
+def generate(outdir, nfunc, nfiles, seed, nasm=0):
     rng = random.Random(seed)
     os.makedirs(outdir, exist_ok=True)
     per_file = (nfunc + nfiles - 1) // nfiles
@@ -97,6 +130,9 @@ def generate(outdir, nfunc, nfiles, seed):
         for j in range(count):
             lines.append(function_def(k, j, rng))
             names.append(f"f_{k}_{j}")
+        if nasm:
+            lines.append(asm_defs(k, nasm))
+            names += ["asm_%d_%d" % (k, i) for i in range(nasm)]
         path = os.path.join(outdir, f"gen{k}.c")
         with open(path, "w") as f:
             f.write("\n".join(lines))
@@ -118,10 +154,17 @@ def generate(outdir, nfunc, nfiles, seed):
     return sources
 
 
-def build(outdir, sources, cc, jobs):
+def build(outdir, sources, cc, jobs, nodebug_every=0):
+    """Compile and link; with nodebug_every K, every K-th generated file
+    (never main.c) is compiled without -g."""
     def compile_one(src):
         obj = src[:-2] + ".o"
-        subprocess.run([cc, "-O2", "-g", "-c", "-o", obj, src], check=True)
+        base = os.path.basename(src)
+        debug = ["-g"]
+        if nodebug_every and base.startswith("gen") and \
+                int(base[3:-2]) % nodebug_every == nodebug_every - 1:
+            debug = []
+        subprocess.run([cc, "-O2"] + debug + ["-c", "-o", obj, src], check=True)
         return obj
 
     with ThreadPoolExecutor(max_workers=jobs) as ex:
@@ -134,16 +177,22 @@ def build(outdir, sources, cc, jobs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("outdir")
+    ap.add_argument("--shape", choices=sorted(SHAPES), help="a preset (overrides the sizes)")
     ap.add_argument("--functions", type=int, default=20000)
     ap.add_argument("--files", type=int, default=50)
+    ap.add_argument("--asm", type=int, default=0, help="assembly functions per file")
+    ap.add_argument("--nodebug-every", type=int, default=0,
+                    help="build every K-th file without -g")
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--build", action="store_true")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
-    sources = generate(a.outdir, a.functions, a.files, a.seed)
+    if a.shape:
+        a.functions, a.files, a.asm, a.nodebug_every, _ = SHAPES[a.shape]
+    sources = generate(a.outdir, a.functions, a.files, a.seed, a.asm)
     if a.build:
-        print(build(a.outdir, sources, a.cc, a.jobs))
+        print(build(a.outdir, sources, a.cc, a.jobs, a.nodebug_every))
     return 0
 
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Benchmark: `stoke symbolize` against `addr2line -a -f -i`.
+"""Benchmark: `stoke symbolize` against `addr2line -a -f -i`, per binary shape.
 
-Builds (or reuses) the generated -O2 -g binary of bench/gen_inline_binary.py
-(20k functions with inlined helpers by default), draws N random code
-addresses (uniform over the bytes of its functions, seeded), symbolizes them
-with both tools, and prints:
+For each shape of bench/gen_inline_binary.py (SHAPES there: "inline", 20k
+functions with inlined helpers in 50 CUs; "many-cus", the same in 800 CUs;
+"mixed", 800 CUs of which a third have no debug info, plus assembly
+functions, so many addresses lie outside any DWARF subprogram), builds (or
+reuses) the -O2 binary, draws N random code addresses (uniform over the
+bytes of its functions, seeded), symbolizes them with both tools, and
+prints:
   - agreement: the share of addresses where both give the same frames —
     function names and basename:line at every inline level;
   - wall time and CPU time (user+sys, from wait4) of each, medians of --runs
@@ -14,14 +17,15 @@ with both tools, and prints:
     steals wall time (and a second stoke thread only helps with a CPU to
     spare), so compare CPU time there and wall time on a quiet moment.
 
-usage: symbolize.py [--stoke PATH] [--binary PATH | --workdir DIR]
-                    [--addresses N] [--functions N] [--runs R] [--seed S]
+usage: symbolize.py [--stoke PATH] [--binary PATH | --shape NAME ... [--functions N]]
+                    [--workdir DIR] [--addresses N] [--runs R] [--seed S]
                     [--jobs N] [--min-agreement PCT] [--min-ratio X]
                     [--show-diff K]
-Exit status 1 when agreement or the wall-time ratio is below the given
+Without --binary or --shape, every shape is measured in turn. Exit status 1
+when, for any shape, agreement or the wall-time ratio is below the given
 minimum (none by default: timing depends on the machine, so only a
-benchmark asserts it). The last line is machine-readable:
-"RESULT agreement=… ratio=… addr2line_s=… stoke_s=… cpu_ratio=… …".
+benchmark asserts it). Each shape ends with a machine-readable line:
+"RESULT shape=… agreement=… ratio=… addr2line_s=… stoke_s=… cpu_ratio=… …".
 """
 import argparse
 import os
@@ -120,37 +124,32 @@ def loadavg():
         return float("nan")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stoke", default=os.environ.get("STOKE", "build/tools/stoke"))
-    ap.add_argument("--binary", help="use this binary instead of generating one")
-    ap.add_argument("--workdir", default="/tmp/stoke-bench-symbolize")
-    ap.add_argument("--functions", type=int, default=20000)
-    ap.add_argument("--addresses", type=int, default=100000)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--jobs", type=int, help="stoke symbolize -j N (default: its own)")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--addr2line", default="addr2line")
-    ap.add_argument("--min-agreement", type=float, default=0.0)
-    ap.add_argument("--min-ratio", type=float, default=0.0)
-    ap.add_argument("--show-diff", type=int, default=5)
-    a = ap.parse_args()
+def build_shape(workdir, name, functions=None):
+    """The binary of shape name under workdir/name, built once per shape
+    definition (a stamp file holds it). functions scales the shape down
+    (or up): the CU count follows in proportion."""
+    d = os.path.join(workdir, name)
+    binary = os.path.join(d, "gen")
+    stamp = os.path.join(d, "shape")
+    nfunc, nfiles, nasm, nodebug, what = gen_inline_binary.SHAPES[name]
+    if functions:
+        nfiles = max(1, nfiles * functions // nfunc)
+        nfunc = functions
+    want = repr((nfunc, nfiles, nasm, nodebug))
+    if os.path.exists(binary) and os.path.exists(stamp) and open(stamp).read() == want:
+        return binary
+    print("building shape %s (%s; %d functions in %d files) in %s ..."
+          % (name, what, nfunc, nfiles, d), file=sys.stderr)
+    srcs = gen_inline_binary.generate(d, nfunc, nfiles, 4, nasm)
+    gen_inline_binary.build(d, srcs, os.environ.get("CC", "cc"), os.cpu_count() or 1, nodebug)
+    with open(stamp, "w") as f:
+        f.write(want)
+    return binary
 
-    binary = a.binary
-    if not binary:
-        binary = os.path.join(a.workdir, "gen")
-        stamp = os.path.join(a.workdir, "functions")
-        fresh = os.path.exists(binary) and os.path.exists(stamp) and \
-            open(stamp).read().strip() == str(a.functions)
-        if not fresh:
-            print("building a %d-function -O2 -g binary in %s ..." % (a.functions, a.workdir),
-                  file=sys.stderr)
-            srcs = gen_inline_binary.generate(a.workdir, a.functions,
-                                              max(1, a.functions // 400), 4)
-            gen_inline_binary.build(a.workdir, srcs, os.environ.get("CC", "cc"),
-                                    os.cpu_count() or 1)
-            with open(stamp, "w") as f:
-                f.write(str(a.functions))
+
+def bench_one(a, shape, binary):
+    """Measure one binary; prints its block and RESULT line. Returns
+    (agreement percent, wall-time ratio)."""
     addrs = random_addresses(binary, a.addresses, a.seed)
     addr_path = os.path.join(os.path.dirname(os.path.abspath(binary)), "addresses.txt")
     with open(addr_path, "w") as f:
@@ -188,8 +187,8 @@ def main():
             agree += 1
         elif shown < a.show_diff:
             shown += 1
-            print("differs at 0x%x:\n  addr2line: %s\n  stoke:     %s"
-                  % (ra, norm(rf), norm(gf)), file=sys.stderr)
+            print("%s: differs at 0x%x:\n  addr2line: %s\n  stoke:     %s"
+                  % (shape, ra, norm(rf), norm(gf)), file=sys.stderr)
     pct = 100.0 * agree / len(addrs)
     t_ref, t_got = statistics.median(times["addr2line"]), statistics.median(times["stoke"])
     ratio = t_ref / t_got if t_got > 0 else float("inf")
@@ -208,10 +207,43 @@ def main():
           % (ratio, cpu_ratio))
     print("load:       %.2f before, %.2f after (1-minute load average; %d CPUs)"
           % (load_before, load_after, os.cpu_count() or 1))
-    print("RESULT agreement=%.2f ratio=%.2f addr2line_s=%.3f stoke_s=%.3f cpu_ratio=%.2f "
+    print("RESULT shape=%s agreement=%.2f ratio=%.2f addr2line_s=%.3f stoke_s=%.3f cpu_ratio=%.2f "
           "addr2line_cpu_s=%.3f stoke_cpu_s=%.3f load=%.2f"
-          % (pct, ratio, t_ref, t_got, cpu_ratio, c_ref, c_got, max(load_before, load_after)))
-    ok = pct >= a.min_agreement and ratio >= a.min_ratio
+          % (shape, pct, ratio, t_ref, t_got, cpu_ratio, c_ref, c_got,
+             max(load_before, load_after)))
+    return pct, ratio
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stoke", default=os.environ.get("STOKE", "build/tools/stoke"))
+    ap.add_argument("--binary", help="use this binary instead of generating one")
+    ap.add_argument("--shape", action="append", choices=sorted(gen_inline_binary.SHAPES),
+                    help="a generated shape (repeatable; default: all)")
+    ap.add_argument("--workdir", default="/tmp/stoke-bench-symbolize")
+    ap.add_argument("--functions", type=int,
+                    help="scale every shape to N functions (tests: a quicker build)")
+    ap.add_argument("--addresses", type=int, default=100000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--jobs", type=int, help="stoke symbolize -j N (default: its own)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--addr2line", default="addr2line")
+    ap.add_argument("--min-agreement", type=float, default=0.0)
+    ap.add_argument("--min-ratio", type=float, default=0.0)
+    ap.add_argument("--show-diff", type=int, default=5)
+    a = ap.parse_args()
+
+    if a.binary:
+        targets = [("custom", a.binary)]
+    else:
+        targets = [(name, build_shape(a.workdir, name, a.functions))
+                   for name in (a.shape or list(gen_inline_binary.SHAPES))]
+    ok = True
+    for name, binary in targets:
+        print("== shape %s: %s" % (name, gen_inline_binary.SHAPES[name][4]
+                                   if name in gen_inline_binary.SHAPES else binary))
+        pct, ratio = bench_one(a, name, binary)
+        ok = ok and pct >= a.min_agreement and ratio >= a.min_ratio
     return 0 if ok else 1
 
 

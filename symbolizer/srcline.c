@@ -750,7 +750,10 @@ int stoke_srcline_lookup(struct stoke_srcline *sl, uint64_t addr, struct stoke_s
 	}
 	node = cu->nranges ? find_node(cu, a) : NO_NODE;
 	if (node == NO_NODE) {
-		if (!chain[0].file)
+		/* Neither a line nor a function (assembly in the CU's range,
+		 * past its line table): nothing DWARF says about a, and
+		 * addr2line prints ??:? there, not the CU's name. */
+		if (!chain[0].line)
 			return 0;
 		frames[0] = chain[0];
 		return 1;

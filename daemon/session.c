@@ -76,8 +76,9 @@ static uint8_t pframe_kind(enum stoke_frame_kind k)
 	return STOKE_PFRAME_USER;
 }
 
-/* Intern one symbolized frame. Named frames intern per function (offset 0);
- * unknown ones keep their module offset so they stay distinguishable. */
+/* Intern one symbolized frame, with its module offset (named ones too: the
+ * pprof keeps real addresses, for -disasm; the per-function views drop it,
+ * formats/merge.c). */
 static int session_frame(struct stoke_session *s, const struct stoke_symbol *sym,
 			 uint32_t *ret)
 {
@@ -96,10 +97,9 @@ static int session_frame(struct stoke_session *s, const struct stoke_symbol *sym
 	f.line = sym->line;
 	f.kind = pframe_kind(sym->kind);
 	f.inlined = sym->inlined;
-	if (!sym->function) {
-		f.offset = sym->module ? sym->offset : sym->addr;
+	f.offset = sym->module ? sym->offset : sym->addr;
+	if (!sym->function)
 		s->unknown_frames++;
-	}
 	return stoke_profile_frame(s->profile, &f, ret);
 }
 

@@ -113,7 +113,8 @@ out:
  * becomes one frame, in one file, the file of the function's first frame in
  * id order, at the lowest line seen in that file: the function's first
  * sampled line, which stands for its DWARF decl_line until the symbolizer
- * provides that. Unnamed frames keep their module offset and stay distinct.
+ * provides that, and offset 0. Unnamed frames keep their module offset and
+ * stay distinct.
  */
 static int copy_frames(struct stoke_profile *dst, const struct stoke_profile *src,
 		       const struct stoke_copy_opts *o, uint32_t *fmap)
@@ -148,6 +149,7 @@ static int copy_frames(struct stoke_profile *dst, const struct stoke_profile *sr
 		if (first_file && f.name) {
 			f.file = first_file[f.name] - 1;
 			f.line = first_line[f.name];
+			f.offset = 0; /* the address within it, too */
 		}
 		if ((r = map_string(dst, src, f.name, &f.name)) < 0 ||
 		    (r = map_string(dst, src, f.file, &f.file)) < 0 ||

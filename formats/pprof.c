@@ -56,6 +56,7 @@ struct pprof_enc {
 	uint32_t *module_mapping;  /* per string id: mapping id, 0 = none */
 	uint64_t *mapping_limit;   /* per mapping id: max offset + 1 */
 	uint64_t *mapping_base;    /* per mapping id: min offset (Mapping.file_offset) */
+	uint32_t identity;         /* the mapping whose addresses are its offsets */
 	uint32_t *mapping_module;  /* per mapping id: module string id */
 	uint32_t nmappings;
 	uint32_t *frame_function;  /* per frame id: function id, 0 = no line */
@@ -171,6 +172,42 @@ static int assign_functions(struct pprof_enc *e)
 	return 0;
 }
 
+/*
+ * go tool pprof's -disasm and -weblist look a Location's address up in the
+ * binary's symbol table as it is, untranslated. So the module holding the
+ * most leaf samples (where one disassembles) gets addresses equal to its
+ * module offsets, which are the binary's own addresses: its Mapping starts
+ * at its page-aligned lowest offset. That range lies below the first
+ * synthetic slot (1 TiB), so mappings still never overlap. Kernel modules
+ * (offsets are kernel addresses) and user modules reaching past 1 TiB keep
+ * a slot.
+ */
+static int pick_identity(struct pprof_enc *e)
+{
+	const struct stoke_psample *s;
+	uint64_t *weight = calloc(e->nmappings + 1, sizeof(*weight)), best = 0;
+	size_t n;
+
+	if (!weight)
+		return -ENOMEM;
+	s = stoke_profile_samples(e->p, &n);
+	for (size_t i = 0; i < n; i++) {
+		const struct stoke_pstack *st = stoke_profile_get_stack(e->p, s[i].stack);
+		const struct stoke_pframe *f = st ? stoke_profile_get_frame(e->p, st->frame) : NULL;
+
+		if (f && f->module && f->kind == STOKE_PFRAME_USER)
+			weight[e->module_mapping[f->module]] += s[i].weight;
+	}
+	for (uint32_t m = 1; m <= e->nmappings; m++) {
+		if (weight[m] > best && e->mapping_limit[m] <= (1ULL << MAPPING_SHIFT)) {
+			best = weight[m];
+			e->identity = m;
+		}
+	}
+	free(weight);
+	return 0;
+}
+
 /* Mapping ids, one per module, in first-seen frame order. */
 static int assign_mappings(struct pprof_enc *e)
 {
@@ -201,20 +238,32 @@ static int assign_mappings(struct pprof_enc *e)
 	 * file_offset), so a module whose offsets are large (the kernel's
 	 * addresses for unnamed kernel frames, an ELF linked high) still fits
 	 * its 2^40-byte slot; only a span that large cannot. */
-	for (uint32_t m = 1; m <= e->nmappings; m++)
+	for (uint32_t m = 1; m <= e->nmappings; m++) {
+		/* Page-aligned, as a real mapping's offset is: pprof finds
+		 * the ELF segment of a mapping by it. */
+		e->mapping_base[m] &= ~(uint64_t)0xfff;
 		if (e->mapping_limit[m] - e->mapping_base[m] > (1ULL << MAPPING_SHIFT))
 			return -ERANGE;
-	return 0;
+	}
+	return pick_identity(e);
+}
+
+/* Where mapping m starts: its slot, or its lowest offset (see above). */
+static uint64_t mapping_start(const struct pprof_enc *e, uint32_t m)
+{
+	return m == e->identity ? e->mapping_base[m] : (uint64_t)m << MAPPING_SHIFT;
 }
 
 static void write_mappings(struct pprof_enc *e)
 {
 	for (uint32_t m = 1; m <= e->nmappings; m++) {
-		uint64_t start = (uint64_t)m << MAPPING_SHIFT;
+		uint64_t start = mapping_start(e, m);
 
 		pb_uint(&e->sub, 1, m);
 		pb_uint(&e->sub, 2, start);
-		pb_uint(&e->sub, 3, start + e->mapping_limit[m] - e->mapping_base[m]);
+		/* whole pages, as a real mapping's */
+		pb_uint(&e->sub, 3, start + ((e->mapping_limit[m] - e->mapping_base[m] + 0xfff) &
+					     ~(uint64_t)0xfff));
 		pb_uint_nz(&e->sub, 4, e->mapping_base[m]);
 		pb_uint(&e->sub, 5, e->mapping_module[m]);
 		for (uint32_t field = 7; field <= 10; field++) /* has_functions … */
@@ -377,8 +426,7 @@ static void write_locations(struct pprof_enc *e)
 		pb_uint(&e->sub, 1, id);
 		pb_uint_nz(&e->sub, 2, m);
 		pb_uint_nz(&e->sub, 3,
-			   m ? ((uint64_t)m << MAPPING_SHIFT) + (f->offset - e->mapping_base[m])
-			     : f->offset);
+			   m ? mapping_start(e, m) + (f->offset - e->mapping_base[m]) : f->offset);
 		/* line[0] is the innermost inlined callee, the last the
 		 * function that physically holds the address */
 		for (uint32_t k = 0; k < e->locs[id - 1].len; k++) {

@@ -34,8 +34,9 @@ struct stoke_pframe {
 	uint32_t file;    /* string id; 0 when unknown */
 	uint32_t line;    /* 0 when unknown */
 	uint32_t module;  /* string id of the module path; 0 when unknown */
-	uint64_t offset;  /* module-relative address; kept for unknown frames,
-			   * 0 for named ones so they intern per function */
+	uint64_t offset;  /* module-relative address (the pprof's Location
+			   * address); the per-function views set it to 0
+			   * for named frames (stoke_profile_copy) */
 	uint8_t kind;     /* enum stoke_pframe_kind */
 	bool inlined;
 };

@@ -44,10 +44,12 @@ MIN_SAMPLES = 400       # each tool, so no program passes on an empty profile
 
 # Outermost frames that mean "the stack reaches the program's entry": the
 # main thread's start code (main itself is unnamed in stripped binaries;
-# __libc_start_call_main is glibc's frame that calls it) and a thread's.
+# __libc_start_call_main is glibc's frame that calls it), a thread's, and
+# the dynamic loader's entry while it runs the libraries' constructors
+# before main (_dl_start_user calls _dl_init).
 ROOTS = {"_start", "__libc_start_main", "__libc_start_main_impl", "__libc_start_call_main",
          "main", "start_thread", "clone3", "__clone3", "clone", "__clone",
-         "__GI___clone3", "__GI___clone"}
+         "__GI___clone3", "__GI___clone", "_dl_start_user", "_dl_start"}
 
 # glibc exports both names at one address with the same binding and
 # version; perf reports whichever its symbol table sorts first.
@@ -474,7 +476,7 @@ def big_c_file(d, nfun=450):
 def prog_clang(d):
     """Slow symbolization: clang -O2 (libLLVM, a huge symbol table), deep
     C++ stacks."""
-    src = big_c_file(d)
+    src = big_c_file(d, 320)
     return Program("clang", "slow symbolization (clang -O2 of a big generated file)",
                    [need("clang", "clang"), "-O2", "-c", src, "-o", os.path.join(d, "big.o")])
 
@@ -482,7 +484,7 @@ def prog_clang(d):
 def prog_gcc(d):
     """Slow symbolization: gcc -O2 (cc1, a large stripped binary), forked
     by the driver."""
-    src = big_c_file(d, 350)
+    src = big_c_file(d, 250)
     return Program("gcc", "slow symbolization (gcc -O2 of a big generated file)",
                    [need("gcc", "gcc"), "-O2", "-S", src, "-o", os.path.join(d, "big.s")])
 

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -60,6 +61,9 @@ struct stoked_session {
 	/* the current job */
 	enum stoked_job job;
 	pthread_t thread;
+	bool have_thread;
+	pthread_cond_t cond; /* under lock: a job was posted, or quit */
+	bool posted, quit;
 	atomic_bool job_finished;
 	int job_result;
 	char job_err[512];
@@ -274,25 +278,36 @@ static int attach_job(struct stoked_session *ds)
 
 static void *job_main(void *arg);
 
-/* Start ds's job on its own thread. Returns 0 or -errno (nothing started). */
+/* Post a job to ds's worker thread, which is started with the first
+ * one. Returns 0 or -errno (nothing started). */
 static int start_job(struct stoked_session *ds, enum stoked_job job)
 {
 	pthread_attr_t attr;
 	int r;
 
+	pthread_mutex_lock(&ds->lock);
 	ds->job = job;
 	ds->job_result = 0;
 	ds->job_err[0] = '\0';
 	atomic_store(&ds->job_finished, false);
+	ds->posted = true;
+	pthread_cond_signal(&ds->cond);
+	pthread_mutex_unlock(&ds->lock);
+	if (ds->have_thread)
+		return 0;
 	pthread_attr_init(&attr);
 	/* Symbolization (libdw) and the writers recurse a little; 8 MiB
 	 * of address space each is fine for at most --max-sessions. */
 	pthread_attr_setstacksize(&attr, 8u << 20);
 	r = -pthread_create(&ds->thread, &attr, job_main, ds);
 	pthread_attr_destroy(&attr);
-	if (r < 0)
+	if (r < 0) {
 		ds->job = STOKED_JOB_NONE;
-	return r;
+		ds->posted = false;
+		return r;
+	}
+	ds->have_thread = true;
+	return 0;
 }
 
 static unsigned online_cpus(void)
@@ -344,6 +359,7 @@ int stoked_session_start(uint64_t id, const struct stoke_request *req,
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&ds->lock, NULL);
+	pthread_cond_init(&ds->cond, NULL);
 	ds->id = id;
 	ds->state = S_STARTING;
 	ds->req = *req;
@@ -396,11 +412,17 @@ void stoked_session_wait(struct stoked_session *ds)
 		nanosleep(&ms, NULL);
 }
 
-static void wait_job(struct stoked_session *ds)
+/* Let the worker finish its job, if any, and exit. */
+static void stop_thread(struct stoked_session *ds)
 {
-	if (ds->job == STOKED_JOB_NONE)
+	if (!ds->have_thread)
 		return;
+	pthread_mutex_lock(&ds->lock);
+	ds->quit = true;
+	pthread_cond_signal(&ds->cond);
+	pthread_mutex_unlock(&ds->lock);
 	pthread_join(ds->thread, NULL);
+	ds->have_thread = false;
 	ds->job = STOKED_JOB_NONE;
 }
 
@@ -408,7 +430,7 @@ void stoked_session_free(struct stoked_session *ds)
 {
 	if (!ds)
 		return;
-	wait_job(ds);
+	stop_thread(ds);
 	stoke_session_free(ds->s);
 	if (ds->pidfd >= 0)
 		close(ds->pidfd);
@@ -421,6 +443,7 @@ void stoked_session_free(struct stoked_session *ds)
 	free(ds->last_run);
 	free(ds->last_error);
 	free(ds->job_name);
+	pthread_cond_destroy(&ds->cond);
 	pthread_mutex_destroy(&ds->lock);
 	free(ds);
 }
@@ -598,16 +621,6 @@ static uint64_t estimate_memory(const struct stoked_session *ds)
 		  : 0);
 }
 
-int stoked_session_drain(struct stoked_session *ds)
-{
-	int r;
-
-	if (!stoked_session_active(ds))
-		return 0;
-	r = stoke_session_process(ds->s);
-	return r < 0 ? r : 0;
-}
-
 static int rotate_job(struct stoked_session *ds)
 {
 	struct stoke_profile *old = NULL;
@@ -667,31 +680,56 @@ static void end_job(struct stoked_session *ds)
 	ds->ended_at = mono_s();
 }
 
+/* The session's worker: runs each job posted to it, then says so on the
+ * notify fd; exits when told to (stop_thread) or once the session ended. */
 static void *job_main(void *arg)
 {
 	struct stoked_session *ds = arg;
 	uint64_t one = 1;
 
-	switch (ds->job) {
-	case STOKED_JOB_ATTACH:
-		ds->job_result = attach_job(ds);
-		break;
-	case STOKED_JOB_SNAPSHOT:
-		ds->job_result = snapshot_job(ds);
-		break;
-	case STOKED_JOB_ROTATE:
-		ds->job_result = rotate_job(ds);
-		break;
-	case STOKED_JOB_END:
-		end_job(ds);
-		break;
-	case STOKED_JOB_NONE:
-		break;
+	/* Below the loop thread (nice is per thread on Linux): on a busy
+	 * machine the loop, which answers every client, goes first. */
+	(void)!setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5);
+	for (;;) {
+		enum stoked_job job;
+
+		pthread_mutex_lock(&ds->lock);
+		while (!ds->posted && !ds->quit)
+			pthread_cond_wait(&ds->cond, &ds->lock);
+		if (!ds->posted) {
+			pthread_mutex_unlock(&ds->lock);
+			return NULL;
+		}
+		ds->posted = false;
+		job = ds->job;
+		pthread_mutex_unlock(&ds->lock);
+		switch (job) {
+		case STOKED_JOB_ATTACH:
+			ds->job_result = attach_job(ds);
+			break;
+		case STOKED_JOB_DRAIN:
+			ds->job_result = stoke_session_process(ds->s);
+			if (ds->job_result > 0)
+				ds->job_result = 0;
+			break;
+		case STOKED_JOB_SNAPSHOT:
+			ds->job_result = snapshot_job(ds);
+			break;
+		case STOKED_JOB_ROTATE:
+			ds->job_result = rotate_job(ds);
+			break;
+		case STOKED_JOB_END:
+			end_job(ds);
+			break;
+		case STOKED_JOB_NONE:
+			break;
+		}
+		atomic_store(&ds->job_finished, true);
+		if (notify_fd >= 0)
+			(void)!write(notify_fd, &one, sizeof(one));
+		if (job == STOKED_JOB_END)
+			return NULL; /* an ended session needs no worker */
 	}
-	atomic_store(&ds->job_finished, true);
-	if (notify_fd >= 0)
-		(void)!write(notify_fd, &one, sizeof(one));
-	return NULL;
 }
 
 enum stoked_job stoked_session_job_done(struct stoked_session *ds, int *ret_result,
@@ -701,7 +739,8 @@ enum stoked_job stoked_session_job_done(struct stoked_session *ds, int *ret_resu
 
 	if (job == STOKED_JOB_NONE || !atomic_load(&ds->job_finished))
 		return STOKED_JOB_NONE;
-	pthread_join(ds->thread, NULL);
+	if (job == STOKED_JOB_END)
+		stop_thread(ds); /* it has returned: reap it now, not when freed */
 	ds->job = STOKED_JOB_NONE;
 	*ret_result = ds->job_result;
 	if (errlen)
@@ -726,14 +765,21 @@ enum stoked_job stoked_session_job_done(struct stoked_session *ds, int *ret_resu
 	default:
 		break;
 	}
-	if (ds->s && ds->state == S_RUNNING)
+	if (ds->s && ds->state == S_RUNNING) {
 		ds->memory = estimate_memory(ds);
+		stoke_session_get_stats(ds->s, &ds->stats);
+	}
 	return job;
 }
 
 int stoked_session_rotate(struct stoked_session *ds)
 {
 	return start_job(ds, STOKED_JOB_ROTATE);
+}
+
+int stoked_session_drain(struct stoked_session *ds)
+{
+	return start_job(ds, STOKED_JOB_DRAIN);
 }
 
 enum stoked_job stoked_session_tick(struct stoked_session *ds, double now,
@@ -744,25 +790,8 @@ enum stoked_job stoked_session_tick(struct stoked_session *ds, double now,
 
 	*ret_discard = false;
 	*ret_reason = NULL;
-	if (!stoked_session_active(ds))
+	if (ds->state != S_RUNNING)
 		return STOKED_JOB_NONE;
-	r = stoked_session_drain(ds);
-	ds->memory = estimate_memory(ds);
-	if (r == -E2BIG) {
-		char msg[128];
-
-		snprintf(msg, sizeof(msg), "the profile reached --max-samples (%llu samples)",
-			 (unsigned long long)max_samples);
-		set_message(ds, msg);
-		log_warn("session %llu (pid %d): %s", (unsigned long long)ds->id, ds->pid, msg);
-		*ret_reason = "sample limit";
-		return STOKED_JOB_END;
-	}
-	if (r < 0) {
-		set_error(ds, "reading samples failed", r);
-		*ret_reason = "read error";
-		return STOKED_JOB_END;
-	}
 	if (now >= ds->next_check) {
 		ds->next_check = now + RECHECK_S;
 		r = stoke_auth_may_attach(&ds->owner, ds->pid, why, sizeof(why));
@@ -787,7 +816,22 @@ enum stoked_job stoked_session_tick(struct stoked_session *ds, double now,
 			ds->next_rotate = now + ds->req.rotate;
 		return STOKED_JOB_ROTATE;
 	}
-	return STOKED_JOB_NONE;
+	return STOKED_JOB_DRAIN;
+}
+
+const char *stoked_session_drain_failed(struct stoked_session *ds, int r)
+{
+	char msg[128];
+
+	if (r == -E2BIG) {
+		snprintf(msg, sizeof(msg), "the profile reached --max-samples (%llu samples)",
+			 (unsigned long long)max_samples);
+		set_message(ds, msg);
+		log_warn("session %llu (pid %d): %s", (unsigned long long)ds->id, ds->pid, msg);
+		return "sample limit";
+	}
+	set_error(ds, "reading samples failed", r);
+	return "read error";
 }
 
 int stoked_session_snapshot(struct stoked_session *ds, char *err, size_t errlen)

@@ -30,13 +30,15 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -70,7 +72,7 @@
 #define ROOT_FD_RESERVE 64
 /* Fds the daemon holds before any client or session. */
 #define BASE_FDS 16
-#define DEFAULT_MAX_USER_MEMORY (1ULL << 30)
+#define DEFAULT_MAX_USER_MEMORY (512ULL << 20)
 
 enum watch_kind { W_LISTEN = 1, W_SIGNAL, W_TIMER, W_CLIENT, W_RING, W_PIDFD, W_JOBS };
 
@@ -374,17 +376,19 @@ static void enforce_memory(struct daemon *d)
 	for (size_t i = 0; i < d->nsessions; i++) {
 		uid_t uid = stoked_session_owner(d->sessions[i]);
 		struct stoked_session *big = NULL;
+		struct stoked_session_ctl *ctl;
 		uint64_t sum;
 		char why[256];
 
-		if (uid == 0 || !d->opt.max_user_memory || !stoked_session_active(d->sessions[i]))
+		if (uid == 0 || !d->opt.max_user_memory || !stoked_session_running(d->sessions[i]))
 			continue;
 		sum = user_memory(d, uid);
 		if (sum <= d->opt.max_user_memory)
 			continue;
 		for (size_t j = 0; j < d->nsessions; j++)
 			if (stoked_session_owner(d->sessions[j]) == uid &&
-			    stoked_session_active(d->sessions[j]) &&
+			    stoked_session_running(d->sessions[j]) &&
+			    !stoked_session_ctl(d->sessions[j])->end_pending &&
 			    (!big || stoked_session_memory(d->sessions[j]) >
 					     stoked_session_memory(big)))
 				big = d->sessions[j];
@@ -398,12 +402,47 @@ static void enforce_memory(struct daemon *d)
 		if (ratelimit_ok(&d->rl_budget, mono_s(), "budget messages"))
 			log_warn("session %llu: %s", (unsigned long long)stoked_session_id(big),
 				 why);
-		end_session(d, big, false, "memory budget", why, 0);
+		ctl = stoked_session_ctl(big);
+		if (stoked_session_active(big)) {
+			end_session(d, big, false, "memory budget", why, 0);
+		} else {
+			/* Busy (starting, draining, writing): it ends next. */
+			ctl->end_pending = true;
+			ctl->end_discard = false;
+			ctl->end_reason = "memory budget";
+			snprintf(ctl->end_why, sizeof(ctl->end_why), "%s", why);
+		}
 		return;
 	}
 }
 
-/* The timer: drain every active session, start the jobs that are due. */
+/* Whether the target has exited (its pidfd is readable). Asked directly
+ * as well as by epoll: a session that keeps draining (its rings report HUP
+ * once their threads are gone) is busy whenever the pidfd event comes. */
+static bool target_gone(const struct stoked_session *ds)
+{
+	struct pollfd p = {.fd = stoked_session_pidfd(ds), .events = POLLIN};
+
+	return p.fd >= 0 && poll(&p, 1, 0) == 1;
+}
+
+/* Start a drain or rotate job on an active session (its fds are not
+ * watched meanwhile). Returns 0 or -errno (then it is watched again). */
+static int start_job(struct daemon *d, struct stoked_session *ds, enum stoked_job job,
+		     uint64_t waiter)
+{
+	int r;
+
+	unwatch_session(d, ds);
+	stoked_session_ctl(ds)->waiter = waiter;
+	r = job == STOKED_JOB_ROTATE ? stoked_session_rotate(ds) : stoked_session_drain(ds);
+	if (r < 0)
+		watch_session(d, ds); /* next time, then */
+	return r;
+}
+
+/* The timer: start the jobs that are due (a drain of each session at
+ * least, which also catches rings that never reached their watermark). */
 static void tick(struct daemon *d)
 {
 	double now = mono_s();
@@ -411,26 +450,43 @@ static void tick(struct daemon *d)
 	/* The spare fd went to a root client at EMFILE: take it back. */
 	if (d->spare_fd < 0)
 		d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	enforce_memory(d);
 	for (size_t i = 0; i < d->nsessions; i++) {
 		struct stoked_session *ds = d->sessions[i];
 		const char *reason;
 		bool discard;
 
-		switch (stoked_session_tick(ds, now, &reason, &discard)) {
+		struct stoked_session_ctl *ctl = stoked_session_ctl(ds);
+		enum stoked_job due = stoked_session_tick(ds, now, &reason, &discard);
+
+		if (!stoked_session_active(ds)) {
+			/* Busy: what is due waits for the job (job_finished). */
+			if (due == STOKED_JOB_END && !ctl->end_pending) {
+				ctl->end_pending = true;
+				ctl->end_discard = discard;
+				ctl->end_reason = reason;
+			} else if (due == STOKED_JOB_ROTATE) {
+				ctl->rotate_pending = true;
+			}
+			continue;
+		}
+		if (due == STOKED_JOB_DRAIN && target_gone(ds)) {
+			unwatch_session(d, ds);
+			stoked_session_target_exited(ds);
+			continue;
+		}
+		switch (due) {
 		case STOKED_JOB_END:
 			end_session(d, ds, discard, reason, NULL, 0);
 			break;
 		case STOKED_JOB_ROTATE:
-			unwatch_session(d, ds);
-			stoked_session_ctl(ds)->waiter = 0;
-			if (stoked_session_rotate(ds) < 0)
-				watch_session(d, ds); /* next time, then */
+		case STOKED_JOB_DRAIN:
+			start_job(d, ds, due, 0);
 			break;
 		default:
 			break;
 		}
 	}
-	enforce_memory(d);
 	forget_ended(d);
 	for (size_t i = d->nclients; i-- > 0;)
 		if (!d->clients[i]->waiting && now - d->clients[i]->last_active > CLIENT_IDLE_S)
@@ -691,6 +747,7 @@ static void do_detach(struct daemon *d, struct client *c, const struct stoke_req
 		/* Starting, or a snapshot or rotation runs: end it after. */
 		ctl->end_pending = true;
 		ctl->end_discard = req->discard;
+		ctl->end_reason = NULL;
 		ctl->end_waiter = c->serial;
 		c->waiting = true;
 		return;
@@ -840,6 +897,8 @@ static bool job_finished(struct daemon *d, size_t idx)
 	_cleanup_free_ char *name = NULL;
 	struct client *c;
 	char err[512];
+	const char *reason;
+	char why[256];
 	enum stoked_job job;
 	int r = 0;
 
@@ -889,6 +948,14 @@ static bool job_finished(struct daemon *d, size_t idx)
 			client_resume(d, c);
 		}
 		break;
+	case STOKED_JOB_DRAIN:
+		if (r < 0)
+			end_session(d, ds, false, stoked_session_drain_failed(ds, r), NULL, 0);
+		else if (target_gone(ds))
+			stoked_session_target_exited(ds);
+		else if (watch_session(d, ds) < 0)
+			end_session(d, ds, false, "out of memory", NULL, 0);
+		break;
 	case STOKED_JOB_SNAPSHOT:
 	case STOKED_JOB_ROTATE:
 		if (watch_session(d, ds) < 0)
@@ -919,13 +986,20 @@ static bool job_finished(struct daemon *d, size_t idx)
 
 		ctl->end_pending = false;
 		ctl->end_waiter = 0;
+		ctl->rotate_pending = false;
+		reason = ctl->end_reason ? ctl->end_reason : "detached";
+		ctl->end_reason = NULL;
+		snprintf(why, sizeof(why), "%s", ctl->end_why);
+		ctl->end_why[0] = '\0';
 		c = client_by_serial(d, waiter);
 		if (!stoked_session_active(ds)) {
 			if (c) {
 				reply_ended(c, stoked_session_id(ds));
 				client_resume(d, c);
 			}
-		} else if (!end_session(d, ds, ctl->end_discard, "detached", NULL, waiter) && c) {
+		} else if (!end_session(d, ds, ctl->end_discard, reason, why[0] ? why : NULL,
+					waiter) &&
+			   c) {
 			stoked_session_info(ds, mono_s(), &info);
 			queue_reply(c, stoke_reply_session(&info, info.last_run));
 			client_resume(d, c);
@@ -946,6 +1020,10 @@ static bool job_finished(struct daemon *d, size_t idx)
 			reply_error(c, -EIO, err);
 			client_resume(d, c);
 		}
+	}
+	if (ctl->rotate_pending && stoked_session_active(ds)) {
+		ctl->rotate_pending = false;
+		start_job(d, ds, STOKED_JOB_ROTATE, 0);
 	}
 	return true;
 }
@@ -1300,7 +1378,6 @@ static void dispatch(struct daemon *d, const struct epoll_event *ev)
 	int fd = (int)(uint32_t)ev->data.u64;
 	struct stoked_session *ds;
 	uint64_t ticks;
-	int r;
 
 	switch (k) {
 	case W_LISTEN:
@@ -1325,13 +1402,13 @@ static void dispatch(struct daemon *d, const struct epoll_event *ev)
 			break;
 		/* The ring's thread exited: epoll would report HUP forever.
 		 * Its ring is still drained on every tick. */
-		if (ev->events & (EPOLLHUP | EPOLLERR))
+		if (ev->events & (EPOLLHUP | EPOLLERR)) {
 			unwatch(d, fd);
-		/* The sample limit (-E2BIG) is handled, and explained, by the
-		 * session's next tick. */
-		r = stoked_session_drain(ds);
-		if (r < 0 && r != -E2BIG)
-			end_session(d, ds, false, "read error", NULL, 0);
+			break;
+		}
+		/* Drained on the session's worker; its fds are watched
+		 * again when that is done. */
+		start_job(d, ds, STOKED_JOB_DRAIN, 0);
 		break;
 	case W_PIDFD:
 		ds = session_of_fd(d, fd, true);
@@ -1571,7 +1648,7 @@ static void usage(FILE *f)
 	      "      --admin-group GROUP  members (at connect time) may profile any\n"
 	      "                           process, as root may\n"
 	      "      --max-user-memory SIZE  memory the sessions of one user may hold,\n"
-	      "                           estimated (default 1G; K, M, G suffixes; 0: none)\n"
+	      "                           estimated (default 512M; K, M, G suffixes; 0: none)\n"
 	      "      --max-user-fds N     file descriptors one user's clients and\n"
 	      "                           sessions may hold (default: a quarter of\n"
 	      "                           the fd limit)\n"
@@ -1833,6 +1910,13 @@ int main(int argc, char **argv)
 	if (geteuid() == 0)
 		(void)!setgroups(0, NULL);
 	d.fd_limit = raise_nofile();
+	/* Every session has a worker thread, and glibc gives threads arenas
+	 * of their own (up to 8 per core), each keeping what was freed in
+	 * it: the daemon's memory would grow with the number of sessions it
+	 * ever ran (measured: 8 MB over 180 attach/detach cycles with two
+	 * arenas, 1.7 MB with one). Malloc's critical sections are short, so
+	 * sharing one arena costs the loop little. */
+	mallopt(M_ARENA_MAX, 1);
 	if (d.opt.admin_group) {
 		struct group *g = getgrnam(d.opt.admin_group);
 

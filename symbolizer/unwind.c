@@ -35,6 +35,11 @@
  * the caller marks the stack [unwind-failed]: a garbage frame is worse than
  * a short stack.
  *
+ * JIT code (V8 and the like) has no CFI and no file, but keeps frame
+ * pointers: a frame-pointer link that returns into memory no file maps is
+ * followed, and the frames it gives stay on probation until the chain
+ * comes back into a module through a checked call site (see jit_code).
+ *
  * .debug_frame. Debian's libunwind does not export dwarf_find_debug_frame,
  * so modules with only .debug_frame (rare: every Debian binary has
  * .eh_frame) get no CFI and go through the plausible-FP rule above.
@@ -851,6 +856,19 @@ static bool call_preceded(struct walk *w, uint64_t ret_addr)
 	return b[4] == 0x41 && b[5] == 0xff && (b[6] & 0xf8) == 0xd0; /* call *%r8-15 */
 }
 
+/*
+ * JIT code: executable memory that no file describes. V8 (and most JITs)
+ * allocate it without PROT_EXEC and mprotect it later, so the kernel sends
+ * no MMAP record for it and it lies in no known mapping; an anonymous
+ * executable mapping ("//anon") is JIT code as well.
+ */
+static bool jit_code(struct walk *w, uint64_t addr)
+{
+	const struct stoke_mapping *m = w->as ? stoke_addrspace_find(w->as, addr) : NULL;
+
+	return !m || (!m->mod && !is_vdso(m));
+}
+
 static bool sample_regs_ok(const struct stoke_sample *s)
 {
 	return s->regs_abi == PERF_SAMPLE_REGS_ABI_64 && s->regs &&
@@ -877,7 +895,7 @@ size_t stoke_unwind_sample(struct stoke_unwinder *u, const struct stoke_addrspac
 	unw_cursor_t cur;
 	unw_word_t ip, sp;
 	bool exact = true;
-	size_t n = 0;
+	size_t n = 0, jit_from = 0;
 
 	if (!sample_regs_ok(sample) || max == 0) {
 		*ret_end = STOKE_UNWIND_NO_REGS;
@@ -927,16 +945,40 @@ size_t stoke_unwind_sample(struct stoke_unwinder *u, const struct stoke_addrspac
 		}
 		/* Callers live above: a stack that does not grow towards them
 		 * is corrupt (signal frames may switch stacks). */
-		if ((!signal && new_sp <= sp) || !as || !stoke_addrspace_find(as, ip - 1) ||
-		    (fp_link && !call_preceded(&w, ip))) {
+		if ((!signal && new_sp <= sp) || !as) {
 			end = fp_link ? STOKE_UNWIND_NO_INFO : STOKE_UNWIND_BAD_FRAME;
 			break;
+		}
+		if (jit_code(&w, ip - 1)) {
+			/* A return into JIT code, whose bytes we cannot check for
+			 * a call: kept on probation until the chain returns into
+			 * a module through a checked call (JIT code is always
+			 * entered from one, V8's JSEntry for instance). A walk
+			 * that ends first drops these frames. */
+			if (!jit_from)
+				jit_from = n;
+		} else if (!stoke_addrspace_find(as, ip - 1) ||
+			   (fp_link && !call_preceded(&w, ip))) {
+			end = fp_link ? STOKE_UNWIND_NO_INFO : STOKE_UNWIND_BAD_FRAME;
+			break;
+		} else if (jit_from) {
+			for (size_t i = jit_from; i < n; i++)
+				u->stats.fp_links += frames[i].fp_link;
+			jit_from = 0;
 		}
 		exact = signal; /* the frame a signal interrupted is exact */
 		frames[n++] = (struct stoke_unwind_frame){ .ip = ip, .exact = exact,
 							   .fp_link = fp_link };
-		u->stats.fp_links += fp_link;
+		if (!jit_from)
+			u->stats.fp_links += fp_link;
 		sp = new_sp;
+	}
+	if (jit_from) {
+		/* never confirmed: a walk through JIT code that did not come
+		 * back out, or that was garbage all along */
+		n = jit_from;
+		if (end == STOKE_UNWIND_COMPLETE || end == STOKE_UNWIND_MAX_DEPTH)
+			end = STOKE_UNWIND_NO_INFO;
 	}
 out:
 	u->stats.ends[end]++;

@@ -6,6 +6,7 @@ The truth comes from the fixtures' arguments (work splits, recursion depth)
 and, for the comparison test, from perf itself; never from a stored profile.
 """
 import collections
+import glob
 import os
 import re
 import shutil
@@ -247,6 +248,54 @@ def test_signal_frame(d):
           "interrupted code and main" % (through, got))
 
 
+JIT_JS = """
+function fib(n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
+const end = Date.now() + 1000 * Number(process.argv[2]);
+let acc = 0;
+while (Date.now() < end) acc += fib(20);
+console.log(acc > 0 ? "ok" : "?");
+"""
+
+
+def test_jit_node(d):
+    """JIT frames: V8 keeps frame pointers in its code, which lies in no
+    mapped file (no CFI, no MMAP record): the walk follows the [rbp] chain
+    through the JS frames back into node and on to the thread's start."""
+    node = shutil.which("node") or shutil.which("nodejs")
+    if not node:
+        raise Skip("node is not installed (Debian: nodejs)")
+    js = os.path.join(d, "fib.js")
+    with open(js, "w") as f:
+        f.write(JIT_JS)
+    try:
+        stacks, err = record(d, ["-F", "999", "-g", "dwarf", "--", node, "--perf-basic-prof",
+                                 js, "2"])
+    finally:
+        # node leaves its /tmp/perf-PID.map behind
+        for mp in glob.glob("/tmp/perf-*.map"):
+            try:
+                with open(mp, errors="replace") as f:
+                    if js in f.read():
+                        os.unlink(mp)
+            except OSError:
+                pass
+    n = total(stacks)
+    check(n > 300, "too few samples: %d" % n)
+    # V8 names JIT frames from its perf map: "JS:*fib …" (optimized) or
+    # "JS:~fib …" (interpreted); a name is not needed to count them.
+    fib = [(user_frames(fr), c) for fr, c in stacks if any("fib" in f for f in fr)]
+    got = sum(c for _, c in fib)
+    ok = sum(c for fr, c in fib if "_start" in fr or "node::Start" in fr)
+    deep = sum(c for fr, c in fib if sum("fib" in f for f in fr) >= 2 and "_start" in fr)
+    m = re.search(r"(\d+) fp-links", err)
+    print("samples=%d, in fib: %d, reaching _start: %d, with >= 2 fib frames: %d, %s"
+          % (n, got, ok, deep, m.group(0) if m else "no fp-links count"))
+    check(got >= 0.5 * n, "only %d of %d samples in the JS function" % (got, n))
+    check(ok >= 0.9 * got, "only %d of %d JS samples unwind to _start" % (ok, got))
+    check(deep >= 0.5 * got, "only %d of %d JS samples show JS calling JS" % (deep, got))
+    check(m and int(m.group(1)) > 0, "frame-pointer links not counted: %r" % err)
+
+
 def test_auto_default(d):
     """Without -g, stacks of an omit-FP program are complete (auto)."""
     stacks, _ = record(d, ["-F", "999", "--", fixture("split-nofp"), "2", "75"])
@@ -364,6 +413,7 @@ TESTS = {
     "glibc_stdio": test_glibc_stdio,
     "plt_stub": test_plt_stub,
     "signal_frame": test_signal_frame,
+    "jit_node": test_jit_node,
 }
 
 if __name__ == "__main__":

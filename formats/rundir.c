@@ -9,6 +9,13 @@
  * silently replace an existing *empty* directory of the same name, and the
  * collision suffixes (_2, _3, …) are taken race-free by trying each name in
  * turn, so two writers started in the same second never share a directory.
+ *
+ * A writer killed mid-way (kill -9, a crash) leaves its hidden directory
+ * behind. Each writer holds an flock on its temporary directory for as long
+ * as it writes; the kernel drops the lock when the process dies, however it
+ * dies. So every write first sweeps the parent for temporary directories
+ * whose lock is free, i.e. whose writer is gone, and removes them. A pid in
+ * the name would not do: pids are reused, and are per pid namespace.
  */
 #include "rundir.h"
 
@@ -19,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -184,15 +193,120 @@ int stoke_runjson_write(const struct stoke_profile *p, const struct stoke_run_in
 	return 0;
 }
 
-/* Make a hidden temporary directory under parent; its name goes to buf. */
+/* ".<base>.tmp-<digits>-<digits>": the names make_tmpdir gives. */
+static bool is_tmpdir_name(const char *n)
+{
+	const char *t;
+	size_t digits;
+
+	if (n[0] != '.' || !(t = strstr(n + 1, ".tmp-")))
+		return false;
+	for (;;) {
+		const char *next = strstr(t + 1, ".tmp-");
+
+		if (!next)
+			break;
+		t = next;
+	}
+	t += 5;
+	for (digits = 0; *t >= '0' && *t <= '9'; t++)
+		digits++;
+	if (!digits || *t++ != '-')
+		return false;
+	for (digits = 0; *t >= '0' && *t <= '9'; t++)
+		digits++;
+	return digits && !*t;
+}
+
+/* Empty and remove the temporary directory name (open as fd, its lock
+ * held): only the regular files in it, which is all a writer puts there. */
+static void remove_abandoned(int parent, const char *name, int fd)
+{
+	struct dirent *de;
+	int dfd = dup(fd);
+	DIR *d;
+
+	if (dfd < 0)
+		return;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (de->d_type == DT_REG || de->d_type == DT_UNKNOWN)
+			unlinkat(fd, de->d_name, 0);
+	closedir(d);
+	unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+/* Remove the temporary directories in parent whose writers are gone (see
+ * the top of the file). Best effort: whatever cannot be removed stays. */
+static void sweep_abandoned(int parent)
+{
+	struct dirent *de;
+	int dfd = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+
+	if (dfd < 0)
+		return;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		int fd;
+
+		if ((de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) ||
+		    !is_tmpdir_name(de->d_name))
+			continue;
+		fd = openat(parent, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			remove_abandoned(parent, de->d_name, fd);
+		close(fd); /* and the lock with it */
+	}
+	closedir(d);
+}
+
+/*
+ * Make a hidden temporary directory under parent, its name in buf, and
+ * return an fd on it that holds its lock. The name is taken, opened and
+ * locked in three steps, and a sweeper may remove the directory in between
+ * (it takes the lock first): then the open fails, or the lock, or the
+ * directory is found deleted, and the next name is tried.
+ */
 static int make_tmpdir(int parent, const char *base, char *buf, size_t size)
 {
 	for (unsigned i = 0; i < 1000; i++) {
+		struct stat st;
+		int fd;
+
 		snprintf(buf, size, ".%s.tmp-%ld-%u", base, (long)getpid(), i);
-		if (mkdirat(parent, buf, 0777) == 0)
-			return 0;
-		if (errno != EEXIST)
+		if (mkdirat(parent, buf, 0777) < 0) {
+			if (errno != EEXIST)
+				return -errno;
+			continue;
+		}
+		fd = openat(parent, buf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				continue;
 			return -errno;
+		}
+		/* A filesystem without flock: no sweeper can lock it either,
+		 * so the directory is safe (and an abandoned one stays). */
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			if (errno != EWOULDBLOCK)
+				return fd;
+			close(fd); /* a sweeper holds it, and removes it */
+			continue;
+		}
+		if (fstat(fd, &st) == 0 && st.st_nlink > 0)
+			return fd;
+		close(fd);
 	}
 	return -EEXIST;
 }
@@ -260,15 +374,11 @@ int stoke_rundir_write(const struct stoke_profile *p, const struct stoke_run_inf
 		*ret_name = NULL;
 	m = stoke_profile_cmeta(p);
 	stoke_rundir_basename(m->start_ns ? m->start_ns : now_ns(), name, base, sizeof(base));
-	r = make_tmpdir(parent_dirfd, base, tmp, sizeof(tmp));
-	if (r < 0)
-		return r;
-	dirfd = openat(parent_dirfd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0) {
-		r = -errno;
-		unlinkat(parent_dirfd, tmp, AT_REMOVEDIR);
-		return r;
-	}
+	sweep_abandoned(parent_dirfd);
+	dirfd = make_tmpdir(parent_dirfd, base, tmp, sizeof(tmp));
+	if (dirfd < 0)
+		return dirfd;
+	r = 0;
 	for (int f = 0; f < STOKE_FORMAT_COUNT; f++)
 		all |= 1u << f;
 	for (int f = 0; f < STOKE_FORMAT_COUNT && r >= 0; f++) {

@@ -2,6 +2,20 @@
  * A profiling session: sampler records flow through here into the
  * symbolizer (mappings, exec, forks) and, for samples, are turned into
  * frames and a stack in the profile model.
+ *
+ * Draining the rings never waits on symbol lookups, which can take
+ * milliseconds per address in a large binary: while draining, a sample is
+ * only located (stoke_symbolizer_sample_locs: mappings resolved as they are
+ * at sample time, user stacks unwound) and kept as raw data:
+ *   - each unique location once, in a location table;
+ *   - its stack as a node of a prefix tree over location ids;
+ *   - the sample itself as (tid, time, node) in a pending list.
+ * Naming happens when a profile is wanted (stop, sync, rotate: "settle"):
+ * each unique location is named once, each tree node becomes a profile
+ * stack once, and the pending samples go into the profile in the order they
+ * were read, so frames, strings and stacks get the same ids as when every
+ * sample was named on arrival. The tables start empty again after that, so
+ * a long-running daemon session holds only one period's raw stacks.
  */
 #include "session.h"
 
@@ -25,6 +39,33 @@ struct target {
 	bool alive;
 };
 
+/* A raw stack: the prefix-tree node of its leaf location. Node 0 is the
+ * root (the empty stack); a node's parent was created before it. */
+struct raw_node {
+	uint32_t parent;
+	uint32_t loc;
+};
+
+struct pending {
+	uint32_t tid;
+	uint32_t node;
+	uint64_t time;
+};
+
+/* While settling: what a location became in the current profile. */
+struct loc_named {
+	uint32_t first;   /* into settle_fids: frame ids, root first */
+	uint16_t nframes; /* 0: not named yet */
+	uint16_t unknown; /* frames without a function name */
+};
+
+/* While settling: what a node became (stack 0 is also the empty stack). */
+struct node_named {
+	uint32_t stack;
+	uint32_t unknown; /* unknown frames on the whole stack */
+	bool done;
+};
+
 struct stoke_session {
 	struct stoke_session_opts opts;
 	struct stoke_sampler *sampler;
@@ -35,8 +76,30 @@ struct stoke_session {
 	size_t ntargets, targets_cap;
 
 	struct stoke_symbol frames[SESSION_MAX_FRAMES];
+	struct stoke_frame_loc locbuf[SESSION_MAX_FRAMES];
+
+	/* Raw stacks since the last settle (see the file comment). Hash
+	 * tables are open addressing over ids + 1 (0: empty slot). */
+	struct stoke_frame_loc *locs;
+	size_t nlocs, locs_cap;
+	uint32_t *loc_slots;
+	size_t loc_nslots;
+	struct raw_node *nodes;
+	size_t nnodes, nodes_cap;
+	uint32_t *node_slots;
+	size_t node_nslots;
+	struct pending *pending;
+	size_t npending, pending_cap;
+	/* Settle scratch, indexed by location and node id. */
+	struct loc_named *loc_named;
+	struct node_named *node_named;
+	uint32_t *settle_fids;
+	size_t nsettle_fids, settle_fids_cap;
+
 	uint64_t samples;
 	uint64_t unknown_frames;
+	uint64_t lost_limit; /* samples dropped past max_samples */
+	uint64_t lost_limit_base;
 	int error; /* first error seen inside the record callback */
 	bool stopped;
 	/* Kernel counters at the last rotation: each profile reports its own
@@ -98,41 +161,169 @@ static int session_frame(struct stoke_session *s, const struct stoke_symbol *sym
 	f.kind = pframe_kind(sym->kind);
 	f.inlined = sym->inlined;
 	f.offset = sym->module ? sym->offset : sym->addr;
-	if (!sym->function)
-		s->unknown_frames++;
 	return stoke_profile_frame(s->profile, &f, ret);
+}
+
+/* ---- raw stacks (drain path) ---- */
+
+static uint64_t loc_hash(const struct stoke_frame_loc *l)
+{
+	uint64_t h = stoke_hash_u64((uintptr_t)l->mod ^ stoke_hash_u64(l->look));
+
+	h = stoke_hash_u64(h ^ (uintptr_t)l->function ^ ((uint64_t)l->kind << 56));
+	h = stoke_hash_u64(h ^ (uintptr_t)l->module ^ ((uint64_t)l->lookup << 48));
+	return stoke_hash_u64(h ^ l->addr ^ stoke_hash_u64(l->offset));
+}
+
+static bool loc_eq(const struct stoke_frame_loc *a, const struct stoke_frame_loc *b)
+{
+	return a->mod == b->mod && a->look == b->look && a->function == b->function &&
+	       a->module == b->module && a->addr == b->addr && a->offset == b->offset &&
+	       a->kind == b->kind && a->lookup == b->lookup;
+}
+
+/* Grow an id table to twice its size, rehashing with hash(id). */
+static int slots_grow(uint32_t **slots, size_t *nslots, size_t count,
+		      uint64_t (*hash)(const struct stoke_session *, uint32_t),
+		      const struct stoke_session *s)
+{
+	size_t n = *nslots ? *nslots * 2 : 4096;
+	uint32_t *t;
+
+	if ((count + 1) * 2 <= *nslots)
+		return 0;
+	t = calloc(n, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < *nslots; i++) {
+		uint32_t id = (*slots)[i];
+		size_t j;
+
+		if (!id)
+			continue;
+		for (j = hash(s, id - 1) & (n - 1); t[j]; j = (j + 1) & (n - 1))
+			;
+		t[j] = id;
+	}
+	free(*slots);
+	*slots = t;
+	*nslots = n;
+	return 0;
+}
+
+static uint64_t loc_id_hash(const struct stoke_session *s, uint32_t id)
+{
+	return loc_hash(&s->locs[id]);
+}
+
+static uint64_t node_hash(uint32_t parent, uint32_t loc)
+{
+	return stoke_hash_u64(((uint64_t)parent << 32 | loc) ^ 0x9e3779b97f4a7c15ULL);
+}
+
+static uint64_t node_id_hash(const struct stoke_session *s, uint32_t id)
+{
+	return node_hash(s->nodes[id].parent, s->nodes[id].loc);
+}
+
+/* The id of loc in the location table, added when new. */
+static int loc_intern(struct stoke_session *s, const struct stoke_frame_loc *loc, uint32_t *ret)
+{
+	size_t i;
+	int r;
+
+	r = slots_grow(&s->loc_slots, &s->loc_nslots, s->nlocs, loc_id_hash, s);
+	if (r < 0)
+		return r;
+	for (i = loc_hash(loc) & (s->loc_nslots - 1); s->loc_slots[i];
+	     i = (i + 1) & (s->loc_nslots - 1))
+		if (loc_eq(&s->locs[s->loc_slots[i] - 1], loc)) {
+			*ret = s->loc_slots[i] - 1;
+			return 0;
+		}
+	if (s->nlocs >= UINT32_MAX - 1 || STOKE_GROW(s->locs, s->locs_cap, s->nlocs + 1) < 0)
+		return -ENOMEM;
+	s->locs[s->nlocs] = *loc;
+	s->loc_slots[i] = (uint32_t)++s->nlocs;
+	*ret = (uint32_t)(s->nlocs - 1);
+	return 0;
+}
+
+/* The child of parent for location loc, added when new. */
+static int node_intern(struct stoke_session *s, uint32_t parent, uint32_t loc, uint32_t *ret)
+{
+	size_t i;
+	int r;
+
+	r = slots_grow(&s->node_slots, &s->node_nslots, s->nnodes, node_id_hash, s);
+	if (r < 0)
+		return r;
+	for (i = node_hash(parent, loc) & (s->node_nslots - 1); s->node_slots[i];
+	     i = (i + 1) & (s->node_nslots - 1)) {
+		const struct raw_node *n = &s->nodes[s->node_slots[i] - 1];
+
+		if (n->parent == parent && n->loc == loc) {
+			*ret = s->node_slots[i] - 1;
+			return 0;
+		}
+	}
+	if (s->nnodes >= UINT32_MAX - 1 || STOKE_GROW(s->nodes, s->nodes_cap, s->nnodes + 1) < 0)
+		return -ENOMEM;
+	s->nodes[s->nnodes] = (struct raw_node){ parent, loc };
+	s->node_slots[i] = (uint32_t)++s->nnodes;
+	*ret = (uint32_t)(s->nnodes - 1);
+	return 0;
+}
+
+/* The sample limit, counting what is held raw too. */
+static bool over_limit(struct stoke_session *s)
+{
+	size_t held;
+
+	if (!s->opts.max_samples)
+		return false;
+	stoke_profile_samples(s->profile, &held);
+	return held + s->npending >= s->opts.max_samples;
 }
 
 static int session_sample(struct stoke_session *s, const struct stoke_sample *sample)
 {
-	uint32_t stack = 0;
+	uint32_t node = 0;
 	int n, r;
 
-	if (s->opts.max_samples) {
-		size_t held;
-
-		stoke_profile_samples(s->profile, &held);
-		if (held >= s->opts.max_samples)
-			return -E2BIG;
+	if (over_limit(s)) {
+		/* Counted as lost; the drain goes on, so every sample past
+		 * the limit is counted, and the caller learns of it from
+		 * stoke_session_process. */
+		s->lost_limit++;
+		if (!s->error)
+			s->error = -E2BIG;
+		return 0;
 	}
-	n = stoke_symbolizer_sample(s->symbolizer, sample, s->frames, SESSION_MAX_FRAMES);
-	/* Frames come leaf first; the prefix tree is built root first. */
+	n = stoke_symbolizer_sample_locs(s->symbolizer, sample, s->locbuf, SESSION_MAX_FRAMES);
+	if (!s->nnodes) { /* node 0, the root, is in no hash slot */
+		if (STOKE_GROW(s->nodes, s->nodes_cap, 1) < 0)
+			return -ENOMEM;
+		s->nodes[0] = (struct raw_node){ 0, UINT32_MAX };
+		s->nnodes = 1;
+	}
+	/* Locations come leaf first; the prefix tree is built root first. */
 	for (int i = n - 1; i >= 0; i--) {
-		uint32_t frame;
+		uint32_t loc;
 
-		r = session_frame(s, &s->frames[i], &frame);
+		r = loc_intern(s, &s->locbuf[i], &loc);
 		if (r < 0)
 			return r;
-		r = stoke_profile_stack(s->profile, stack, frame, &stack);
+		r = node_intern(s, node, loc, &node);
 		if (r < 0)
 			return r;
 	}
 	r = stoke_profile_thread(s->profile, sample->pid, sample->tid, NULL);
 	if (r < 0)
 		return r;
-	r = stoke_profile_add_sample(s->profile, sample->tid, sample->time, stack, 1);
-	if (r < 0)
-		return r;
+	if (STOKE_GROW(s->pending, s->pending_cap, s->npending + 1) < 0)
+		return -ENOMEM;
+	s->pending[s->npending++] = (struct pending){ sample->tid, node, sample->time };
 	s->samples++;
 	{
 		struct stoke_pmeta *m = stoke_profile_meta(s->profile);
@@ -143,6 +334,126 @@ static int session_sample(struct stoke_session *s, const struct stoke_sample *sa
 			m->time_last = sample->time;
 	}
 	return 0;
+}
+
+/* ---- settling: raw stacks into the profile ---- */
+
+/* Name location id into the profile: its frames, root first. */
+static int settle_loc(struct stoke_session *s, uint32_t id)
+{
+	struct loc_named *ln = &s->loc_named[id];
+	int n, r;
+
+	n = stoke_symbolizer_loc_frames(s->symbolizer, &s->locs[id], s->frames,
+					SESSION_MAX_FRAMES);
+	if (n < 1 || n > UINT16_MAX)
+		return -EINVAL;
+	if (STOKE_GROW(s->settle_fids, s->settle_fids_cap, s->nsettle_fids + (size_t)n) < 0)
+		return -ENOMEM;
+	ln->first = (uint32_t)s->nsettle_fids;
+	ln->unknown = 0;
+	/* Frames come leaf first (inlined ones before their physical
+	 * function); stacks grow root first. */
+	for (int i = n - 1; i >= 0; i--) {
+		uint32_t frame;
+
+		r = session_frame(s, &s->frames[i], &frame);
+		if (r < 0)
+			return r;
+		ln->unknown += !s->frames[i].function;
+		s->settle_fids[s->nsettle_fids++] = frame;
+	}
+	ln->nframes = (uint16_t)n;
+	return 0;
+}
+
+/* The profile stack of node id, made on first use: its unsettled
+ * ancestors first, root side first, exactly as naming every sample on
+ * arrival would have made them. */
+static int settle_node(struct stoke_session *s, uint32_t id, uint32_t *ret)
+{
+	uint32_t chain[SESSION_MAX_FRAMES + 1], leaf = id;
+	size_t depth = 0;
+	int r;
+
+	while (!s->node_named[id].done) {
+		if (depth == ARRAY_SIZE(chain))
+			return -EINVAL;
+		chain[depth++] = id;
+		id = s->nodes[id].parent;
+	}
+	while (depth) {
+		uint32_t n = chain[--depth], parent = s->nodes[n].parent;
+		const struct loc_named *ln;
+		struct node_named *nn = &s->node_named[n];
+
+		if (!s->loc_named[s->nodes[n].loc].nframes) {
+			r = settle_loc(s, s->nodes[n].loc);
+			if (r < 0)
+				return r;
+		}
+		ln = &s->loc_named[s->nodes[n].loc];
+		nn->stack = s->node_named[parent].stack;
+		nn->unknown = s->node_named[parent].unknown + ln->unknown;
+		for (uint32_t i = 0; i < ln->nframes; i++) {
+			r = stoke_profile_stack(s->profile, nn->stack,
+						s->settle_fids[ln->first + i], &nn->stack);
+			if (r < 0)
+				return r;
+		}
+		nn->done = true;
+	}
+	*ret = s->node_named[leaf].stack;
+	return 0;
+}
+
+/* Drop every raw stack (after a settle, or when a settle failed). */
+static void raw_reset(struct stoke_session *s)
+{
+	s->nlocs = 0;
+	s->nnodes = 0;
+	s->npending = 0;
+	s->nsettle_fids = 0;
+	if (s->loc_slots)
+		memset(s->loc_slots, 0, s->loc_nslots * sizeof(*s->loc_slots));
+	if (s->node_slots)
+		memset(s->node_slots, 0, s->node_nslots * sizeof(*s->node_slots));
+}
+
+/* Name every pending sample's stack and add the samples to the profile.
+ * Returns 0 or -errno (the raw stacks are dropped either way). */
+static int settle(struct stoke_session *s)
+{
+	int r = 0;
+
+	if (!s->npending) {
+		raw_reset(s);
+		return 0;
+	}
+	s->loc_named = calloc(s->nlocs, sizeof(*s->loc_named));
+	s->node_named = calloc(s->nnodes, sizeof(*s->node_named));
+	if (!s->loc_named || !s->node_named)
+		r = -ENOMEM;
+	if (r == 0)
+		s->node_named[0].done = true;
+	for (size_t i = 0; r == 0 && i < s->npending; i++) {
+		const struct pending *p = &s->pending[i];
+		uint32_t stack = 0;
+
+		r = settle_node(s, p->node, &stack);
+		if (r == 0)
+			r = stoke_profile_add_sample(s->profile, p->tid, p->time, stack, 1);
+		if (r == 0)
+			s->unknown_frames += s->node_named[p->node].unknown;
+	}
+	log_debug("session: %zu samples named: %zu unique locations, %zu raw stacks", s->npending,
+		  s->nlocs, s->nnodes);
+	free(s->loc_named);
+	free(s->node_named);
+	s->loc_named = NULL;
+	s->node_named = NULL;
+	raw_reset(s);
+	return r;
 }
 
 /* A new thread (FORK within a process) starts with its creator's name;
@@ -236,6 +547,12 @@ void stoke_session_free(struct stoke_session *s)
 	stoke_sampler_free(s->sampler);
 	stoke_symbolizer_free(s->symbolizer);
 	stoke_profile_free(s->profile);
+	free(s->locs);
+	free(s->loc_slots);
+	free(s->nodes);
+	free(s->node_slots);
+	free(s->pending);
+	free(s->settle_fids);
 	free(s->targets);
 	free(s->exe);
 	free(s->build_id);
@@ -384,21 +701,27 @@ unsigned stoke_session_targets_alive(const struct stoke_session *s)
 	return n;
 }
 
-/* After reading records (r: how that went), bring the profile's metadata
- * up to date: the end time and this profile's share of the kernel's lost
- * and throttled counts when counters is set, and the event's name. */
-static int fill_meta(struct stoke_session *s, int r, bool counters)
+/* After reading records (r: how that went), name the raw stacks into the
+ * profile and bring its metadata up to date: when counters is set, the end
+ * of the recording window (end_ns, taken before naming, which is not part
+ * of the window) and this profile's share of the lost samples (the
+ * kernel's and the sample limit's) and throttle count; and the event's
+ * name. */
+static int fill_meta(struct stoke_session *s, int r, bool counters, uint64_t end_ns)
 {
 	struct stoke_pmeta *m = stoke_profile_meta(s->profile);
+	int sr = settle(s);
 
+	if (sr < 0 && r >= 0)
+		r = sr;
 	if (counters) {
 		struct stoke_sampler_stats st;
 
 		if (s->error)
 			r = s->error;
 		stoke_sampler_get_stats(s->sampler, &st);
-		m->end_ns = wall_ns();
-		m->lost = st.lost - s->lost_base;
+		m->end_ns = end_ns;
+		m->lost = st.lost - s->lost_base + s->lost_limit - s->lost_limit_base;
 		m->throttled = st.throttled - s->throttled_base;
 	}
 	if (stoke_profile_intern(s->profile, stoke_event_name(stoke_sampler_event(s->sampler)),
@@ -409,18 +732,36 @@ static int fill_meta(struct stoke_session *s, int r, bool counters)
 
 int stoke_session_stop(struct stoke_session *s)
 {
+	uint64_t end;
+	int r;
+
 	if (s->stopped)
 		return 0;
 	s->stopped = true;
 	stoke_sampler_disable(s->sampler);
-	return fill_meta(s, stoke_sampler_flush(s->sampler), true);
+	/* No sample is taken after this: the window ends here. */
+	end = wall_ns();
+	r = stoke_sampler_flush(s->sampler);
+	return fill_meta(s, r, true, end);
 }
 
 int stoke_session_sync(struct stoke_session *s)
 {
+	uint64_t end;
+	int r;
+
 	if (s->stopped)
-		return fill_meta(s, 0, false);
-	return fill_meta(s, stoke_sampler_drain(s->sampler), true);
+		return fill_meta(s, 0, false, 0);
+	/* A drain holds back what is newer than the rounds before it (an
+	 * older record may still be on its way in another ring). After a
+	 * pause (the daemon names and writes on a job thread, and does not
+	 * drain meanwhile) that is nearly everything: a second round at once
+	 * delivers what the first one read. */
+	r = stoke_sampler_drain(s->sampler);
+	if (r >= 0)
+		r = stoke_sampler_drain(s->sampler);
+	end = wall_ns();
+	return fill_meta(s, r, true, end);
 }
 
 /* Copy what describes the recording, not its samples, into a fresh profile.
@@ -469,6 +810,7 @@ int stoke_session_rotate(struct stoke_session *s, struct stoke_profile **ret)
 	stoke_sampler_get_stats(s->sampler, &st);
 	s->lost_base = st.lost;
 	s->throttled_base = st.throttled;
+	s->lost_limit_base = s->lost_limit;
 	*ret = s->profile;
 	s->profile = fresh;
 	return 0;
@@ -488,7 +830,9 @@ void stoke_session_get_stats(const struct stoke_session *s, struct stoke_session
 	stoke_profile_threads(s->profile, &nthreads);
 	memset(ret, 0, sizeof(*ret));
 	ret->samples = s->samples;
-	ret->lost = st.lost;
+	ret->lost = st.lost + s->lost_limit;
+	ret->lost_kernel = st.lost;
+	ret->lost_limit = s->lost_limit;
 	ret->throttled = st.throttled;
 	ret->malformed = st.malformed;
 	ret->unknown_frames = s->unknown_frames;

@@ -29,16 +29,20 @@ struct stoke_session_opts {
 	 * the requester (see stoke_file_creds). */
 	struct stoke_file_creds file_creds;
 	/* Samples one profile may hold (0: no limit). Past it, processing
-	 * fails with -E2BIG: the daemon bounds each session's memory so. */
+	 * fails with -E2BIG: the daemon bounds each session's memory so.
+	 * Samples read past it are counted as lost (lost_limit). */
 	uint64_t max_samples;
 };
 
 struct stoke_session_stats {
-	uint64_t samples;      /* samples added to the profile */
-	uint64_t lost;         /* samples the kernel dropped */
+	uint64_t samples;      /* samples kept (the profile's, once settled) */
+	uint64_t lost;         /* every sample lost: lost_kernel + lost_limit */
+	uint64_t lost_kernel;  /* dropped by the kernel (ring full: LOST records) */
+	uint64_t lost_limit;   /* read past max_samples and dropped */
 	uint64_t throttled;
 	uint64_t malformed;    /* records that did not decode */
-	uint64_t unknown_frames;
+	uint64_t unknown_frames; /* frames without a name, over every sample (as
+				  * of the last stop/sync/rotate) */
 	/* DWARF mode: samples whose user stack was unwound, and why each walk
 	 * ended short of the outermost frame (see stoke_symbolizer_stats). */
 	uint64_t unwind_samples;

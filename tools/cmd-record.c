@@ -760,14 +760,25 @@ static void summary(struct recorder *rec, double elapsed)
 	struct stoke_session_stats st;
 
 	stoke_session_get_stats(rec->session, &st);
-	if (st.lost)
+	if (st.lost_kernel)
 		log_warn("%llu samples lost (the ring buffer filled up; try a lower -F)",
-			 (unsigned long long)st.lost);
+			 (unsigned long long)st.lost_kernel);
+	if (st.lost_limit)
+		log_warn("%llu samples lost (past the sample limit)",
+			 (unsigned long long)st.lost_limit);
+	if (st.throttled)
+		log_warn("the kernel throttled sampling %llu times (samples not taken; "
+			 "kernel.perf_cpu_time_max_percent)",
+			 (unsigned long long)st.throttled);
 	if (rec->args->quiet)
 		return;
-	fprintf(stderr, "stoke: %llu samples, %llu lost, %u threads, %.2f s -> %s\n",
-		(unsigned long long)st.samples, (unsigned long long)st.lost, st.threads,
-		elapsed,
+	/* Every sample lost anywhere is in "lost"; the time is the whole
+	 * run, symbolizing and writing included (the recording window is
+	 * run.json's duration_s). */
+	fprintf(stderr,
+		"stoke: %llu samples, %llu lost, %llu throttled, %u threads, %.2f s -> %s\n",
+		(unsigned long long)st.samples, (unsigned long long)st.lost,
+		(unsigned long long)st.throttled, st.threads, elapsed,
 		rec->run_dir ? rec->run_dir
 			     : strcmp(rec->args->output, "-") ? rec->args->output : "stdout");
 	if (st.unwind_samples)

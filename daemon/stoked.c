@@ -73,6 +73,7 @@
 /* Fds the daemon holds before any client or session. */
 #define BASE_FDS 16
 #define DEFAULT_MAX_USER_MEMORY (512ULL << 20)
+#define NSPARE 4
 
 enum watch_kind { W_LISTEN = 1, W_SIGNAL, W_TIMER, W_CLIENT, W_RING, W_PIDFD, W_JOBS };
 
@@ -133,7 +134,11 @@ struct daemon {
 	FILE *logf;
 	bool stopping;
 	int job_fd;   /* eventfd: a worker finished a job */
-	int spare_fd; /* held for the moment accept() says EMFILE, or -1 */
+	/* Held for the moment accept() says EMFILE: root may take all but
+	 * the last, which is for telling everyone else. */
+	int spare[NSPARE];
+	unsigned nspare;
+	bool listen_paused; /* no spare could be had: the tick retries */
 	unsigned fd_limit;
 	gid_t admin_gid; /* --admin-group, or (gid_t)-1 */
 	struct ratelimit rl_accept, rl_refused, rl_budget;
@@ -426,6 +431,17 @@ static bool target_gone(const struct stoked_session *ds)
 	return p.fd >= 0 && poll(&p, 1, 0) == 1;
 }
 
+static void spares_refill(struct daemon *d)
+{
+	while (d->nspare < NSPARE) {
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0)
+			break;
+		d->spare[d->nspare++] = fd;
+	}
+}
+
 /* Start a drain or rotate job on an active session (its fds are not
  * watched meanwhile). Returns 0 or -errno (then it is watched again). */
 static int start_job(struct daemon *d, struct stoked_session *ds, enum stoked_job job,
@@ -447,9 +463,15 @@ static void tick(struct daemon *d)
 {
 	double now = mono_s();
 
-	/* The spare fd went to a root client at EMFILE: take it back. */
-	if (d->spare_fd < 0)
-		d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	/* Spare fds that went to root clients at EMFILE, or to refusals: take
+	 * them back, and listen again if that had to stop. */
+	spares_refill(d);
+	if (d->listen_paused && d->nspare > 0) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = watch_key(W_LISTEN, d->listen_fd)};
+
+		if (epoll_ctl(d->ep, EPOLL_CTL_MOD, d->listen_fd, &ev) == 0)
+			d->listen_paused = false;
+	}
 	enforce_memory(d);
 	for (size_t i = 0; i < d->nsessions; i++) {
 		struct stoked_session *ds = d->sessions[i];
@@ -1206,12 +1228,13 @@ static struct client *find_client(struct daemon *d, int fd)
 /*
  * accept() failed with EMFILE/ENFILE: the connection stays in the backlog
  * and epoll reports the socket readable forever, so the loop would spin
- * (and log) without end. Free the spare fd, accept, and either keep the
- * client (root: the daemon must stay manageable, and the spare is taken
- * back on the next tick) or tell it why and close it; then take the spare
- * back.
+ * (and log) without end. Free a spare fd, accept, and either keep the
+ * client (root, while a spare is left after it: the daemon must stay
+ * manageable) or tell it why in one line and close it; then take the spare
+ * back. Returns false when nothing more can be accepted now (the listening
+ * socket is then not watched until the tick has spares again).
  */
-static void accept_at_limit(struct daemon *d, int err)
+static bool accept_at_limit(struct daemon *d, int err)
 {
 	static const char msg[] = "{\"ok\":false,\"error\":\"EMFILE\",\"message\":"
 				  "\"stoked is out of file descriptors; try again later\"}\n";
@@ -1220,17 +1243,25 @@ static void accept_at_limit(struct daemon *d, int err)
 
 	if (ratelimit_ok(&d->rl_accept, mono_s(), "accept failures"))
 		log_warn("cannot accept a client: %s", strerror(err));
-	if (d->spare_fd < 0) {
-		/* No spare (it serves a root client): drop the oldest
-		 * pending connection rather than spin on it. */
-		d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (d->spare_fd < 0)
-			return;
+	if (d->nspare == 0)
+		spares_refill(d);
+	if (d->nspare == 0) {
+		struct epoll_event ev = {.events = 0, .data.u64 = watch_key(W_LISTEN, d->listen_fd)};
+
+		/* Not even one: stop watching the socket rather than spin. */
+		if (epoll_ctl(d->ep, EPOLL_CTL_MOD, d->listen_fd, &ev) == 0)
+			d->listen_paused = true;
+		return false;
 	}
-	close(d->spare_fd);
-	d->spare_fd = -1;
+	close(d->spare[--d->nspare]);
+	/* A worker may open a file in between and take the freed slot:
+	 * then this accept fails too, and the next round tries again. */
 	fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd >= 0 && stoke_auth_peer(fd, d->admin_gid, &cred) == 0 && cred.uid == 0) {
+	if (fd < 0) {
+		spares_refill(d);
+		return errno == EMFILE || errno == ENFILE;
+	}
+	if (d->nspare > 0 && stoke_auth_peer(fd, d->admin_gid, &cred) == 0 && cred.uid == 0) {
 		struct client *c = calloc(1, sizeof(*c));
 
 		if (c && STOKE_GROW(d->clients, d->clients_cap, d->nclients + 1) == 0) {
@@ -1241,16 +1272,15 @@ static void accept_at_limit(struct daemon *d, int err)
 			c->last_active = mono_s();
 			if (watch(d, W_CLIENT, fd, EPOLLIN) == 0) {
 				d->clients[d->nclients++] = c;
-				return; /* the spare comes back on a tick */
+				return true; /* its spare comes back when an fd is freed */
 			}
 		}
 		free(c);
 	}
-	if (fd >= 0) {
-		(void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-		close(fd);
-	}
-	d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	(void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+	spares_refill(d);
+	return true;
 }
 
 static void accept_clients(struct daemon *d)
@@ -1261,8 +1291,8 @@ static void accept_clients(struct daemon *d)
 		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				accept_at_limit(d, errno);
+			if ((errno == EMFILE || errno == ENFILE) && accept_at_limit(d, errno))
+				continue;
 			return;
 		}
 		c = calloc(1, sizeof(*c));
@@ -1564,9 +1594,9 @@ static int setup_loop(struct daemon *d)
 	if (d->job_fd < 0)
 		return -errno;
 	stoked_sessions_set_notify_fd(d->job_fd);
-	d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (d->spare_fd < 0)
-		return -errno;
+	spares_refill(d);
+	if (d->nspare < NSPARE)
+		return -EMFILE;
 	return watch(d, W_JOBS, d->job_fd, EPOLLIN);
 }
 
@@ -1857,8 +1887,8 @@ static void teardown(struct daemon *d)
 		close(d->timer_fd);
 	if (d->job_fd >= 0)
 		close(d->job_fd);
-	if (d->spare_fd >= 0)
-		close(d->spare_fd);
+	while (d->nspare)
+		close(d->spare[--d->nspare]);
 	if (d->sig_fd >= 0)
 		close(d->sig_fd);
 	if (d->ep >= 0)
@@ -1876,7 +1906,6 @@ int main(int argc, char **argv)
 			   .sig_fd = -1,
 			   .timer_fd = -1,
 			   .job_fd = -1,
-			   .spare_fd = -1,
 			   .admin_gid = (gid_t)-1,
 			   .next_id = 1};
 	struct epoll_event evs[64];

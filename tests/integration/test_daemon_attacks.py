@@ -9,6 +9,8 @@ What each test reproduces, and what it asserts instead:
                       to spin, the log grew MB/s and root got no reply. Now
                       the user is refused at its budget, root's status
                       answers within 200 ms, the log and CPU stay bounded.
+  emfile_spare        at the process fd limit itself, a spare fd answers
+                      (EMFILE to a user, service to root) instead of a spin.
   memory_budget       32 sessions x --max-samples pinned GBs: now the sum
                       over one uid's sessions is bounded (--max-user-memory).
   control_chars       "status\\u0000" was accepted as status.
@@ -196,6 +198,78 @@ def test_fd_exhaustion(d):
             clients.stdin.close()
             clients.wait()
         kill(target)
+        daemon.stop()
+
+
+def test_emfile_spare(d):
+    """At the process fd limit itself (reached here by root's own clients,
+    which no per-user budget bounds), accept() fails with EMFILE: the loop
+    used to spin on it and log without end. Now spare fds let it answer:
+    another user gets one EMFILE line, root is served while spares last,
+    and again as soon as fds are freed."""
+    open_to_nobody(d)
+    daemon = Daemon(d, "--max-clients", "1000")
+    daemon.args = ["prlimit", "--nofile=64:64", "--"] + daemon.args
+    daemon.start()
+    held = []
+    try:
+        for _ in range(80):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(daemon.sock)
+            held.append(s)
+        time.sleep(0.5)  # the daemon has accepted what it could
+        print("daemon fds: %d of 64" % len(os.listdir("/proc/%d/fd" % daemon.proc.pid)))
+        log0 = os.path.getsize(daemon.log)
+        t0 = proc_ticks(daemon.proc.pid)
+        # The refusal may come before the request is sent (then the send
+        # fails with EPIPE): read it either way.
+        code = ("import socket,sys\n"
+                "s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM); s.settimeout(3)\n"
+                "s.connect(sys.argv[1])\n"
+                "try: s.sendall(b'{\"op\":\"status\"}\\n')\n"
+                "except OSError: pass\n"
+                "print(s.makefile().readline(),end='')\n")
+        p = subprocess.run(AS_NOBODY + ["python3", "-c", code, daemon.sock],
+                           capture_output=True, text=True, timeout=30)
+        print("nobody at EMFILE:", p.stdout.strip() or p.stderr.strip()[-200:])
+        check(p.returncode == 0 and '"EMFILE"' in p.stdout,
+              "nobody got no EMFILE reply: %r %r" % (p.stdout, p.stderr[-300:]))
+        time.sleep(2)
+        used = (proc_ticks(daemon.proc.pid) - t0) / os.sysconf("SC_CLK_TCK")
+        grown = os.path.getsize(daemon.log) - log0
+        print("at the fd limit for 2 s: daemon CPU %.2f s, log grew %d bytes" % (used, grown))
+        check(used < 0.5, "the daemon spins at EMFILE: %.2f s of CPU in 2 s" % used)
+        check(grown < 8 * 1024, "the log grew %d bytes in 2 s at EMFILE" % grown)
+        # The connections root holds were served while spares lasted (the
+        # last one is kept for refusals), the rest got the EMFILE line.
+        served = refused = 0
+        for s in held:
+            s.settimeout(2)
+            try:
+                s.sendall(b'{"op":"status"}\n')
+            except OSError:
+                pass
+            try:
+                line = s.makefile().readline()
+            except OSError:
+                line = ""
+            served += '"ok":true' in line
+            refused += '"EMFILE"' in line
+        print("root's %d connections: %d served, %d told EMFILE" % (len(held), served,
+                                                                   refused))
+        check(served + refused == len(held), "some of root's connections got no answer")
+        # Once fds are freed, root is served again, quickly.
+        for s in held[:10]:
+            s.close()
+        del held[:10]
+        time.sleep(0.3)
+        dt, reply = root_status_latency(daemon)
+        print("root after freeing fds: %.1f ms %r" % (1000 * dt, reply))
+        check(dt < LATENCY_BOUND, "root's status after EMFILE: %r after %.0f ms"
+              % (reply, 1000 * dt))
+    finally:
+        for s in held:
+            s.close()
         daemon.stop()
 
 
@@ -443,6 +517,7 @@ def test_responsiveness(d):
 
 TESTS = {
     "fd_exhaustion": test_fd_exhaustion,
+    "emfile_spare": test_emfile_spare,
     "memory_budget": test_memory_budget,
     "control_chars": test_control_chars,
     "stale_tmpdirs": test_stale_tmpdirs,

@@ -60,6 +60,7 @@ void stoke_output_opts_init(struct stoke_output_opts *opts)
 		.inverted = false,
 		.minwidth = 0,
 		.lines = false,
+		.timeline = false,
 	};
 }
 

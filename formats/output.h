@@ -34,6 +34,7 @@ struct stoke_output_opts {
 	double minwidth;        /* svg: px; 0 = 0.1 */
 	bool lines;             /* one frame per source line, not per function
 				 * (pprof always keeps lines) */
+	bool timeline;          /* pprof: one sample per sample, time labels */
 };
 
 void stoke_output_opts_init(struct stoke_output_opts *opts);
@@ -76,6 +77,7 @@ struct stoke_run_info {
 	const char *build_id;    /* hex, or NULL */
 	uint64_t unwind_failed;  /* stacks that did not unwind fully */
 	uint64_t truncated;      /* stacks cut at the callchain/stack-copy limit */
+	uint64_t stitched;       /* truncated stacks completed by stitching */
 };
 
 /*

@@ -57,6 +57,7 @@ struct pprof_enc {
 	uint64_t *mapping_limit;   /* per mapping id: max offset + 1 */
 	uint64_t *mapping_base;    /* per mapping id: min offset (Mapping.file_offset) */
 	uint32_t identity;         /* the mapping whose addresses are its offsets */
+	bool timeline;             /* one Sample per model sample, time labels */
 	uint32_t *mapping_module;  /* per mapping id: module string id */
 	uint32_t nmappings;
 	uint32_t *frame_function;  /* per frame id: function id, 0 = no line */
@@ -471,6 +472,47 @@ static void label(struct pb_buf *b, struct pb_buf *sub, uint32_t key, uint32_t s
  * once per sample. The order and time of every sample, which the model
  * keeps (speedscope's timeline), go into the stoke.timeline table.
  */
+/*
+ * --timeline: one Sample per model sample, in order, with a "time" label:
+ * its wall-clock time in ns since the epoch, as pprof defines the label,
+ * anchored at the recording's start (start_ns is when the first sample's
+ * perf timestamp, time_first, was taken, to within the start-up delay).
+ */
+static int write_timeline_samples(struct pprof_enc *e)
+{
+	const struct stoke_pmeta *m = stoke_profile_cmeta(e->p);
+	uint32_t k_thread = extra_string(e, "thread");
+	uint32_t k_tid = extra_string(e, "thread_id");
+	uint32_t k_time = extra_string(e, "time");
+	uint32_t u_ns = extra_string(e, "nanoseconds");
+	const struct stoke_psample *s;
+	struct pb_buf packed = { 0 };
+	size_t n;
+
+	s = stoke_profile_samples(e->p, &n);
+	for (size_t i = 0; i < n; i++) {
+		const struct stoke_pthread *th = stoke_profile_find_thread(e->p, s[i].tid);
+
+		for (uint32_t st = s[i].stack; st; st = e->stack_next[st])
+			pb_varint(&packed, e->stack_loc[st]);
+		if (packed.len)
+			pb_ldelim(&e->sub, 1, packed.data, packed.len);
+		packed.len = 0;
+		pb_varint(&packed, s[i].weight);
+		pb_varint(&packed, s[i].weight * m->period_ns);
+		pb_ldelim(&e->sub, 2, packed.data, packed.len);
+		packed.len = 0;
+		label(&e->sub, &e->sub2, k_thread, th ? th->name : 0, 0, 0);
+		label(&e->sub, &e->sub2, k_tid, 0, s[i].tid, 0);
+		label(&e->sub, &e->sub2, k_time, 0, m->start_ns + (s[i].time - m->time_first), u_ns);
+		pb_message(&e->out, PROFILE_SAMPLE, &e->sub);
+		if (packed.error)
+			e->out.error = packed.error;
+	}
+	pb_free(&packed);
+	return e->out.error;
+}
+
 static int write_samples(struct pprof_enc *e)
 {
 	uint32_t k_thread = extra_string(e, "thread");
@@ -606,8 +648,11 @@ static void write_comments(struct pprof_enc *e)
 	}
 	table_comment(e, "stoke.frame_places");
 	/* "GROUP,DT[,WEIGHT];" per model sample in order: its pprof Sample,
-	 * its time less the previous sample's, and its weight when not 1. */
-	{
+	 * its time less the previous sample's, and its weight when not 1.
+	 * A timeline pprof has the samples themselves instead. */
+	if (e->timeline) {
+		comment(e, "stoke.time=wall");
+	} else {
 		const struct stoke_psample *s = stoke_profile_samples(e->p, &n);
 		uint64_t prev = 0;
 
@@ -659,8 +704,14 @@ static void enc_done(struct pprof_enc *e)
 
 int stoke_pprof_encode(const struct stoke_profile *p, uint8_t **ret_buf, size_t *ret_len)
 {
+	return stoke_pprof_encode_timeline(p, false, ret_buf, ret_len);
+}
+
+int stoke_pprof_encode_timeline(const struct stoke_profile *p, bool timeline, uint8_t **ret_buf,
+				size_t *ret_len)
+{
 	const struct stoke_pmeta *m = stoke_profile_cmeta(p);
-	struct pprof_enc e = { .p = p };
+	struct pprof_enc e = { .p = p, .timeline = timeline };
 	size_t nstr = stoke_profile_nstrings(p);
 	int r;
 
@@ -682,7 +733,7 @@ int stoke_pprof_encode(const struct stoke_profile *p, uint8_t **ret_buf, size_t 
 		goto out;
 	value_type(&e, PROFILE_SAMPLE_TYPE, "samples", "count");
 	value_type(&e, PROFILE_SAMPLE_TYPE, "cpu", "nanoseconds");
-	r = write_samples(&e);
+	r = timeline ? write_timeline_samples(&e) : write_samples(&e);
 	if (r < 0)
 		goto out;
 	write_mappings(&e);
@@ -760,7 +811,7 @@ int stoke_pprof_write(const struct stoke_profile *p, const struct stoke_output_o
 	size_t len = 0;
 	int r;
 
-	r = stoke_pprof_encode(p, &buf, &len);
+	r = stoke_pprof_encode_timeline(p, opts && opts->timeline, &buf, &len);
 	if (r < 0)
 		return r;
 	r = gzip_to(buf, len, out);

@@ -47,6 +47,9 @@
  *      sample in order: the index of its Sample, its perf timestamp less
  *      the previous sample's (signed; the first's less 0) and its weight
  *      when not 1.
+ *      stoke.time=wall instead, with --timeline: one Sample per model
+ *      sample, in order, with a "time" label (unit nanoseconds): the
+ *      wall-clock time, start_ns + (perf timestamp - time_first).
       stoke.threads=I: string_table[I] is the thread table, in the model's
  *      order and including threads without samples: "PID/TID/LEN:NAME"
  *      repeated, NAME being LEN bytes.
@@ -71,6 +74,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -88,6 +92,10 @@ int stoke_pprof_write(const struct stoke_profile *p, const struct stoke_output_o
 		      FILE *out);
 /* The uncompressed profile.proto bytes (malloc'd), for tests. */
 int stoke_pprof_encode(const struct stoke_profile *p, uint8_t **ret_buf, size_t *ret_len);
+/* The same; timeline: one Sample per model sample with a wall-clock "time"
+ * label (--timeline) instead of one per stack and thread. */
+int stoke_pprof_encode_timeline(const struct stoke_profile *p, bool timeline, uint8_t **ret_buf,
+				size_t *ret_len);
 
 /*
  * Read a pprof file (gzipped or plain) written by stoke back into a new

@@ -131,6 +131,7 @@ struct dec {
 	uint64_t time_nanos, duration_nanos; /* the profile's wall-clock span */
 	/* stoke.timeline: samples are (stack, thread) groups, replayed */
 	bool has_timeline;
+	bool time_wall;   /* stoke.time=wall: time labels are wall clock */
 	uint64_t timeline_str;
 	uint32_t *grp_stack, *grp_tid;
 	size_t ngrp, grp_cap;
@@ -740,6 +741,10 @@ static int decode_comment(struct dec *d, const char *c)
 		d->stoke = true;
 		return 0;
 	}
+	if (KEY("time")) {
+		d->time_wall = !strcmp(v, "wall");
+		return 0;
+	}
 	if (KEY("timeline")) {
 		r = comment_number(d, v, d->nstr - 1, &d->timeline_str);
 		d->has_timeline = r >= 0;
@@ -992,6 +997,8 @@ one_location:;
 		d->grp_tid[d->ngrp++] = (uint32_t)sl.tid;
 		return 0;
 	}
+	if (d->time_wall) /* back to the perf timestamp (see pprof.h) */
+		sl.time = sl.time - d->meta.start_ns + d->meta.time_first;
 	r = stoke_profile_add_sample(d->p, (uint32_t)sl.tid, sl.time, stack, weight);
 	return r == -EINVAL ? (d->err = "sample weights overflow", r) : r;
 }

@@ -40,6 +40,8 @@ static void usage(FILE *f)
 	      "  -o, --output FILE    output file (default - for stdout)\n"
 	      "      --per-thread     folded: prefix stacks with comm-PID/TID\n"
 	      "      --lines          one frame per source line, not per function\n"
+	      "      --timeline       pprof: one sample per sample, with wall-clock time\n"
+	      "                       labels (default: one per stack and thread)\n"
 	      "      --title TEXT     svg: the title\n"
 	      "      --width PX       svg: image width (default 1200)\n"
 	      "      --inverted       svg: icicle graph (root at the top)\n"
@@ -92,7 +94,8 @@ static int load(const char *path, struct stoke_profile **ret)
 
 int cmd_report(int argc, char **argv)
 {
-	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH, OPT_LINES };
+	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH, OPT_LINES,
+	       OPT_TIMELINE };
 	static const struct option longopts[] = {
 		{ "format", required_argument, NULL, 'f' },
 		{ "output", required_argument, NULL, 'o' },
@@ -102,6 +105,7 @@ int cmd_report(int argc, char **argv)
 		{ "inverted", no_argument, NULL, OPT_INVERTED },
 		{ "minwidth", required_argument, NULL, OPT_MINWIDTH },
 		{ "lines", no_argument, NULL, OPT_LINES },
+		{ "timeline", no_argument, NULL, OPT_TIMELINE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -136,6 +140,9 @@ int cmd_report(int argc, char **argv)
 			break;
 		case OPT_LINES:
 			oopts.lines = true;
+			break;
+		case OPT_TIMELINE:
+			oopts.timeline = true;
 			break;
 		case OPT_TITLE:
 		case OPT_WIDTH:

@@ -79,6 +79,8 @@ def test_permission_denied(d):
     else:
         target = spawn([fixture("split"), "0"])
         try:
+            # the output is checked first: it must be writable by 65534
+            os.chmod(os.path.dirname(d), 0o711)
             os.chmod(d, 0o777)
             p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                                 os.environ["STOKE"], "record", "-p", str(target.pid),

@@ -722,6 +722,39 @@ def test_cross_format_top5(tmp):
               "%s top 5 %r, the folded stacks' %r" % (name, own, top5))
 
 
+def test_pprof_timeline(tmp):
+    """--timeline writes one pprof sample per sample with a wall-clock
+    "time" label (ns since the epoch, within the run's start and end), and
+    stoke reads it back into the same model."""
+    rundir = record_rundir(tmp)
+    n = total(parse_folded(os.path.join(rundir, FILES["folded"])))
+    info = json.load(open(os.path.join(rundir, "run.json")))
+    tl = os.path.join(tmp, "timeline.pb.gz")
+    p = run_stoke(["report", rundir, "--timeline", "-o", tl])
+    check(p.returncode == 0, "report --timeline: %s" % p.stderr)
+    traces = go_pprof(tmp, "-traces", tl)
+    ntraces = len(re.findall(r"^-+\+-+$", traces, re.M)) - 1
+    check(ntraces == n, "--timeline: %d traces for %d samples" % (ntraces, n))
+    # the label values: ns since the epoch, within the run (run.json's
+    # start and end are whole seconds)
+    raw = go_pprof(tmp, "-raw", tl)
+    times = [int(x) for x in re.findall(r"time:\[(\d+) nanoseconds\]", raw)]
+    check(len(times) == n, "%d time labels for %d samples" % (len(times), n))
+    import datetime
+
+    def epoch_ns(iso):
+        return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1e9
+    start, end = epoch_ns(info["start"]), epoch_ns(info["end"])
+    check(all(start - 2e9 <= t <= end + 2e9 for t in times),
+          "time labels %r are not within the run (%d, %d)" % (times[:3], start, end))
+    check(times == sorted(times), "time labels out of order")
+    stoke = os.environ.get("STOKE", "stoke")
+    for fmt in ("folded", "speedscope", "pstats"):
+        a = subprocess.run([stoke, "report", tl, "-f", fmt], capture_output=True).stdout
+        b = subprocess.run([stoke, "report", rundir, "-f", fmt], capture_output=True).stdout
+        check(a == b, "-f %s from the timeline pprof differs from the run's" % fmt)
+
+
 TESTS = {
     "rundir_and_report": test_rundir_and_report,
     "output_by_extension": test_output_by_extension,
@@ -737,6 +770,7 @@ TESTS = {
     "report_text_inputs": test_report_text_inputs,
     "docs_match": test_docs_match,
     "cross_format_top5": test_cross_format_top5,
+    "pprof_timeline": test_pprof_timeline,
 }
 
 if __name__ == "__main__":

@@ -93,6 +93,8 @@ static void usage(FILE *f)
 	      "      --per-thread        folded: prefix stacks with comm-PID/TID\n"
 	      "      --lines             one frame per source line, not per function\n"
 	      "                          (speedscope, pstats, txt, callgrind)\n"
+	      "      --timeline          pprof: one sample per sample, with wall-clock\n"
+	      "                          time labels (default: one per stack and thread)\n"
 	      "      --title TEXT        svg: the title\n"
 	      "      --width PX          svg: image width (default 1200)\n"
 	      "      --inverted          svg: icicle graph (root at the top)\n"
@@ -120,10 +122,15 @@ static int parse_callgraph(const char *s, struct stoke_sampler_opts *o)
 	return stoke_callgraph_parse(s, &o->callgraph, &o->stack_size);
 }
 
-static bool looks_like_callgraph(const char *s)
+/* After a bare -g, whether the next word is meant as its mode: a mode's
+ * name (perf's lbr too, to be refused), or any word right before "--". */
+static bool looks_like_callgraph(char **argv, int i, int argc)
 {
+	const char *s = argv[i];
+
 	return !strcmp(s, "fp") || !strcmp(s, "auto") || !strcmp(s, "dwarf") ||
-	       !strncmp(s, "dwarf,", 6);
+	       !strcmp(s, "lbr") || !strncmp(s, "dwarf,", 6) ||
+	       (s[0] != '-' && i + 1 < argc && !strcmp(argv[i + 1], "--"));
 }
 
 static int parse_pids(const char *s, struct record_args *a)
@@ -230,7 +237,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 {
 	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH,
 	       OPT_OUTPUT_DIR, OPT_NAME, OPT_NO_KERNEL, OPT_DEBUGINFO_PATH, OPT_DEMANGLE,
-	       OPT_LINES };
+	       OPT_LINES, OPT_TIMELINE };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "freq", required_argument, NULL, 'F' },
@@ -250,6 +257,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		{ "debuginfo-path", required_argument, NULL, OPT_DEBUGINFO_PATH },
 		{ "demangle", required_argument, NULL, OPT_DEMANGLE },
 		{ "lines", no_argument, NULL, OPT_LINES },
+		{ "timeline", no_argument, NULL, OPT_TIMELINE },
 		{ "tid", required_argument, NULL, 't' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "mmap-pages", required_argument, NULL, 'm' },
@@ -311,7 +319,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		case 'g':
 			/* -g alone means the default, as perf and samply users type
 			 * it; a mode may still follow as the next word (-g fp). */
-			if (!optarg && optind < argc && looks_like_callgraph(argv[optind]))
+			if (!optarg && optind < argc && looks_like_callgraph(argv, optind, argc))
 				optarg = argv[optind++];
 			if (!optarg)
 				break;
@@ -355,6 +363,9 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 			break;
 		case OPT_LINES:
 			a->oopts.lines = true;
+			break;
+		case OPT_TIMELINE:
+			a->oopts.timeline = true;
 			break;
 		case OPT_NO_KERNEL:
 			a->sopts.sampler.exclude_kernel = true;

@@ -12,8 +12,11 @@ exits, with stoke's default call graph (-g auto: DWARF) and perf's
 `--call-graph dwarf`:
   - stoke: the rusage of `stoke record -p` alone (it unwinds and
     symbolizes while recording);
-  - perf: the rusage of `perf record -p` plus that of `perf script` over
-    its perf.data (where perf unwinds and symbolizes).
+  - perf: the rusage of `perf record -p` plus that of `perf script
+    --no-inline` over its perf.data (where perf unwinds and symbolizes).
+    Without --no-inline, perf 6.1's script runs addr2line -i on libLLVM for
+    the inline frames: minutes of CPU for a 3 s compile, so that is not
+    the default here (--perf-inline measures it).
 CPU per sample is that CPU time over the samples the profiler recorded
 (lost samples are reported, not counted as samples). The contenders are
 interleaved (stoke, perf, then perf, stoke...) and each figure is the median
@@ -82,7 +85,7 @@ def one_stoke(stoke, cc1, tmp):
     return {"cpu_s": cpu, "samples": int(m.group(1)), "lost": int(m.group(2))}
 
 
-def one_perf(cc1, tmp):
+def one_perf(cc1, tmp, inline):
     data = os.path.join(tmp, "clang.data")
     rc, err, rec = attached(cc1, ["perf", "record", "-e", "cpu-clock", "-F", "999",
                                   "--call-graph", "dwarf", "-o", data, "-p"])
@@ -90,7 +93,8 @@ def one_perf(cc1, tmp):
     if rc or not m:
         sys.exit("clang_cpu: perf record -p failed (%d): %s" % (rc, err.strip()[-300:]))
     lost = sum(int(x) for x in re.findall(r"lost (\d+) chunks", err))
-    rc, err, script = rusage_run(["perf", "script", "-i", data])
+    rc, err, script = rusage_run(["perf", "script", "-i", data] +
+                                 ([] if inline else ["--no-inline"]))
     if rc:
         sys.exit("clang_cpu: perf script failed (%d): %s" % (rc, err.strip()[-300:]))
     return {"record_cpu_s": rec, "script_cpu_s": script, "cpu_s": rec + script,
@@ -111,6 +115,8 @@ def main():
     ap.add_argument("--stoke", required=True, help="the stoke binary")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--functions", type=int, default=450)
+    ap.add_argument("--perf-inline", action="store_true",
+                    help="perf script with its inline frames (addr2line; very slow)")
     args = ap.parse_args()
     clang = shutil.which("clang")
     if not clang or not shutil.which("perf"):
@@ -133,10 +139,12 @@ def main():
                 if who == "stoke":
                     s_runs.append(one_stoke(args.stoke, cc1, tmp))
                 else:
-                    p_runs.append(one_perf(cc1, tmp))
+                    p_runs.append(one_perf(cc1, tmp, args.perf_inline))
         s, p = summarize(s_runs), summarize(p_runs)
         print(json.dumps({
             "config": {"functions": args.functions, "runs": args.runs, "freq": 999,
+                       "perf_script": "perf script" + ("" if args.perf_inline
+                                                       else " --no-inline"),
                        "clang": clang, "compile_cpu_s": alone, "compile_wall_s": wall_alone,
                        "load": open("/proc/loadavg").read().split()[0]},
             "stoke": s, "perf": p,

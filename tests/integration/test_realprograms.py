@@ -146,7 +146,9 @@ def perf_profile(d, prog):
     if not perf:
         raise Fail("perf is not installed (tools/setup installs linux-perf)")
     data = os.path.join(d, "perf.data")
-    rc, err, wall = run_logged([perf, "record", "-q", "-e", "cpu-clock", "-F", str(FREQ),
+    # -N: no copies of the binaries (libLLVM is 100 MB) in ~/.debug; perf
+    # script reads the installed files, as stoke does.
+    rc, err, wall = run_logged([perf, "record", "-q", "-N", "-e", "cpu-clock", "-F", str(FREQ),
                                 "--call-graph", "dwarf", "-o", data, "--"] + prog.argv,
                                d, "perf", os.path.join(d, "perf.stdout"), prog.timeout,
                                prog.env, prog.cwd)
@@ -294,7 +296,8 @@ def compare(d, prog):
     print("  samples in PLT stubs: stoke %d (named target@plt), perf %d (%.1f%%)"
           % (s_plt, p_plt, pct(p_plt, pn)))
     if prog.fixed_work:
-        print("  stoke samples + lost / perf samples (same work): %.2f" % ((sn + lost) / max(pn, 1)))
+        print("  stoke samples + lost / perf samples (same work): %.2f"
+              % ((sn + lost) / max(pn, 1)))
     print("  top-%d self agreement: %d/%d (need %d; %d in both top-%d lists, the rest "
           "within sampling noise of perf's count)" % (TOP, agree, TOP, want_agree, strict, TOP))
     w = max([len(x) for x in stop] + [10])

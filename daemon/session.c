@@ -593,6 +593,7 @@ void stoke_session_run_info(const struct stoke_session *s, struct stoke_run_info
 	ret->build_id = s->build_id;
 	ret->unwind_failed = st.unwind_no_cfi + st.unwind_bad_frame;
 	ret->truncated = st.unwind_truncated + st.unwind_max_depth;
+	ret->stitched = st.unwind_stitched;
 }
 
 static int add_target(struct stoke_session *s, pid_t pid)
@@ -846,6 +847,7 @@ void stoke_session_get_stats(const struct stoke_session *s, struct stoke_session
 		ret->unwind_bad_frame = ss.unwind_bad_frame;
 		ret->unwind_max_depth = ss.unwind_max_depth;
 		ret->unwind_fp_links = ss.unwind_fp_links;
+		ret->unwind_stitched = ss.unwind_stitched;
 	}
 	ret->threads = (uint32_t)nthreads;
 	ret->targets_alive = stoke_session_targets_alive(s);

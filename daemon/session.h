@@ -51,6 +51,7 @@ struct stoke_session_stats {
 	uint64_t unwind_bad_frame;  /* [unwind-failed]: implausible frame */
 	uint64_t unwind_max_depth;  /* [truncated]: frame limit */
 	uint64_t unwind_fp_links;   /* frames spliced from frame pointers */
+	uint64_t unwind_stitched;   /* truncated stacks stitched complete */
 	uint32_t threads;      /* threads seen with samples or names */
 	uint32_t targets_alive;
 };

@@ -173,6 +173,7 @@ int stoke_runjson_write(const struct stoke_profile *p, const struct stoke_run_in
 	json_u64(out, "throttled", m->throttled, true);
 	json_u64(out, "unwind_failures", info->unwind_failed, true);
 	json_u64(out, "truncated_stacks", info->truncated, true);
+	json_u64(out, "stitched_stacks", info->stitched, true);
 	runjson_threads(p, out);
 	fputs("  \"host\": {\"hostname\": ", out);
 	stoke_json_string(out, host->hostname);

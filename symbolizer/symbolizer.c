@@ -979,6 +979,7 @@ void stoke_symbolizer_get_stats(const struct stoke_symbolizer *s,
 
 		stoke_unwinder_get_stats(s->unwinder, &us);
 		ret->unwind_fp_links = us.fp_links;
+		ret->unwind_stitched = us.stitched;
 	}
 	ret->modules = stoke_elfcache_modules(s->elfs);
 	ret->modules_failed = stoke_elfcache_failed(s->elfs);

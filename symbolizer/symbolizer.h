@@ -107,6 +107,8 @@ struct stoke_symbolizer_stats {
 				     * libunwind error */
 	uint64_t unwind_max_depth;  /* [truncated]: the frame limit */
 	uint64_t unwind_fp_links;   /* frames spliced from frame-pointer links */
+	uint64_t unwind_stitched;   /* truncated stacks completed from the
+				     * thread's previous stack (in complete) */
 	uint32_t modules;       /* modules known */
 	uint32_t modules_failed;/* modules whose ELF could not be read */
 	uint32_t processes;

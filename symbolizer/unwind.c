@@ -75,6 +75,9 @@ extern int dwarf_search_unwind_table(unw_addr_space_t as, unw_word_t ip, unw_dyn
 #define UNWIND_MAX_PROCS 64
 /* libunwind's per-address-space register-state cache, in entries. */
 #define UNWIND_RS_CACHE_SIZE 4096
+/* Threads whose last complete stack is kept for stitching (direct-mapped
+ * by thread id: a collision replaces the older thread's stack). */
+#define UNWIND_STITCH_SLOTS 256
 
 /* perf's x86-64 register numbers (arch/x86/include/uapi/asm/perf_regs.h). */
 enum {
@@ -115,6 +118,19 @@ struct vdso_sym {
 	const char *name; /* interned */
 };
 
+/* One frame of a thread's last complete stack: the return address and the
+ * stack pointer in that frame (the CFA of its callee). */
+struct kept_frame {
+	uint64_t ip, sp;
+	bool exact, fp_link;
+};
+
+struct kept_stack {
+	uint32_t pid, tid; /* pid 0: empty */
+	struct kept_frame *f;
+	size_t n, cap;
+};
+
 struct proc {
 	uint32_t pid;
 	unw_addr_space_t as; /* NULL: free slot */
@@ -135,6 +151,10 @@ struct stoke_unwinder {
 	size_t vdso_map_size; /* page-rounded: compared with the target's */
 	struct vdso_sym *vsyms;
 	size_t nvsyms;
+	/* the stack pointer of each frame of the walk in progress */
+	uint64_t *sps;
+	size_t sps_cap;
+	struct kept_stack kept[UNWIND_STITCH_SLOTS];
 	struct stoke_unwind_stats stats;
 };
 
@@ -789,6 +809,9 @@ void stoke_unwinder_free(struct stoke_unwinder *u)
 	image_clear(&u->vdso);
 	free(u->vdso_copy);
 	free(u->vsyms);
+	free(u->sps);
+	for (size_t i = 0; i < ARRAY_SIZE(u->kept); i++)
+		free(u->kept[i].f);
 	free(u);
 }
 
@@ -885,6 +908,69 @@ static enum stoke_unwind_end failure_reason(const struct walk *w)
 	return STOKE_UNWIND_BAD_FRAME;
 }
 
+/*
+ * Stitching. A stack deeper than the copy ends truncated at some frame F
+ * (a return address and the stack pointer in its frame). If the same thread
+ * has had a complete stack since with a frame at the same return address
+ * and the same stack pointer, F is taken to be that same activation, still
+ * live, and that stack's callers of F complete this one. It is a guess (a
+ * function called again from elsewhere at the very same depth and return
+ * address would fool it), so every stitch is counted (stats.stitched) and
+ * reported next to the other unwinding figures. Stitched stacks are kept
+ * too: a thread that stays deep stitches onto its previous stitch.
+ */
+static struct kept_stack *kept_slot(struct stoke_unwinder *u, uint32_t tid)
+{
+	return &u->kept[stoke_hash_u64(tid) & (ARRAY_SIZE(u->kept) - 1)];
+}
+
+static void keep_stack(struct stoke_unwinder *u, const struct stoke_sample *sample,
+		       const struct stoke_unwind_frame *frames, size_t n)
+{
+	struct kept_stack *k = kept_slot(u, sample->tid);
+
+	k->pid = 0;
+	if (STOKE_GROW(k->f, k->cap, n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		k->f[i] = (struct kept_frame){ .ip = frames[i].ip, .sp = u->sps[i],
+					       .exact = frames[i].exact,
+					       .fp_link = frames[i].fp_link };
+	k->n = n;
+	k->pid = sample->pid;
+	k->tid = sample->tid;
+}
+
+/* Complete a truncated walk of n frames from the thread's kept stack.
+ * Returns the new frame count, n when nothing matched. */
+static size_t stitch(struct stoke_unwinder *u, const struct stoke_sample *sample,
+		     struct stoke_unwind_frame *frames, size_t n, size_t max)
+{
+	const struct kept_stack *k = kept_slot(u, sample->tid);
+	const struct stoke_unwind_frame *last = &frames[n - 1];
+	uint64_t last_sp = u->sps[n - 1];
+	size_t j, add;
+
+	if (n < 2 || last->exact || k->pid != sample->pid || k->tid != sample->tid)
+		return n;
+	for (j = 1; j < k->n; j++)
+		if (k->f[j].ip == last->ip && k->f[j].sp == last_sp && !k->f[j].exact)
+			break;
+	if (j >= k->n - 1 || k->n - 1 - j > max - n)
+		return n; /* no match, nothing above it, or no room */
+	add = k->n - 1 - j;
+	for (size_t i = 0; i < add; i++) {
+		const struct kept_frame *f = &k->f[j + 1 + i];
+
+		frames[n + i] = (struct stoke_unwind_frame){ .ip = f->ip, .exact = f->exact,
+							     .fp_link = f->fp_link };
+		u->sps[n + i] = f->sp;
+	}
+	u->stats.stitched++;
+	u->stats.stitched_frames += add;
+	return n + add;
+}
+
 size_t stoke_unwind_sample(struct stoke_unwinder *u, const struct stoke_addrspace *as,
 			   const struct stoke_sample *sample, struct stoke_unwind_frame *frames,
 			   size_t max, enum stoke_unwind_end *ret_end)
@@ -901,12 +987,19 @@ size_t stoke_unwind_sample(struct stoke_unwinder *u, const struct stoke_addrspac
 		*ret_end = STOKE_UNWIND_NO_REGS;
 		return 0;
 	}
+	if (max > u->sps_cap && STOKE_GROW(u->sps, u->sps_cap, max) < 0)
+		max = u->sps_cap; /* shorter walks rather than none */
+	if (max == 0) {
+		*ret_end = STOKE_UNWIND_NO_REGS;
+		return 0;
+	}
 	u->stats.samples++;
 	w.regs = sample->regs;
 	w.stack = sample->stack;
 	w.stack_lo = sample->regs[regs_index(PERF_X86_SP)];
 	w.stack_len = sample->stack ? STOKE_MIN(sample->dyn_size, sample->stack_size) : 0;
 	/* The leaf is exact even if nothing else works. */
+	u->sps[n] = sample->regs[regs_index(PERF_X86_SP)];
 	frames[n++] = (struct stoke_unwind_frame){ .ip = sample->regs[regs_index(PERF_X86_IP)],
 						   .exact = true };
 	uas = proc_as(u, sample->pid);
@@ -967,6 +1060,7 @@ size_t stoke_unwind_sample(struct stoke_unwinder *u, const struct stoke_addrspac
 			jit_from = 0;
 		}
 		exact = signal; /* the frame a signal interrupted is exact */
+		u->sps[n] = new_sp;
 		frames[n++] = (struct stoke_unwind_frame){ .ip = ip, .exact = exact,
 							   .fp_link = fp_link };
 		if (!jit_from)
@@ -980,6 +1074,16 @@ size_t stoke_unwind_sample(struct stoke_unwinder *u, const struct stoke_addrspac
 		if (end == STOKE_UNWIND_COMPLETE || end == STOKE_UNWIND_MAX_DEPTH)
 			end = STOKE_UNWIND_NO_INFO;
 	}
+	if (end == STOKE_UNWIND_TRUNCATED) {
+		size_t m = stitch(u, sample, frames, n, max);
+
+		if (m > n) {
+			n = m;
+			end = STOKE_UNWIND_COMPLETE;
+		}
+	}
+	if (end == STOKE_UNWIND_COMPLETE)
+		keep_stack(u, sample, frames, n);
 out:
 	u->stats.ends[end]++;
 	*ret_end = end;

@@ -66,6 +66,11 @@ struct stoke_unwind_stats {
 	uint64_t samples;     /* samples unwound (with registers) */
 	uint64_t ends[STOKE_UNWIND_NR_ENDS];
 	uint64_t fp_links;    /* frames taken from frame-pointer links */
+	/* truncated stacks completed from the same thread's last complete
+	 * stack (same return address and stack pointer in the outermost
+	 * frame): counted in ends[STOKE_UNWIND_COMPLETE] as well */
+	uint64_t stitched;
+	uint64_t stitched_frames; /* frames those stitches added */
 	uint64_t tables;      /* module unwind tables parsed */
 	uint64_t tables_missing; /* modules without .eh_frame_hdr */
 	uint64_t addr_spaces; /* libunwind address spaces created */

@@ -274,10 +274,11 @@ START_TEST(test_truncated_copy)
 
 	t_outer();
 	feed_self_maps(s);
-	nfull = unwind_names(s, g_snap.len, full);
 	/* A copy that ends a little above the leaf's frame: the walk must stop
-	 * with [truncated], after a correct prefix. */
+	 * with [truncated], after a correct prefix. (Truncated first: after a
+	 * complete stack of the same thread it would be stitched.) */
 	n = unwind_names(s, 96, f);
+	nfull = unwind_names(s, g_snap.len, full);
 	ck_assert_int_ge(n, 2);
 	ck_assert_int_lt(n, nfull);
 	ck_assert_int_eq(f[n - 1].kind, STOKE_FRAME_SYNTHETIC);
@@ -285,6 +286,49 @@ START_TEST(test_truncated_copy)
 	for (int i = 0; i < n - 1; i++)
 		ck_assert_str_eq(f[i].function, full[i].function);
 	stoke_symbolizer_get_stats(s, &st);
+	ck_assert_uint_eq(st.unwind_truncated, 1);
+	stoke_symbolizer_free(s);
+	snap_free();
+}
+END_TEST
+
+/* A truncated stack of a thread whose previous stack was complete, with
+ * the same return address and stack pointer at the cut, is completed from
+ * it and counted; another thread's stack is not used. */
+START_TEST(test_stitch)
+{
+	struct stoke_symbolizer *s = sym_new();
+	struct stoke_symbol full[MAX_FRAMES], f[MAX_FRAMES];
+	struct stoke_symbolizer_stats st;
+	struct stoke_sample smp;
+	int nfull, n;
+
+	t_outer();
+	feed_self_maps(s);
+	nfull = unwind_names(s, g_snap.len, full);
+	ck_assert_int_ge(nfull, 5);
+	ck_assert_int_ne(full[nfull - 1].kind, STOKE_FRAME_SYNTHETIC);
+
+	/* another thread: nothing to stitch onto */
+	smp = snap_sample(96);
+	smp.tid = smp.pid + 1;
+	n = stoke_symbolizer_sample(s, &smp, f, MAX_FRAMES);
+	ck_assert_int_lt(n, nfull);
+	ck_assert_str_eq(f[n - 1].function, "[truncated]");
+	stoke_symbolizer_get_stats(s, &st);
+	ck_assert_uint_eq(st.unwind_stitched, 0);
+	ck_assert_uint_eq(st.unwind_truncated, 1);
+
+	/* the same thread: stitched, and the same stack as the full copy */
+	n = unwind_names(s, 96, f);
+	ck_assert_int_eq(n, nfull);
+	for (int i = 0; i < n; i++) {
+		ck_assert_uint_eq(f[i].addr, full[i].addr);
+		ck_assert_int_eq(f[i].kind, STOKE_FRAME_USER);
+	}
+	stoke_symbolizer_get_stats(s, &st);
+	ck_assert_uint_eq(st.unwind_stitched, 1);
+	ck_assert_uint_eq(st.unwind_complete, 2);
 	ck_assert_uint_eq(st.unwind_truncated, 1);
 	stoke_symbolizer_free(s);
 	snap_free();
@@ -457,6 +501,7 @@ static Suite *unwind_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_full_stack);
 	tcase_add_test(tc, test_truncated_copy);
+	tcase_add_test(tc, test_stitch);
 	tcase_add_test(tc, test_no_mappings);
 	tcase_add_test(tc, test_garbage_stack);
 	tcase_add_test(tc, test_signal_frame);

@@ -758,12 +758,13 @@ static void unwind_summary(const struct stoke_session_stats *st)
 
 	fprintf(stderr,
 		"stoke: unwound %llu user stacks, %llu incomplete (%.1f%%): %llu truncated "
-		"(stack copy), %llu max-depth, %llu no-cfi, %llu bad-frame; %llu fp-links\n",
+		"(stack copy), %llu max-depth, %llu no-cfi, %llu bad-frame; %llu fp-links, "
+		"%llu stitched\n",
 		(unsigned long long)st->unwind_samples, (unsigned long long)bad,
 		100.0 * (double)bad / (double)st->unwind_samples,
 		(unsigned long long)st->unwind_truncated, (unsigned long long)st->unwind_max_depth,
 		(unsigned long long)st->unwind_no_cfi, (unsigned long long)st->unwind_bad_frame,
-		(unsigned long long)st->unwind_fp_links);
+		(unsigned long long)st->unwind_fp_links, (unsigned long long)st->unwind_stitched);
 }
 
 static void summary(struct recorder *rec, double elapsed)

@@ -7,6 +7,7 @@ and, for the comparison test, from perf itself; never from a stored profile.
 """
 import collections
 import glob
+import json
 import os
 import re
 import shutil
@@ -248,6 +249,41 @@ def test_signal_frame(d):
           "interrupted code and main" % (through, got))
 
 
+def test_stitch(d):
+    """A stack deeper than the copy is completed from the same thread's
+    previous complete stack when the frame at the cut matches it (same
+    return address and stack pointer): recurse-alt alternates between 80
+    descend frames (complete in a 16 KB copy) and 150 (cut inside the 80).
+    Every stitch is counted in the summary line and in run.json."""
+    out = os.path.join(d, "runs")
+    p = run_stoke(["record", "-F", "999", "-g", "dwarf,16384", "--output-dir", out, "--",
+                   fixture("recurse-alt"), "2", "80", "150"], timeout=120)
+    check(p.returncode == 0, "stoke: exit %d: %s" % (p.returncode, p.stderr))
+    runs = glob.glob(os.path.join(out, "*", "run.json"))
+    check(len(runs) == 1, "no run directory: %r" % runs)
+    stacks = parse_folded(os.path.join(os.path.dirname(runs[0]), "profile.folded"))
+    with open(runs[0]) as f:
+        info = json.load(f)
+    m = re.search(r"(\d+) stitched", p.stderr)
+    check(m, "no stitch count in the summary: %r" % p.stderr)
+    stitched = int(m.group(1))
+    deep = sum(c for fr, c in stacks if fr.count("descend") == 150 and "main" in fr)
+    cut = sum(c for fr, c in stacks if "[truncated]" in fr)
+    odd = sum(c for fr, c in stacks if "main" in fr and "leaf_work" in fr and
+              fr.count("descend") not in (80, 150))
+    print("samples=%d, deep and complete: %d, still truncated: %d, wrong depth: %d, "
+          "stitched: %d (run.json: %s)" % (total(stacks), deep, cut, odd, stitched,
+                                          info.get("stitched_stacks")))
+    check(deep >= 0.2 * total(stacks), "only %d of %d samples are deep and complete"
+          % (deep, total(stacks)))
+    check(deep >= 0.9 * (deep + cut), "%d deep stacks still truncated, %d complete" % (cut, deep))
+    check(odd <= 0.01 * total(stacks), "%d stacks with a wrong number of frames" % odd)
+    check(stitched >= deep * 0.9, "%d deep complete stacks but %d stitches counted"
+          % (deep, stitched))
+    check(info.get("stitched_stacks") == stitched,
+          "run.json stitched_stacks %r != summary %d" % (info.get("stitched_stacks"), stitched))
+
+
 JIT_JS = """
 function fib(n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
 const end = Date.now() + 1000 * Number(process.argv[2]);
@@ -414,6 +450,7 @@ TESTS = {
     "plt_stub": test_plt_stub,
     "signal_frame": test_signal_frame,
     "jit_node": test_jit_node,
+    "stitch": test_stitch,
 }
 
 if __name__ == "__main__":

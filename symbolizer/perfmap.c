@@ -1,8 +1,9 @@
 /*
  * perf-PID.map parsing and lookup (see perfmap.h).
  *
- * Entries go into one array and names into one growing string buffer, then
- * the array is sorted by start (ties by line order). A lookup binary-searches
+ * Entries go into one array and names into one growing string buffer; a
+ * commit sorts the entries added since the last one by start (ties by line
+ * order) and merges them into the sorted rest. A lookup binary-searches
  * the last entry starting at or below the address and, because JIT maps
  * overlap when code is replaced, looks back over a bounded window for the
  * newest entry that contains it.
@@ -30,9 +31,16 @@ struct pm_entry {
 struct stoke_perfmap {
 	struct pm_entry *e;
 	size_t n, cap;
+	size_t sorted; /* e[0..sorted) is sorted and visible to lookups */
 	char *names;
 	size_t names_len, names_cap;
 	size_t malformed;
+	uint64_t skipped_bytes;
+	uint32_t seq;
+	/* The unfinished line at the end of the last feed. */
+	char line[STOKE_PERFMAP_MAX_LINE];
+	size_t line_len;
+	bool skipping; /* inside a line longer than the limit */
 };
 
 static bool parse_hex(const char **p, uint64_t *ret)
@@ -95,7 +103,7 @@ static int add_line(struct stoke_perfmap *m, const char *line, size_t len)
 		.start = start,
 		.size = size,
 		.name = (uint32_t)m->names_len,
-		.seq = (uint32_t)m->n,
+		.seq = m->seq++,
 	};
 	m->n++;
 	m->names_len += name_len + 1;
@@ -111,36 +119,129 @@ static int entry_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-int stoke_perfmap_parse(FILE *f, struct stoke_perfmap **ret)
+int stoke_perfmap_new(struct stoke_perfmap **ret)
 {
 	struct stoke_perfmap *m = calloc(1, sizeof(*m));
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	int r = 0;
 
 	if (!m)
 		return -ENOMEM;
-	while ((len = getline(&line, &cap, f)) >= 0) {
-		if (len && line[len - 1] == '\n')
-			len--;
-		if (m->n >= STOKE_PERFMAP_MAX_ENTRIES)
+	*ret = m;
+	return 0;
+}
+
+/* One complete line (without its newline). */
+static int take_line(struct stoke_perfmap *m, const char *line, size_t len)
+{
+	int r;
+
+	if (m->n >= STOKE_PERFMAP_MAX_ENTRIES)
+		return 0;
+	r = add_line(m, line, len);
+	if (r == 0)
+		m->malformed++;
+	return r < 0 ? r : 0;
+}
+
+int stoke_perfmap_feed(struct stoke_perfmap *m, const char *buf, size_t len)
+{
+	while (len) {
+		const char *nl = memchr(buf, '\n', len);
+		size_t n = nl ? (size_t)(nl - buf) : len;
+		int r = 0;
+
+		if (m->skipping) {
+			m->skipped_bytes += n;
+		} else if (m->line_len + n > sizeof(m->line)) {
+			/* Too long: skip to its end without holding it. */
+			m->skipped_bytes += m->line_len + n;
+			m->line_len = 0;
+			m->skipping = true;
+			m->malformed++;
+		} else if (nl && m->line_len == 0) {
+			r = take_line(m, buf, n);
+		} else {
+			memcpy(m->line + m->line_len, buf, n);
+			m->line_len += n;
+			if (nl) {
+				r = take_line(m, m->line, m->line_len);
+				m->line_len = 0;
+			}
+		}
+		if (r < 0)
+			return r;
+		if (!nl)
 			break;
-		r = add_line(m, line, (size_t)len);
+		m->skipping = false;
+		buf = nl + 1;
+		len -= n + 1;
+	}
+	return 0;
+}
+
+int stoke_perfmap_end(struct stoke_perfmap *m)
+{
+	int r = 0;
+
+	if (m->line_len && !m->skipping)
+		r = take_line(m, m->line, m->line_len);
+	m->line_len = 0;
+	m->skipping = false;
+	return r;
+}
+
+int stoke_perfmap_commit(struct stoke_perfmap *m)
+{
+	struct pm_entry *merged;
+	size_t i = 0, j = m->sorted, k = 0;
+
+	if (m->sorted == m->n)
+		return 0;
+	qsort(m->e + m->sorted, m->n - m->sorted, sizeof(*m->e), entry_cmp);
+	if (m->sorted == 0) {
+		m->sorted = m->n;
+		return 0;
+	}
+	merged = malloc(m->n * sizeof(*merged));
+	if (!merged)
+		return -ENOMEM;
+	while (i < m->sorted && j < m->n)
+		merged[k++] = entry_cmp(&m->e[i], &m->e[j]) <= 0 ? m->e[i++] : m->e[j++];
+	while (i < m->sorted)
+		merged[k++] = m->e[i++];
+	while (j < m->n)
+		merged[k++] = m->e[j++];
+	free(m->e);
+	m->e = merged;
+	m->cap = m->n;
+	m->sorted = m->n;
+	return 0;
+}
+
+int stoke_perfmap_parse(FILE *f, struct stoke_perfmap **ret)
+{
+	struct stoke_perfmap *m;
+	char buf[65536];
+	size_t n;
+	int r;
+
+	r = stoke_perfmap_new(&m);
+	if (r < 0)
+		return r;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		r = stoke_perfmap_feed(m, buf, n);
 		if (r < 0)
 			break;
-		if (r == 0)
-			m->malformed++;
 	}
-	free(line);
 	if (r >= 0 && ferror(f))
 		r = -EIO;
+	if (r >= 0)
+		r = stoke_perfmap_end(m);
+	if (r >= 0)
+		r = stoke_perfmap_commit(m);
 	if (r < 0) {
 		stoke_perfmap_free(m);
 		return r;
 	}
-	if (m->n)
-		qsort(m->e, m->n, sizeof(*m->e), entry_cmp);
 	*ret = m;
 	return 0;
 }
@@ -158,7 +259,7 @@ const char *stoke_perfmap_lookup(const struct stoke_perfmap *m, uint64_t addr,
 				 uint64_t *ret_start)
 {
 	const struct pm_entry *best = NULL;
-	size_t lo = 0, hi = m->n;
+	size_t lo = 0, hi = m->sorted;
 
 	/* lo = number of entries starting at or below addr */
 	while (lo < hi) {
@@ -184,7 +285,12 @@ const char *stoke_perfmap_lookup(const struct stoke_perfmap *m, uint64_t addr,
 
 size_t stoke_perfmap_count(const struct stoke_perfmap *m)
 {
-	return m ? m->n : 0;
+	return m ? m->sorted : 0;
+}
+
+uint64_t stoke_perfmap_skipped_bytes(const struct stoke_perfmap *m)
+{
+	return m ? m->skipped_bytes : 0;
 }
 
 size_t stoke_perfmap_malformed(const struct stoke_perfmap *m)

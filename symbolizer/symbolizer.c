@@ -62,6 +62,14 @@
 /* A JIT map is re-read on a miss at most this often (and only if it grew). */
 #define JIT_RELOAD_NS 200000000ULL
 #define JIT_MAX_PROCS 4096
+/* A JIT map is the target user's file: a reload reads at most this much of
+ * what was appended (the rest waits for the next miss), so one never stalls
+ * the caller long, and every map of a symbolizer together at most
+ * JIT_TOTAL_BYTES (each one at most STOKE_PERFMAP_MAX_BYTES). A map's
+ * entries take up to about 4 bytes per byte read (24-byte entries for
+ * 6-byte lines), twice that while a commit merges. */
+#define JIT_READ_BUDGET (4u << 20)
+#define JIT_TOTAL_BYTES (64ull << 20)
 /* The most locations stoke_symbolizer_sample asks for: kernel callchain,
  * unwound frames and the synthetic root frame. */
 #define SAMPLE_MAX_LOCS 4096
@@ -91,7 +99,11 @@ struct jitmap {
 	uint32_t pid;
 	struct stoke_perfmap *map; /* NULL: none read yet */
 	uint64_t checked_ns;       /* last time the file was looked at */
-	off_t size;                /* its size when read */
+	off_t size;                /* bytes of it read so far */
+	dev_t dev;                 /* the file read (a new one starts over) */
+	ino_t ino;
+	off_t refused;             /* bytes past the caps, counted so far */
+	bool warned;
 };
 
 struct stoke_symbolizer {
@@ -114,6 +126,7 @@ struct stoke_symbolizer {
 	struct inl_chunk *inl_chunks;
 	struct jitmap *jits;
 	size_t njits;
+	uint64_t jit_bytes; /* read from every JIT map, against JIT_TOTAL_BYTES */
 	struct stoke_module_frame scratch[MAX_ADDR_FRAMES];
 	struct stoke_frame_loc *locs; /* stoke_symbolizer_sample's scratch */
 	size_t locs_cap;
@@ -527,20 +540,37 @@ static bool jit_owner_ok(uint32_t pid, const struct stat *map)
 	return stat(path, &proc) == 0 && proc.st_uid == map->st_uid;
 }
 
-/* (Re)read pid's JIT map when it grew since the last read. */
+/* Count the bytes of j's file that will never be read (past the caps) and
+ * say so once per map. */
+static void jit_refuse(struct stoke_symbolizer *s, struct jitmap *j, const char *path,
+		       off_t size, off_t readable)
+{
+	if (size - readable <= j->refused)
+		return;
+	s->stats.jit_bytes_refused += (uint64_t)(size - readable - j->refused);
+	j->refused = size - readable;
+	if (!j->warned)
+		log_warn("%s: %lld bytes not read (a JIT map is read up to %u MiB, all of "
+			 "a session's up to %llu MiB)",
+			 path, (long long)j->refused, STOKE_PERFMAP_MAX_BYTES >> 20,
+			 JIT_TOTAL_BYTES >> 20);
+	j->warned = true;
+}
+
+/* Read what was appended to pid's JIT map since the last read, within the
+ * caps. A file that was replaced or shrank is read again from the start. */
 static void jit_reload(struct stoke_symbolizer *s, struct jitmap *j)
 {
-	struct stoke_perfmap *map;
-	char path[128];
+	char path[128], buf[65536];
 	struct stat st;
-	FILE *f = NULL;
-	int fd, r;
+	off_t readable, end;
+	int fd, r = 0;
 
 	snprintf(path, sizeof(path), "/proc/%" PRIu32 "/root/tmp/perf-%" PRIu32 ".map", j->pid,
 		 ns_pid(j->pid));
 	/* /tmp is writable by everybody: only a regular file (never a FIFO
 	 * that would block us), not a symlink, owned by root or by the target's
-	 * user, as perf requires. */
+	 * user, as perf requires, and opened with the requester's rights. */
 	fd = stoke_elfcache_open(s->elfs, path, O_NOFOLLOW, &st);
 	if (fd < 0) {
 		/* The target has exited (its root is gone), or shares our
@@ -550,20 +580,43 @@ static void jit_reload(struct stoke_symbolizer *s, struct jitmap *j)
 	}
 	if (fd < 0)
 		return;
-	if (!jit_owner_ok(j->pid, &st) || (j->map && st.st_size == j->size) ||
-	    !(f = fdopen(fd, "re"))) {
+	if (!jit_owner_ok(j->pid, &st)) {
 		close(fd);
 		return;
 	}
-	r = stoke_perfmap_parse(f, &map);
-	fclose(f);
-	if (r < 0) {
-		log_debug("symbolizer: %s: %s", path, strerror(-r));
+	if (j->map && (st.st_dev != j->dev || st.st_ino != j->ino || st.st_size < j->size)) {
+		s->jit_bytes -= (uint64_t)j->size;
+		stoke_perfmap_free(j->map);
+		j->map = NULL;
+		j->size = j->refused = 0;
+	}
+	readable = STOKE_MIN(st.st_size, (off_t)STOKE_PERFMAP_MAX_BYTES);
+	readable = STOKE_MIN(readable, j->size + (off_t)(JIT_TOTAL_BYTES - s->jit_bytes));
+	jit_refuse(s, j, path, st.st_size, readable);
+	end = STOKE_MIN(readable, j->size + (off_t)JIT_READ_BUDGET);
+	if (end <= j->size || (!j->map && stoke_perfmap_new(&j->map) < 0)) {
+		close(fd);
 		return;
 	}
-	stoke_perfmap_free(j->map);
-	j->map = map;
-	j->size = st.st_size;
+	j->dev = st.st_dev;
+	j->ino = st.st_ino;
+	while (j->size < end) {
+		ssize_t n = pread(fd, buf, (size_t)STOKE_MIN((off_t)sizeof(buf), end - j->size),
+				  j->size);
+
+		if (n <= 0)
+			break; /* shrank under us, or an error: what was read stays */
+		r = stoke_perfmap_feed(j->map, buf, (size_t)n);
+		if (r < 0)
+			break;
+		j->size += n;
+		s->jit_bytes += (uint64_t)n;
+	}
+	close(fd);
+	if (r == 0)
+		r = stoke_perfmap_commit(j->map);
+	if (r < 0)
+		log_debug("symbolizer: %s: %s", path, strerror(-r));
 	s->stats.jit_maps_read++;
 }
 

@@ -97,6 +97,7 @@ struct stoke_symbolizer_stats {
 	uint64_t unknown;       /* frames left without a function name */
 	uint64_t no_mapping;    /* user addresses outside every mapping */
 	uint64_t jit_maps_read; /* /tmp/perf-PID.map files (re)read */
+	uint64_t jit_bytes_refused; /* of them, bytes past the size caps */
 	/* DWARF unwinding of user stacks (samples with user registers); every
 	 * unwound sample ends in exactly one of the reasons below. */
 	uint64_t unwind_samples;

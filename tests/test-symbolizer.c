@@ -932,6 +932,38 @@ START_TEST(test_perfmap_parse)
 }
 END_TEST
 
+/* A growing map is fed as it grows: a line cut between two feeds waits for
+ * its end, a line past STOKE_PERFMAP_MAX_LINE (a sparse file's zeros) is
+ * skipped without being held, and a later line still wins an overlap after
+ * the merge of a commit. */
+START_TEST(test_perfmap_incremental)
+{
+	struct stoke_perfmap *m = NULL;
+	size_t zeros = 3 * STOKE_PERFMAP_MAX_LINE;
+	char *hole = calloc(1, zeros);
+
+	ck_assert_ptr_nonnull(hole);
+	ck_assert_int_eq(stoke_perfmap_new(&m), 0);
+	ck_assert_int_eq(stoke_perfmap_feed(m, "1000 100 first\n2000 10 cu", 25), 0);
+	ck_assert_int_eq(stoke_perfmap_commit(m), 0);
+	ck_assert_str_eq(stoke_perfmap_lookup(m, 0x1010, NULL), "first");
+	ck_assert_ptr_null(stoke_perfmap_lookup(m, 0x2000, NULL));
+	ck_assert_int_eq(stoke_perfmap_feed(m, "t\n", 2), 0);
+	ck_assert_int_eq(stoke_perfmap_feed(m, hole, zeros), 0);
+	ck_assert_int_eq(stoke_perfmap_feed(m, hole, zeros), 0);
+	ck_assert_int_eq(stoke_perfmap_feed(m, "\n1010 8 newer\n", 15), 0);
+	ck_assert_int_eq(stoke_perfmap_commit(m), 0);
+	ck_assert_str_eq(stoke_perfmap_lookup(m, 0x2005, NULL), "cut");
+	ck_assert_str_eq(stoke_perfmap_lookup(m, 0x1012, NULL), "newer");
+	ck_assert_str_eq(stoke_perfmap_lookup(m, 0x1020, NULL), "first");
+	ck_assert_uint_eq(stoke_perfmap_count(m), 3);
+	ck_assert_uint_eq(stoke_perfmap_malformed(m), 1);
+	ck_assert_uint_eq(stoke_perfmap_skipped_bytes(m), 2 * zeros);
+	stoke_perfmap_free(m);
+	free(hole);
+}
+END_TEST
+
 /* A FIFO (or a symlink) where the JIT map should be must neither block the
  * symbolizer (stoked's loop runs it) nor be read. */
 START_TEST(test_jit_map_fifo)
@@ -1264,6 +1296,7 @@ static Suite *symbolizer_suite(void)
 #endif
 	tcase_add_test(tc, test_demangle);
 	tcase_add_test(tc, test_perfmap_parse);
+	tcase_add_test(tc, test_perfmap_incremental);
 	tcase_add_test(tc, test_jit_frames);
 	tcase_add_test(tc, test_jit_map_fifo);
 	tcase_add_test(tc, test_module_fifo);

@@ -38,7 +38,7 @@ void stoke_request_init(struct stoke_request *req)
 	req->event = STOKE_EVENT_CPU_CLOCK;
 	/* The same default as `stoke record`: -g auto. */
 	req->callgraph = STOKE_CALLGRAPH_DWARF;
-	req->stack_size = 8192;
+	req->stack_size = STOKE_DWARF_STACK_DEFAULT;
 }
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
@@ -473,7 +473,7 @@ int stoke_request_format(const struct stoke_request *req, char **ret)
 		if (req->event != STOKE_EVENT_CPU_CLOCK)
 			json_object_object_add(o, "event",
 					       json_object_new_string(event_str(req->event)));
-		if (req->callgraph != STOKE_CALLGRAPH_DWARF || req->stack_size != 8192) {
+		if (req->callgraph != STOKE_CALLGRAPH_DWARF || req->stack_size != STOKE_DWARF_STACK_DEFAULT) {
 			char cg[32];
 
 			json_object_object_add(o, "call_graph",

@@ -101,7 +101,7 @@ void stoke_sampler_opts_init(struct stoke_sampler_opts *opts)
 	opts->event = STOKE_EVENT_CPU_CLOCK;
 	opts->freq = STOKE_SAMPLER_DEFAULT_FREQ;
 	opts->callgraph = STOKE_CALLGRAPH_FP;
-	opts->stack_size = 8192;
+	opts->stack_size = STOKE_DWARF_STACK_DEFAULT;
 }
 
 const char *stoke_event_name(enum stoke_event e)
@@ -1030,12 +1030,12 @@ int stoke_callgraph_parse(const char *s, enum stoke_callgraph *ret_mode, uint32_
 
 	if (strcmp(s, "fp") == 0) {
 		*ret_mode = STOKE_CALLGRAPH_FP;
-		*ret_stack_size = 8192;
+		*ret_stack_size = STOKE_DWARF_STACK_DEFAULT;
 		return 0;
 	}
 	if (strcmp(s, "auto") == 0 || strcmp(s, "dwarf") == 0) {
 		*ret_mode = STOKE_CALLGRAPH_DWARF;
-		*ret_stack_size = 8192;
+		*ret_stack_size = STOKE_DWARF_STACK_DEFAULT;
 		return 0;
 	}
 	if (strncmp(s, "dwarf,", 6) != 0 || s[6] < '0' || s[6] > '9')
@@ -1054,7 +1054,7 @@ const char *stoke_callgraph_format(enum stoke_callgraph mode, uint32_t stack_siz
 {
 	if (mode == STOKE_CALLGRAPH_FP)
 		snprintf(buf, size, "fp");
-	else if (stack_size == 8192)
+	else if (stack_size == STOKE_DWARF_STACK_DEFAULT)
 		snprintf(buf, size, "dwarf");
 	else
 		snprintf(buf, size, "dwarf,%u", stack_size);

@@ -38,11 +38,21 @@ enum stoke_callgraph {
 	STOKE_CALLGRAPH_DWARF, /* regs + user stack copy, unwound later */
 };
 
+/*
+ * The default DWARF user-stack copy, in bytes. perf's default is 8192,
+ * which cuts the stacks of ordinary deep programs (sqlite3, bzip2, clang:
+ * 0-40% complete); 32 KB holds them (sqlite3, bzip2, gcc: >= 99.5%, clang
+ * 97% with stitching) at the same target cost as perf with the same copy.
+ * The kernel's limit is 65528.
+ */
+#define STOKE_DWARF_STACK_DEFAULT 32768
+
 struct stoke_sampler_opts {
 	enum stoke_event event;
 	unsigned freq;            /* samples per second per thread; default 999 */
 	enum stoke_callgraph callgraph;
-	uint32_t stack_size;      /* DWARF user-stack copy; default 8192 */
+	uint32_t stack_size;      /* DWARF user-stack copy; default
+				   * STOKE_DWARF_STACK_DEFAULT */
 	uint32_t ring_pages;      /* data pages per CPU ring (power of 2); 0 = auto */
 	bool exclude_kernel;      /* no kernel samples/callchains */
 };
@@ -137,7 +147,8 @@ const struct stoke_record_format *stoke_sampler_format(const struct stoke_sample
 const char *stoke_sampler_strerror(int err);
 
 /*
- * Parse a call-graph mode: "fp", "dwarf" (8192-byte stack copies),
+ * Parse a call-graph mode: "fp", "dwarf" (STOKE_DWARF_STACK_DEFAULT-byte
+ * stack copies),
  * "dwarf,BYTES" (8..65528, a multiple of 8) or "auto" (DWARF unwinding of
  * every user stack: right with and without frame pointers). Returns 0 or
  * -EINVAL.

@@ -44,7 +44,7 @@ START_TEST(test_callgraph_modes)
 	/* The default is record's: auto, DWARF with 8 KiB copies. */
 	ck_assert_int_eq(parse("{\"op\":\"attach\",\"pid\":1}", &req, err, sizeof(err)), 0);
 	ck_assert_int_eq(req.callgraph, STOKE_CALLGRAPH_DWARF);
-	ck_assert_uint_eq(req.stack_size, 8192);
+	ck_assert_uint_eq(req.stack_size, STOKE_DWARF_STACK_DEFAULT);
 }
 END_TEST
 

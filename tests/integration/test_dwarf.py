@@ -138,13 +138,25 @@ def test_deep_recursion(d):
     print("leaf_work samples=%d with all %d descend frames and main: %d (%.1f%%)"
           % (n, depth, full, 100.0 * full / n))
     check(full >= REACH_FLOOR / 100 * n, "only %d of %d deep stacks complete" % (full, n))
-    # The default 8 KB copy cannot hold ~9 KB of frames: those stacks must
-    # say so ([truncated]) and count it, not end silently.
-    stacks, err = record(d, ["-F", "999", "-g", "dwarf", "--",
+    # The default copy holds ~12 KB of frames (depth 80): complete with
+    # default settings, no stitching needed.
+    stacks, err = record(d, ["-F", "999", "--", fixture("recurse"), "2", str(depth)],
+                         name="default.folded")
+    leaf = [(user_frames(fr), c) for fr, c in stacks
+            if user_frames(fr) and user_frames(fr)[-1] == "leaf_work"]
+    n = sum(c for _, c in leaf)
+    full = sum(c for fr, c in leaf if fr.count("descend") == depth and "main" in fr)
+    print("default settings: %d of %d leaf_work stacks complete" % (full, n))
+    check(n > 0 and full >= REACH_FLOOR / 100 * n,
+          "default settings: only %d of %d deep stacks complete" % (full, n))
+    # A 4 KB copy cannot hold ~12 KB of frames, and no stack of this run is
+    # ever complete (nothing to stitch onto): the stacks must say so
+    # ([truncated]) and count it, not end silently.
+    stacks, err = record(d, ["-F", "999", "-g", "dwarf,4096", "--",
                              fixture("recurse"), "2", str(depth)], name="small.folded")
     trunc = sum(c for fr, c in stacks if "[truncated]" in fr)
-    print("8 KB copy: %d of %d samples end in [truncated]" % (trunc, total(stacks)))
-    check(trunc >= 0.5 * total(stacks), "the 8 KB copy did not report truncation")
+    print("4 KB copy: %d of %d samples end in [truncated]" % (trunc, total(stacks)))
+    check(trunc >= 0.5 * total(stacks), "the 4 KB copy did not report truncation")
     check(all(fr[0] == "[truncated]" or "main" in fr or KERNEL.search(fr[0])
               for fr, _ in stacks if "leaf_work" in fr),
           "a stack that misses main does not start with [truncated]")

@@ -191,6 +191,22 @@ def test_symlink_swap(d):
         check("TOPSECRET" not in text, "a root-only file's symbol reached nobody's profile:\n%s"
               % "\n".join(line for line in text.splitlines() if "TOPSECRET" in line)[:2000])
         check("mapswap_idle" in text or "main" in text, "the attacker was not profiled")
+        # The switch is for other users only: the same daemon still reads
+        # root-only files for root, so a root process running the secret
+        # library is named in root's session.
+        rootout = os.path.join(d, "out-root")
+        os.mkdir(rootout)
+        owner = subprocess.Popen([fixture("mapswap"), "run", os.path.join(secret, "libswap.so")],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            check(owner.stdout.readline().strip() == "ready", "mapswap run did not start")
+            sid = int(daemon.ok(["attach", str(owner.pid), "-o", rootout, "-d", "1.5",
+                                 "-g", "fp"]).strip())
+            own = frames_text(folded_of_run(rootout, wait_ended(daemon, sid, timeout=30)))
+            check("TOPSECRET_alpha_key_derivation" in own,
+                  "root's own session no longer names a root-only library")
+        finally:
+            kill(owner)
     finally:
         daemon.stop()
 

@@ -20,11 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "demangle.h"
+#include "elfcache.h"
 #include "perfmap.h"
 #include "symbolizer.h"
 
@@ -964,6 +966,52 @@ START_TEST(test_perfmap_incremental)
 }
 END_TEST
 
+/* Files a target names are opened with the requester's rights (as root:
+ * the test needs to change its filesystem ids), and those of the thread come
+ * back afterwards; a device is refused without being opened. */
+START_TEST(test_open_as_requester)
+{
+	struct stoke_file_creds nobody = { true, 65534, 65534 };
+	struct stoke_strpool *pool;
+	struct stoke_elfcache *c;
+	gid_t groups[64], after[64];
+	char dir[] = "/tmp/stoke-creds-XXXXXX", path[64];
+	int ngroups, fd;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "test_open_as_requester: not root, nothing to switch: skipped\n");
+		return;
+	}
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/secret", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ngroups = getgroups(64, groups);
+	ck_assert_int_eq(stoke_strpool_new(&pool), 0);
+	ck_assert_int_eq(stoke_elfcache_new(pool, &c), 0);
+
+	/* As root (no requester): the root-only file opens. */
+	fd = stoke_elfcache_open(c, path, O_NOFOLLOW, NULL);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	/* As nobody: refused, and the thread is root again afterwards. */
+	stoke_elfcache_set_creds(c, &nobody);
+	ck_assert_int_eq(stoke_elfcache_open(c, path, O_NOFOLLOW, NULL), -EACCES);
+	ck_assert_int_eq(setfsuid((uid_t)-1), 0);
+	ck_assert_int_eq(setfsgid((gid_t)-1), 0);
+	ck_assert_int_eq(getgroups(64, after), ngroups);
+	ck_assert_mem_eq(after, groups, (size_t)ngroups * sizeof(gid_t));
+	/* A device is never opened, whoever asks. */
+	ck_assert_int_eq(stoke_elfcache_open(c, "/dev/null", 0, NULL), -EINVAL);
+
+	stoke_elfcache_free(c);
+	stoke_strpool_free(pool);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
 /* A FIFO (or a symlink) where the JIT map should be must neither block the
  * symbolizer (stoked's loop runs it) nor be read. */
 START_TEST(test_jit_map_fifo)
@@ -1297,6 +1345,7 @@ static Suite *symbolizer_suite(void)
 	tcase_add_test(tc, test_demangle);
 	tcase_add_test(tc, test_perfmap_parse);
 	tcase_add_test(tc, test_perfmap_incremental);
+	tcase_add_test(tc, test_open_as_requester);
 	tcase_add_test(tc, test_jit_frames);
 	tcase_add_test(tc, test_jit_map_fifo);
 	tcase_add_test(tc, test_module_fifo);

@@ -1359,8 +1359,10 @@ static void client_event(struct daemon *d, int fd, uint32_t events)
 		return;
 	if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		client_read(d, c);
-	if (c->dead || client_flush(d, c) < 0 || (c->eof && c->outoff == c->outlen) ||
-	    (events & EPOLLERR))
+	/* A waiting client is not read, but a hangup is reported anyway (and
+	 * again on every wakeup): the peer is gone, so is its reply. */
+	if (c->dead || client_flush(d, c) < 0 || (c->eof && !c->waiting && c->outoff == c->outlen) ||
+	    (events & EPOLLERR) || (c->waiting && (events & EPOLLHUP)))
 		client_close(d, c);
 }
 

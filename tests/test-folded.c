@@ -16,6 +16,7 @@
 
 #include "folded.h"
 #include "profile.h"
+#include "textprof.h"
 
 static uint32_t intern(struct stoke_profile *p, const char *s)
 {
@@ -485,6 +486,67 @@ START_TEST(test_stress)
 }
 END_TEST
 
+/* Text input (textprof.h): folded stacks round-trip through the writer;
+ * perf script callchains become stacks root first with their threads and
+ * kinds; a bad line fails the read with its number. */
+static char *render_folded(const struct stoke_profile *p, bool per_thread)
+{
+	struct stoke_folded_opts fo;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	ck_assert_ptr_nonnull(out);
+	stoke_folded_opts_init(&fo);
+	fo.per_thread = per_thread;
+	ck_assert_int_eq(stoke_folded_write(p, &fo, out), 0);
+	fclose(out);
+	return buf;
+}
+
+START_TEST(test_text_input)
+{
+	static const char folded[] = "main;run;leaf_a 3\nmain;run;leaf_b 1\nmain;sys_x_[k] 2\n";
+	static const char script[] =
+		"my app 10/11 [000] 1.000: 1000000 cpu-clock: \n"
+		"\tffffffff81000e06 irq_entry+0x16 ([kernel.kallsyms])\n"
+		"\t1274 f(int, char) const+0x34 (/bin/app)\n"
+		"\t10c5 main+0x45 (/bin/app)\n"
+		"\n"
+		"my app 10/12 [001] 1.001: 1000000 cpu-clock: \n"
+		"\t5555 [unknown] (/lib/libz.so.1)\n"
+		"\t10c5 main+0x45 (/bin/app)\n";
+	struct stoke_profile *p = NULL;
+	const char *err = NULL;
+	char *out;
+
+	ck_assert_int_eq(stoke_textprof_read(folded, strlen(folded), &p, &err), 0);
+	out = render_folded(p, false);
+	ck_assert_str_eq(out, folded);
+	free(out);
+	stoke_profile_free(p);
+
+	p = NULL;
+	ck_assert_int_eq(stoke_textprof_read(script, strlen(script), &p, &err), 0);
+	ck_assert_uint_eq(stoke_profile_total(p), 2);
+	out = render_folded(p, true);
+	ck_assert_str_eq(out, "my app-10/11;main;f(int, char) const;irq_entry_[k] 1\n"
+			      "my app-10/12;main;[libz.so.1] 1\n");
+	free(out);
+	ck_assert_str_eq(stoke_profile_string(p, stoke_profile_cmeta(p)->event), "cpu-clock");
+	ck_assert_uint_eq(stoke_profile_cmeta(p)->period_ns, 1000000);
+	stoke_profile_free(p);
+
+	p = NULL;
+	ck_assert_int_eq(stoke_textprof_read("a;b 1\na;b x\n", 12, &p, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "line 2"));
+	ck_assert_int_eq(stoke_textprof_read("\t1 x (y)\n", 10, &p, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "line 1"));
+	ck_assert_int_eq(stoke_textprof_read("\n\n", 2, &p, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "no samples"));
+}
+END_TEST
+
 static Suite *folded_suite(void)
 {
 	Suite *s = suite_create("folded");
@@ -500,6 +562,7 @@ static Suite *folded_suite(void)
 	tcase_add_test(tc, test_eio_unbuffered);
 	tcase_add_test(tc, test_eio_buffered);
 	tcase_add_test(tc, test_frame_display);
+	tcase_add_test(tc, test_text_input);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("stress");

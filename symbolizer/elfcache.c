@@ -271,37 +271,54 @@ struct name_memo {
 struct creds_save {
 	bool switched;
 	int ngroups;
-	gid_t groups[64];
+	gid_t *groups; /* small, or malloc'd when there are more */
+	gid_t small[32];
 };
+
+static void creds_leave(struct creds_save *save);
 
 static int creds_enter(const struct stoke_file_creds *fc, struct creds_save *save)
 {
+	int n;
+
 	save->switched = false;
+	save->groups = save->small;
 	if (!fc || !fc->set || fc->uid == 0 || geteuid() != 0)
 		return 0;
-	save->ngroups = getgroups((int)ARRAY_SIZE(save->groups), save->groups);
+	n = getgroups(0, NULL);
+	if (n > (int)ARRAY_SIZE(save->small) && !(save->groups = calloc((size_t)n, sizeof(gid_t))))
+		return -ENOMEM;
+	save->ngroups = getgroups(STOKE_MAX(n, (int)ARRAY_SIZE(save->small)), save->groups);
 	/* Fail closed: never open as root what must be opened as them. */
-	if (save->ngroups < 0 || syscall(SYS_setgroups, (size_t)1, &fc->gid) < 0)
+	if (save->ngroups < 0 || syscall(SYS_setgroups, (size_t)1, &fc->gid) < 0) {
+		creds_leave(save);
 		return -EPERM;
+	}
 	setfsgid(fc->gid);
 	setfsuid(fc->uid);
 	save->switched = true;
 	/* setfsuid(-1) changes nothing and returns the current fsuid. */
 	if ((uid_t)setfsuid((uid_t)-1) != fc->uid || (gid_t)setfsgid((gid_t)-1) != fc->gid) {
 		log_error("cannot take the filesystem ids of uid %u", (unsigned)fc->uid);
+		creds_leave(save);
 		return -EPERM;
 	}
 	return 0;
 }
 
-static void creds_leave(const struct creds_save *save)
+/* Idempotent: every creds_enter is followed by one or more of these. */
+static void creds_leave(struct creds_save *save)
 {
-	if (!save->switched)
-		return;
-	setfsuid(geteuid());
-	setfsgid(getegid());
-	if (syscall(SYS_setgroups, (size_t)save->ngroups, save->groups) < 0)
-		log_error("cannot restore the supplementary groups: %s", strerror(errno));
+	if (save->switched) {
+		setfsuid(geteuid());
+		setfsgid(getegid());
+		if (syscall(SYS_setgroups, (size_t)save->ngroups, save->groups) < 0)
+			log_error("cannot restore the supplementary groups: %s", strerror(errno));
+		save->switched = false;
+	}
+	if (save->groups != save->small)
+		free(save->groups);
+	save->groups = save->small;
 }
 
 static int open_as(const struct stoke_file_creds *fc, const char *path, int flags,
@@ -313,10 +330,8 @@ static int open_as(const struct stoke_file_creds *fc, const char *path, int flag
 	int pfd, fd, r;
 
 	r = creds_enter(fc, &save);
-	if (r < 0) {
-		creds_leave(&save);
+	if (r < 0)
 		return r;
-	}
 	/* O_PATH first: nothing is opened for reading (no device's open runs,
 	 * no FIFO wakes its writer) until fstat says it is a regular file.
 	 * The reopen through /proc/self/fd is of that same inode, and the
@@ -360,12 +375,12 @@ static int find_debuginfo_as_requester(Dwfl_Module *dm, void **userdata, const c
 {
 	const struct stoke_elfcache *c = *userdata;
 	struct creds_save save;
-	int fd = -1;
+	int fd;
 
-	if (!c || creds_enter(&c->creds, &save) == 0)
-		fd = dwfl_standard_find_debuginfo(dm, userdata, modname, base, file_name,
-						  debuglink_file, debuglink_crc,
-						  debuginfo_file_name);
+	if (c && creds_enter(&c->creds, &save) < 0)
+		return -1;
+	fd = dwfl_standard_find_debuginfo(dm, userdata, modname, base, file_name, debuglink_file,
+					  debuglink_crc, debuginfo_file_name);
 	if (c)
 		creds_leave(&save);
 	return fd;

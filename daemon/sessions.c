@@ -535,11 +535,11 @@ out:
 	return r;
 }
 
-static void prune_runs(struct stoked_session *ds)
+/* Remove this session's oldest run directories until at most keep are
+ * left. */
+static void prune_runs(struct stoked_session *ds, unsigned keep)
 {
-	unsigned keep = ds->req.keep;
-
-	if (!ds->req.continuous || keep == 0)
+	if (!ds->req.continuous || ds->req.keep == 0)
 		return;
 	while (ds->nruns > keep) {
 		int r = remove_run(ds, ds->runs[0]);
@@ -566,6 +566,11 @@ static int write_run(struct stoked_session *ds, const struct stoke_profile *p, c
 		stoke_session_run_info(ds->s, &info);
 	stoke_output_opts_init(&oo);
 	oo.per_thread = ds->req.per_thread;
+	/* Make room first: "keep the newest N" holds at every moment, also
+	 * while the next one is being written (the writes take a while, and
+	 * they run beside whoever looks at the directory). */
+	if (ds->req.keep)
+		prune_runs(ds, ds->req.keep - 1);
 	fs_enter(ds, &save);
 	r = stoke_rundir_write(p, &info, &oo, ds->outdir, ds->name, &name);
 	fs_leave(&save);
@@ -581,7 +586,7 @@ static int write_run(struct stoked_session *ds, const struct stoke_profile *p, c
 	if (ds->req.continuous && name) {
 		if (STOKE_GROW(ds->runs, ds->runs_cap, ds->nruns + 1) == 0)
 			ds->runs[ds->nruns++] = strdup(name);
-		prune_runs(ds);
+		prune_runs(ds, ds->req.keep);
 	}
 	log_info("session %llu (pid %d): wrote %s", (unsigned long long)ds->id, ds->pid,
 		 name ? name : "a run directory");

@@ -597,6 +597,60 @@ START_TEST(test_exec_clears)
 }
 END_TEST
 
+/* Locating and naming are two steps (the session names long after it
+ * drains): a location keeps what the mappings said at sample time, so an
+ * exec between the two does not change the name, and naming it gives what
+ * the one-step lookup gives. */
+START_TEST(test_locate_then_name)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	struct stoke_record rec = { .type = STOKE_REC_COMM };
+	uint64_t fn = (uintptr_t)&target_fn;
+	struct stoke_frame_loc loc, again, ret_loc;
+	struct stoke_symbol one, two[4];
+
+	feed_self_maps(s, FAKE_PID);
+	one = resolve(s, FAKE_PID, fn + 4, false, false);
+	assert_fn(&one, "target_fn");
+	ck_assert_int_eq(stoke_symbolizer_locate(s, FAKE_PID, fn + 4, false, false, &loc), 0);
+	ck_assert_int_eq(loc.lookup, STOKE_LOC_MODULE);
+	ck_assert_ptr_nonnull(loc.mod);
+	ck_assert_ptr_eq(loc.module, one.module);
+	ck_assert_uint_eq(loc.offset, one.offset);
+	ck_assert_uint_eq(loc.addr, fn + 4);
+	/* Equal addresses locate to equal locations, field by field. */
+	ck_assert_int_eq(stoke_symbolizer_locate(s, FAKE_PID, fn + 4, false, false, &again), 0);
+	ck_assert_int_eq(memcmp(&loc, &again, sizeof(loc)), 0);
+	/* The -1 rule is applied when locating: look moves, addr does not. */
+	ck_assert_int_eq(stoke_symbolizer_locate(s, FAKE_PID, fn + 5, false, true, &ret_loc), 0);
+	ck_assert_uint_eq(ret_loc.look, loc.look);
+	ck_assert_uint_eq(ret_loc.addr, fn + 5);
+
+	/* exec: the process's mappings are gone ... */
+	rec.comm.pid = rec.comm.tid = FAKE_PID;
+	rec.comm.comm = "other";
+	rec.comm.exec = true;
+	ck_assert_int_eq(stoke_symbolizer_record(s, &rec), 0);
+	one = resolve(s, FAKE_PID, fn + 4, false, false);
+	ck_assert_ptr_null(one.function);
+	/* ... and the location made before still names target_fn. */
+	ck_assert_int_eq(stoke_symbolizer_loc_frames(s, &loc, two, 4), 1);
+	assert_fn(&two[0], "target_fn");
+	ck_assert_uint_eq(two[0].addr, fn + 4);
+	ck_assert_int_eq(two[0].kind, STOKE_FRAME_USER);
+	ck_assert_int_eq(stoke_symbolizer_loc_frames(s, &loc, two, 0), 0);
+
+	/* An address in no mapping is a named (unknown) location. */
+	ck_assert_int_eq(stoke_symbolizer_locate(s, FAKE_PID, 0x10, false, false, &loc), 0);
+	ck_assert_int_eq(loc.lookup, STOKE_LOC_NAMED);
+	ck_assert_int_eq(stoke_symbolizer_loc_frames(s, &loc, two, 4), 1);
+	ck_assert_ptr_null(two[0].function);
+	ck_assert_ptr_null(two[0].module);
+	ck_assert_uint_eq(two[0].offset, 0x10);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
 static void feed_fork(struct stoke_symbolizer *s, uint32_t pid, uint32_t ppid)
 {
 	struct stoke_record rec = { .type = STOKE_REC_FORK };
@@ -1330,6 +1384,7 @@ static Suite *symbolizer_suite(void)
 	tcase_add_test(tc, test_no_result_cache);
 	tcase_add_test(tc, test_module_identity);
 	tcase_add_test(tc, test_exec_clears);
+	tcase_add_test(tc, test_locate_then_name);
 	tcase_add_test(tc, test_fork_copies);
 	tcase_add_test(tc, test_return_address_rule);
 	tcase_add_test(tc, test_malformed_elf);

@@ -430,8 +430,9 @@ static int settle(struct stoke_session *s)
 		raw_reset(s);
 		return 0;
 	}
-	s->loc_named = calloc(s->nlocs, sizeof(*s->loc_named));
-	s->node_named = calloc(s->nnodes, sizeof(*s->node_named));
+	/* Samples without a single frame make no location: never calloc(0). */
+	s->loc_named = calloc(STOKE_MAX(s->nlocs, (size_t)1), sizeof(*s->loc_named));
+	s->node_named = calloc(STOKE_MAX(s->nnodes, (size_t)1), sizeof(*s->node_named));
 	if (!s->loc_named || !s->node_named)
 		r = -ENOMEM;
 	if (r == 0)

@@ -592,6 +592,36 @@ static int synth_mmap_cb(const struct stoke_maps_entry *e, void *userdata)
 	return ctx->s->cb(&rec, ctx->s->userdata);
 }
 
+/* A thread born after the last pass and before the events were enabled
+ * inherited them disabled, and the kernel sends no FORK or COMM for what a
+ * disabled event sees: name such threads now, from /proc (they belong to the
+ * process: they are listed in its task directory). Returns 0 or -errno from
+ * the callback. */
+static int name_unseen(struct stoke_sampler *s, int procfd, pid_t pid, const struct tid_set *seen)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd, r = 0;
+
+	fd = openat(procfd, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* gone: nothing to name */
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return 0;
+	}
+	while (r >= 0 && (de = readdir(d))) {
+		char *end;
+		long tid = strtol(de->d_name, &end, 10);
+
+		if (!*end && tid > 0 && !tid_set_has(seen, (pid_t)tid))
+			r = synth_comm(s, pid, (pid_t)tid);
+	}
+	closedir(d);
+	return r < 0 ? r : 0;
+}
+
 int stoke_sampler_attach(struct stoke_sampler *s, pid_t pid)
 {
 	struct tid_set seen = { 0 };
@@ -641,7 +671,7 @@ int stoke_sampler_attach(struct stoke_sampler *s, pid_t pid)
 	if (r < 0 && r != -ESRCH && r != -ENOENT)
 		goto out;
 	enable_all(s, first_fd);
-	r = 0;
+	r = name_unseen(s, procfd, pid, &seen);
 out:
 	close(procfd);
 	free(seen.tids);

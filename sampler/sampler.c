@@ -592,11 +592,39 @@ static int synth_mmap_cb(const struct stoke_maps_entry *e, void *userdata)
 	return ctx->s->cb(&rec, ctx->s->userdata);
 }
 
+/* The children of thread tid of the process at procfd become targets: one
+ * forked before the events were enabled inherited them without a FORK
+ * record. (A child from before the attach has no events: harmless.) */
+static int add_children(struct stoke_sampler *s, int procfd, long tid)
+{
+	char name[64], buf[4096], *p, *end;
+	ssize_t n;
+	int fd, r = 0;
+
+	snprintf(name, sizeof(name), "task/%ld/children", tid);
+	fd = openat(procfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* no CONFIG_PROC_CHILDREN, or the thread is gone */
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	for (p = buf; r == 0; p = end) {
+		long child = strtol(p, &end, 10);
+
+		if (end == p || child <= 0)
+			break;
+		r = pid_set_add(&s->targets, (uint32_t)child);
+	}
+	return r;
+}
+
 /* A thread born after the last pass and before the events were enabled
  * inherited them disabled, and the kernel sends no FORK or COMM for what a
  * disabled event sees: name such threads now, from /proc (they belong to the
- * process: they are listed in its task directory). Returns 0 or -errno from
- * the callback. */
+ * process: they are listed in its task directory), and make the processes
+ * forked in that window targets. Returns 0 or -errno. */
 static int name_unseen(struct stoke_sampler *s, int procfd, pid_t pid, const struct tid_set *seen)
 {
 	struct dirent *de;
@@ -615,7 +643,10 @@ static int name_unseen(struct stoke_sampler *s, int procfd, pid_t pid, const str
 		char *end;
 		long tid = strtol(de->d_name, &end, 10);
 
-		if (!*end && tid > 0 && !tid_set_has(seen, (pid_t)tid))
+		if (*end || tid <= 0)
+			continue;
+		r = add_children(s, procfd, tid);
+		if (r == 0 && !tid_set_has(seen, (pid_t)tid))
 			r = synth_comm(s, pid, (pid_t)tid);
 	}
 	closedir(d);

@@ -993,6 +993,10 @@ static bool job_finished(struct daemon *d, size_t idx)
 		}
 		break;
 	case STOKED_JOB_END:
+		/* A session's profile and symbolizer were just freed: give
+		 * the memory back now, so that the daemon's RSS follows the
+		 * sessions it runs rather than the largest it ever ran. */
+		malloc_trim(0);
 		if (c) {
 			stoked_session_info(ds, mono_s(), &info);
 			queue_reply(c, stoke_reply_session(&info, info.last_run));

@@ -7,9 +7,10 @@ run shape, with `perf record -e cpu-clock -F 999 --call-graph dwarf` +
 
   - complete stacks: >= 99% of the samples with a user stack reach the
     program's entry (_start / __libc_start_call_main / main for the main
-    thread, start_thread / clone3 for other threads); a JIT program may
-    instead reach perf's own figure on the same run shape, where perf is
-    below 99% (perf cannot unwind JIT code without CFI either);
+    thread, start_thread / clone3 for other threads); a JIT program needs
+    97% or perf's own figure on the same run shape, whichever is higher
+    (perf cannot unwind JIT code, which has no CFI: about 12% on node;
+    stoke walks V8's frame pointers);
   - 0 lost samples (stoke's summary line);
   - the top-10 self functions agree with perf's on at least 8 of 10 after
     the naming rules (see norm()).
@@ -38,6 +39,9 @@ from stoketest import Fail, Skip, check, run_tests, STOKE  # noqa: E402
 
 FREQ = 999
 COMPLETE_FLOOR = 99.0   # % of user stacks that must reach the entry
+# ... in a JIT program where perf is below COMPLETE_FLOOR: node's stacks
+# reached 21-96% before frame-pointer walking through JIT code, 99.7% with it.
+JIT_FLOOR = 97.0
 TOP = 10                # top-N self functions compared
 AGREE = 8               # of which at least this many must be in perf's top-N
 MIN_SAMPLES = 400       # each tool, so no program passes on an empty profile
@@ -209,6 +213,7 @@ def is_plt(name):
 def figures_stoke(stacks):
     n = user = complete = 0
     roots = collections.Counter()
+    examples = collections.Counter()
     selfs = collections.Counter()
     for frames, c in stacks:
         n += c
@@ -221,7 +226,8 @@ def figures_stoke(stacks):
             complete += c
         else:
             roots[u[0]] += c
-    return n, user, complete, selfs, roots
+            examples[";".join(u[:6])] += c
+    return n, user, complete, selfs, roots, examples
 
 
 def figures_perf(samples):
@@ -273,7 +279,7 @@ def compare(d, prog):
         samples, perf_lost, p_wall = perf_profile(d, prog)
     finally:
         cleanup_perf_maps(maps_before)
-    sn, su, sc, sself, sroots = figures_stoke(stacks)
+    sn, su, sc, sself, sroots, sexamples = figures_stoke(stacks)
     pn, pu, pc, pself, proots = figures_perf(samples)
     s_plt = sum(c for f, c in sself.items() if is_plt(f))
     p_plt = sum(c for f, c in pself.items() if is_plt(f))
@@ -285,7 +291,7 @@ def compare(d, prog):
     want_agree = min(AGREE, max(0, min(len(stop), len(ptop)) - (TOP - AGREE)))
     floor = COMPLETE_FLOOR
     if prog.jit and p_pct < COMPLETE_FLOOR:
-        floor = p_pct
+        floor = max(JIT_FLOOR, p_pct)
     print("realprog %s (%s): %s" % (prog.name, prog.klass, " ".join(prog.argv)[:160]))
     print("  stoke: %d samples (%d with a user stack), complete %.1f%%, lost %d, %.1f s"
           % (sn, su, s_pct, lost, s_wall))
@@ -310,6 +316,8 @@ def compare(d, prog):
     if sroots:
         print("  stoke incomplete stacks end at: %s" % ", ".join(
             "%s %d" % kv for kv in sroots.most_common(6)))
+        for ex, c in sexamples.most_common(3):
+            print("    %d x %s" % (c, ex[:300]))
     if proots:
         print("  perf incomplete stacks end at: %s" % ", ".join(
             "%s %d" % kv for kv in proots.most_common(6)))
@@ -334,7 +342,7 @@ def compare(d, prog):
                         % (s_plt, p_plt, pn))
     if s_pct < floor:
         problems.append("%.1f%% complete stacks (need %.1f%%%s; perf %.1f%%)"
-                        % (s_pct, floor, ", perf's figure" if floor < COMPLETE_FLOOR else "",
+                        % (s_pct, floor, ", a JIT program" if floor < COMPLETE_FLOOR else "",
                            p_pct))
     if lost:
         problems.append("%d samples lost" % lost)

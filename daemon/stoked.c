@@ -680,8 +680,13 @@ static void do_attach(struct daemon *d, struct client *c, const struct stoke_req
 		return;
 	}
 	/* The events are one fd per thread and CPU: a target with many
-	 * threads is refused before its fds are opened. */
-	r = fd_budget(d, c->cred.uid, stoked_session_estimate_fds(req->pid), err, sizeof(err));
+	 * threads is refused before its fds are opened. Only once the
+	 * requester may profile it: the refusal names its thread count,
+	 * which is not everyone's to learn (hidepid). */
+	r = 0;
+	if (c->cred.uid != 0 && stoke_auth_may_attach(&c->cred, req->pid, err, sizeof(err)) == 0)
+		r = fd_budget(d, c->cred.uid, stoked_session_estimate_fds(req->pid), err,
+			      sizeof(err));
 	if (r < 0) {
 		if (ratelimit_ok(&d->rl_budget, mono_s(), "budget messages"))
 			log_warn("attach by uid %u to pid %d refused: %s", (unsigned)c->cred.uid,

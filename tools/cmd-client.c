@@ -176,8 +176,15 @@ static int exchange(const struct client_opts *o, const struct stoke_request *req
 	if (fd < 0)
 		return 1;
 	r = send_request(fd, line, dirfd);
-	if (r == 0)
-		r = read_reply(fd, &reply);
+	/* A connection stoked refuses (too many clients, out of fds) gets
+	 * its one-line reason and is closed, possibly before the request is
+	 * sent: read the reason rather than report the broken pipe. */
+	if (r == 0 || r == -EPIPE || r == -ECONNRESET) {
+		int rr = read_reply(fd, &reply);
+
+		if (r == 0 || rr == 0)
+			r = rr;
+	}
 	close(fd);
 	if (r < 0) {
 		fprintf(stderr, "stoke: no reply from stoked at %s: %s\n", o->socket,

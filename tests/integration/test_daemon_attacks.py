@@ -466,6 +466,7 @@ def test_responsiveness(d):
     stop = threading.Event()
     errors = []
     holders = []
+    big_attaches = []
 
     def attacker():
         try:
@@ -476,8 +477,10 @@ def test_responsiveness(d):
             sid = p.stdout.strip()
             while not stop.is_set():
                 # A big attach: 1500 threads, one event per thread and CPU.
+                t0 = time.monotonic()
                 a = nobody_attach(daemon, big.pid, out)
                 if a.returncode == 0:
+                    big_attaches.append(time.monotonic() - t0)
                     daemon.stoke(["detach", a.stdout.strip()], user=NOBODY)
                 daemon.stoke(["snapshot", sid], user=NOBODY)
         except Exception as e:  # reported by the main thread
@@ -504,6 +507,9 @@ def test_responsiveness(d):
         runs = [n for n in os.listdir(out) if not n.startswith(".")]
         print("the attack wrote %d run directories meanwhile" % len(runs))
         check(len(runs) >= 2, "the attack did not get to write profiles")
+        print("nobody attached to the 1500-thread process %d times (%s s each)"
+              % (len(big_attaches), ", ".join("%.2f" % x for x in big_attaches[:5])))
+        check(big_attaches, "no big attach got through: the attack was not made")
         check_latencies(lat, "while nobody attacks")
     finally:
         stop.set()

@@ -428,6 +428,8 @@ static const char *event_str(enum stoke_event e)
 		return "task-clock";
 	case STOKE_EVENT_CYCLES:
 		return "cycles";
+	case STOKE_EVENT_WALL: /* the CLI's signal sampler only */
+		return "wall";
 	case STOKE_EVENT_CPU_CLOCK:
 		break;
 	}

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "maps.h"
 #include "ring.h"
+#include "signal/signal_sampler.h"
 #include "util.h"
 
 #define STOKE_SAMPLER_DEFAULT_FREQ 999
@@ -93,6 +94,10 @@ struct stoke_sampler {
 	struct pid_set targets;
 
 	struct stoke_sampler_stats stats;
+
+	/* The signal sampler, when the backend is (or auto resolved to) it:
+	 * every operation below goes to it. */
+	struct stoke_signal_sampler *sig;
 };
 
 void stoke_sampler_opts_init(struct stoke_sampler_opts *opts)
@@ -113,6 +118,8 @@ const char *stoke_event_name(enum stoke_event e)
 		return "task-clock";
 	case STOKE_EVENT_CYCLES:
 		return "cycles";
+	case STOKE_EVENT_WALL:
+		return "wall";
 	}
 	return "?";
 }
@@ -228,6 +235,9 @@ int stoke_sampler_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb
 
 	if (!cb || !opts->freq || opts->freq > 100000)
 		return -EINVAL;
+	/* perf has no wall-clock event: -e wall is the signal sampler's */
+	if (opts->backend == STOKE_BACKEND_PERF && opts->event == STOKE_EVENT_WALL)
+		return -EOPNOTSUPP;
 	if (opts->callgraph == STOKE_CALLGRAPH_DWARF &&
 	    (opts->stack_size == 0 || opts->stack_size > 65528 || opts->stack_size % 8))
 		return -EINVAL;
@@ -280,6 +290,7 @@ void stoke_sampler_free(struct stoke_sampler *s)
 {
 	if (!s)
 		return;
+	stoke_signal_free(s->sig);
 	for (size_t i = 0; i < s->nrings; i++) {
 		if (s->rings[i].base)
 			munmap(s->rings[i].base, s->rings[i].map_len);
@@ -492,6 +503,8 @@ static void enable_all(struct stoke_sampler *s, size_t from)
 
 void stoke_sampler_disable(struct stoke_sampler *s)
 {
+	if (s->sig)
+		stoke_signal_disable(s->sig);
 	for (size_t i = 0; i < s->nfds; i++)
 		ioctl(s->fds[i], PERF_EVENT_IOC_DISABLE, 0);
 }
@@ -664,6 +677,9 @@ int stoke_sampler_attach(struct stoke_sampler *s, pid_t pid)
 
 	if (pid <= 0)
 		return -ESRCH;
+	/* An agent cannot be put into a running process. */
+	if (s->opts.backend == STOKE_BACKEND_SIGNAL || s->opts.event == STOKE_EVENT_WALL)
+		return -EOPNOTSUPP;
 	/* Every thread is checked through this one directory: it stands for
 	 * this process only, even if pid is reused later (see open_task). */
 	snprintf(path, sizeof(path), "/proc/%d", pid);
@@ -734,6 +750,60 @@ static void child_exec(int go_fd, int err_fd, char *const argv[])
 	_exit(127);
 }
 
+int stoke_sampler_perf_probe(void)
+{
+	struct perf_event_attr a = { .size = sizeof(a),
+				     .type = PERF_TYPE_SOFTWARE,
+				     .config = PERF_COUNT_SW_CPU_CLOCK,
+				     .disabled = 1,
+				     .exclude_kernel = 1,
+				     .exclude_hv = 1 };
+	long fd = perf_event_open(&a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	close((int)fd);
+	return 0;
+}
+
+/*
+ * Whether this launch goes to the signal sampler: asked for, or auto where
+ * perf_event_open is refused (or the event is wall-clock time, which only
+ * the signal sampler has). Sets up s->sig then. Returns 1, 0 or -errno.
+ */
+static int launch_backend(struct stoke_sampler *s)
+{
+	struct stoke_sampler_opts o = s->opts;
+	int r;
+
+	if (s->sig)
+		return 1;
+	if (o.backend == STOKE_BACKEND_PERF)
+		return 0;
+	if (o.backend == STOKE_BACKEND_AUTO && o.event != STOKE_EVENT_WALL) {
+		r = stoke_sampler_perf_probe();
+		if (r == 0)
+			return 0;
+		log_warn("perf_event_open is not allowed here (%s): sampling with signals "
+			 "instead (--sampler signal: user space only)",
+			 strerror(-r));
+	}
+	/* The thread CPU-time timer stands in for cycles where there is no
+	 * perf_event, as cpu-clock does where there is no PMU. */
+	if (o.event == STOKE_EVENT_CYCLES) {
+		o.event = STOKE_EVENT_CPU_CLOCK;
+		s->event = STOKE_EVENT_CPU_CLOCK;
+		s->fell_back = true;
+	}
+	r = stoke_signal_new(&o, s->cb, s->userdata, &s->sig);
+	return r < 0 ? r : 1;
+}
+
+enum stoke_sampler_backend stoke_sampler_backend(const struct stoke_sampler *s)
+{
+	return s->sig ? STOKE_BACKEND_SIGNAL : STOKE_BACKEND_PERF;
+}
+
 int stoke_sampler_launch(struct stoke_sampler *s, char *const argv[], pid_t *ret_pid)
 {
 	int go[2], errp[2], err = 0, r;
@@ -743,6 +813,11 @@ int stoke_sampler_launch(struct stoke_sampler *s, char *const argv[], pid_t *ret
 
 	if (!argv || !argv[0])
 		return -EINVAL;
+	r = launch_backend(s);
+	if (r < 0)
+		return r;
+	if (r > 0)
+		return stoke_signal_launch(s->sig, argv, ret_pid);
 	if (pipe2(go, O_CLOEXEC) < 0)
 		return -errno;
 	if (pipe2(errp, O_CLOEXEC) < 0) {
@@ -1009,16 +1084,22 @@ static int drain_rings(struct stoke_sampler *s, bool flush)
 
 int stoke_sampler_drain(struct stoke_sampler *s)
 {
+	if (s->sig)
+		return stoke_signal_drain(s->sig, false);
 	return drain_rings(s, false);
 }
 
 int stoke_sampler_flush(struct stoke_sampler *s)
 {
+	if (s->sig)
+		return stoke_signal_drain(s->sig, true);
 	return drain_rings(s, true);
 }
 
 int stoke_sampler_pollfds(const struct stoke_sampler *s, const int **ret)
 {
+	if (s->sig)
+		return stoke_signal_pollfds(s->sig, ret);
 	*ret = s->ring_fds;
 	return (int)s->nrings;
 }
@@ -1040,6 +1121,10 @@ bool stoke_sampler_kernel_dropped(const struct stoke_sampler *s)
 
 void stoke_sampler_get_stats(const struct stoke_sampler *s, struct stoke_sampler_stats *ret)
 {
+	if (s->sig) {
+		stoke_signal_get_stats(s->sig, ret);
+		return;
+	}
 	*ret = s->stats;
 	for (size_t i = 0; i < s->nrings; i++)
 		ret->malformed += s->rings[i].ring.malformed;
@@ -1057,17 +1142,39 @@ const char *stoke_sampler_strerror(int err)
 		return "no such process";
 	case -EACCES:
 	case -EPERM: {
-		static char buf[256];
-		_cleanup_free_ char *p = NULL;
+		static char buf[512];
+		_cleanup_free_ char *p = NULL, *status = NULL;
+		const char *seccomp;
 		int level = 2;
 
+		/* Not every refusal is perf_event_paranoid's: root is above
+		 * it, and a seccomp filter (a container's default profile)
+		 * or a security module refuses perf_event_open to anyone. */
+		if (stoke_read_file("/proc/self/status", &status, 1 << 16) > 0 &&
+		    (seccomp = strstr(status, "\nSeccomp:")) && atoi(seccomp + 9) == 2) {
+			snprintf(buf, sizeof(buf),
+				 "perf_event_open is denied: stoke runs under a seccomp filter "
+				 "(a container or sandbox). A command stoke launches can be "
+				 "profiled with --sampler signal; attaching to a running process "
+				 "needs perf_event (or BPF)");
+			return buf;
+		}
+		if (geteuid() == 0) {
+			snprintf(buf, sizeof(buf),
+				 "perf_event_open is denied even to root (a security module: "
+				 "SELinux, AppArmor, lockdown). A command stoke launches can be "
+				 "profiled with --sampler signal; attaching to a running process "
+				 "needs perf_event (or BPF)");
+			return buf;
+		}
 		if (stoke_read_file("/proc/sys/kernel/perf_event_paranoid", &p, 64) > 0)
 			level = atoi(p);
 		snprintf(buf, sizeof(buf),
 			 "permission denied (kernel.perf_event_paranoid=%d): run as root or "
 			 "with CAP_PERFMON, or lower the setting with "
 			 "'sysctl kernel.perf_event_paranoid=1'; another user's process "
-			 "also needs CAP_SYS_PTRACE",
+			 "also needs CAP_SYS_PTRACE; a command stoke launches can be "
+			 "profiled with --sampler signal",
 			 level);
 		return buf;
 	}

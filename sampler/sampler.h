@@ -31,6 +31,15 @@ enum stoke_event {
 	STOKE_EVENT_CPU_CLOCK,
 	STOKE_EVENT_TASK_CLOCK,
 	STOKE_EVENT_CYCLES,
+	STOKE_EVENT_WALL, /* signal sampler only: wall-clock time, on or off CPU */
+};
+
+/* Which sampler takes the samples (see "Signal sampler" in README.md). */
+enum stoke_sampler_backend {
+	STOKE_BACKEND_AUTO,   /* perf_event where allowed; else, for a launched
+			       * command, the signal sampler */
+	STOKE_BACKEND_PERF,   /* perf_event_open */
+	STOKE_BACKEND_SIGNAL, /* an agent in the launched command (signal/) */
 };
 
 enum stoke_callgraph {
@@ -55,6 +64,10 @@ struct stoke_sampler_opts {
 				   * STOKE_DWARF_STACK_DEFAULT */
 	uint32_t ring_pages;      /* data pages per CPU ring (power of 2); 0 = auto */
 	bool exclude_kernel;      /* no kernel samples/callchains */
+	enum stoke_sampler_backend backend; /* default AUTO */
+	int signal_number;        /* signal sampler: the real-time signal the
+				   * agent takes; 0 = $STOKE_SIGNAL_NUMBER or
+				   * SIGRTMIN+6 */
 };
 
 /* Called for every record, synthesized or read from a ring. The record and
@@ -110,6 +123,11 @@ int stoke_sampler_launch(struct stoke_sampler *s, char *const argv[], pid_t *ret
  * there is no PMU) and its name, for reports. */
 enum stoke_event stoke_sampler_event(const struct stoke_sampler *s);
 const char *stoke_event_name(enum stoke_event e);
+/* The sampler in use: PERF or SIGNAL (AUTO is resolved by launch/attach). */
+enum stoke_sampler_backend stoke_sampler_backend(const struct stoke_sampler *s);
+/* Whether perf_event_open works here for this user (a probe on ourselves):
+ * 0, or the -errno it fails with. */
+int stoke_sampler_perf_probe(void);
 /* True when the requested event was replaced by a fallback. */
 bool stoke_sampler_fell_back(const struct stoke_sampler *s);
 /* True when kernel samples were refused (perf_event_paranoid) and the events

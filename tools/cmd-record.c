@@ -72,7 +72,12 @@ static void usage(FILE *f)
 	      "                          and only these threads' samples are kept\n"
 	      "  -F, --freq HZ           samples per second per thread (default 999)\n"
 	      "  -e, --event EVENT       cpu-clock (default), task-clock or cycles\n"
-	      "                          (cycles falls back to cpu-clock without a PMU)\n"
+	      "                          (cycles falls back to cpu-clock without a PMU),\n"
+	      "                          or wall (on and off CPU: the signal sampler)\n"
+	      "      --sampler KIND      auto (default: perf_event where allowed, else\n"
+	      "                          signals for a launched command), perf or signal\n"
+	      "      --signal-number N   the real-time signal the signal sampler uses\n"
+	      "                          (default SIGRTMIN+6, or $STOKE_SIGNAL_NUMBER)\n"
 	      "  -d, --duration SECONDS  stop after this long (default: until the\n"
 	      "                          targets exit or Ctrl-C)\n"
 	      "  -g, --call-graph[=MODE] fp (frame pointers), dwarf[,BYTES] (unwind a\n"
@@ -207,6 +212,8 @@ static int parse_event(const char *s, enum stoke_event *ret)
 		*ret = STOKE_EVENT_TASK_CLOCK;
 	else if (!strcmp(s, "cycles") || !strcmp(s, "cpu-cycles"))
 		*ret = STOKE_EVENT_CYCLES;
+	else if (!strcmp(s, "wall"))
+		*ret = STOKE_EVENT_WALL;
 	else
 		return -EINVAL;
 	return 0;
@@ -237,7 +244,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 {
 	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH,
 	       OPT_OUTPUT_DIR, OPT_NAME, OPT_NO_KERNEL, OPT_DEBUGINFO_PATH, OPT_DEMANGLE,
-	       OPT_LINES, OPT_TIMELINE };
+	       OPT_LINES, OPT_TIMELINE, OPT_SAMPLER, OPT_SIGNAL_NUMBER };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "freq", required_argument, NULL, 'F' },
@@ -258,6 +265,8 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		{ "demangle", required_argument, NULL, OPT_DEMANGLE },
 		{ "lines", no_argument, NULL, OPT_LINES },
 		{ "timeline", no_argument, NULL, OPT_TIMELINE },
+		{ "sampler", required_argument, NULL, OPT_SAMPLER },
+		{ "signal-number", required_argument, NULL, OPT_SIGNAL_NUMBER },
 		{ "tid", required_argument, NULL, 't' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "mmap-pages", required_argument, NULL, 'm' },
@@ -307,7 +316,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		}
 		case 'e':
 			if (parse_event(optarg, &a->sopts.sampler.event) < 0)
-				return die_usage("unknown event '%s' (cpu-clock, task-clock, cycles)",
+				return die_usage("unknown event '%s' (cpu-clock, task-clock, cycles, wall)",
 						 optarg);
 			break;
 		case 'd':
@@ -367,6 +376,28 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		case OPT_TIMELINE:
 			a->oopts.timeline = true;
 			break;
+		case OPT_SAMPLER:
+			if (!strcmp(optarg, "auto"))
+				a->sopts.sampler.backend = STOKE_BACKEND_AUTO;
+			else if (!strcmp(optarg, "perf"))
+				a->sopts.sampler.backend = STOKE_BACKEND_PERF;
+			else if (!strcmp(optarg, "signal"))
+				a->sopts.sampler.backend = STOKE_BACKEND_SIGNAL;
+			else
+				return die_usage("unknown sampler '%s' (auto, perf or signal)", optarg);
+			break;
+		case OPT_SIGNAL_NUMBER: {
+			long v;
+
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || *end || v < SIGRTMIN || v > SIGRTMAX)
+				return die_usage("invalid --signal-number '%s' (a real-time signal, "
+						 "%d..%d)",
+						 optarg, SIGRTMIN, SIGRTMAX);
+			a->sopts.sampler.signal_number = (int)v;
+			break;
+		}
 		case OPT_NO_KERNEL:
 			a->sopts.sampler.exclude_kernel = true;
 			a->sopts.no_kernel_symbols = true;
@@ -409,6 +440,16 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		return die_usage("%s", "nothing to profile: give -p PID, -t TID or -- CMD");
 	if (a->npids && a->argv)
 		return die_usage("%s", "give either -p PID or a command, not both");
+	/* The signal sampler's agent goes in at exec: it cannot join a
+	 * running process. */
+	if (a->npids && (a->sopts.sampler.backend == STOKE_BACKEND_SIGNAL ||
+			 a->sopts.sampler.event == STOKE_EVENT_WALL))
+		return die_usage("%s", "attaching to a running process needs perf_event (or BPF): "
+				       "--sampler signal and -e wall profile a command stoke "
+				       "launches (-- CMD)");
+	if (a->sopts.sampler.backend == STOKE_BACKEND_PERF &&
+	    a->sopts.sampler.event == STOKE_EVENT_WALL)
+		return die_usage("%s", "-e wall needs the signal sampler (--sampler signal or auto)");
 	resolve_targets(a);
 	return resolve_output(a, output_set);
 }

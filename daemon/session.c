@@ -33,6 +33,9 @@
 /* The kernel caps callchains at kernel.perf_event_max_stack (127 by
  * default); leave room for a raised sysctl. */
 #define SESSION_MAX_FRAMES 1024
+/* While naming, the rings are drained at least this often (a DWARF ring
+ * holds about half a second of one busy thread's samples). */
+#define SETTLE_DRAIN_NS 20000000ULL
 
 struct target {
 	pid_t pid;
@@ -95,6 +98,13 @@ struct stoke_session {
 	struct node_named *node_named;
 	uint32_t *settle_fids;
 	size_t nsettle_fids, settle_fids_cap;
+
+	/* A settle drains the rings itself every SETTLE_DRAIN_NS of naming:
+	 * stoked settles on a job thread, and its loop does not drain the
+	 * session meanwhile. Samples read then stay pending for the next
+	 * settle (they came after the sync point). */
+	size_t settle_done;       /* pending samples settled so far */
+	uint64_t settle_drain_ns; /* when the last drain happened */
 
 	uint64_t samples;
 	uint64_t unknown_frames;
@@ -283,7 +293,7 @@ static bool over_limit(struct stoke_session *s)
 	if (!s->opts.max_samples)
 		return false;
 	stoke_profile_samples(s->profile, &held);
-	return held + s->npending >= s->opts.max_samples;
+	return held + s->npending - s->settle_done >= s->opts.max_samples;
 }
 
 static int session_sample(struct stoke_session *s, const struct stoke_sample *sample)
@@ -325,14 +335,6 @@ static int session_sample(struct stoke_session *s, const struct stoke_sample *sa
 		return -ENOMEM;
 	s->pending[s->npending++] = (struct pending){ sample->tid, node, sample->time };
 	s->samples++;
-	{
-		struct stoke_pmeta *m = stoke_profile_meta(s->profile);
-
-		if (!m->time_first || sample->time < m->time_first)
-			m->time_first = sample->time;
-		if (sample->time > m->time_last)
-			m->time_last = sample->time;
-	}
 	return 0;
 }
 
@@ -367,6 +369,32 @@ static int settle_loc(struct stoke_session *s, uint32_t id)
 	return 0;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Drain the rings when naming has kept them waiting too long. Only the
+ * raw tables grow meanwhile; nothing settle holds a pointer into moves. */
+static void settle_drain(struct stoke_session *s)
+{
+	uint64_t now;
+	int r;
+
+	if (s->stopped)
+		return;
+	now = mono_ns();
+	if (now - s->settle_drain_ns < SETTLE_DRAIN_NS)
+		return;
+	r = stoke_sampler_drain(s->sampler);
+	if (r < 0 && !s->error)
+		s->error = r;
+	s->settle_drain_ns = mono_ns();
+}
+
 /* The profile stack of node id, made on first use: its unsettled
  * ancestors first, root side first, exactly as naming every sample on
  * arrival would have made them. */
@@ -383,10 +411,12 @@ static int settle_node(struct stoke_session *s, uint32_t id, uint32_t *ret)
 		id = s->nodes[id].parent;
 	}
 	while (depth) {
-		uint32_t n = chain[--depth], parent = s->nodes[n].parent;
+		uint32_t n = chain[--depth], parent;
 		const struct loc_named *ln;
 		struct node_named *nn = &s->node_named[n];
 
+		settle_drain(s); /* may move s->nodes, s->locs, s->pending */
+		parent = s->nodes[n].parent;
 		if (!s->loc_named[s->nodes[n].loc].nframes) {
 			r = settle_loc(s, s->nodes[n].loc);
 			if (r < 0)
@@ -420,40 +450,62 @@ static void raw_reset(struct stoke_session *s)
 		memset(s->node_slots, 0, s->node_nslots * sizeof(*s->node_slots));
 }
 
-/* Name every pending sample's stack and add the samples to the profile.
- * Returns 0 or -errno (the raw stacks are dropped either way). */
+/* Name the pending samples' stacks and add the samples to the profile.
+ * Samples the rings yield meanwhile (settle_drain) stay pending, with the
+ * raw tables they use. Returns 0 or -errno. */
 static int settle(struct stoke_session *s)
 {
+	struct stoke_pmeta *m = stoke_profile_meta(s->profile);
+	size_t n = s->npending;
 	int r = 0;
 
-	if (!s->npending) {
+	if (!n) {
 		raw_reset(s);
 		return 0;
 	}
-	/* Samples without a single frame make no location: never calloc(0). */
+	/* Samples without a single frame make no location: never calloc(0).
+	 * Ids made during this settle are past the ends: never looked at. */
 	s->loc_named = calloc(STOKE_MAX(s->nlocs, (size_t)1), sizeof(*s->loc_named));
 	s->node_named = calloc(STOKE_MAX(s->nnodes, (size_t)1), sizeof(*s->node_named));
 	if (!s->loc_named || !s->node_named)
 		r = -ENOMEM;
 	if (r == 0)
 		s->node_named[0].done = true;
-	for (size_t i = 0; r == 0 && i < s->npending; i++) {
-		const struct pending *p = &s->pending[i];
+	s->settle_done = 0;
+	s->settle_drain_ns = mono_ns();
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		/* A copy: a drain inside settle_node may move the array. */
+		struct pending p = s->pending[i];
 		uint32_t stack = 0;
 
-		r = settle_node(s, p->node, &stack);
+		r = settle_node(s, p.node, &stack);
 		if (r == 0)
-			r = stoke_profile_add_sample(s->profile, p->tid, p->time, stack, 1);
-		if (r == 0)
-			s->unknown_frames += s->node_named[p->node].unknown;
+			r = stoke_profile_add_sample(s->profile, p.tid, p.time, stack, 1);
+		if (r < 0)
+			break;
+		s->unknown_frames += s->node_named[p.node].unknown;
+		if (!m->time_first || p.time < m->time_first)
+			m->time_first = p.time;
+		if (p.time > m->time_last)
+			m->time_last = p.time;
+		s->settle_done = i + 1;
 	}
-	log_debug("session: %zu samples named: %zu unique locations, %zu raw stacks", s->npending,
-		  s->nlocs, s->nnodes);
+	log_debug("session: %zu samples named: %zu unique locations, %zu raw stacks; %zu read "
+		  "meanwhile",
+		  n, s->nlocs, s->nnodes, s->npending - n);
 	free(s->loc_named);
 	free(s->node_named);
 	s->loc_named = NULL;
 	s->node_named = NULL;
-	raw_reset(s);
+	s->settle_done = 0;
+	s->nsettle_fids = 0;
+	if (s->npending == n || r < 0) {
+		raw_reset(s);
+	} else {
+		/* Keep what came in meanwhile, and the tables it refers to. */
+		memmove(s->pending, s->pending + n, (s->npending - n) * sizeof(*s->pending));
+		s->npending -= n;
+	}
 	return r;
 }
 

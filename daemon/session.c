@@ -112,6 +112,7 @@ struct stoke_session {
 	uint64_t lost_limit_base;
 	int error; /* first error seen inside the record callback */
 	bool stopped;
+	uint64_t window_end_ns; /* events disabled at (wall clock); 0: not yet */
 	/* Kernel counters at the last rotation: each profile reports its own
 	 * share of lost and throttled samples. */
 	uint64_t lost_base, throttled_base;
@@ -784,19 +785,25 @@ static int fill_meta(struct stoke_session *s, int r, bool counters, uint64_t end
 	return r < 0 ? r : 0;
 }
 
+void stoke_session_end_window(struct stoke_session *s)
+{
+	if (s->window_end_ns)
+		return;
+	stoke_sampler_disable(s->sampler);
+	/* No sample is taken after this: the window ends here. */
+	s->window_end_ns = wall_ns();
+}
+
 int stoke_session_stop(struct stoke_session *s)
 {
-	uint64_t end;
 	int r;
 
 	if (s->stopped)
 		return 0;
+	stoke_session_end_window(s);
 	s->stopped = true;
-	stoke_sampler_disable(s->sampler);
-	/* No sample is taken after this: the window ends here. */
-	end = wall_ns();
 	r = stoke_sampler_flush(s->sampler);
-	return fill_meta(s, r, true, end);
+	return fill_meta(s, r, true, s->window_end_ns);
 }
 
 int stoke_session_sync(struct stoke_session *s)

@@ -78,8 +78,14 @@ void stoke_session_target_exited(struct stoke_session *s, pid_t pid);
 /* Number of target processes still alive. */
 unsigned stoke_session_targets_alive(const struct stoke_session *s);
 
-/* Disable the events, read what is left and fill the profile's metadata.
- * Idempotent. */
+/* End the recording window now: disable the events (nothing is sampled
+ * after this; the profile's end time is now). stoke_session_stop does it
+ * when it was not done; calling it first lets the caller stop a launched
+ * command before the naming work of the stop. Idempotent. */
+void stoke_session_end_window(struct stoke_session *s);
+
+/* End the window (if not done), read what is left, name the samples into
+ * the profile and fill its metadata. Idempotent. */
 int stoke_session_stop(struct stoke_session *s);
 
 /* For a session that keeps running (stoked's snapshot and continuous mode):

@@ -913,9 +913,12 @@ int record_run(int argc, char **argv, struct record_result *res)
 	progress(&rec, true);
 	if (r < 0)
 		log_error("recording failed: %s", strerror(-r));
+	/* The window ends now; a launched command that outlived it is
+	 * stopped before the stop's naming work, not after. */
+	stoke_session_end_window(rec.session);
+	finish_child(&rec);
 	if (stoke_session_stop(rec.session) < 0 && r == 0)
 		r = -EIO;
-	finish_child(&rec);
 	if (write_output(&rec) < 0)
 		code = 1;
 	summary(&rec, mono_s() - rec.start);

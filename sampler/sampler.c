@@ -25,6 +25,7 @@
 #include "maps.h"
 #include "ring.h"
 #include "signal/signal_sampler.h"
+#include "bpf/bpf_sampler.h"
 #include "util.h"
 
 #define STOKE_SAMPLER_DEFAULT_FREQ 999
@@ -98,6 +99,9 @@ struct stoke_sampler {
 	/* The signal sampler, when the backend is (or auto resolved to) it:
 	 * every operation below goes to it. */
 	struct stoke_signal_sampler *sig;
+	/* The BPF sampler, when the backend is BPF (or --off-cpu): every
+	 * operation below goes to it. */
+	struct stoke_bpf_sampler *bpf;
 };
 
 void stoke_sampler_opts_init(struct stoke_sampler_opts *opts)
@@ -282,6 +286,13 @@ int stoke_sampler_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb
 		s->rings[i].fd = -1;
 		s->ring_fds[i] = -1;
 	}
+	if (opts->backend == STOKE_BACKEND_BPF) {
+		r = stoke_bpf_new(opts, cb, userdata, &s->bpf);
+		if (r < 0) {
+			stoke_sampler_free(s);
+			return r;
+		}
+	}
 	*ret = s;
 	return 0;
 }
@@ -291,6 +302,7 @@ void stoke_sampler_free(struct stoke_sampler *s)
 	if (!s)
 		return;
 	stoke_signal_free(s->sig);
+	stoke_bpf_free(s->bpf);
 	for (size_t i = 0; i < s->nrings; i++) {
 		if (s->rings[i].base)
 			munmap(s->rings[i].base, s->rings[i].map_len);
@@ -505,6 +517,8 @@ void stoke_sampler_disable(struct stoke_sampler *s)
 {
 	if (s->sig)
 		stoke_signal_disable(s->sig);
+	if (s->bpf)
+		stoke_bpf_disable(s->bpf);
 	for (size_t i = 0; i < s->nfds; i++)
 		ioctl(s->fds[i], PERF_EVENT_IOC_DISABLE, 0);
 }
@@ -675,6 +689,9 @@ int stoke_sampler_attach(struct stoke_sampler *s, pid_t pid)
 	char path[64];
 	int r, rounds = 0, procfd;
 
+	/* pid -1: every process (the BPF sampler only). */
+	if (s->bpf)
+		return stoke_bpf_attach(s->bpf, pid);
 	if (pid <= 0)
 		return -ESRCH;
 	/* An agent cannot be put into a running process. */
@@ -801,6 +818,8 @@ static int launch_backend(struct stoke_sampler *s)
 
 enum stoke_sampler_backend stoke_sampler_backend(const struct stoke_sampler *s)
 {
+	if (s->bpf)
+		return STOKE_BACKEND_BPF;
 	return s->sig ? STOKE_BACKEND_SIGNAL : STOKE_BACKEND_PERF;
 }
 
@@ -813,6 +832,8 @@ int stoke_sampler_launch(struct stoke_sampler *s, char *const argv[], pid_t *ret
 
 	if (!argv || !argv[0])
 		return -EINVAL;
+	if (s->bpf)
+		return -EOPNOTSUPP; /* system-wide or by PID only, for now */
 	r = launch_backend(s);
 	if (r < 0)
 		return r;
@@ -1086,6 +1107,8 @@ int stoke_sampler_drain(struct stoke_sampler *s)
 {
 	if (s->sig)
 		return stoke_signal_drain(s->sig, false);
+	if (s->bpf)
+		return stoke_bpf_drain(s->bpf, false);
 	return drain_rings(s, false);
 }
 
@@ -1093,6 +1116,8 @@ int stoke_sampler_flush(struct stoke_sampler *s)
 {
 	if (s->sig)
 		return stoke_signal_drain(s->sig, true);
+	if (s->bpf)
+		return stoke_bpf_drain(s->bpf, true);
 	return drain_rings(s, true);
 }
 
@@ -1100,6 +1125,8 @@ int stoke_sampler_pollfds(const struct stoke_sampler *s, const int **ret)
 {
 	if (s->sig)
 		return stoke_signal_pollfds(s->sig, ret);
+	if (s->bpf)
+		return stoke_bpf_pollfds(s->bpf, ret);
 	*ret = s->ring_fds;
 	return (int)s->nrings;
 }
@@ -1125,6 +1152,10 @@ void stoke_sampler_get_stats(const struct stoke_sampler *s, struct stoke_sampler
 		stoke_signal_get_stats(s->sig, ret);
 		return;
 	}
+	if (s->bpf) {
+		stoke_bpf_get_stats(s->bpf, ret);
+		return;
+	}
 	*ret = s->stats;
 	for (size_t i = 0; i < s->nrings; i++)
 		ret->malformed += s->rings[i].ring.malformed;
@@ -1137,6 +1168,10 @@ const struct stoke_record_format *stoke_sampler_format(const struct stoke_sample
 
 const char *stoke_sampler_strerror(int err)
 {
+	const char *bpf_msg = stoke_bpf_strerror(err);
+
+	if (bpf_msg)
+		return bpf_msg;
 	switch (err) {
 	case -ESRCH:
 		return "no such process";

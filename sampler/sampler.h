@@ -40,6 +40,8 @@ enum stoke_sampler_backend {
 			       * command, the signal sampler */
 	STOKE_BACKEND_PERF,   /* perf_event_open */
 	STOKE_BACKEND_SIGNAL, /* an agent in the launched command (signal/) */
+	STOKE_BACKEND_BPF,    /* per-CPU events aggregated by BPF (bpf/): -a,
+			       * -p PID, --off-cpu */
 };
 
 enum stoke_callgraph {
@@ -68,6 +70,10 @@ struct stoke_sampler_opts {
 	int signal_number;        /* signal sampler: the real-time signal the
 				   * agent takes; 0 = $STOKE_SIGNAL_NUMBER or
 				   * SIGRTMIN+6 */
+	/* BPF sampler (bpf/bpf_sampler.h) */
+	bool off_cpu;             /* also time blocked, with the blocked stack */
+	uint64_t off_cpu_min_ns;  /* shorter blocks are not counted */
+	uint32_t bpf_map_entries; /* counts/stacks map sizes; 0 = 16384 */
 };
 
 /* Called for every record, synthesized or read from a ring. The record and
@@ -91,6 +97,12 @@ struct stoke_sampler_stats {
 	uint64_t foreign;     /* samples of processes that are not targets
 			       * (dropped): nothing of another process is
 			       * delivered, whatever an event saw */
+	/* BPF sampler only */
+	uint64_t off_cpu_ns;      /* off-CPU time read */
+	uint64_t bpf_stack_lost;  /* stacks the stack map had no room for */
+	uint64_t bpf_run_ns;      /* CPU time of the BPF programs (bpf_stats) */
+	uint64_t bpf_run_cnt;     /* times they ran */
+	uint64_t bpf_elapsed_ns;  /* since they started */
 };
 
 /* Fill opts with the defaults. */

@@ -56,11 +56,12 @@ struct record_args {
 	const char *name;               /* --name: the run directory's name */
 	struct stoke_output_opts oopts; /* --per-thread and the SVG options */
 	bool quiet;
+	bool system_wide;               /* -a: every process (BPF sampler) */
 };
 
 static void usage(FILE *f)
 {
-	fputs("usage: stoke record [-p PID[,PID...] | -t TID[,TID...] | -- CMD [ARGS...]]\n"
+	fputs("usage: stoke record [-p PID[,PID...] | -t TID[,TID...] | -a | -- CMD [ARGS...]]\n"
 	      "                    [options]\n"
 	      "\n"
 	      "Sample a running process (every thread, and threads born later) or a\n"
@@ -70,12 +71,21 @@ static void usage(FILE *f)
 	      "                          its process)\n"
 	      "  -t, --tid TID[,TID...]  only these threads: their processes are sampled\n"
 	      "                          and only these threads' samples are kept\n"
+	      "  -a, --all-cpus          every process on every CPU (the BPF sampler;\n"
+	      "                          give -d or stop with Ctrl-C)\n"
 	      "  -F, --freq HZ           samples per second per thread (default 999)\n"
 	      "  -e, --event EVENT       cpu-clock (default), task-clock or cycles\n"
 	      "                          (cycles falls back to cpu-clock without a PMU),\n"
 	      "                          or wall (on and off CPU: the signal sampler)\n"
 	      "      --sampler KIND      auto (default: perf_event where allowed, else\n"
-	      "                          signals for a launched command), perf or signal\n"
+	      "                          signals for a launched command), perf, signal\n"
+	      "                          or bpf (per-CPU events counted in the kernel:\n"
+	      "                          -p PID or -a; frame-pointer stacks)\n"
+	      "      --off-cpu           also the time threads spend blocked, with the\n"
+	      "                          stack they blocked in (the BPF sampler)\n"
+	      "      --off-cpu-min USEC  ignore blocks shorter than this (default 0)\n"
+	      "      --bpf-map-size N    stacks the BPF sampler holds per second\n"
+	      "                          (default 16384; more are counted lost)\n"
 	      "      --signal-number N   the real-time signal the signal sampler uses\n"
 	      "                          (default SIGRTMIN+6, or $STOKE_SIGNAL_NUMBER)\n"
 	      "  -d, --duration SECONDS  stop after this long (default: until the\n"
@@ -244,7 +254,8 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 {
 	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH,
 	       OPT_OUTPUT_DIR, OPT_NAME, OPT_NO_KERNEL, OPT_DEBUGINFO_PATH, OPT_DEMANGLE,
-	       OPT_LINES, OPT_TIMELINE, OPT_SAMPLER, OPT_SIGNAL_NUMBER };
+	       OPT_LINES, OPT_TIMELINE, OPT_SAMPLER, OPT_SIGNAL_NUMBER, OPT_OFF_CPU,
+	       OPT_OFF_CPU_MIN, OPT_BPF_MAP_SIZE };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "freq", required_argument, NULL, 'F' },
@@ -267,6 +278,10 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		{ "timeline", no_argument, NULL, OPT_TIMELINE },
 		{ "sampler", required_argument, NULL, OPT_SAMPLER },
 		{ "signal-number", required_argument, NULL, OPT_SIGNAL_NUMBER },
+		{ "all-cpus", no_argument, NULL, 'a' },
+		{ "off-cpu", no_argument, NULL, OPT_OFF_CPU },
+		{ "off-cpu-min", required_argument, NULL, OPT_OFF_CPU_MIN },
+		{ "bpf-map-size", required_argument, NULL, OPT_BPF_MAP_SIZE },
 		{ "tid", required_argument, NULL, 't' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "mmap-pages", required_argument, NULL, 'm' },
@@ -283,7 +298,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 	a->output = "stoke.folded";
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:t:F:e:d:g::o:f:m:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:t:F:e:d:g::o:f:m:qha", longopts, NULL)) != -1) {
 		char *end;
 
 		switch (c) {
@@ -383,9 +398,37 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 				a->sopts.sampler.backend = STOKE_BACKEND_PERF;
 			else if (!strcmp(optarg, "signal"))
 				a->sopts.sampler.backend = STOKE_BACKEND_SIGNAL;
+			else if (!strcmp(optarg, "bpf"))
+				a->sopts.sampler.backend = STOKE_BACKEND_BPF;
 			else
-				return die_usage("unknown sampler '%s' (auto, perf or signal)", optarg);
+				return die_usage("unknown sampler '%s' (auto, perf, signal or bpf)",
+						 optarg);
 			break;
+		case 'a':
+			a->system_wide = true;
+			break;
+		case OPT_OFF_CPU:
+			a->sopts.sampler.off_cpu = true;
+			break;
+		case OPT_OFF_CPU_MIN:
+		case OPT_BPF_MAP_SIZE: {
+			unsigned long long v;
+
+			errno = 0;
+			v = strtoull(optarg, &end, 10);
+			if (errno || *end || end == optarg ||
+			    v > (c == OPT_BPF_MAP_SIZE ? (1ULL << 24) : 1000000000ULL) ||
+			    (c == OPT_BPF_MAP_SIZE && v < 16))
+				return die_usage("invalid %s '%s'",
+						 c == OPT_BPF_MAP_SIZE ? "--bpf-map-size (16..16777216)"
+								       : "--off-cpu-min (usec)",
+						 optarg);
+			if (c == OPT_BPF_MAP_SIZE)
+				a->sopts.sampler.bpf_map_entries = (uint32_t)v;
+			else
+				a->sopts.sampler.off_cpu_min_ns = v * 1000;
+			break;
+		}
 		case OPT_SIGNAL_NUMBER: {
 			long v;
 
@@ -436,8 +479,27 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 	}
 	if (optind < argc)
 		a->argv = argv + optind;
-	if (!a->npids && !a->argv)
-		return die_usage("%s", "nothing to profile: give -p PID, -t TID or -- CMD");
+	if (!a->npids && !a->argv && !a->system_wide)
+		return die_usage("%s", "nothing to profile: give -p PID, -t TID, -a or -- CMD");
+	if (a->system_wide && (a->npids || a->argv))
+		return die_usage("%s", "-a profiles every process: give no -p, -t or command");
+	/* -a and off-CPU time need the BPF sampler; it samples per CPU and
+	 * takes frame-pointer stacks (no user stack copies). */
+	if (a->system_wide || a->sopts.sampler.off_cpu) {
+		if (a->sopts.sampler.backend != STOKE_BACKEND_AUTO &&
+		    a->sopts.sampler.backend != STOKE_BACKEND_BPF)
+			return die_usage("%s", "-a and --off-cpu need the BPF sampler (--sampler bpf)");
+		a->sopts.sampler.backend = STOKE_BACKEND_BPF;
+	}
+	if (a->sopts.sampler.backend == STOKE_BACKEND_BPF) {
+		if (a->argv)
+			return die_usage("%s", "the BPF sampler profiles running processes (-p PID) "
+					       "or every process (-a), not a command");
+		if (a->sopts.sampler.event == STOKE_EVENT_WALL)
+			return die_usage("%s", "-e wall needs the signal sampler (--sampler signal); "
+					       "the BPF sampler has --off-cpu");
+		a->sopts.sampler.callgraph = STOKE_CALLGRAPH_FP;
+	}
 	if (a->npids && a->argv)
 		return die_usage("%s", "give either -p PID or a command, not both");
 	/* The signal sampler's agent goes in at exec: it cannot join a
@@ -562,6 +624,14 @@ static int start_targets(struct recorder *rec)
 	struct record_args *a = rec->args;
 	int r;
 
+	if (a->system_wide) {
+		r = stoke_session_attach(rec->session, -1);
+		if (r < 0) {
+			log_error("cannot sample every CPU: %s", stoke_sampler_strerror(r));
+			return 1;
+		}
+		return 0;
+	}
 	if (a->argv) {
 		r = stoke_session_launch(rec->session, a->argv, &rec->child);
 		if (r < 0) {

@@ -1,0 +1,654 @@
+/*
+ * The eBPF sampler's user space (see bpf_sampler.h for the contract and
+ * bpfprof.bpf.c for the kernel side).
+ *
+ * Aggregates are read with lookup-and-delete, key by key: a sample counted
+ * between our read of a key and its deletion would be lost, and lookup-and-
+ * delete makes the two one step. Stacks are read after their counts and
+ * deleted after the round, so the stack map holds one period's stacks; a
+ * count whose stack was dropped meanwhile (a race with the next sample of
+ * that stack, or a full stack map) is delivered without that half.
+ */
+#include "bpf_sampler.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <linux/perf_event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "bpfprof.h"
+/* The skeleton embeds the BPF object as one string literal. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverlength-strings"
+#include "bpfprof.skel.h"
+#pragma GCC diagnostic pop
+#include "log.h"
+#include "maps.h"
+#include "record.h"
+#include "util.h"
+
+/* How often the counts map is read and cleared. */
+#define BPF_DRAIN_NS 1000000000ULL
+#define BPF_DEFAULT_ENTRIES 16384
+
+/* A thread's name as last delivered (open addressing on tid; 0: empty). */
+struct tname {
+	uint32_t tid, tgid;
+	char comm[BPFPROF_COMM_LEN];
+};
+
+struct stoke_bpf_sampler {
+	struct stoke_sampler_opts opts;
+	stoke_sampler_cb cb;
+	void *userdata;
+
+	struct bpfprof *skel;
+	bool loaded, system_wide, disabled;
+	int *perf_fds;
+	struct bpf_link **links;
+	size_t nperf;
+	struct ring_buffer *rb;
+	int rb_fd;
+	int stats_fd; /* BPF_ENABLE_STATS: run_time_ns is counted while open */
+
+	uint64_t period_ns;
+	uint64_t last_drain;
+	uint64_t off_residual; /* off-CPU ns not yet a whole sample */
+
+	/* Processes whose mappings were delivered (open addressing; 0 empty). */
+	uint32_t *procs;
+	size_t procs_cap, nprocs;
+	struct tname *tnames;
+	size_t tnames_cap, ntnames;
+
+	/* Scratch for a drain round. */
+	struct bpfprof_key *keys;
+	size_t keys_cap;
+	int32_t *used_stacks;
+	size_t nused, used_cap;
+
+	struct stoke_sampler_stats stats;
+	uint64_t start_ns;
+};
+
+static const char *bpf_err_msg;
+static int bpf_err_code;
+
+static void set_error(int err, const char *msg)
+{
+	bpf_err_code = err;
+	bpf_err_msg = msg;
+}
+
+const char *stoke_bpf_strerror(int err)
+{
+	return err == bpf_err_code ? bpf_err_msg : NULL;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	/* libbpf's own messages are for debugging; ours say what failed. */
+	if (stoke_log_get_level() >= STOKE_LOG_DEBUG)
+		return vfprintf(stderr, fmt, ap);
+	return 0;
+}
+
+int stoke_bpf_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb, void *userdata,
+		  struct stoke_bpf_sampler **ret)
+{
+	struct stoke_bpf_sampler *b;
+	uint32_t entries = opts->bpf_map_entries ? opts->bpf_map_entries : BPF_DEFAULT_ENTRIES;
+
+	if (access("/sys/kernel/btf/vmlinux", R_OK) < 0) {
+		set_error(-ENOTSUP, "the BPF sampler needs kernel BTF (/sys/kernel/btf/vmlinux is "
+				    "missing: a kernel built with CONFIG_DEBUG_INFO_BTF=y)");
+		return -ENOTSUP;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->opts = *opts;
+	b->cb = cb;
+	b->userdata = userdata;
+	b->rb_fd = -1;
+	b->stats_fd = -1;
+	b->period_ns = 1000000000ULL / opts->freq;
+	libbpf_set_print(libbpf_quiet);
+	b->skel = bpfprof__open();
+	if (!b->skel) {
+		stoke_bpf_free(b);
+		return -ENOMEM;
+	}
+	bpf_map__set_max_entries(b->skel->maps.counts, entries);
+	bpf_map__set_max_entries(b->skel->maps.stacks, entries);
+	bpf_map__set_max_entries(b->skel->maps.offstart, entries);
+	b->skel->rodata->off_cpu = opts->off_cpu;
+	b->skel->rodata->off_cpu_min_ns = opts->off_cpu_min_ns;
+	*ret = b;
+	return 0;
+}
+
+void stoke_bpf_free(struct stoke_bpf_sampler *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->nperf; i++) {
+		bpf_link__destroy(b->links[i]);
+		close(b->perf_fds[i]);
+	}
+	free(b->links);
+	free(b->perf_fds);
+	ring_buffer__free(b->rb);
+	bpfprof__destroy(b->skel);
+	if (b->stats_fd >= 0)
+		close(b->stats_fd);
+	free(b->procs);
+	free(b->tnames);
+	free(b->keys);
+	free(b->used_stacks);
+	free(b);
+}
+
+/* ---- processes and threads ---- */
+
+static bool proc_known(struct stoke_bpf_sampler *b, uint32_t tgid, bool add)
+{
+	size_t i;
+
+	if (add && (b->nprocs + 1) * 2 > b->procs_cap) {
+		size_t cap = b->procs_cap ? b->procs_cap * 2 : 256;
+		uint32_t *n = calloc(cap, sizeof(*n));
+
+		if (!n)
+			return false;
+		for (size_t j = 0; j < b->procs_cap; j++) {
+			uint32_t v = b->procs[j];
+
+			if (!v)
+				continue;
+			for (i = (v * 2654435761u) & (cap - 1); n[i]; i = (i + 1) & (cap - 1))
+				;
+			n[i] = v;
+		}
+		free(b->procs);
+		b->procs = n;
+		b->procs_cap = cap;
+	}
+	if (!b->procs_cap)
+		return false;
+	for (i = (tgid * 2654435761u) & (b->procs_cap - 1); b->procs[i];
+	     i = (i + 1) & (b->procs_cap - 1))
+		if (b->procs[i] == tgid)
+			return true;
+	if (add) {
+		b->procs[i] = tgid;
+		b->nprocs++;
+	}
+	return false;
+}
+
+/* The slot of tid (found, or the empty one where it goes). */
+static struct tname *tname_slot(struct stoke_bpf_sampler *b, uint32_t tid)
+{
+	size_t i;
+
+	if ((b->ntnames + 1) * 2 > b->tnames_cap) {
+		size_t cap = b->tnames_cap ? b->tnames_cap * 2 : 256;
+		struct tname *n = calloc(cap, sizeof(*n));
+
+		if (!n)
+			return NULL;
+		for (size_t j = 0; j < b->tnames_cap; j++) {
+			struct tname *t = &b->tnames[j];
+
+			if (!t->tid)
+				continue;
+			for (i = (t->tid * 2654435761u) & (cap - 1); n[i].tid; i = (i + 1) & (cap - 1))
+				;
+			n[i] = *t;
+		}
+		free(b->tnames);
+		b->tnames = n;
+		b->tnames_cap = cap;
+	}
+	for (i = (tid * 2654435761u) & (b->tnames_cap - 1); b->tnames[i].tid;
+	     i = (i + 1) & (b->tnames_cap - 1))
+		if (b->tnames[i].tid == tid)
+			break;
+	return &b->tnames[i];
+}
+
+static int deliver_comm(struct stoke_bpf_sampler *b, uint32_t tgid, uint32_t tid, const char *comm,
+			bool exec)
+{
+	struct stoke_record rec = { .type = STOKE_REC_COMM, .raw_type = PERF_RECORD_COMM };
+	char name[BPFPROF_COMM_LEN + 1];
+
+	memcpy(name, comm, BPFPROF_COMM_LEN);
+	name[BPFPROF_COMM_LEN] = '\0';
+	rec.misc = exec ? PERF_RECORD_MISC_COMM_EXEC : 0;
+	rec.comm.pid = tgid;
+	rec.comm.tid = tid;
+	rec.comm.exec = exec;
+	rec.comm.comm = name;
+	b->stats.records++;
+	return b->cb(&rec, b->userdata);
+}
+
+/* Name thread tid when it is new or its name changed. */
+static int name_thread(struct stoke_bpf_sampler *b, uint32_t tgid, uint32_t tid, const char *comm)
+{
+	struct tname *t = tname_slot(b, tid);
+
+	if (!t)
+		return -ENOMEM;
+	if (t->tid == tid && t->tgid == tgid && !memcmp(t->comm, comm, BPFPROF_COMM_LEN))
+		return 0;
+	if (t->tid != tid)
+		b->ntnames++;
+	t->tid = tid;
+	t->tgid = tgid;
+	memcpy(t->comm, comm, BPFPROF_COMM_LEN);
+	return deliver_comm(b, tgid, tid, comm, false);
+}
+
+struct mmap_ctx {
+	struct stoke_bpf_sampler *b;
+	uint32_t pid;
+};
+
+static int mmap_cb(const struct stoke_maps_entry *e, void *userdata)
+{
+	struct mmap_ctx *ctx = userdata;
+	struct stoke_record rec;
+
+	if (!(e->prot & PROT_EXEC))
+		return 0;
+	stoke_maps_entry_to_record(e, ctx->pid, &rec);
+	ctx->b->stats.records++;
+	return ctx->b->cb(&rec, ctx->b->userdata);
+}
+
+/* Deliver the mappings of tgid, read now, while it runs: the symbolizer
+ * keeps them (and opens their files) whether or not the process is still
+ * there when its samples are named. */
+static int learn_process(struct stoke_bpf_sampler *b, uint32_t tgid, bool exec, const char *comm)
+{
+	struct mmap_ctx ctx = { b, tgid };
+	int r;
+
+	if (!exec && proc_known(b, tgid, false))
+		return 0;
+	proc_known(b, tgid, true);
+	if (exec && comm) {
+		r = deliver_comm(b, tgid, tgid, comm, true);
+		if (r < 0)
+			return r;
+		struct tname *t = tname_slot(b, tgid);
+		if (t) {
+			if (t->tid != tgid)
+				b->ntnames++;
+			t->tid = tgid;
+			t->tgid = tgid;
+			memcpy(t->comm, comm, BPFPROF_COMM_LEN);
+		}
+	}
+	/* A process gone before we heard of it (or a kernel thread) has no
+	 * mappings to read: its user frames stay unnamed. */
+	r = stoke_maps_read_pid((pid_t)tgid, mmap_cb, &ctx);
+	if (r < 0)
+		log_debug("bpf: cannot read the mappings of %u: %s", tgid, strerror(-r));
+	return 0;
+}
+
+static int on_event(void *ctx, void *data, size_t size)
+{
+	struct stoke_bpf_sampler *b = ctx;
+	const struct bpfprof_event *e = data;
+
+	if (size < sizeof(*e))
+		return 0;
+	return learn_process(b, e->tgid, e->type == BPFPROF_EV_EXEC, e->comm);
+}
+
+/* ---- start ---- */
+
+static int open_cpu_events(struct stoke_bpf_sampler *b)
+{
+	int ncpus = libbpf_num_possible_cpus();
+
+	if (ncpus <= 0)
+		return ncpus < 0 ? ncpus : -ENODEV;
+	b->perf_fds = calloc((size_t)ncpus, sizeof(*b->perf_fds));
+	b->links = calloc((size_t)ncpus, sizeof(*b->links));
+	if (!b->perf_fds || !b->links)
+		return -ENOMEM;
+	for (int cpu = 0; cpu < ncpus; cpu++) {
+		struct perf_event_attr a = {
+			.size = sizeof(a),
+			.type = PERF_TYPE_SOFTWARE,
+			.config = PERF_COUNT_SW_CPU_CLOCK,
+			.freq = 1,
+			.sample_freq = b->opts.freq,
+			.exclude_kernel = b->opts.exclude_kernel,
+		};
+		long fd = syscall(SYS_perf_event_open, &a, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+		struct bpf_link *l;
+
+		if (fd < 0) {
+			if (errno == ENODEV)
+				continue; /* an offline CPU */
+			return -errno;
+		}
+		l = bpf_program__attach_perf_event(b->skel->progs.on_sample, (int)fd);
+		if (!l) {
+			int r = -errno;
+
+			close((int)fd);
+			return r;
+		}
+		b->perf_fds[b->nperf] = (int)fd;
+		b->links[b->nperf++] = l;
+	}
+	return b->nperf ? 0 : -ENODEV;
+}
+
+static int start(struct stoke_bpf_sampler *b)
+{
+	int r;
+
+	b->skel->rodata->filter_tgid = !b->system_wide;
+	r = bpfprof__load(b->skel);
+	if (r < 0) {
+		if (r == -EPERM || r == -EACCES)
+			set_error(r, "loading BPF programs is not allowed: the BPF sampler needs "
+				     "root, or CAP_BPF and CAP_PERFMON");
+		else
+			set_error(r, "the kernel refused the BPF sampler's programs (run with "
+				     "STOKE_LOG=debug for the verifier's log)");
+		return r;
+	}
+	b->loaded = true;
+	/* Counting the programs' run time costs a little on every run: only
+	 * while we profile, and only when nobody enabled it already. */
+	b->stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+	b->rb = ring_buffer__new(bpf_map__fd(b->skel->maps.events), on_event, b, NULL);
+	if (!b->rb)
+		return -errno ? -errno : -ENOMEM;
+	b->rb_fd = ring_buffer__epoll_fd(b->rb);
+	if (b->opts.off_cpu) {
+		b->skel->links.on_switch = bpf_program__attach(b->skel->progs.on_switch);
+		if (!b->skel->links.on_switch)
+			return -errno;
+	}
+	b->skel->links.on_fork = bpf_program__attach(b->skel->progs.on_fork);
+	b->skel->links.on_exec = bpf_program__attach(b->skel->progs.on_exec);
+	if (!b->skel->links.on_fork || !b->skel->links.on_exec)
+		return -errno;
+	r = open_cpu_events(b);
+	if (r < 0) {
+		if (r == -EACCES || r == -EPERM)
+			set_error(r, "per-CPU perf events are not allowed: the BPF sampler needs "
+				     "root, or CAP_PERFMON");
+		return r;
+	}
+	b->start_ns = mono_ns();
+	b->last_drain = b->start_ns;
+	return 0;
+}
+
+int stoke_bpf_attach(struct stoke_bpf_sampler *b, pid_t pid)
+{
+	uint32_t tgid = (uint32_t)pid;
+	uint8_t one = 1;
+	int r;
+
+	if (pid < 0) {
+		if (b->loaded)
+			return -EINVAL; /* -a is alone */
+		b->system_wide = true;
+		return start(b);
+	}
+	if (pid == 0 || kill(pid, 0) < 0)
+		return -ESRCH;
+	if (!b->loaded) {
+		r = start(b);
+		if (r < 0)
+			return r;
+	}
+	if (b->system_wide)
+		return 0;
+	if (bpf_map_update_elem(bpf_map__fd(b->skel->maps.targets), &tgid, &one, BPF_ANY) < 0)
+		return -errno;
+	/* Its mappings and thread names now: it may exit before the first
+	 * drain. */
+	b->stats.threads_attached++;
+	return learn_process(b, tgid, false, NULL);
+}
+
+int stoke_bpf_pollfds(const struct stoke_bpf_sampler *b, const int **ret)
+{
+	*ret = &b->rb_fd;
+	return b->rb_fd >= 0 ? 1 : 0;
+}
+
+void stoke_bpf_disable(struct stoke_bpf_sampler *b)
+{
+	struct stoke_sampler_stats st;
+
+	if (b->disabled)
+		return;
+	b->disabled = true;
+	for (size_t i = 0; i < b->nperf; i++)
+		ioctl(b->perf_fds[i], PERF_EVENT_IOC_DISABLE, 0);
+	if (b->skel && b->skel->links.on_switch) {
+		bpf_link__destroy(b->skel->links.on_switch);
+		b->skel->links.on_switch = NULL;
+	}
+	if (!b->loaded)
+		return;
+	/* The cost the issue bounds: the programs' own CPU time, as the
+	 * kernel measured it (bpf_stats), against one core. */
+	stoke_bpf_get_stats(b, &st);
+	log_info("bpf: programs ran %llu times, %.1f ms of CPU in %.1f s (%.3f%% of one core, "
+		 "%.0f ns per run)%s",
+		 (unsigned long long)st.bpf_run_cnt, (double)st.bpf_run_ns / 1e6,
+		 (double)st.bpf_elapsed_ns / 1e9,
+		 st.bpf_elapsed_ns ? 100.0 * (double)st.bpf_run_ns / (double)st.bpf_elapsed_ns : 0.0,
+		 st.bpf_run_cnt ? (double)st.bpf_run_ns / (double)st.bpf_run_cnt : 0.0,
+		 b->stats_fd < 0 ? " (bpf_stats could not be enabled: not measured)" : "");
+	if (st.bpf_stack_lost)
+		log_info("bpf: %llu stacks did not fit the stack map (--bpf-map-size)",
+			 (unsigned long long)st.bpf_stack_lost);
+}
+
+/* ---- drain ---- */
+
+static int used_stack(struct stoke_bpf_sampler *b, int32_t id)
+{
+	if (id < 0)
+		return 0;
+	if (STOKE_GROW(b->used_stacks, b->used_cap, b->nused + 1) < 0)
+		return -ENOMEM;
+	b->used_stacks[b->nused++] = id;
+	return 0;
+}
+
+/* Read stack id into ips (leaf first); returns the depth, 0 when absent. */
+static size_t read_stack(struct stoke_bpf_sampler *b, int32_t id, uint64_t *ips)
+{
+	size_t n = 0;
+
+	if (id < 0)
+		return 0;
+	memset(ips, 0, BPFPROF_MAX_DEPTH * sizeof(*ips));
+	if (bpf_map_lookup_elem(bpf_map__fd(b->skel->maps.stacks), &id, ips) < 0)
+		return 0;
+	while (n < BPFPROF_MAX_DEPTH && ips[n])
+		n++;
+	return n;
+}
+
+static int deliver_key(struct stoke_bpf_sampler *b, const struct bpfprof_key *k, uint64_t value,
+		       uint64_t now)
+{
+	uint64_t chain[2 * BPFPROF_MAX_DEPTH + 2], kips[BPFPROF_MAX_DEPTH], uips[BPFPROF_MAX_DEPTH];
+	struct stoke_record rec = { .type = STOKE_REC_SAMPLE, .raw_type = PERF_RECORD_SAMPLE };
+	size_t nk = read_stack(b, k->kstack, kips), nu = read_stack(b, k->ustack, uips), n = 0;
+	uint64_t reps;
+	int r;
+
+	if (k->kind == BPFPROF_OFF_CPU) {
+		b->stats.off_cpu_ns += value;
+		value += b->off_residual;
+		reps = value / b->period_ns;
+		b->off_residual = value % b->period_ns;
+	} else {
+		reps = value;
+	}
+	if ((k->kstack >= 0 && !nk) || (k->ustack >= 0 && !nu)) {
+		/* Its stack went (see the file comment): lost. */
+		b->stats.lost += reps;
+		return 0;
+	}
+	if (used_stack(b, k->kstack) < 0 || used_stack(b, k->ustack) < 0)
+		return -ENOMEM;
+	r = learn_process(b, k->tgid, false, NULL);
+	if (r == 0)
+		r = name_thread(b, k->tgid, k->pid, k->comm);
+	if (r < 0)
+		return r;
+	if (nk) {
+		chain[n++] = PERF_CONTEXT_KERNEL;
+		memcpy(chain + n, kips, nk * sizeof(*kips));
+		n += nk;
+	}
+	if (nu) {
+		chain[n++] = PERF_CONTEXT_USER;
+		memcpy(chain + n, uips, nu * sizeof(*uips));
+		n += nu;
+	}
+	rec.misc = nk ? PERF_RECORD_MISC_KERNEL : PERF_RECORD_MISC_USER;
+	rec.sample.pid = k->tgid;
+	rec.sample.tid = k->pid;
+	rec.sample.ip = nk ? kips[0] : nu ? uips[0] : 0;
+	rec.sample.time = now;
+	rec.sample.period = b->period_ns;
+	rec.sample.nr = n;
+	rec.sample.callchain = chain;
+	/* One record per sample the aggregate stands for: the pipeline
+	 * weighs every record as one sample. */
+	for (uint64_t i = 0; i < reps; i++) {
+		b->stats.records++;
+		b->stats.samples++;
+		r = b->cb(&rec, b->userdata);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int read_counts(struct stoke_bpf_sampler *b)
+{
+	int fd = bpf_map__fd(b->skel->maps.counts), sfd = bpf_map__fd(b->skel->maps.stacks);
+	struct bpfprof_key key, *prev = NULL;
+	size_t nkeys = 0;
+	uint64_t now = mono_ns();
+	int r = 0;
+
+	/* Keys first: deleting while walking would restart the walk. */
+	while (bpf_map_get_next_key(fd, prev, &key) == 0) {
+		if (STOKE_GROW(b->keys, b->keys_cap, nkeys + 1) < 0)
+			return -ENOMEM;
+		b->keys[nkeys++] = key;
+		prev = &b->keys[nkeys - 1];
+	}
+	b->nused = 0;
+	for (size_t i = 0; i < nkeys; i++) {
+		uint64_t v;
+
+		if (bpf_map_lookup_and_delete_elem(fd, &b->keys[i], &v) < 0)
+			continue;
+		r = deliver_key(b, &b->keys[i], v, now);
+		if (r < 0)
+			break;
+	}
+	for (size_t i = 0; i < b->nused; i++)
+		bpf_map_delete_elem(sfd, &b->used_stacks[i]);
+	return r;
+}
+
+int stoke_bpf_drain(struct stoke_bpf_sampler *b, bool flush)
+{
+	uint64_t before = b->stats.records, now;
+	int r;
+
+	if (!b->loaded)
+		return 0;
+	r = ring_buffer__consume(b->rb);
+	if (r < 0)
+		return r;
+	now = mono_ns();
+	if (!flush && now - b->last_drain < BPF_DRAIN_NS)
+		return (int)(b->stats.records - before);
+	b->last_drain = now;
+	r = read_counts(b);
+	if (r < 0)
+		return r;
+	return (int)STOKE_MIN(b->stats.records - before, (uint64_t)INT32_MAX);
+}
+
+void stoke_bpf_get_stats(const struct stoke_bpf_sampler *b, struct stoke_sampler_stats *ret)
+{
+	uint64_t cnt[BPFPROF_CNT_NR] = { 0 };
+	int ncpus = libbpf_num_possible_cpus();
+
+	*ret = b->stats;
+	ret->events = (uint32_t)b->nperf;
+	if (!b->loaded || ncpus <= 0)
+		return;
+	for (uint32_t i = 0; i < BPFPROF_CNT_NR; i++) {
+		_cleanup_free_ uint64_t *v = calloc((size_t)ncpus, sizeof(*v));
+
+		if (v && bpf_map_lookup_elem(bpf_map__fd(b->skel->maps.counters), &i, v) == 0)
+			for (int c = 0; c < ncpus; c++)
+				cnt[i] += v[c];
+	}
+	ret->lost += cnt[BPFPROF_CNT_MAP_FULL];
+	ret->bpf_stack_lost = cnt[BPFPROF_CNT_STACK_LOST];
+	ret->foreign = cnt[BPFPROF_CNT_FILTERED];
+	{
+		struct bpf_program *progs[] = { b->skel->progs.on_sample, b->skel->progs.on_switch,
+						b->skel->progs.on_fork, b->skel->progs.on_exec };
+
+		for (size_t i = 0; i < ARRAY_SIZE(progs); i++) {
+			struct bpf_prog_info info = { 0 };
+			uint32_t len = sizeof(info);
+
+			if (bpf_obj_get_info_by_fd(bpf_program__fd(progs[i]), &info, &len) == 0) {
+				ret->bpf_run_ns += info.run_time_ns;
+				ret->bpf_run_cnt += info.run_cnt;
+			}
+		}
+	}
+	ret->bpf_elapsed_ns = mono_ns() - b->start_ns;
+}

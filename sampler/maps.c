@@ -12,10 +12,9 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <linux/perf_event.h>
 #include <sys/mman.h>
 
-#include "record.h"
+#include "sampler/sample.h"
 #include "util.h"
 
 /* Parse an unsigned number in base at *p; it must be followed by stop (or, if
@@ -154,7 +153,6 @@ void stoke_maps_entry_to_record(const struct stoke_maps_entry *e, uint32_t pid,
 {
 	memset(ret, 0, sizeof(*ret));
 	ret->type = STOKE_REC_MMAP;
-	ret->raw_type = PERF_RECORD_MMAP2;
 	ret->mmap.pid = ret->mmap.tid = pid;
 	ret->mmap.addr = e->start;
 	ret->mmap.len = e->end - e->start;

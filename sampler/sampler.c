@@ -23,7 +23,8 @@
 
 #include "log.h"
 #include "maps.h"
-#include "ring.h"
+#include "sampler/perf/record.h"
+#include "sampler/perf/ring.h"
 #include "signal/signal_sampler.h"
 #include "bpf/bpf_sampler.h"
 #include "util.h"
@@ -207,7 +208,7 @@ static void setup_attr(struct stoke_sampler *s)
 		 * (PERF_REG_X86_AX .. PERF_REG_X86_R15, skipping the segment
 		 * registers that do not exist in 64-bit mode). */
 		a->sample_type |= PERF_SAMPLE_REGS_USER | PERF_SAMPLE_STACK_USER;
-		a->sample_regs_user = 0xff0fffULL;
+		a->sample_regs_user = STOKE_PERF_REGS_MASK;
 		a->sample_stack_user = s->opts.stack_size;
 		/* The user part of the callchain would be a wrong FP walk. */
 		a->exclude_callchain_user = 1;
@@ -585,7 +586,7 @@ static int synth_comm(struct stoke_sampler *s, pid_t pid, pid_t tid)
 {
 	char path[96];
 	_cleanup_free_ char *comm = NULL;
-	struct stoke_record rec = { .type = STOKE_REC_COMM, .raw_type = PERF_RECORD_COMM };
+	struct stoke_record rec = { .type = STOKE_REC_COMM };
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", pid, tid);
@@ -919,7 +920,7 @@ out_pipes:
  * earlier rounds and keeps the rest for the next round. A flush delivers all.
  */
 
-static uint64_t record_time(const struct stoke_record *rec)
+static uint64_t record_time(const struct stoke_perf_record *rec)
 {
 	if (rec->type == STOKE_REC_SAMPLE)
 		return rec->sample.time;
@@ -932,7 +933,7 @@ static uint64_t record_time(const struct stoke_record *rec)
  * was opened on a TID another process had taken (see open_task) wrote into
  * the shared ring before it was closed, or its inherited copies did.
  */
-static int target_record(struct stoke_sampler *s, const struct stoke_record *rec)
+static int target_record(struct stoke_sampler *s, const struct stoke_perf_record *rec)
 {
 	switch (rec->type) {
 	case STOKE_REC_SAMPLE:
@@ -954,7 +955,8 @@ static int target_record(struct stoke_sampler *s, const struct stoke_record *rec
 
 static int deliver(struct stoke_sampler *s, const void *buf, size_t len)
 {
-	struct stoke_record rec;
+	struct stoke_perf_record rec;
+	struct stoke_record out;
 	int r;
 
 	if (stoke_record_decode(&s->fmt, buf, len, &rec) < 0) {
@@ -982,13 +984,14 @@ static int deliver(struct stoke_sampler *s, const void *buf, size_t len)
 	default:
 		break;
 	}
-	return s->cb(&rec, s->userdata);
+	stoke_perf_record_convert(&rec, s->fmt.regs_user_mask, &out);
+	return s->cb(&out, s->userdata);
 }
 
 /* Copy one record into the arena and queue it. */
 static int enqueue(struct stoke_sampler *s, const struct perf_event_header *h)
 {
-	struct stoke_record rec;
+	struct stoke_perf_record rec;
 	struct queued *q;
 
 	if (stoke_record_decode(&s->fmt, h, h->size, &rec) < 0) {
@@ -1159,11 +1162,6 @@ void stoke_sampler_get_stats(const struct stoke_sampler *s, struct stoke_sampler
 	*ret = s->stats;
 	for (size_t i = 0; i < s->nrings; i++)
 		ret->malformed += s->rings[i].ring.malformed;
-}
-
-const struct stoke_record_format *stoke_sampler_format(const struct stoke_sampler *s)
-{
-	return &s->fmt;
 }
 
 const char *stoke_sampler_strerror(int err)

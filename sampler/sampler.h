@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "record.h"
+#include "sampler/sample.h"
 
 enum stoke_event {
 	STOKE_EVENT_CPU_CLOCK,
@@ -169,8 +169,6 @@ int stoke_sampler_flush(struct stoke_sampler *s);
 void stoke_sampler_disable(struct stoke_sampler *s);
 
 void stoke_sampler_get_stats(const struct stoke_sampler *s, struct stoke_sampler_stats *ret);
-/* The format records are decoded with (for tests and offline tools). */
-const struct stoke_record_format *stoke_sampler_format(const struct stoke_sampler *s);
 
 /* A one-line explanation of an attach/launch error, with the fix where there
  * is one (perf_event_paranoid, CAP_PERFMON, perf_event_mlock_kb). */

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "record.h"
+#include "sampler/sample.h"
 #include "symbolizer.h"
 
 struct stoke_strpool;

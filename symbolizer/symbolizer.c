@@ -38,7 +38,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <linux/perf_event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -813,34 +812,6 @@ int stoke_symbolizer_elf_frames(struct stoke_symbolizer *s, const char *path, ui
 	return (int)n;
 }
 
-enum context {
-	CTX_GUESS,   /* no marker yet: decide by address */
-	CTX_KERNEL,
-	CTX_USER,
-	CTX_FOREIGN, /* hypervisor or guest: not ours to name */
-};
-
-static enum context context_of(uint64_t marker)
-{
-	switch (marker) {
-	case PERF_CONTEXT_KERNEL:
-		return CTX_KERNEL;
-	case PERF_CONTEXT_USER:
-		return CTX_USER;
-	default:
-		return CTX_FOREIGN;
-	}
-}
-
-static void foreign_loc(struct stoke_symbolizer *s, uint64_t addr, struct stoke_frame_loc *ret)
-{
-	memset(ret, 0, sizeof(*ret));
-	ret->addr = addr;
-	ret->offset = addr;
-	ret->kind = addr_is_kernel(addr) ? STOKE_FRAME_KERNEL : STOKE_FRAME_USER;
-	s->stats.lookups++;
-}
-
 /* ---- DWARF user stacks (unwind.c) ---- */
 
 /* The root-side marker of a stack that did not reach its outermost frame. */
@@ -907,22 +878,12 @@ static int sample_dwarf(struct stoke_symbolizer *s, const struct stoke_sample *s
 {
 	struct stoke_unwind_frame ips[STOKE_UNWIND_MAX_FRAMES];
 	enum stoke_unwind_end end;
-	bool kernel = false, first = true;
 	size_t n = 0, nips;
 
-	for (uint64_t i = 0; i < sample->nr && n < max; i++) {
-		uint64_t v = sample->callchain[i];
-
-		if (v >= PERF_CONTEXT_MAX) {
-			kernel = v == PERF_CONTEXT_KERNEL;
-			first = true;
-			continue;
-		}
-		if (!kernel)
-			continue; /* a stray user entry: the unwinder does better */
-		stoke_symbolizer_locate(s, (pid_t)sample->pid, v, true, !first, &locs[n++]);
-		first = false;
-	}
+	/* User IPs the sampler walked are ignored: the unwinder does better. */
+	for (uint32_t i = 0; i < sample->nr_kernel_ips && n < max; i++)
+		stoke_symbolizer_locate(s, (pid_t)sample->pid, sample->kernel_ips[i], true, i > 0,
+					&locs[n++]);
 	if (max - n < 2)
 		return (int)n;
 	if (!s->unwinder && stoke_unwinder_new(s->elfs, s->pool, &s->unwinder) < 0)
@@ -950,39 +911,27 @@ static int sample_dwarf(struct stoke_symbolizer *s, const struct stoke_sample *s
 int stoke_symbolizer_sample_locs(struct stoke_symbolizer *s, const struct stoke_sample *sample,
 				 struct stoke_frame_loc *locs, size_t max)
 {
-	enum context ctx = CTX_GUESS;
-	bool first = true;
 	size_t n = 0;
 
 	if (max > INT_MAX)
 		max = INT_MAX;
 	if (max == 0)
 		return 0;
-	/* A sample with a user register set was taken in DWARF mode. */
-	if (sample->nr_regs && sample->regs)
+	/* A sample with user registers was taken to be unwound (DWARF). */
+	if (sample->regs_kind != STOKE_REGS_NONE)
 		return sample_dwarf(s, sample, locs, max);
-	if (sample->nr == 0 || !sample->callchain) {
+	if (!sample->has_stack) {
 		stoke_symbolizer_locate(s, (pid_t)sample->pid, sample->ip,
 					addr_is_kernel(sample->ip), false, locs);
 		return 1;
 	}
-	for (uint64_t i = 0; i < sample->nr && n < max; i++) {
-		uint64_t v = sample->callchain[i];
-
-		if (v >= PERF_CONTEXT_MAX) {
-			ctx = context_of(v);
-			first = true; /* the next entry is an exact IP again */
-			continue;
-		}
-		if (ctx == CTX_FOREIGN)
-			foreign_loc(s, v, &locs[n++]);
-		else
-			stoke_symbolizer_locate(
-				s, (pid_t)sample->pid, v,
-				ctx == CTX_KERNEL || (ctx == CTX_GUESS && addr_is_kernel(v)), !first,
-				&locs[n++]);
-		first = false;
-	}
+	/* Each side's first IP is exact, the others return addresses. */
+	for (uint32_t i = 0; i < sample->nr_kernel_ips && n < max; i++)
+		stoke_symbolizer_locate(s, (pid_t)sample->pid, sample->kernel_ips[i], true, i > 0,
+					&locs[n++]);
+	for (uint32_t i = 0; i < sample->nr_user_ips && n < max; i++)
+		stoke_symbolizer_locate(s, (pid_t)sample->pid, sample->user_ips[i], false, i > 0,
+					&locs[n++]);
 	return (int)n;
 }
 

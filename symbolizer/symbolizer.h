@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "record.h"
+#include "sampler/sample.h"
 
 enum stoke_frame_kind {
 	STOKE_FRAME_USER = 0,

@@ -53,7 +53,6 @@
 #include <errno.h>
 #include <gelf.h>
 #include <libunwind.h>
-#include <linux/perf_event.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -78,14 +77,6 @@ extern int dwarf_search_unwind_table(unw_addr_space_t as, unw_word_t ip, unw_dyn
 /* Threads whose last complete stack is kept for stitching (direct-mapped
  * by thread id: a collision replaces the older thread's stack). */
 #define UNWIND_STITCH_SLOTS 256
-
-/* perf's x86-64 register numbers (arch/x86/include/uapi/asm/perf_regs.h). */
-enum {
-	PERF_X86_AX = 0, PERF_X86_BX, PERF_X86_CX, PERF_X86_DX, PERF_X86_SI, PERF_X86_DI,
-	PERF_X86_BP, PERF_X86_SP, PERF_X86_IP, PERF_X86_FLAGS, PERF_X86_CS, PERF_X86_SS,
-	PERF_X86_DS, PERF_X86_ES, PERF_X86_FS, PERF_X86_GS,
-	PERF_X86_R8, /* … R15 = 23 */
-};
 
 /* DWARF pointer encodings used by .eh_frame_hdr. */
 #define DW_EH_PE_omit 0xff
@@ -702,44 +693,21 @@ beyond:
 	return -UNW_EINVAL;
 }
 
-/* libunwind's x86-64 numbering → perf's. */
-static int perf_reg_of(unw_regnum_t reg)
-{
-	static const int8_t map[] = {
-		[UNW_X86_64_RAX] = PERF_X86_AX, [UNW_X86_64_RDX] = PERF_X86_DX,
-		[UNW_X86_64_RCX] = PERF_X86_CX, [UNW_X86_64_RBX] = PERF_X86_BX,
-		[UNW_X86_64_RSI] = PERF_X86_SI, [UNW_X86_64_RDI] = PERF_X86_DI,
-		[UNW_X86_64_RBP] = PERF_X86_BP, [UNW_X86_64_RSP] = PERF_X86_SP,
-		[UNW_X86_64_R8] = PERF_X86_R8 + 0, [UNW_X86_64_R9] = PERF_X86_R8 + 1,
-		[UNW_X86_64_R10] = PERF_X86_R8 + 2, [UNW_X86_64_R11] = PERF_X86_R8 + 3,
-		[UNW_X86_64_R12] = PERF_X86_R8 + 4, [UNW_X86_64_R13] = PERF_X86_R8 + 5,
-		[UNW_X86_64_R14] = PERF_X86_R8 + 6, [UNW_X86_64_R15] = PERF_X86_R8 + 7,
-		[UNW_X86_64_RIP] = PERF_X86_IP,
-	};
-
-	if (reg < 0 || (size_t)reg >= ARRAY_SIZE(map))
-		return -1;
-	return map[reg];
-}
-
-/* The index of perf register preg in a sample's regs array: the values are
- * stored in mask bit order. */
-static int regs_index(int preg)
-{
-	if (preg < 0 || !(STOKE_UNWIND_REGS_MASK >> preg & 1))
-		return -1;
-	return __builtin_popcountll(STOKE_UNWIND_REGS_MASK & ((1ULL << preg) - 1));
-}
+/* libunwind numbers x86-64 registers as DWARF does, as the sample holds them. */
+_Static_assert((int)UNW_X86_64_RAX == (int)STOKE_DWARF_RAX &&
+		       (int)UNW_X86_64_RSP == (int)STOKE_DWARF_RSP &&
+		       (int)UNW_X86_64_R8 == (int)STOKE_DWARF_R8 &&
+		       (int)UNW_X86_64_RIP == (int)STOKE_DWARF_RIP,
+	       "libunwind's register numbers are DWARF's");
 
 static int acc_access_reg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t *valp, int write,
 			  void *arg)
 {
 	struct walk *w = arg;
-	int i = regs_index(perf_reg_of(reg));
 
-	if (write || i < 0)
+	if (write || reg < 0 || reg >= STOKE_DWARF_NREGS)
 		return -UNW_EBADREG;
-	*valp = w->regs[i];
+	*valp = w->regs[reg];
 	return 0;
 }
 
@@ -894,8 +862,7 @@ static bool jit_code(struct walk *w, uint64_t addr)
 
 static bool sample_regs_ok(const struct stoke_sample *s)
 {
-	return s->regs_abi == PERF_SAMPLE_REGS_ABI_64 && s->regs &&
-	       s->nr_regs == (uint32_t)__builtin_popcountll(STOKE_UNWIND_REGS_MASK);
+	return s->regs_kind == STOKE_REGS_X86_64;
 }
 
 /* Why a step failed, from what the accessors saw. */
@@ -996,11 +963,11 @@ size_t stoke_unwind_sample(struct stoke_unwinder *u, const struct stoke_addrspac
 	u->stats.samples++;
 	w.regs = sample->regs;
 	w.stack = sample->stack;
-	w.stack_lo = sample->regs[regs_index(PERF_X86_SP)];
-	w.stack_len = sample->stack ? STOKE_MIN(sample->dyn_size, sample->stack_size) : 0;
+	w.stack_lo = sample->stack_addr;
+	w.stack_len = sample->stack ? sample->stack_len : 0;
 	/* The leaf is exact even if nothing else works. */
-	u->sps[n] = sample->regs[regs_index(PERF_X86_SP)];
-	frames[n++] = (struct stoke_unwind_frame){ .ip = sample->regs[regs_index(PERF_X86_IP)],
+	u->sps[n] = sample->regs[STOKE_DWARF_RSP];
+	frames[n++] = (struct stoke_unwind_frame){ .ip = sample->regs[STOKE_DWARF_RIP],
 						   .exact = true };
 	uas = proc_as(u, sample->pid);
 	if (!uas || unw_init_remote(&cur, uas, &w) < 0) {

@@ -2,8 +2,8 @@
  * Private to symbolizer/: DWARF unwinding of sampled user stacks.
  *
  * A DWARF-mode sample carries the user registers at the moment of the sample
- * and a copy of the top of the user stack (PERF_SAMPLE_REGS_USER |
- * PERF_SAMPLE_STACK_USER). The unwinder runs libunwind's remote API over
+ * (DWARF-numbered, sampler/sample.h) and a copy of the top of the user
+ * stack. The unwinder runs libunwind's remote API over
  * them: registers come from the sample, memory from the stack copy and, for
  * everything else (CFI tables, code bytes), from the read-only segments of
  * the mapped ELF files; the unwind table of a module is its .eh_frame_hdr
@@ -20,17 +20,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "record.h"
+#include "sampler/sample.h"
 
 struct stoke_addrspace;
 struct stoke_elfcache;
 struct stoke_strpool;
-
-/* The x86-64 register mask the sampler requests (PERF_REG_X86_AX ..
- * PERF_REG_X86_R15 without the segment registers DS/ES/FS/GS, which do not
- * exist in 64-bit mode); samples with another register set are not
- * unwound. */
-#define STOKE_UNWIND_REGS_MASK 0xff0fffULL
 
 /* The deepest user stack unwound; a 64 KB copy holds at most ~4000 minimal
  * frames, and deeper stacks end in [truncated]. */

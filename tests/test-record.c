@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "record.h"
+#include "sampler/perf/record.h"
 
 #define BASIC_ST                                                        \
 	(PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME |          \
@@ -49,14 +49,14 @@ static const struct stoke_record_format fmt_noid = {
 static uint64_t buf[65536 / 8];
 
 static int encode(const struct stoke_record_format *fmt,
-		  const struct stoke_record *rec)
+		  const struct stoke_perf_record *rec)
 {
 	memset(buf, 0xaa, sizeof(buf));
 	return stoke_record_encode(fmt, rec, buf, sizeof(buf));
 }
 
 static void roundtrip(const struct stoke_record_format *fmt,
-		      const struct stoke_record *in, struct stoke_record *out)
+		      const struct stoke_perf_record *in, struct stoke_perf_record *out)
 {
 	const struct perf_event_header *h = (const void *)buf;
 	int n = encode(fmt, in);
@@ -69,11 +69,11 @@ static void roundtrip(const struct stoke_record_format *fmt,
 	ck_assert_uint_eq(out->raw_type, h->type);
 }
 
-static struct stoke_record make_sample(void)
+static struct stoke_perf_record make_sample(void)
 {
 	static const uint64_t chain[] = { PERF_CONTEXT_USER, 0x401000,
 					  0x401234, 0x7f0000001000 };
-	struct stoke_record r = { .type = STOKE_REC_SAMPLE,
+	struct stoke_perf_record r = { .type = STOKE_REC_SAMPLE,
 				  .misc = PERF_RECORD_MISC_USER };
 
 	r.sample.pid = 100;
@@ -90,9 +90,9 @@ static struct stoke_record make_sample(void)
 static uint64_t regs[24];
 static uint8_t stack[64];
 
-static struct stoke_record make_dwarf_sample(void)
+static struct stoke_perf_record make_dwarf_sample(void)
 {
-	struct stoke_record r = make_sample();
+	struct stoke_perf_record r = make_sample();
 
 	for (size_t i = 0; i < 24; i++)
 		regs[i] = 0x1000 + i;
@@ -107,8 +107,8 @@ static struct stoke_record make_dwarf_sample(void)
 	return r;
 }
 
-static void check_sample_core(const struct stoke_sample *a,
-			      const struct stoke_sample *b)
+static void check_sample_core(const struct stoke_perf_sample *a,
+			      const struct stoke_perf_sample *b)
 {
 	ck_assert_uint_eq(a->pid, b->pid);
 	ck_assert_uint_eq(a->tid, b->tid);
@@ -120,7 +120,7 @@ static void check_sample_core(const struct stoke_sample *a,
 
 START_TEST(test_sample_callchain)
 {
-	struct stoke_record in = make_sample(), out;
+	struct stoke_perf_record in = make_sample(), out;
 
 	roundtrip(&fmt_basic, &in, &out);
 	check_sample_core(&in.sample, &out.sample);
@@ -139,7 +139,7 @@ START_TEST(test_sample_no_callchain)
 	struct stoke_record_format fmt = { .sample_type = PERF_SAMPLE_IP |
 							  PERF_SAMPLE_TID |
 							  PERF_SAMPLE_TIME };
-	struct stoke_record in = make_sample(), out;
+	struct stoke_perf_record in = make_sample(), out;
 
 	roundtrip(&fmt, &in, &out);
 	ck_assert_int_eq(stoke_record_encode(&fmt, &in, buf, sizeof(buf)),
@@ -156,7 +156,7 @@ END_TEST
 
 START_TEST(test_sample_empty_callchain)
 {
-	struct stoke_record in = make_sample(), out;
+	struct stoke_perf_record in = make_sample(), out;
 
 	in.sample.nr = 0;
 	in.sample.callchain = NULL;
@@ -168,7 +168,7 @@ END_TEST
 
 START_TEST(test_sample_regs_stack)
 {
-	struct stoke_record in = make_dwarf_sample(), out;
+	struct stoke_perf_record in = make_dwarf_sample(), out;
 
 	roundtrip(&fmt_dwarf, &in, &out);
 	check_sample_core(&in.sample, &out.sample);
@@ -186,7 +186,7 @@ END_TEST
  * lone size of 0 without dyn_size. */
 START_TEST(test_sample_regs_none)
 {
-	struct stoke_record in = make_dwarf_sample(), out;
+	struct stoke_perf_record in = make_dwarf_sample(), out;
 	int n;
 
 	in.sample.regs_abi = PERF_SAMPLE_REGS_ABI_NONE;
@@ -209,7 +209,7 @@ END_TEST
 
 START_TEST(test_sample_all_id_bits)
 {
-	struct stoke_record in = make_sample(), out;
+	struct stoke_perf_record in = make_sample(), out;
 
 	roundtrip(&fmt_allid, &in, &out);
 	check_sample_core(&in.sample, &out.sample);
@@ -221,7 +221,7 @@ END_TEST
 START_TEST(test_sample_kernel_layout)
 {
 	struct stoke_record_format fmt = fmt_dwarf;
-	struct stoke_record out;
+	struct stoke_perf_record out;
 	uint64_t rec[32] = { 0 };
 	size_t i = 1;
 	struct perf_event_header h = { .type = PERF_RECORD_SAMPLE };
@@ -281,7 +281,7 @@ START_TEST(test_sample_unsupported_bits)
 {
 	static const uint64_t before[] = { PERF_SAMPLE_READ, PERF_SAMPLE_RAW,
 					   PERF_SAMPLE_BRANCH_STACK };
-	struct stoke_record in = make_sample(), out;
+	struct stoke_perf_record in = make_sample(), out;
 	struct stoke_record_format fmt = fmt_basic;
 	int n = encode(&fmt_basic, &in);
 
@@ -300,9 +300,9 @@ START_TEST(test_sample_unsupported_bits)
 }
 END_TEST
 
-static struct stoke_record make_mmap(bool build_id)
+static struct stoke_perf_record make_mmap(bool build_id)
 {
-	struct stoke_record r = { .type = STOKE_REC_MMAP };
+	struct stoke_perf_record r = { .type = STOKE_REC_MMAP };
 
 	r.mmap.pid = 42;
 	r.mmap.tid = 43;
@@ -330,7 +330,7 @@ static struct stoke_record make_mmap(bool build_id)
 	return r;
 }
 
-static void check_id(const struct stoke_record *out)
+static void check_id(const struct stoke_perf_record *out)
 {
 	ck_assert(out->id.has_tid && out->id.has_time && out->id.has_cpu);
 	ck_assert_uint_eq(out->id.pid, 42);
@@ -341,7 +341,7 @@ static void check_id(const struct stoke_record *out)
 
 START_TEST(test_mmap2_dev)
 {
-	struct stoke_record in = make_mmap(false), out;
+	struct stoke_perf_record in = make_mmap(false), out;
 	const struct perf_event_header *h = (const void *)buf;
 
 	roundtrip(&fmt_basic, &in, &out);
@@ -368,7 +368,7 @@ END_TEST
 
 START_TEST(test_mmap2_build_id)
 {
-	struct stoke_record in = make_mmap(true), out;
+	struct stoke_perf_record in = make_mmap(true), out;
 	const struct perf_event_header *h = (const void *)buf;
 	const uint8_t *b = (const void *)buf;
 
@@ -397,7 +397,7 @@ END_TEST
 /* PERF_RECORD_MMAP (old layout) is only decoded, so build one by hand. */
 START_TEST(test_mmap_old)
 {
-	struct stoke_record out;
+	struct stoke_perf_record out;
 	uint64_t rec[8] = { 0 };
 	struct perf_event_header h = { .type = PERF_RECORD_MMAP,
 				       .misc = PERF_RECORD_MISC_USER,
@@ -424,7 +424,7 @@ END_TEST
 
 START_TEST(test_comm)
 {
-	struct stoke_record in = { .type = STOKE_REC_COMM }, out;
+	struct stoke_perf_record in = { .type = STOKE_REC_COMM }, out;
 
 	in.comm.pid = 7;
 	in.comm.tid = 8;
@@ -454,7 +454,7 @@ START_TEST(test_task)
 	static const uint32_t raw[] = { PERF_RECORD_FORK, PERF_RECORD_EXIT };
 
 	for (int i = 0; i < 2; i++) {
-		struct stoke_record in = { .type = types[i] }, out;
+		struct stoke_perf_record in = { .type = types[i] }, out;
 
 		in.task = (struct stoke_task){ 10, 1, 11, 10, 777 };
 		in.id = make_mmap(false).id;
@@ -472,7 +472,7 @@ END_TEST
 
 START_TEST(test_lost_throttle)
 {
-	struct stoke_record in = { .type = STOKE_REC_LOST }, out;
+	struct stoke_perf_record in = { .type = STOKE_REC_LOST }, out;
 
 	in.lost.id = 3;
 	in.lost.lost = 1234;
@@ -484,7 +484,7 @@ START_TEST(test_lost_throttle)
 	check_id(&out);
 
 	for (int t = STOKE_REC_THROTTLE; t <= STOKE_REC_UNTHROTTLE; t++) {
-		in = (struct stoke_record){ .type = t };
+		in = (struct stoke_perf_record){ .type = t };
 		in.throttle.time = 11;
 		in.throttle.id = 12;
 		in.throttle.stream_id = 13;
@@ -503,7 +503,7 @@ END_TEST
 /* The trailer is at the end, in struct sample_id order. */
 START_TEST(test_trailer_layout)
 {
-	struct stoke_record out;
+	struct stoke_perf_record out;
 	uint64_t rec[16] = { 0 };
 	struct perf_event_header h = { .type = PERF_RECORD_EXIT,
 				       .size = 8 * (1 + 3 + 6) };
@@ -531,7 +531,7 @@ END_TEST
 
 START_TEST(test_other)
 {
-	struct stoke_record out;
+	struct stoke_perf_record out;
 	uint64_t rec[8] = { 0 };
 	struct perf_event_header h = { .type = PERF_RECORD_SWITCH,
 				       .size = 8 + 24 };
@@ -564,7 +564,7 @@ END_TEST
  * tests. */
 struct sample_case {
 	const struct stoke_record_format *fmt;
-	struct stoke_record rec;
+	struct stoke_perf_record rec;
 };
 
 static size_t all_cases(struct sample_case *c)
@@ -595,7 +595,7 @@ static size_t all_cases(struct sample_case *c)
 static int decode_copy(const struct stoke_record_format *fmt, const void *src,
 		       size_t len)
 {
-	struct stoke_record out;
+	struct stoke_perf_record out;
 	void *p = malloc(len ? len : 1);
 	int r;
 
@@ -636,7 +636,7 @@ END_TEST
 
 START_TEST(test_bad_header)
 {
-	struct stoke_record in = make_sample(), out;
+	struct stoke_perf_record in = make_sample(), out;
 	struct perf_event_header *h = (void *)buf;
 	int n = encode(&fmt_basic, &in);
 
@@ -663,7 +663,7 @@ START_TEST(test_callchain_nr_overflow)
 	static const uint64_t bad[] = { 5, 1ULL << 61, (1ULL << 61) + 1,
 					(1ULL << 63) + 1, UINT64_MAX,
 					UINT64_MAX / 8 + 1 };
-	struct stoke_record in = make_sample(), out;
+	struct stoke_perf_record in = make_sample(), out;
 	int n = encode(&fmt_basic, &in);
 
 	/* nr sits after header, ip, tid, time, cpu, period. */
@@ -680,7 +680,7 @@ END_TEST
 
 START_TEST(test_regs_stack_corrupt)
 {
-	struct stoke_record in = make_dwarf_sample(), out;
+	struct stoke_perf_record in = make_dwarf_sample(), out;
 	struct stoke_record_format fmt = fmt_dwarf;
 	int n = encode(&fmt_dwarf, &in);
 	/* header, 5 fixed, nr + 4 ips, abi, 20 regs, size, 8 stack, dyn */
@@ -713,7 +713,7 @@ END_TEST
 
 START_TEST(test_string_unterminated)
 {
-	struct stoke_record in = make_mmap(false);
+	struct stoke_perf_record in = make_mmap(false);
 	int n = encode(&fmt_basic, &in);
 	/* The trailer (tid, time, cpu) follows the padded filename. */
 	size_t end = (size_t)n - 24;
@@ -723,7 +723,7 @@ START_TEST(test_string_unterminated)
 	/* A NUL in the trailer does not terminate the name. */
 	ck_assert_int_eq(((uint8_t *)buf)[end + 4 + 3], 0);
 
-	in = (struct stoke_record){ .type = STOKE_REC_COMM };
+	in = (struct stoke_perf_record){ .type = STOKE_REC_COMM };
 	in.comm.comm = "abcdefg";
 	n = encode(&fmt_noid, &in);
 	((uint8_t *)buf)[16 + 7] = 'h';
@@ -767,7 +767,7 @@ END_TEST
 START_TEST(test_encode_errors)
 {
 	static uint8_t big_stack[65528];
-	struct stoke_record in = make_dwarf_sample();
+	struct stoke_perf_record in = make_dwarf_sample();
 	int n = encode(&fmt_dwarf, &in);
 
 	ck_assert_int_gt(n, 0);
@@ -803,6 +803,92 @@ START_TEST(test_encode_errors)
 }
 END_TEST
 
+/* ---- perf → neutral (sampler/perf/convert.c) ---- */
+
+START_TEST(test_convert_callchain)
+{
+	struct stoke_perf_record in = make_sample();
+	struct stoke_record out;
+	const uint64_t chain[] = { PERF_CONTEXT_KERNEL, 0xffffffff81000010ULL, 0x1000,
+				   PERF_CONTEXT_USER,   0x401000,              0x401234,
+				   PERF_CONTEXT_GUEST,  0x5000 };
+
+	stoke_perf_record_convert(&in, REGS_MASK, &out);
+	ck_assert_int_eq(out.type, STOKE_REC_SAMPLE);
+	ck_assert_uint_eq(out.sample.pid, 100);
+	ck_assert_uint_eq(out.sample.tid, 101);
+	ck_assert_uint_eq(out.sample.time, 123456789);
+	ck_assert_uint_eq(out.sample.cpu, 3);
+	ck_assert_uint_eq(out.sample.ip, 0x401000);
+	ck_assert(out.sample.has_stack);
+	ck_assert_uint_eq(out.sample.nr_kernel_ips, 0);
+	ck_assert_uint_eq(out.sample.nr_user_ips, 3);
+	ck_assert_uint_eq(out.sample.user_ips[0], 0x401000);
+	ck_assert_uint_eq(out.sample.user_ips[2], 0x7f0000001000);
+	ck_assert_int_eq(out.sample.regs_kind, STOKE_REGS_NONE);
+
+	/* The markers, not the values, decide the side; a guest's frames are
+	 * not ours. */
+	in.sample.callchain = chain;
+	in.sample.nr = sizeof(chain) / sizeof(chain[0]);
+	stoke_perf_record_convert(&in, REGS_MASK, &out);
+	ck_assert_uint_eq(out.sample.nr_kernel_ips, 2);
+	ck_assert_uint_eq(out.sample.kernel_ips[1], 0x1000);
+	ck_assert_uint_eq(out.sample.nr_user_ips, 2);
+	ck_assert_uint_eq(out.sample.user_ips[0], 0x401000);
+
+	/* No markers at all: by address. */
+	in.sample.callchain = chain + 1;
+	in.sample.nr = 1;
+	stoke_perf_record_convert(&in, REGS_MASK, &out);
+	ck_assert_uint_eq(out.sample.nr_kernel_ips, 1);
+	ck_assert_uint_eq(out.sample.nr_user_ips, 0);
+
+	/* No callchain: no stack, the IP alone. */
+	in.sample.nr = 0;
+	in.sample.callchain = NULL;
+	stoke_perf_record_convert(&in, REGS_MASK, &out);
+	ck_assert(!out.sample.has_stack);
+}
+END_TEST
+
+START_TEST(test_convert_regs)
+{
+	struct stoke_perf_record in = make_dwarf_sample();
+	struct stoke_record out;
+
+	stoke_perf_record_convert(&in, REGS_MASK, &out);
+	ck_assert_int_eq(out.sample.regs_kind, STOKE_REGS_X86_64);
+	/* regs[i] = 0x1000 + i in mask order: AX BX CX DX SI DI BP SP IP
+	 * FLAGS CS SS R8..R15 */
+	ck_assert_uint_eq(out.sample.regs[STOKE_DWARF_RAX], 0x1000);
+	ck_assert_uint_eq(out.sample.regs[STOKE_DWARF_RDX], 0x1003);
+	ck_assert_uint_eq(out.sample.regs[STOKE_DWARF_RBX], 0x1001);
+	ck_assert_uint_eq(out.sample.regs[STOKE_DWARF_RSP], 0x1007);
+	ck_assert_uint_eq(out.sample.regs[STOKE_DWARF_RIP], 0x1008);
+	ck_assert_uint_eq(out.sample.regs[STOKE_DWARF_R8], 0x100c);
+	ck_assert_uint_eq(out.sample.regs[STOKE_DWARF_R8 + 7], 0x1013);
+	ck_assert_uint_eq(out.sample.stack_addr, 0x1007);
+	ck_assert_uint_eq(out.sample.stack_len, 40); /* dyn_size */
+	ck_assert_ptr_eq(out.sample.stack, stack);
+
+	/* Another ABI, or another register set: wants unwinding, cannot. */
+	in.sample.regs_abi = PERF_SAMPLE_REGS_ABI_32;
+	stoke_perf_record_convert(&in, REGS_MASK, &out);
+	ck_assert_int_eq(out.sample.regs_kind, STOKE_REGS_UNUSABLE);
+	in = make_dwarf_sample();
+	in.sample.nr_regs = 3;
+	stoke_perf_record_convert(&in, 0x7, &out);
+	ck_assert_int_eq(out.sample.regs_kind, STOKE_REGS_UNUSABLE);
+	/* A kernel thread: none. */
+	in.sample.regs_abi = PERF_SAMPLE_REGS_ABI_NONE;
+	in.sample.nr_regs = 0;
+	in.sample.regs = NULL;
+	stoke_perf_record_convert(&in, REGS_MASK, &out);
+	ck_assert_int_eq(out.sample.regs_kind, STOKE_REGS_NONE);
+}
+END_TEST
+
 static Suite *record_suite(void)
 {
 	Suite *s = suite_create("record");
@@ -826,6 +912,8 @@ static Suite *record_suite(void)
 	tcase_add_test(tc, test_trailer_layout);
 	tcase_add_test(tc, test_other);
 	tcase_add_test(tc, test_encode_errors);
+	tcase_add_test(tc, test_convert_callchain);
+	tcase_add_test(tc, test_convert_regs);
 	suite_add_tcase(s, tc);
 
 	tcase_add_test(bad, test_truncated);

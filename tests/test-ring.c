@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ring.h"
+#include "sampler/perf/ring.h"
 
 #define DATA_SIZE 256
 

@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/perf_event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -695,10 +694,9 @@ START_TEST(test_return_address_rule)
 #ifdef HAVE_ASM_PAIR
 	struct stoke_symbolizer *s = sym_new(NULL, false);
 	uint64_t a = (uintptr_t)&stoke_test_asm_a, b = (uintptr_t)&stoke_test_asm_b;
-	uint64_t chain[] = { PERF_CONTEXT_USER, b, b };
-	struct stoke_sample sample = {
-		.pid = FAKE_PID, .tid = FAKE_PID, .ip = b, .nr = 3, .callchain = chain
-	};
+	uint64_t chain[] = { b, b };
+	struct stoke_sample sample = { .pid = FAKE_PID, .tid = FAKE_PID, .ip = b,
+				       .has_stack = true, .nr_user_ips = 2, .user_ips = chain };
 	struct stoke_symbol sym, frames[4];
 
 	ck_assert_uint_gt(b, a);
@@ -833,7 +831,7 @@ START_TEST(test_inlined_frames)
 {
 	struct stoke_symbolizer *s = sym_new(NULL, false);
 	struct stoke_symbol fr[8];
-	uint64_t chain[2] = { PERF_CONTEXT_USER, 0 };
+	uint64_t chain[1] = { 0 };
 	struct stoke_sample sample = { 0 };
 	int n;
 
@@ -864,10 +862,11 @@ START_TEST(test_inlined_frames)
 	ck_assert_str_eq(fr[0].function, "inl_caller");
 
 	/* A sample expands in place, leaf first; cached the second time. */
-	chain[1] = inl_addr;
+	chain[0] = inl_addr;
 	sample.pid = sample.tid = self_pid();
-	sample.nr = 2;
-	sample.callchain = chain;
+	sample.has_stack = true;
+	sample.nr_user_ips = 1;
+	sample.user_ips = chain;
 	for (int round = 0; round < 2; round++) {
 		n = stoke_symbolizer_sample(s, &sample, fr, 8);
 		ck_assert_int_eq(n, 2);
@@ -1285,19 +1284,17 @@ START_TEST(test_sample_callchain)
 	char *path = tmp_text(kallsyms_text);
 	struct stoke_symbolizer *s = sym_new(path, false);
 	uint64_t fn = (uintptr_t)&target_fn;
-	uint64_t chain[] = {
-		PERF_CONTEXT_KERNEL, KBASE + 0x150, KBASE + 0x100,
-		PERF_CONTEXT_USER, fn + 10, fn, recorded_return,
-	};
+	uint64_t kchain[] = { KBASE + 0x150, KBASE + 0x100 };
+	uint64_t chain[] = { fn + 10, fn, recorded_return };
 	struct stoke_sample sample = {
-		.pid = FAKE_PID, .tid = FAKE_PID, .ip = KBASE + 0x150,
-		.nr = sizeof(chain) / sizeof(chain[0]), .callchain = chain,
+		.pid = FAKE_PID, .tid = FAKE_PID, .ip = KBASE + 0x150, .has_stack = true,
+		.nr_kernel_ips = 2, .kernel_ips = kchain, .nr_user_ips = 3, .user_ips = chain,
 	};
 	struct stoke_symbol frames[8];
 	int n;
 
 	target_fn(2);
-	chain[6] = recorded_return;
+	chain[2] = recorded_return;
 	feed_self_maps(s, FAKE_PID);
 	n = stoke_symbolizer_sample(s, &sample, frames, 8);
 	ck_assert_int_eq(n, 5);
@@ -1306,7 +1303,7 @@ START_TEST(test_sample_callchain)
 	assert_fn(&frames[1], "_stext"); /* return address: KBASE+0x100 - 1 */
 	ck_assert_uint_eq(frames[1].addr, KBASE + 0x100);
 	ck_assert_int_eq(frames[1].kind, STOKE_FRAME_KERNEL);
-	assert_fn(&frames[2], "target_fn"); /* exact IP again after the marker */
+	assert_fn(&frames[2], "target_fn"); /* the user side's leaf is exact again */
 	ck_assert_int_eq(frames[2].kind, STOKE_FRAME_USER);
 	ck_assert_uint_eq(frames[2].addr, fn + 10);
 	/* fn as a return address is fn - 1: not target_fn. */
@@ -1314,14 +1311,16 @@ START_TEST(test_sample_callchain)
 	ck_assert_uint_eq(frames[3].addr, fn);
 	assert_fn(&frames[4], "target_fn");
 
-	/* The markers, not the address values, decide the context: a low
-	 * address after PERF_CONTEXT_KERNEL is still a kernel address. */
+	/* The side, not the address value, decides the context: a low
+	 * address among the kernel IPs is still a kernel address. */
 	{
-		uint64_t chain2[] = { PERF_CONTEXT_KERNEL, 0x1010, PERF_CONTEXT_USER, fn + 10 };
+		uint64_t k2[] = { 0x1010 }, u2[] = { fn + 10 };
 		struct stoke_sample s2 = sample;
 
-		s2.nr = 4;
-		s2.callchain = chain2;
+		s2.kernel_ips = k2;
+		s2.nr_kernel_ips = 1;
+		s2.user_ips = u2;
+		s2.nr_user_ips = 1;
 		ck_assert_int_eq(stoke_symbolizer_sample(s, &s2, frames, 8), 2);
 		assert_fn(&frames[0], "low_fn");
 		ck_assert_int_eq(frames[0].kind, STOKE_FRAME_KERNEL);
@@ -1333,9 +1332,10 @@ START_TEST(test_sample_callchain)
 	ck_assert_int_eq(stoke_symbolizer_sample(s, &sample, frames, 2), 2);
 	ck_assert_int_eq(stoke_symbolizer_sample(s, &sample, frames, 0), 0);
 
-	/* No callchain: the IP alone, kind from the address. */
-	sample.nr = 0;
-	sample.callchain = NULL;
+	/* No stack walked: the IP alone, kind from the address. */
+	sample.has_stack = false;
+	sample.nr_kernel_ips = sample.nr_user_ips = 0;
+	sample.kernel_ips = sample.user_ips = NULL;
 	ck_assert_int_eq(stoke_symbolizer_sample(s, &sample, frames, 8), 1);
 	assert_fn(&frames[0], "secondary_fn");
 	ck_assert_int_eq(frames[0].kind, STOKE_FRAME_KERNEL);

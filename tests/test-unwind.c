@@ -12,7 +12,6 @@
  */
 #include <check.h>
 #include <gelf.h>
-#include <linux/perf_event.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +30,7 @@
 #define TEST_NOIPA __attribute__((noipa))
 #endif
 
-#define NREGS 20          /* bits in STOKE_UNWIND_REGS_MASK */
+#define NREGS 20          /* the snapshot: perf's register order, mask 0xff0fff */
 #define MAX_COPY 65528    /* the kernel's limit for a stack copy */
 #define MAX_FRAMES 256
 
@@ -187,18 +186,27 @@ static void feed_self_maps(struct stoke_symbolizer *s)
 
 static struct stoke_sample snap_sample(uint64_t len)
 {
+	/* DWARF number → index in the snapshot. */
+	static const uint8_t snap_of[STOKE_DWARF_NREGS] = {
+		[STOKE_DWARF_RAX] = 0, [STOKE_DWARF_RDX] = 3,  [STOKE_DWARF_RCX] = 2,
+		[STOKE_DWARF_RBX] = 1, [STOKE_DWARF_RSI] = 4,  [STOKE_DWARF_RDI] = 5,
+		[STOKE_DWARF_RBP] = 6, [STOKE_DWARF_RSP] = 7,  [STOKE_DWARF_R8 + 0] = 12,
+		[STOKE_DWARF_R8 + 1] = 13, [STOKE_DWARF_R8 + 2] = 14, [STOKE_DWARF_R8 + 3] = 15,
+		[STOKE_DWARF_R8 + 4] = 16, [STOKE_DWARF_R8 + 5] = 17, [STOKE_DWARF_R8 + 6] = 18,
+		[STOKE_DWARF_R8 + 7] = 19, [STOKE_DWARF_RIP] = R_IP,
+	};
 	struct stoke_sample smp = {
 		.pid = (uint32_t)getpid(),
 		.tid = (uint32_t)getpid(),
 		.ip = g_snap.regs[R_IP],
-		.regs_abi = PERF_SAMPLE_REGS_ABI_64,
-		.nr_regs = NREGS,
-		.regs = g_snap.regs,
-		.stack_size = len,
-		.dyn_size = len,
+		.regs_kind = STOKE_REGS_X86_64,
+		.stack_addr = g_snap.regs[R_SP],
+		.stack_len = len,
 		.stack = g_snap.stack,
 	};
 
+	for (int i = 0; i < STOKE_DWARF_NREGS; i++)
+		smp.regs[i] = g_snap.regs[snap_of[i]];
 	return smp;
 }
 
@@ -414,7 +422,7 @@ START_TEST(test_other_abi)
 	t_outer();
 	feed_self_maps(s);
 	smp = snap_sample(g_snap.len);
-	smp.regs_abi = PERF_SAMPLE_REGS_ABI_32; /* not ours to unwind */
+	smp.regs_kind = STOKE_REGS_UNUSABLE; /* another ABI: not ours to unwind */
 	n = stoke_symbolizer_sample(s, &smp, f, MAX_FRAMES);
 	ck_assert_int_eq(n, 1); /* the sampled IP alone */
 	ck_assert_str_eq(f[0].function, "capture_sample");

@@ -35,7 +35,7 @@
 #pragma GCC diagnostic pop
 #include "log.h"
 #include "maps.h"
-#include "record.h"
+#include "sampler/sample.h"
 #include "util.h"
 
 /* How often the counts map is read and cleared. */
@@ -240,12 +240,11 @@ static struct tname *tname_slot(struct stoke_bpf_sampler *b, uint32_t tid)
 static int deliver_comm(struct stoke_bpf_sampler *b, uint32_t tgid, uint32_t tid, const char *comm,
 			bool exec)
 {
-	struct stoke_record rec = { .type = STOKE_REC_COMM, .raw_type = PERF_RECORD_COMM };
+	struct stoke_record rec = { .type = STOKE_REC_COMM };
 	char name[BPFPROF_COMM_LEN + 1];
 
 	memcpy(name, comm, BPFPROF_COMM_LEN);
 	name[BPFPROF_COMM_LEN] = '\0';
-	rec.misc = exec ? PERF_RECORD_MISC_COMM_EXEC : 0;
 	rec.comm.pid = tgid;
 	rec.comm.tid = tid;
 	rec.comm.exec = exec;
@@ -511,9 +510,9 @@ static size_t read_stack(struct stoke_bpf_sampler *b, int32_t id, uint64_t *ips)
 static int deliver_key(struct stoke_bpf_sampler *b, const struct bpfprof_key *k, uint64_t value,
 		       uint64_t now)
 {
-	uint64_t chain[2 * BPFPROF_MAX_DEPTH + 2], kips[BPFPROF_MAX_DEPTH], uips[BPFPROF_MAX_DEPTH];
-	struct stoke_record rec = { .type = STOKE_REC_SAMPLE, .raw_type = PERF_RECORD_SAMPLE };
-	size_t nk = read_stack(b, k->kstack, kips), nu = read_stack(b, k->ustack, uips), n = 0;
+	uint64_t kips[BPFPROF_MAX_DEPTH], uips[BPFPROF_MAX_DEPTH];
+	struct stoke_record rec = { .type = STOKE_REC_SAMPLE };
+	size_t nk = read_stack(b, k->kstack, kips), nu = read_stack(b, k->ustack, uips);
 	uint64_t reps;
 	int r;
 
@@ -537,24 +536,16 @@ static int deliver_key(struct stoke_bpf_sampler *b, const struct bpfprof_key *k,
 		r = name_thread(b, k->tgid, k->pid, k->comm);
 	if (r < 0)
 		return r;
-	if (nk) {
-		chain[n++] = PERF_CONTEXT_KERNEL;
-		memcpy(chain + n, kips, nk * sizeof(*kips));
-		n += nk;
-	}
-	if (nu) {
-		chain[n++] = PERF_CONTEXT_USER;
-		memcpy(chain + n, uips, nu * sizeof(*uips));
-		n += nu;
-	}
-	rec.misc = nk ? PERF_RECORD_MISC_KERNEL : PERF_RECORD_MISC_USER;
 	rec.sample.pid = k->tgid;
 	rec.sample.tid = k->pid;
 	rec.sample.ip = nk ? kips[0] : nu ? uips[0] : 0;
 	rec.sample.time = now;
 	rec.sample.period = b->period_ns;
-	rec.sample.nr = n;
-	rec.sample.callchain = chain;
+	rec.sample.has_stack = nk || nu;
+	rec.sample.kernel_ips = nk ? kips : NULL;
+	rec.sample.nr_kernel_ips = (uint32_t)nk;
+	rec.sample.user_ips = nu ? uips : NULL;
+	rec.sample.nr_user_ips = (uint32_t)nu;
 	/* One record per sample the aggregate stands for: the pipeline
 	 * weighs every record as one sample. */
 	for (uint64_t i = 0; i < reps; i++) {

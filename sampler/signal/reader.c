@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/perf_event.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -341,9 +340,8 @@ static int emit(struct stoke_signal_sampler *s, struct stoke_record *rec)
 static int emit_comm(struct stoke_signal_sampler *s, pid_t pid, uint32_t tid, const char *comm,
 		     bool exec)
 {
-	struct stoke_record rec = { .type = STOKE_REC_COMM, .raw_type = PERF_RECORD_COMM };
+	struct stoke_record rec = { .type = STOKE_REC_COMM };
 
-	rec.misc = exec ? PERF_RECORD_MISC_COMM_EXEC : 0;
 	rec.comm.pid = (uint32_t)pid;
 	rec.comm.tid = tid;
 	rec.comm.exec = exec;
@@ -356,11 +354,30 @@ static int emit_task(struct stoke_signal_sampler *s, enum stoke_record_type type
 {
 	struct stoke_record rec = { .type = type };
 
-	rec.raw_type = type == STOKE_REC_FORK ? PERF_RECORD_FORK : PERF_RECORD_EXIT;
 	rec.task.pid = rec.task.tid = (uint32_t)pid;
 	rec.task.ppid = rec.task.ptid = (uint32_t)ppid;
 	rec.task.time = now_ns();
 	return emit(s, &rec);
+}
+
+/* The agent's registers (wire.h order) in DWARF numbering; the stack copy
+ * starts at SP. */
+static void agent_regs(const uint64_t *w, struct stoke_sample *ret)
+{
+	/* wire order: AX BX CX DX SI DI BP SP IP FLAGS CS SS R8..R15 */
+	static const uint8_t wire_of[STOKE_DWARF_NREGS] = {
+		[STOKE_DWARF_RAX] = 0, [STOKE_DWARF_RDX] = 3, [STOKE_DWARF_RCX] = 2,
+		[STOKE_DWARF_RBX] = 1, [STOKE_DWARF_RSI] = 4, [STOKE_DWARF_RDI] = 5,
+		[STOKE_DWARF_RBP] = 6, [STOKE_DWARF_RSP] = 7, [STOKE_DWARF_R8 + 0] = 12,
+		[STOKE_DWARF_R8 + 1] = 13, [STOKE_DWARF_R8 + 2] = 14, [STOKE_DWARF_R8 + 3] = 15,
+		[STOKE_DWARF_R8 + 4] = 16, [STOKE_DWARF_R8 + 5] = 17, [STOKE_DWARF_R8 + 6] = 18,
+		[STOKE_DWARF_R8 + 7] = 19, [STOKE_DWARF_RIP] = 8,
+	};
+
+	for (int i = 0; i < STOKE_DWARF_NREGS; i++)
+		ret->regs[i] = w[wire_of[i]];
+	ret->regs_kind = STOKE_REGS_X86_64;
+	ret->stack_addr = ret->regs[STOKE_DWARF_RSP];
 }
 
 /* One cell, copied to scratch (size bytes of payload after the cell
@@ -378,19 +395,14 @@ static int convert(struct stoke_signal_sampler *s, struct ring *r, uint32_t type
 		    a->stack_len > size - sizeof(*a))
 			break;
 		rec.type = STOKE_REC_SAMPLE;
-		rec.raw_type = PERF_RECORD_SAMPLE;
-		rec.misc = PERF_RECORD_MISC_USER;
 		rec.sample.pid = (uint32_t)r->pid;
 		rec.sample.tid = a->tid ? a->tid : (uint32_t)r->pid;
 		rec.sample.ip = a->regs[8];
 		rec.sample.time = a->time;
 		rec.sample.cpu = a->cpu;
 		rec.sample.period = a->period;
-		rec.sample.regs_abi = PERF_SAMPLE_REGS_ABI_64;
-		rec.sample.nr_regs = STOKE_AGENT_NREGS;
-		rec.sample.regs = a->regs;
-		rec.sample.stack_size = a->stack_len;
-		rec.sample.dyn_size = a->stack_len;
+		agent_regs(a->regs, &rec.sample);
+		rec.sample.stack_len = a->stack_len;
 		rec.sample.stack = a->stack_len ? p + sizeof(*a) : NULL;
 		/* One signal for 1 + overrun periods (see wire.h); bounded,
 		 * as the count comes from the target. */
@@ -474,7 +486,7 @@ static int ring_drain(struct stoke_signal_sampler *s, struct ring *r, bool retir
 			lost += head - r->tail;
 	}
 	if (lost > r->lost_seen) {
-		struct stoke_record rec = { .type = STOKE_REC_LOST, .raw_type = PERF_RECORD_LOST };
+		struct stoke_record rec = { .type = STOKE_REC_LOST };
 
 		rec.lost.lost = lost - r->lost_seen;
 		s->stats.lost += rec.lost.lost;

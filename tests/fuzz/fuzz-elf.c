@@ -20,8 +20,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <asm/perf_regs.h>
-#include <linux/perf_event.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,17 +42,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAP_BASE 0x10000000ull
 #define N_ADDRS 16
-/* The register set DWARF mode samples (AX..R15 without the segment
- * registers; what stoke asks the kernel for), and a made-up stack. */
-#define REGS_MASK 0xff0fffull
+/* A made-up stack for the DWARF-mode sample. */
 #define STACK_BASE 0x7ffd00000000ull
 #define STACK_SLOTS 64
-
-/* Index of perf register bit in a sample's regs array (bit order). */
-static int reg_index(int bit)
-{
-	return __builtin_popcountll(REGS_MASK & ((1ull << bit) - 1));
-}
 
 static int elf_fd = -1;
 static char dir[] = "/tmp/stoke-fuzz-elf-XXXXXX";
@@ -98,10 +88,10 @@ static void check_symbol(const struct stoke_symbol *sym)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct stoke_symbolizer_opts opts = { .no_kernel = true };
-	struct stoke_record rec = { .type = STOKE_REC_MMAP, .raw_type = PERF_RECORD_MMAP2 };
+	struct stoke_record rec = { .type = STOKE_REC_MMAP };
 	struct stoke_symbol frames[64];
 	uint64_t chain[N_ADDRS + 1];
-	uint64_t regs[64] = { 0 }, stack[STACK_SLOTS];
+	uint64_t stack[STACK_SLOTS];
 	struct stoke_sample sample = { 0 };
 	struct stoke_symbolizer *s;
 	uint64_t len = (size + 0xfff) & ~0xfffull;
@@ -126,7 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	};
 	REQUIRE(stoke_symbolizer_record(s, &rec) == 0);
 
-	chain[0] = PERF_CONTEXT_USER;
+	chain[0] = 0; /* unused: the user IPs start at chain + 1 */
 	for (int i = 0; i < N_ADDRS; i++) {
 		uint64_t off = (uint64_t)i * 0x40;
 		struct stoke_symbol sym;
@@ -144,8 +134,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	sample.pid = sample.tid = (uint32_t)pid;
 	sample.ip = chain[1];
-	sample.nr = N_ADDRS + 1;
-	sample.callchain = chain;
+	sample.has_stack = true;
+	sample.nr_user_ips = N_ADDRS;
+	sample.user_ips = chain + 1;
 	n = stoke_symbolizer_sample(s, &sample, frames, sizeof(frames) / sizeof(frames[0]));
 	REQUIRE(n >= 0 && (size_t)n <= sizeof(frames) / sizeof(frames[0]));
 	for (int i = 0; i < n; i++)
@@ -153,17 +144,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* DWARF mode: IP at the first address, SP/BP in a stack copy whose
 	 * slots alternate frame links and return addresses in the mapping. */
-	regs[reg_index(PERF_REG_X86_IP)] = chain[1];
-	regs[reg_index(PERF_REG_X86_SP)] = STACK_BASE;
-	regs[reg_index(PERF_REG_X86_BP)] = STACK_BASE + 16;
+	sample.regs[STOKE_DWARF_RIP] = chain[1];
+	sample.regs[STOKE_DWARF_RSP] = STACK_BASE;
+	sample.regs[STOKE_DWARF_RBP] = STACK_BASE + 16;
 	for (int i = 0; i < STACK_SLOTS; i++)
 		stack[i] = i % 2 ? chain[1 + (i / 2) % N_ADDRS] : STACK_BASE + 16 * (uint64_t)(i / 2 + 1);
-	sample.nr = 0;
-	sample.callchain = NULL;
-	sample.regs_abi = PERF_SAMPLE_REGS_ABI_64;
-	sample.nr_regs = (uint32_t)__builtin_popcountll(REGS_MASK);
-	sample.regs = regs;
-	sample.stack_size = sample.dyn_size = sizeof(stack);
+	sample.has_stack = false;
+	sample.nr_user_ips = 0;
+	sample.user_ips = NULL;
+	sample.regs_kind = STOKE_REGS_X86_64;
+	sample.stack_addr = STACK_BASE;
+	sample.stack_len = sizeof(stack);
 	sample.stack = (const uint8_t *)stack;
 	n = stoke_symbolizer_sample(s, &sample, frames, sizeof(frames) / sizeof(frames[0]));
 	REQUIRE(n >= 0 && (size_t)n <= sizeof(frames) / sizeof(frames[0]));

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "record.h"
+#include "sampler/perf/record.h"
 
 #define PREFIX_SIZE 24
 
@@ -39,14 +39,14 @@ static volatile uint64_t sink;
 
 /* Read every byte the decoded record borrows, so ASan checks the bounds the
  * decoder promised. */
-static void touch(const struct stoke_record *rec, const uint8_t *buf, size_t len)
+static void touch(const struct stoke_perf_record *rec, const uint8_t *buf, size_t len)
 {
 	const uint8_t *end = buf + len;
 	uint64_t acc = 0;
 
 	switch (rec->type) {
 	case STOKE_REC_SAMPLE: {
-		const struct stoke_sample *s = &rec->sample;
+		const struct stoke_perf_sample *s = &rec->sample;
 
 		for (uint64_t i = 0; i < s->nr; i++)
 			acc += s->callchain[i];
@@ -78,7 +78,7 @@ static void touch(const struct stoke_record *rec, const uint8_t *buf, size_t len
 
 /* The fields both decodes must agree on (MMAP is re-encoded as MMAP2, so
  * only the MMAP fields, not raw_type, are compared). */
-static void require_same(const struct stoke_record *a, const struct stoke_record *b)
+static void require_same(const struct stoke_perf_record *a, const struct stoke_perf_record *b)
 {
 	REQUIRE(a->type == b->type);
 	switch (a->type) {
@@ -116,7 +116,7 @@ static void require_same(const struct stoke_record *a, const struct stoke_record
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct stoke_record_format fmt = { 0 };
-	struct stoke_record rec, again;
+	struct stoke_perf_record rec, again;
 	uint64_t flags;
 	uint8_t *buf, *enc;
 	size_t len;

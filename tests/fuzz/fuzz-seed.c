@@ -29,7 +29,7 @@
 #include "pprof.h"
 #include "profile.h"
 #include "protocol.h"
-#include "record.h"
+#include "sampler/perf/record.h"
 
 #define FMT_FP (PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_CPU | \
 		PERF_SAMPLE_PERIOD | PERF_SAMPLE_CALLCHAIN)
@@ -56,7 +56,7 @@ static void write_file(const char *target, const char *name, const void *a, size
 }
 
 static void put_record(const char *name, const struct stoke_record_format *fmt,
-		       const struct stoke_record *rec)
+		       const struct stoke_perf_record *rec)
 {
 	uint64_t prefix[3] = { fmt->sample_type, fmt->regs_user_mask, fmt->sample_id_all };
 	static uint64_t buf[8192]; /* 64 KiB, aligned */
@@ -79,14 +79,14 @@ static void records(void)
 	uint64_t chain[] = { PERF_CONTEXT_KERNEL, 0xffffffff81000100ull, 0xffffffff81000200ull,
 			     PERF_CONTEXT_USER, 0x401136, 0x401180, 0x4011c0, 0x7f0000021000 };
 	uint64_t regs[20], stack[16];
-	struct stoke_record r = { .type = STOKE_REC_SAMPLE, .id = id };
+	struct stoke_perf_record r = { .type = STOKE_REC_SAMPLE, .id = id };
 
 	for (int i = 0; i < 20; i++)
 		regs[i] = 0x7ffc00000000ull + (uint64_t)i * 8;
 	for (int i = 0; i < 16; i++)
 		stack[i] = 0x401000ull + (uint64_t)i * 0x10;
 
-	r.sample = (struct stoke_sample){ .pid = 100, .tid = 101, .ip = 0xffffffff81000100ull,
+	r.sample = (struct stoke_perf_sample){ .pid = 100, .tid = 101, .ip = 0xffffffff81000100ull,
 					  .time = 5000, .cpu = 1, .period = 1000000,
 					  .nr = 8, .callchain = chain };
 	put_record("sample-fp", &fp, &r);
@@ -108,7 +108,7 @@ static void records(void)
 	r.sample.stack = NULL;
 	put_record("sample-dwarf-kthread", &dw, &r);
 
-	r = (struct stoke_record){ .type = STOKE_REC_MMAP, .id = id };
+	r = (struct stoke_perf_record){ .type = STOKE_REC_MMAP, .id = id };
 	r.mmap = (struct stoke_mmap){ .pid = 100, .tid = 100, .addr = 0x400000, .len = 0x2000,
 				      .pgoff = 0x1000, .is_mmap2 = true, .maj = 8, .min = 1,
 				      .ino = 1234, .prot = PROT_READ | PROT_EXEC,
@@ -124,18 +124,18 @@ static void records(void)
 				      .filename = "[kernel.kallsyms]_text" };
 	put_record("mmap2-kernel", &fp, &r);
 
-	r = (struct stoke_record){ .type = STOKE_REC_COMM, .id = id };
+	r = (struct stoke_perf_record){ .type = STOKE_REC_COMM, .id = id };
 	r.comm = (struct stoke_comm){ .pid = 100, .tid = 100, .exec = true, .comm = "app" };
 	put_record("comm-exec", &fp, &r);
-	r = (struct stoke_record){ .type = STOKE_REC_FORK, .id = id };
+	r = (struct stoke_perf_record){ .type = STOKE_REC_FORK, .id = id };
 	r.task = (struct stoke_task){ .pid = 102, .ppid = 100, .tid = 102, .ptid = 101, .time = 6000 };
 	put_record("fork", &fp, &r);
 	r.type = STOKE_REC_EXIT;
 	put_record("exit", &dw, &r);
-	r = (struct stoke_record){ .type = STOKE_REC_LOST, .id = id };
+	r = (struct stoke_perf_record){ .type = STOKE_REC_LOST, .id = id };
 	r.lost = (struct stoke_lost){ .id = 7, .lost = 42 };
 	put_record("lost", &fp, &r);
-	r = (struct stoke_record){ .type = STOKE_REC_THROTTLE, .id = id };
+	r = (struct stoke_perf_record){ .type = STOKE_REC_THROTTLE, .id = id };
 	r.throttle = (struct stoke_throttle){ .time = 7000, .id = 7, .stream_id = 7 };
 	put_record("throttle", &fp, &r);
 	r.type = STOKE_REC_UNTHROTTLE;

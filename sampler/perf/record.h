@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sampler/sample.h"
+
 /* What the decoder needs to know about how the events were opened. */
 struct stoke_record_format {
 	uint64_t sample_type;    /* perf_event_attr.sample_type */
@@ -24,30 +26,10 @@ struct stoke_record_format {
 	bool sample_id_all;      /* perf_event_attr.sample_id_all */
 };
 
-enum stoke_record_type {
-	STOKE_REC_SAMPLE = 1,
-	STOKE_REC_MMAP,  /* PERF_RECORD_MMAP or MMAP2 */
-	STOKE_REC_COMM,
-	STOKE_REC_FORK,
-	STOKE_REC_EXIT,
-	STOKE_REC_LOST,
-	STOKE_REC_THROTTLE,
-	STOKE_REC_UNTHROTTLE,
-	STOKE_REC_OTHER, /* a valid record of a type we do not use */
-};
-
-/* Fields appended to non-sample records when sample_id_all is set; only the
- * ones selected by sample_type are valid (see has_*). */
-struct stoke_sample_id {
-	uint32_t pid, tid;
-	uint64_t time;
-	uint32_t cpu;
-	bool has_tid, has_time, has_cpu;
-};
-
 #define STOKE_MAX_REGS 64
 
-struct stoke_sample {
+/* A PERF_RECORD_SAMPLE as the kernel wrote it. */
+struct stoke_perf_sample {
 	uint32_t pid, tid;
 	uint64_t ip;
 	uint64_t time;
@@ -71,47 +53,14 @@ struct stoke_sample {
 	const uint8_t *stack;
 };
 
-struct stoke_mmap {
-	uint32_t pid, tid;
-	uint64_t addr, len, pgoff;
-	/* MMAP2 only (is_mmap2): either the device identity or a build-id. */
-	bool is_mmap2;
-	bool has_build_id;
-	uint32_t maj, min;
-	uint64_t ino, ino_generation;
-	uint8_t build_id_size;
-	uint8_t build_id[20];
-	uint32_t prot, flags;
-	bool kernel;  /* header.misc has PERF_RECORD_MISC_KERNEL */
-	const char *filename; /* NUL-terminated, borrowed */
-};
-
-struct stoke_comm {
-	uint32_t pid, tid;
-	bool exec; /* PERF_RECORD_MISC_COMM_EXEC */
-	const char *comm; /* NUL-terminated, borrowed */
-};
-
-/* FORK and EXIT share the kernel layout. */
-struct stoke_task {
-	uint32_t pid, ppid, tid, ptid;
-	uint64_t time;
-};
-
-struct stoke_lost {
-	uint64_t id, lost;
-};
-
-struct stoke_throttle {
-	uint64_t time, id, stream_id;
-};
-
-struct stoke_record {
+/* A decoded perf record: the neutral records (sample.h) for every type but
+ * SAMPLE, which stays perf's until stoke_perf_sample_convert. */
+struct stoke_perf_record {
 	enum stoke_record_type type;
 	uint32_t raw_type; /* perf_event_header.type */
 	uint16_t misc;     /* perf_event_header.misc */
 	union {
-		struct stoke_sample sample;
+		struct stoke_perf_sample sample;
 		struct stoke_mmap mmap;
 		struct stoke_comm comm;
 		struct stoke_task task;
@@ -121,13 +70,31 @@ struct stoke_record {
 	struct stoke_sample_id id; /* non-sample records with sample_id_all */
 };
 
+/* The x86-64 user registers stoke asks perf for (PERF_REG_X86_AX ..
+ * PERF_REG_X86_R15 without the segment registers DS/ES/FS/GS, which do not
+ * exist in 64-bit mode): exactly the DWARF set of sample.h. */
+#define STOKE_PERF_REGS_MASK 0xff0fffULL
+
+/*
+ * The neutral sample of a perf one (perf's one conversion): the callchain's
+ * context markers become the kernel and user IP lists, perf's register
+ * order and ABI become DWARF-numbered registers (regs_user_mask is the mask
+ * the events were opened with). ret borrows from ps.
+ */
+void stoke_perf_sample_convert(const struct stoke_perf_sample *ps, uint64_t regs_user_mask,
+			       struct stoke_sample *ret);
+
+/* The neutral record of a decoded one (see stoke_perf_sample_convert). */
+void stoke_perf_record_convert(const struct stoke_perf_record *pr, uint64_t regs_user_mask,
+			       struct stoke_record *ret);
+
 /*
  * Decode the record at buf (len bytes available, which must cover
  * header.size). Returns 0, or -EBADMSG for a truncated or inconsistent record.
  * On success *ret is filled; its pointers borrow from buf.
  */
 int stoke_record_decode(const struct stoke_record_format *fmt, const void *buf,
-			size_t len, struct stoke_record *ret);
+			size_t len, struct stoke_perf_record *ret);
 
 /*
  * Encode rec (any type but OTHER) into buf of cap bytes, as the kernel would
@@ -136,7 +103,5 @@ int stoke_record_decode(const struct stoke_record_format *fmt, const void *buf,
  * -ENOSPC when cap is too small, or -EINVAL.
  */
 int stoke_record_encode(const struct stoke_record_format *fmt,
-			const struct stoke_record *rec, void *buf, size_t cap);
+			const struct stoke_perf_record *rec, void *buf, size_t cap);
 
-/* Name of a decoded type, for debugging ("sample", "mmap", …). */
-const char *stoke_record_type_name(enum stoke_record_type type);

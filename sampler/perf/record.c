@@ -20,7 +20,7 @@
  * the end of the record; its size follows from sample_type alone, so it is
  * decoded from the end and the body is bounded to what precedes it.
  */
-#include "record.h"
+#include "sampler/perf/record.h"
 
 #include <errno.h>
 #include <linux/perf_event.h>
@@ -103,7 +103,7 @@ static int cur_string(struct cursor *c, const char **ret)
 /* ---- decoder ----------------------------------------------------------- */
 
 static int decode_sample_ids(const struct stoke_record_format *fmt,
-			     struct cursor *c, struct stoke_sample *s)
+			     struct cursor *c, struct stoke_perf_sample *s)
 {
 	uint64_t skip, st = fmt->sample_type;
 	int r = 0;
@@ -136,7 +136,7 @@ static int decode_sample_ids(const struct stoke_record_format *fmt,
 }
 
 static int decode_regs(const struct stoke_record_format *fmt, struct cursor *c,
-		       struct stoke_sample *s)
+		       struct stoke_perf_sample *s)
 {
 	int r;
 
@@ -150,7 +150,7 @@ static int decode_regs(const struct stoke_record_format *fmt, struct cursor *c,
 	return cur_u64_array(c, s->nr_regs, &s->regs);
 }
 
-static int decode_stack(struct cursor *c, struct stoke_sample *s)
+static int decode_stack(struct cursor *c, struct stoke_perf_sample *s)
 {
 	int r;
 
@@ -171,7 +171,7 @@ static int decode_stack(struct cursor *c, struct stoke_sample *s)
 }
 
 static int decode_sample(const struct stoke_record_format *fmt,
-			 struct cursor *c, struct stoke_sample *s)
+			 struct cursor *c, struct stoke_perf_sample *s)
 {
 	uint64_t st = fmt->sample_type;
 	int r;
@@ -358,7 +358,7 @@ static enum stoke_record_type map_type(uint32_t raw)
 
 /* Everything but samples: body, then the sample_id trailer at the end. */
 static int decode_body(const struct stoke_record_format *fmt,
-		       struct cursor *c, struct stoke_record *rec)
+		       struct cursor *c, struct stoke_perf_record *rec)
 {
 	size_t tsz = sample_id_size(fmt);
 	struct cursor trailer;
@@ -391,10 +391,10 @@ static int decode_body(const struct stoke_record_format *fmt,
 }
 
 int stoke_record_decode(const struct stoke_record_format *fmt, const void *buf,
-			size_t len, struct stoke_record *ret)
+			size_t len, struct stoke_perf_record *ret)
 {
 	struct perf_event_header hdr;
-	struct stoke_record rec = { 0 };
+	struct stoke_perf_record rec = { 0 };
 	struct cursor c;
 	int r;
 
@@ -463,7 +463,7 @@ static void put_string(struct writer *w, const char *s)
 }
 
 static int encode_sample(const struct stoke_record_format *fmt,
-			 const struct stoke_sample *s, struct writer *w)
+			 const struct stoke_perf_sample *s, struct writer *w)
 {
 	uint64_t st = fmt->sample_type;
 	uint32_t nregs = (uint32_t)__builtin_popcountll(fmt->regs_user_mask);
@@ -579,7 +579,7 @@ static int encode_comm(const struct stoke_comm *cm, uint16_t *misc,
 
 /* Writes the body (after the header) and picks the raw type. */
 static int encode_body(const struct stoke_record_format *fmt,
-		       const struct stoke_record *rec, uint32_t *type,
+		       const struct stoke_perf_record *rec, uint32_t *type,
 		       uint16_t *misc, struct writer *w)
 {
 	const struct stoke_task *t = &rec->task;
@@ -622,7 +622,7 @@ static int encode_body(const struct stoke_record_format *fmt,
 }
 
 int stoke_record_encode(const struct stoke_record_format *fmt,
-			const struct stoke_record *rec, void *buf, size_t cap)
+			const struct stoke_perf_record *rec, void *buf, size_t cap)
 {
 	struct writer w = { .buf = buf, .cap = buf ? cap : 0 };
 	struct perf_event_header hdr = { .misc = rec ? rec->misc : 0 };
@@ -645,29 +645,4 @@ int stoke_record_encode(const struct stoke_record_format *fmt,
 	hdr.size = (uint16_t)w.off;
 	memcpy(buf, &hdr, sizeof(hdr));
 	return (int)w.off;
-}
-
-const char *stoke_record_type_name(enum stoke_record_type type)
-{
-	switch (type) {
-	case STOKE_REC_SAMPLE:
-		return "sample";
-	case STOKE_REC_MMAP:
-		return "mmap";
-	case STOKE_REC_COMM:
-		return "comm";
-	case STOKE_REC_FORK:
-		return "fork";
-	case STOKE_REC_EXIT:
-		return "exit";
-	case STOKE_REC_LOST:
-		return "lost";
-	case STOKE_REC_THROTTLE:
-		return "throttle";
-	case STOKE_REC_UNTHROTTLE:
-		return "unthrottle";
-	case STOKE_REC_OTHER:
-		return "other";
-	}
-	return "unknown";
 }

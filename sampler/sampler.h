@@ -27,6 +27,8 @@
 
 #include "sampler/sample.h"
 
+struct stoke_backend_ops;
+
 enum stoke_event {
 	STOKE_EVENT_CPU_CLOCK,
 	STOKE_EVENT_TASK_CLOCK,
@@ -67,6 +69,9 @@ struct stoke_sampler_opts {
 	uint32_t ring_pages;      /* data pages per CPU ring (power of 2); 0 = auto */
 	bool exclude_kernel;      /* no kernel samples/callchains */
 	enum stoke_sampler_backend backend; /* default AUTO */
+	/* A backend of the caller's (a test's synthetic one), used instead
+	 * of the built-in ones; backend is ignored then. */
+	const struct stoke_backend_ops *custom;
 	int signal_number;        /* signal sampler: the real-time signal the
 				   * agent takes; 0 = $STOKE_SIGNAL_NUMBER or
 				   * SIGRTMIN+6 */

@@ -40,7 +40,8 @@
 
 #include "log.h"
 #include "output.h"
-#include "session.h"
+#include "session/driver.h"
+#include "session/session.h"
 #include "util.h"
 
 /* How often a running session's authorization is checked again: the target
@@ -169,23 +170,8 @@ static void safe_name(const char *in, char *out, size_t outlen)
 
 static void read_target_facts(struct stoked_session *ds)
 {
-	_cleanup_free_ char *comm = NULL;
-	char path[64], exe[4096];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/comm", ds->pid);
-	n = stoke_read_file(path, &comm, 256);
-	if (n > 0) {
-		while (n > 0 && comm[n - 1] == '\n')
-			comm[--n] = '\0';
-		snprintf(ds->comm, sizeof(ds->comm), "%s", comm);
-	}
-	snprintf(path, sizeof(path), "/proc/%d/exe", ds->pid);
-	n = readlink(path, exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		ds->exe = strdup(exe);
-	}
+	stoke_driver_read_comm(ds->pid, ds->comm, sizeof(ds->comm));
+	ds->exe = stoke_driver_read_exe(ds->pid);
 	if (ds->req.name[0])
 		snprintf(ds->name, sizeof(ds->name), "%s", ds->req.name);
 	else
@@ -371,9 +357,10 @@ int stoked_session_start(uint64_t id, const struct stoke_request *req,
 	/* The pidfd pins the identity of the target across the checks and
 	 * the attach: if it exits and its pid is reused in between, the
 	 * pidfd says so. */
-	ds->pidfd = (int)syscall(SYS_pidfd_open, req->pid, 0);
+	ds->pidfd = stoke_driver_pidfd(req->pid);
 	if (ds->pidfd < 0) {
-		r = -errno;
+		r = ds->pidfd;
+		ds->pidfd = -1;
 		snprintf(err, errlen, "no such process: %d", req->pid);
 		goto fail;
 	}

@@ -51,6 +51,7 @@
 #include "log.h"
 #include "protocol.h"
 #include "sdnotify.h"
+#include "session/driver.h"
 #include "sessions.h"
 #include "util.h"
 
@@ -1574,22 +1575,16 @@ static int setup_loop(struct daemon *d)
 		.it_interval = {0, TICK_MS * 1000000L},
 		.it_value = {0, TICK_MS * 1000000L},
 	};
-	sigset_t mask;
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
 	int r;
 
 	d->ep = epoll_create1(EPOLL_CLOEXEC);
 	if (d->ep < 0)
 		return -errno;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-		return -errno;
-	signal(SIGPIPE, SIG_IGN);
-	d->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	d->sig_fd = stoke_driver_signalfd(sigs, ARRAY_SIZE(sigs));
 	if (d->sig_fd < 0)
-		return -errno;
+		return d->sig_fd;
+	signal(SIGPIPE, SIG_IGN);
 	r = watch(d, W_SIGNAL, d->sig_fd, EPOLLIN);
 	if (r < 0)
 		return r;
@@ -1609,22 +1604,6 @@ static int setup_loop(struct daemon *d)
 	if (d->nspare < NSPARE)
 		return -EMFILE;
 	return watch(d, W_JOBS, d->job_fd, EPOLLIN);
-}
-
-/* Returns the fd limit the budgets are computed from. */
-static unsigned raise_nofile(void)
-{
-	struct rlimit rl;
-
-	/* One event per (thread, CPU) per session. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return 1024;
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-			getrlimit(RLIMIT_NOFILE, &rl);
-	}
-	return rl.rlim_cur > 1U << 30 ? 1U << 30 : (unsigned)rl.rlim_cur;
 }
 
 /* Detach from the terminal. The parent exits only once the child is
@@ -1949,7 +1928,7 @@ int main(int argc, char **argv)
 	 * when writing as them (sessions.c): a root daemon needs none. */
 	if (geteuid() == 0)
 		(void)!setgroups(0, NULL);
-	d.fd_limit = raise_nofile();
+	d.fd_limit = stoke_driver_raise_nofile();
 	/* Every session has a worker thread, and glibc gives threads arenas
 	 * of their own (up to 8 per core), each keeping what was freed in
 	 * it: the daemon's memory would grow with the number of sessions it

@@ -32,7 +32,7 @@ int stoke_maps_parse(FILE *f, stoke_maps_cb cb, void *userdata);
 /* Parse one line (no trailing newline needed). Returns 0 or -EINVAL. The
  * path points into line. */
 int stoke_maps_parse_line(char *line, struct stoke_maps_entry *ret);
-/* The PERF_RECORD_MMAP2 the kernel would send for this mapping of pid
+/* The MMAP record (sampler/sample.h) a sampler delivers for this mapping of pid
  * (filename borrowed from e). */
 struct stoke_record;
 void stoke_maps_entry_to_record(const struct stoke_maps_entry *e, uint32_t pid,

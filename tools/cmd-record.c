@@ -32,7 +32,8 @@
 #include "cli.h"
 #include "output.h"
 #include "log.h"
-#include "session.h"
+#include "session/driver.h"
+#include "session/session.h"
 #include "util.h"
 
 #define MAX_PIDS 256
@@ -524,17 +525,6 @@ static double mono_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void raise_nofile(void)
-{
-	struct rlimit rl;
-
-	/* One event per (thread, CPU): a busy server needs many fds. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
 struct recorder {
 	struct record_args *args;
 	struct stoke_session *session;
@@ -607,16 +597,13 @@ static void handle_signals(struct recorder *rec)
 
 static int setup_signals(struct recorder *rec)
 {
-	sigset_t mask;
+	static const int sigs[] = { SIGINT, SIGTERM, SIGCHLD };
+	int fd = stoke_driver_signalfd(sigs, ARRAY_SIZE(sigs));
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGCHLD);
-	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-		return -errno;
-	rec->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	return rec->sigfd < 0 ? -errno : 0;
+	if (fd < 0)
+		return fd;
+	rec->sigfd = fd;
+	return 0;
 }
 
 static int start_targets(struct recorder *rec)
@@ -650,7 +637,9 @@ static int start_targets(struct recorder *rec)
 	for (size_t i = 0; i < a->npids; i++) {
 		/* Without a pidfd (an old kernel), exit is noticed by polling
 		 * kill(pid, 0) every round instead. */
-		rec->pidfds[i] = (int)syscall(SYS_pidfd_open, a->pids[i], 0);
+		rec->pidfds[i] = stoke_driver_pidfd(a->pids[i]);
+		if (rec->pidfds[i] < 0)
+			rec->pidfds[i] = -1;
 		r = stoke_session_attach(rec->session, a->pids[i]);
 		if (r < 0) {
 			log_error("cannot attach to PID %d: %s", a->pids[i],
@@ -674,22 +663,18 @@ static int record_poll(struct recorder *rec, struct pollfd *pfd, size_t nring, i
 	r = poll(pfd, n, timeout_ms);
 	if (r < 0 && errno != EINTR)
 		return -errno;
-	/* A ring's owning thread exited (POLLHUP): stop polling it, or poll
-	 * would return at once forever. It is still drained every round. */
-	for (size_t i = 0; i < nring; i++)
-		if (pfd[i].revents & (POLLHUP | POLLERR))
-			pfd[i].fd = -1;
+	stoke_driver_drop_hung_rings(pfd, nring);
 	for (size_t i = 0; rec->pidfds && i < a->npids; i++) {
 		struct pollfd *p = &pfd[nring + 1 + i];
 
-		if (p->fd >= 0 && (p->revents & POLLIN)) {
-			stoke_session_target_exited(rec->session, a->pids[i]);
+		if (rec->pidfds[i] == PIDFD_EXITED ||
+		    !stoke_driver_target_exited(rec->pidfds[i],
+						p->fd >= 0 && (p->revents & POLLIN), a->pids[i]))
+			continue;
+		stoke_session_target_exited(rec->session, a->pids[i]);
+		if (rec->pidfds[i] >= 0)
 			close(rec->pidfds[i]);
-			rec->pidfds[i] = PIDFD_EXITED;
-		} else if (rec->pidfds[i] == -1 && kill(a->pids[i], 0) < 0 && errno == ESRCH) {
-			stoke_session_target_exited(rec->session, a->pids[i]);
-			rec->pidfds[i] = PIDFD_EXITED;
-		}
+		rec->pidfds[i] = PIDFD_EXITED;
 	}
 	if (pfd[nring].revents & POLLIN)
 		handle_signals(rec);
@@ -733,14 +718,11 @@ static int record_loop(struct recorder *rec)
 		pfd[i] = (struct pollfd){ .fd = ringfds[i], .events = POLLIN };
 	for (;;) {
 		double now = mono_s();
-		int timeout = POLL_MS, r;
+		int timeout, r;
 
-		if (deadline) {
-			if (now >= deadline)
-				break;
-			if ((deadline - now) * 1000 < timeout)
-				timeout = (int)ceil((deadline - now) * 1000);
-		}
+		if (deadline && now >= deadline)
+			break;
+		timeout = stoke_driver_timeout_ms(now, deadline, POLL_MS);
 		r = record_poll(rec, pfd, nring, timeout);
 		if (r < 0)
 			return r;
@@ -956,7 +938,7 @@ int record_run(int argc, char **argv, struct record_result *res)
 	code = open_output(&rec);
 	if (code)
 		goto out;
-	raise_nofile();
+	stoke_driver_raise_nofile();
 	if (setup_signals(&rec) < 0) {
 		log_error("cannot set up signal handling: %s", strerror(errno));
 		code = 1;

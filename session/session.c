@@ -17,7 +17,7 @@
  * sample was named on arrival. The tables start empty again after that, so
  * a long-running daemon session holds only one period's raw stacks.
  */
-#include "session.h"
+#include "session/session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "session/driver.h"
 #include "symbolizer.h"
 #include "util.h"
 
@@ -617,18 +618,15 @@ void stoke_session_free(struct stoke_session *s)
  * build-id identify what was profiled. */
 static void note_exe(struct stoke_session *s, pid_t pid)
 {
-	char path[64], buf[4096];
-	ssize_t n;
+	char path[64];
 	int fd;
 
 	if (s->exe)
 		return;
-	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
-	n = readlink(path, buf, sizeof(buf) - 1);
-	if (n <= 0)
+	s->exe = stoke_driver_read_exe(pid);
+	if (!s->exe)
 		return;
-	buf[n] = '\0';
-	s->exe = strdup(buf);
+	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		if (stoke_elf_build_id_hex(fd, &s->build_id) < 0)

@@ -69,6 +69,14 @@ struct stoke_sample {
 	uint64_t stack_size;
 	uint64_t dyn_size;
 	const uint8_t *stack;
+	/* Samplers that aggregate in the kernel (bpf/) deliver one record
+	 * for many samples: weight is how many (0 means 1); kind is a
+	 * stoke_psample_kind (0: on CPU); off CPU, reason names why the
+	 * thread was off CPU (a synthetic leaf frame; the string lives as
+	 * long as the sampler). Never set by the decoder. */
+	uint64_t weight;
+	uint8_t kind;
+	const char *reason;
 };
 
 struct stoke_mmap {

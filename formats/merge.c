@@ -208,7 +208,8 @@ int stoke_profile_copy(const struct stoke_profile *src, const struct stoke_copy_
 						 stoke_profile_string(src, threads[i].name));
 	samples = stoke_profile_samples(src, &n);
 	for (size_t i = 0; r == 0 && i < n; i++)
-		if (keep_tid(o, samples[i].tid))
+		if (keep_tid(o, samples[i].tid) &&
+		    (!o->kind_plus1 || samples[i].kind + 1 == o->kind_plus1))
 			r = stoke_profile_add_sample_kind(dst, samples[i].tid, samples[i].time,
 							  smap[samples[i].stack],
 							  samples[i].weight, samples[i].kind);

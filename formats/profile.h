@@ -150,6 +150,8 @@ struct stoke_copy_opts {
 	const uint32_t *tids; /* keep only these threads' samples (ntids 0: all) */
 	size_t ntids;
 	bool by_function;     /* one frame per function: line 0, one file */
+	uint8_t kind_plus1;   /* keep only samples of kind kind_plus1 - 1
+			       * (0: every kind) */
 };
 
 /*

@@ -93,8 +93,9 @@ int stoke_profile_merge(struct stoke_profile *dst, const struct stoke_profile *s
 					 stoke_profile_string(src, threads[i].name));
 	samples = stoke_profile_samples(src, &n);
 	for (size_t i = 0; r == 0 && i < n; i++)
-		r = stoke_profile_add_sample(dst, samples[i].tid, samples[i].time,
-					     smap[samples[i].stack], samples[i].weight);
+		r = stoke_profile_add_sample_kind(dst, samples[i].tid, samples[i].time,
+						  smap[samples[i].stack], samples[i].weight,
+						  samples[i].kind);
 	if (r == 0 && first) {
 		if ((r = map_string(dst, src, sm->event, &dm->event)) == 0 &&
 		    (r = map_string(dst, src, sm->callgraph, &dm->callgraph)) == 0)
@@ -207,9 +208,11 @@ int stoke_profile_copy(const struct stoke_profile *src, const struct stoke_copy_
 						 stoke_profile_string(src, threads[i].name));
 	samples = stoke_profile_samples(src, &n);
 	for (size_t i = 0; r == 0 && i < n; i++)
-		if (keep_tid(o, samples[i].tid))
-			r = stoke_profile_add_sample(dst, samples[i].tid, samples[i].time,
-						     smap[samples[i].stack], samples[i].weight);
+		if (keep_tid(o, samples[i].tid) &&
+		    (!o->kind_plus1 || samples[i].kind + 1 == o->kind_plus1))
+			r = stoke_profile_add_sample_kind(dst, samples[i].tid, samples[i].time,
+							  smap[samples[i].stack],
+							  samples[i].weight, samples[i].kind);
 	if (r < 0)
 		goto out;
 	dm = stoke_profile_meta(dst);

@@ -58,6 +58,7 @@ struct pprof_enc {
 	uint64_t *mapping_base;    /* per mapping id: min offset (Mapping.file_offset) */
 	uint32_t identity;         /* the mapping whose addresses are its offsets */
 	bool timeline;             /* one Sample per model sample, time labels */
+	bool off_cpu;              /* off-CPU samples: two more sample types */
 	uint32_t *mapping_module;  /* per mapping id: module string id */
 	uint32_t nmappings;
 	uint32_t *frame_function;  /* per frame id: function id, 0 = no line */
@@ -478,6 +479,22 @@ static void label(struct pb_buf *b, struct pb_buf *sub, uint32_t key, uint32_t s
  * anchored at the recording's start (start_ns is when the first sample's
  * perf timestamp, time_first, was taken, to within the start-up delay).
  */
+/* A sample's values: samples and CPU time; with off-CPU samples in the
+ * profile, two more types, off-CPU samples and time, and each sample has
+ * its weight under its own kind's types and 0 under the other's. */
+static void sample_values(struct pprof_enc *e, struct pb_buf *packed, uint8_t kind,
+			  uint64_t weight, uint64_t period)
+{
+	bool off = kind == STOKE_SAMPLE_OFF_CPU;
+
+	pb_varint(packed, off ? 0 : weight);
+	pb_varint(packed, off ? 0 : weight * period);
+	if (!e->off_cpu)
+		return;
+	pb_varint(packed, off ? weight : 0);
+	pb_varint(packed, off ? weight * period : 0);
+}
+
 static int write_timeline_samples(struct pprof_enc *e)
 {
 	const struct stoke_pmeta *m = stoke_profile_cmeta(e->p);
@@ -498,8 +515,7 @@ static int write_timeline_samples(struct pprof_enc *e)
 		if (packed.len)
 			pb_ldelim(&e->sub, 1, packed.data, packed.len);
 		packed.len = 0;
-		pb_varint(&packed, s[i].weight);
-		pb_varint(&packed, s[i].weight * m->period_ns);
+		sample_values(e, &packed, s[i].kind, s[i].weight, m->period_ns);
 		pb_ldelim(&e->sub, 2, packed.data, packed.len);
 		packed.len = 0;
 		label(&e->sub, &e->sub2, k_thread, th ? th->name : 0, 0, 0);
@@ -541,7 +557,8 @@ static int write_samples(struct pprof_enc *e)
 		size_t j = stoke_hash_u64((uint64_t)s[i].stack << 32 | s[i].tid) & mask;
 
 		while (slots[j] && (s[first[slots[j] - 1]].stack != s[i].stack ||
-				    s[first[slots[j] - 1]].tid != s[i].tid))
+				    s[first[slots[j] - 1]].tid != s[i].tid ||
+				    s[first[slots[j] - 1]].kind != s[i].kind))
 			j = (j + 1) & mask;
 		if (!slots[j]) {
 			first[ngroups] = (uint32_t)i;
@@ -564,8 +581,7 @@ static int write_samples(struct pprof_enc *e)
 		if (packed.len)
 			pb_ldelim(&e->sub, 1, packed.data, packed.len);
 		packed.len = 0;
-		pb_varint(&packed, sums[g]);
-		pb_varint(&packed, sums[g] * period);
+		sample_values(e, &packed, x->kind, sums[g], period);
 		pb_ldelim(&e->sub, 2, packed.data, packed.len);
 		packed.len = 0;
 		label(&e->sub, &e->sub2, k_thread, th ? th->name : 0, 0, 0);
@@ -733,6 +749,11 @@ int stoke_pprof_encode_timeline(const struct stoke_profile *p, bool timeline, ui
 		goto out;
 	value_type(&e, PROFILE_SAMPLE_TYPE, "samples", "count");
 	value_type(&e, PROFILE_SAMPLE_TYPE, "cpu", "nanoseconds");
+	e.off_cpu = stoke_profile_total_kind(p, STOKE_SAMPLE_OFF_CPU) != 0;
+	if (e.off_cpu) {
+		value_type(&e, PROFILE_SAMPLE_TYPE, "off_cpu_samples", "count");
+		value_type(&e, PROFILE_SAMPLE_TYPE, "off_cpu", "nanoseconds");
+	}
 	r = timeline ? write_timeline_samples(&e) : write_samples(&e);
 	if (r < 0)
 		goto out;

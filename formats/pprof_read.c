@@ -134,6 +134,7 @@ struct dec {
 	bool time_wall;   /* stoke.time=wall: time labels are wall clock */
 	uint64_t timeline_str;
 	uint32_t *grp_stack, *grp_tid;
+	uint8_t *grp_kind;
 	size_t ngrp, grp_cap;
 	struct pb_reader period_type; /* ValueType, when has_period_type */
 	bool has_period_type;
@@ -918,6 +919,7 @@ static int decode_sample(struct dec *d, struct pb_reader m, uint32_t **stackbuf,
 {
 	struct sample_labels sl = { 0 };
 	uint64_t weight = 0, v;
+	uint8_t kind = STOKE_SAMPLE_ON_CPU;
 	bool have_value = false;
 	size_t depth = 0;
 	struct pb_field f;
@@ -958,6 +960,17 @@ one_location:;
 				weight = f.value;
 			} else if (f.wire != 2 || !pb_read_varint(&f.sub, &weight)) {
 				FAIL(d, "malformed sample value");
+			} else if (weight == 0) {
+				/* stoke's off-CPU samples (pprof.c sample_values):
+				 * no samples and no CPU time, then off-CPU
+				 * samples. */
+				uint64_t cpu_ns, off;
+
+				if (pb_read_varint(&f.sub, &cpu_ns) && pb_read_varint(&f.sub, &off) &&
+				    off && !cpu_ns) {
+					weight = off;
+					kind = STOKE_SAMPLE_OFF_CPU;
+				}
 			}
 			have_value = true;
 		} else if (f.number == 3 && f.wire == 2) {
@@ -993,13 +1006,17 @@ one_location:;
 		d->grp_tid = realloc(d->grp_tid, d->grp_cap * sizeof(*d->grp_tid));
 		if (!d->grp_tid)
 			return -ENOMEM;
+		d->grp_kind = realloc(d->grp_kind, d->grp_cap * sizeof(*d->grp_kind));
+		if (!d->grp_kind)
+			return -ENOMEM;
+		d->grp_kind[d->ngrp] = kind;
 		d->grp_stack[d->ngrp] = stack;
 		d->grp_tid[d->ngrp++] = (uint32_t)sl.tid;
 		return 0;
 	}
 	if (d->time_wall) /* back to the perf timestamp (see pprof.h) */
 		sl.time = sl.time - d->meta.start_ns + d->meta.time_first;
-	r = stoke_profile_add_sample(d->p, (uint32_t)sl.tid, sl.time, stack, weight);
+	r = stoke_profile_add_sample_kind(d->p, (uint32_t)sl.tid, sl.time, stack, weight, kind);
 	return r == -EINVAL ? (d->err = "sample weights overflow", r) : r;
 }
 
@@ -1030,7 +1047,8 @@ static int replay_timeline(struct dec *d)
 		if (*t++ != ';')
 			FAIL(d, "malformed stoke.timeline");
 		time = neg ? time - dt : time + dt;
-		r = stoke_profile_add_sample(d->p, d->grp_tid[g], time, d->grp_stack[g], w);
+		r = stoke_profile_add_sample_kind(d->p, d->grp_tid[g], time, d->grp_stack[g], w,
+						  d->grp_kind[g]);
 		if (r < 0)
 			return r == -EINVAL ? (d->err = "sample weights overflow", r) : r;
 	}
@@ -1071,6 +1089,7 @@ static void dec_done(struct dec *d)
 	free(d->lines);
 	free(d->grp_stack);
 	free(d->grp_tid);
+	free(d->grp_kind);
 }
 
 int stoke_pprof_decode(const uint8_t *buf, size_t len, struct stoke_profile **ret,

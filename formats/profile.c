@@ -516,11 +516,27 @@ const struct stoke_pthread *stoke_profile_find_thread(const struct stoke_profile
 int stoke_profile_add_sample(struct stoke_profile *p, uint32_t tid, uint64_t time,
 			     uint32_t stack, uint64_t weight)
 {
+	return stoke_profile_add_sample_kind(p, tid, time, stack, weight, STOKE_SAMPLE_ON_CPU);
+}
+
+uint64_t stoke_profile_total_kind(const struct stoke_profile *p, uint8_t kind)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < p->nsamples; i++)
+		if (p->samples[i].kind == kind)
+			sum += p->samples[i].weight;
+	return sum;
+}
+
+int stoke_profile_add_sample_kind(struct stoke_profile *p, uint32_t tid, uint64_t time,
+				  uint32_t stack, uint64_t weight, uint8_t kind)
+{
 	struct stoke_pthread *th;
 	uint64_t total;
 	int r;
 
-	if (stack >= p->nstacks || weight == 0)
+	if (stack >= p->nstacks || weight == 0 || kind > STOKE_SAMPLE_OFF_CPU)
 		return -EINVAL;
 	/* Refuse what would wrap the totals rather than report nonsense. */
 	if (__builtin_add_overflow(p->total, weight, &total))
@@ -539,6 +555,7 @@ int stoke_profile_add_sample(struct stoke_profile *p, uint32_t tid, uint64_t tim
 		.stack = stack,
 		.time = time,
 		.weight = weight,
+		.kind = kind,
 	};
 	if (p->nsamples == 0 && p->meta.time_first == 0 && p->meta.time_last == 0) {
 		p->meta.time_first = time;
@@ -551,6 +568,8 @@ int stoke_profile_add_sample(struct stoke_profile *p, uint32_t tid, uint64_t tim
 	p->total = total;
 	/* Cannot overflow: a thread's weight is part of the total. */
 	th->samples += weight;
+	if (kind == STOKE_SAMPLE_OFF_CPU)
+		th->off_cpu += weight;
 	return 0;
 }
 

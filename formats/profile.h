@@ -47,17 +47,27 @@ struct stoke_pstack {
 	uint32_t depth;   /* 1 for a root frame */
 };
 
+/* What a sample measures. Off-CPU samples (--off-cpu) stand for time a
+ * thread spent blocked, in units of the sampling period, so on- and
+ * off-CPU weights add up to the thread's wall-clock time. */
+enum stoke_psample_kind {
+	STOKE_SAMPLE_ON_CPU = 0,
+	STOKE_SAMPLE_OFF_CPU,
+};
+
 struct stoke_psample {
 	uint32_t tid;
 	uint32_t stack;   /* stack id (0: empty) */
 	uint64_t time;    /* ns, CLOCK_MONOTONIC as perf reports it */
 	uint64_t weight;  /* number of samples this stands for (>= 1) */
+	uint8_t kind;     /* enum stoke_psample_kind */
 };
 
 struct stoke_pthread {
 	uint32_t pid, tid;
 	uint32_t name;    /* string id */
 	uint64_t samples; /* total weight of this thread's samples */
+	uint64_t off_cpu; /* the off-CPU part of it */
 };
 
 struct stoke_pmeta {
@@ -101,6 +111,11 @@ size_t stoke_profile_nstacks(const struct stoke_profile *p); /* n (ids 1..n) */
 /* Add a sample. An unknown tid gets a thread entry with an empty name. */
 int stoke_profile_add_sample(struct stoke_profile *p, uint32_t tid, uint64_t time,
 			     uint32_t stack, uint64_t weight);
+/* The same, of a kind (enum stoke_psample_kind). */
+int stoke_profile_add_sample_kind(struct stoke_profile *p, uint32_t tid, uint64_t time,
+				  uint32_t stack, uint64_t weight, uint8_t kind);
+/* Sum of the weights of the samples of one kind. */
+uint64_t stoke_profile_total_kind(const struct stoke_profile *p, uint8_t kind);
 const struct stoke_psample *stoke_profile_samples(const struct stoke_profile *p, size_t *ret_n);
 /* Sum of all sample weights. */
 uint64_t stoke_profile_total(const struct stoke_profile *p);
@@ -135,6 +150,8 @@ struct stoke_copy_opts {
 	const uint32_t *tids; /* keep only these threads' samples (ntids 0: all) */
 	size_t ntids;
 	bool by_function;     /* one frame per function: line 0, one file */
+	uint8_t kind_plus1;   /* keep only samples of kind kind_plus1 - 1
+			       * (0: every kind) */
 };
 
 /*

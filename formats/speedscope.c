@@ -133,7 +133,10 @@ static int order_samples(struct sctx *c, size_t n)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		c->order[i] = i;
-		c->thread_pos[i] = (size_t)(stoke_profile_find_thread(c->p, s[i].tid) - threads);
+		/* One profile per thread and sample kind: off-CPU time is a
+		 * profile of its own, beside the thread's on-CPU one. */
+		c->thread_pos[i] =
+			(size_t)(stoke_profile_find_thread(c->p, s[i].tid) - threads) * 2 + s[i].kind;
 	}
 	if (n)
 		qsort_r(c->order, n, sizeof(*c->order), cmp_sample, c);
@@ -173,8 +176,8 @@ static int write_profile(struct sctx *c, size_t begin, size_t end, FILE *out)
 
 		if (!full)
 			return -ENOMEM;
-		snprintf(full, len + sizeof(label), "%s (%" PRIu32 ")", *name ? name : "[unknown]",
-			 th->tid);
+		snprintf(full, len + sizeof(label), "%s (%" PRIu32 ")%s", *name ? name : "[unknown]",
+			 th->tid, s[c->order[begin]].kind == STOKE_SAMPLE_OFF_CPU ? " off-CPU" : "");
 		stoke_json_string(out, full);
 		free(full);
 	}

@@ -70,8 +70,7 @@ static void print_line(FILE *out, const struct stoke_pstats_func *f, double peri
 	putc('\n', out);
 }
 
-int stoke_text_write(const struct stoke_profile *p, const struct stoke_output_opts *opts,
-		     FILE *out)
+static int write_table(const struct stoke_profile *p, FILE *out)
 {
 	struct stoke_pstats st;
 	uint64_t calls = 0, prim = 0;
@@ -109,6 +108,69 @@ int stoke_text_write(const struct stoke_profile *p, const struct stoke_output_op
 	fputs("\n\n", out);
 	free(rows);
 	stoke_pstats_done(&st);
+	return 0;
+}
+
+/* The samples of one kind, as a profile of their own. */
+static int write_kind(const struct stoke_profile *p, uint8_t kind, FILE *out)
+{
+	struct stoke_copy_opts o = { .kind_plus1 = (uint8_t)(kind + 1) };
+	struct stoke_profile *k;
+	int r = stoke_profile_copy(p, &o, &k);
+
+	if (r < 0)
+		return r;
+	r = write_table(k, out);
+	stoke_profile_free(k);
+	return r;
+}
+
+/* Per thread: CPU time, time blocked, and their sum, the wall-clock time
+ * the profile accounts for (time runnable but waiting for a CPU is in
+ * neither). */
+static void write_wall(const struct stoke_profile *p, FILE *out)
+{
+	double period_s = (double)stoke_profile_cmeta(p)->period_ns / 1e9;
+	const struct stoke_pthread *th;
+	size_t n;
+
+	fputs("   Wall-clock time per thread (on CPU + off CPU)\n\n", out);
+	fputs("      pid      tid    on-cpu   off-cpu      wall  thread\n", out);
+	th = stoke_profile_threads(p, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (!th[i].samples)
+			continue;
+		fprintf(out, " %8" PRIu32 " %8" PRIu32 " %9.3f %9.3f %9.3f  %s\n", th[i].pid,
+			th[i].tid, (double)(th[i].samples - th[i].off_cpu) * period_s,
+			(double)th[i].off_cpu * period_s, (double)th[i].samples * period_s,
+			stoke_profile_string(p, th[i].name));
+	}
+	fputs("\n\n", out);
+}
+
+int stoke_text_write(const struct stoke_profile *p, const struct stoke_output_opts *opts,
+		     FILE *out)
+{
+	int r;
+
+	/* With off-CPU samples (record --off-cpu): the on-CPU table as
+	 * always, then the same table of the time spent blocked, then each
+	 * thread's wall-clock total. */
+	if (stoke_profile_total_kind(p, STOKE_SAMPLE_OFF_CPU)) {
+		r = write_kind(p, STOKE_SAMPLE_ON_CPU, out);
+		if (r == 0) {
+			fputs("   Off-CPU time (--off-cpu): time blocked, by the stack it "
+			      "blocked in\n",
+			      out);
+			r = write_kind(p, STOKE_SAMPLE_OFF_CPU, out);
+		}
+		if (r == 0)
+			write_wall(p, out);
+	} else {
+		r = write_table(p, out);
+	}
+	if (r < 0)
+		return r;
 	if (fflush(out) != 0 || ferror(out))
 		return -EIO;
 	return 0;

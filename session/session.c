@@ -54,6 +54,8 @@ struct pending {
 	uint32_t tid;
 	uint32_t node;
 	uint64_t time;
+	uint64_t weight; /* samples it stands for (an aggregating sampler) */
+	uint8_t kind;    /* enum stoke_psample_kind */
 };
 
 /* While settling: what a location became in the current profile. */
@@ -312,7 +314,17 @@ static int session_sample(struct stoke_session *s, const struct stoke_sample *sa
 			s->error = -E2BIG;
 		return 0;
 	}
-	n = stoke_symbolizer_sample_locs(s->symbolizer, sample, s->locbuf, SESSION_MAX_FRAMES);
+	/* Off CPU: why, as a synthetic leaf frame (the sampler keeps the
+	 * string alive). */
+	if (sample->reason) {
+		s->locbuf[0] = (struct stoke_frame_loc){ .function = sample->reason,
+							 .kind = STOKE_FRAME_SYNTHETIC };
+		n = 1 + stoke_symbolizer_sample_locs(s->symbolizer, sample, s->locbuf + 1,
+						     SESSION_MAX_FRAMES - 1);
+	} else {
+		n = stoke_symbolizer_sample_locs(s->symbolizer, sample, s->locbuf,
+						 SESSION_MAX_FRAMES);
+	}
 	if (!s->nnodes) { /* node 0, the root, is in no hash slot */
 		if (STOKE_GROW(s->nodes, s->nodes_cap, 1) < 0)
 			return -ENOMEM;
@@ -335,8 +347,10 @@ static int session_sample(struct stoke_session *s, const struct stoke_sample *sa
 		return r;
 	if (STOKE_GROW(s->pending, s->pending_cap, s->npending + 1) < 0)
 		return -ENOMEM;
-	s->pending[s->npending++] = (struct pending){ sample->tid, node, sample->time };
-	s->samples++;
+	s->pending[s->npending++] = (struct pending){ sample->tid, node, sample->time,
+						     sample->weight ? sample->weight : 1,
+						     sample->kind };
+	s->samples += sample->weight ? sample->weight : 1;
 	return 0;
 }
 
@@ -482,7 +496,8 @@ static int settle(struct stoke_session *s)
 
 		r = settle_node(s, p.node, &stack);
 		if (r == 0)
-			r = stoke_profile_add_sample(s->profile, p.tid, p.time, stack, 1);
+			r = stoke_profile_add_sample_kind(s->profile, p.tid, p.time, stack,
+							  p.weight, p.kind);
 		if (r < 0)
 			break;
 		s->unknown_frames += s->node_named[p.node].unknown;

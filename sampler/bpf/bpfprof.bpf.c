@@ -213,8 +213,10 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 			.syscall = task_syscall(prev),
 		};
 
-		/* prev is still current here: these are its stacks. */
-		s.kstack = stack_id(ctx, 0);
+		/* prev is still current here: these are its stacks. The
+		 * kernel one without its 2 innermost frames, this program
+		 * and bpf_trace_run4: it ends in __schedule. */
+		s.kstack = stack_id(ctx, 2 & BPF_F_SKIP_FIELD_MASK);
 		s.ustack = stack_id(ctx, BPF_F_USER_STACK);
 		if (bpf_map_update_elem(&offstart, &pid, &s, BPF_ANY))
 			count(BPFPROF_CNT_OFF_FULL);

@@ -42,6 +42,13 @@
 #define BPF_DRAIN_NS 1000000000ULL
 #define BPF_DEFAULT_ENTRIES 16384
 
+/* An off-CPU reason frame's name, made once per (state, syscall). */
+struct reason {
+	uint32_t state;
+	int64_t syscall;
+	char *name;
+};
+
 /* A thread's name as last delivered (open addressing on tid; 0: empty). */
 struct tname {
 	uint32_t tid, tgid;
@@ -77,6 +84,9 @@ struct stoke_bpf_sampler {
 	size_t keys_cap;
 	int32_t *used_stacks;
 	size_t nused, used_cap;
+
+	struct reason *reasons;
+	size_t nreasons, reasons_cap;
 
 	struct stoke_sampler_stats stats;
 	uint64_t start_ns;
@@ -165,6 +175,9 @@ void stoke_bpf_free(struct stoke_bpf_sampler *b)
 	free(b->tnames);
 	free(b->keys);
 	free(b->used_stacks);
+	for (size_t i = 0; i < b->nreasons; i++)
+		free(b->reasons[i].name);
+	free(b->reasons);
 	free(b);
 }
 
@@ -482,6 +495,79 @@ void stoke_bpf_disable(struct stoke_bpf_sampler *b)
 
 /* ---- drain ---- */
 
+/* x86-64 numbers of the syscalls a thread commonly blocks in. */
+static const char *syscall_name(int64_t nr)
+{
+	static const struct {
+		int nr;
+		const char *name;
+	} names[] = {
+		{ 0, "read" },		   { 1, "write" },	       { 2, "open" },
+		{ 3, "close" },		   { 7, "poll" },	       { 9, "mmap" },
+		{ 16, "ioctl" },	   { 17, "pread64" },	       { 18, "pwrite64" },
+		{ 19, "readv" },	   { 20, "writev" },	       { 23, "select" },
+		{ 24, "sched_yield" },	   { 34, "pause" },	       { 35, "nanosleep" },
+		{ 42, "connect" },	   { 43, "accept" },	       { 44, "sendto" },
+		{ 45, "recvfrom" },	   { 46, "sendmsg" },	       { 47, "recvmsg" },
+		{ 56, "clone" },	   { 57, "fork" },	       { 59, "execve" },
+		{ 61, "wait4" },	   { 74, "fsync" },	       { 75, "fdatasync" },
+		{ 128, "rt_sigtimedwait" }, { 130, "rt_sigsuspend" }, { 202, "futex" },
+		{ 217, "getdents64" },	   { 230, "clock_nanosleep" }, { 232, "epoll_wait" },
+		{ 247, "waitid" },	   { 257, "openat" },	       { 262, "newfstatat" },
+		{ 270, "pselect6" },	   { 271, "ppoll" },	       { 281, "epoll_pwait" },
+		{ 288, "accept4" },	   { 299, "recvmmsg" },	       { 426, "io_uring_enter" },
+		{ 435, "clone3" },	   { 441, "epoll_pwait2" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (names[i].nr == nr)
+			return names[i].name;
+	return NULL;
+}
+
+/* The task state letter, as ps shows it. */
+static const char *state_name(uint32_t state)
+{
+	if ((state & 0x402) == 0x402)
+		return "I (idle)";
+	if (state & 0x1)
+		return "S (sleeping)";
+	if (state & 0x2)
+		return "D (disk sleep)";
+	if (state & 0x4)
+		return "T (stopped)";
+	if (state & 0x8)
+		return "t (traced)";
+	return "?";
+}
+
+/* "[off-cpu S (sleeping) nanosleep]": the synthetic leaf of a blocked
+ * stack. The syscall says what the thread waited for; the kernel frames
+ * below it say where. */
+static const char *reason_of(struct stoke_bpf_sampler *b, uint32_t state, int64_t syscall)
+{
+	const char *sc = syscall >= 0 ? syscall_name(syscall) : NULL;
+	char *name;
+	int n;
+
+	for (size_t i = 0; i < b->nreasons; i++)
+		if (b->reasons[i].state == state && b->reasons[i].syscall == syscall)
+			return b->reasons[i].name;
+	if (STOKE_GROW(b->reasons, b->reasons_cap, b->nreasons + 1) < 0)
+		return NULL;
+	if (sc)
+		n = asprintf(&name, "[off-cpu %s %s]", state_name(state), sc);
+	else if (syscall >= 0)
+		n = asprintf(&name, "[off-cpu %s syscall %lld]", state_name(state),
+			     (long long)syscall);
+	else
+		n = asprintf(&name, "[off-cpu %s]", state_name(state));
+	if (n < 0)
+		return NULL;
+	b->reasons[b->nreasons++] = (struct reason){ state, syscall, name };
+	return name;
+}
+
 static int used_stack(struct stoke_bpf_sampler *b, int32_t id)
 {
 	if (id < 0)
@@ -517,10 +603,18 @@ static int deliver_key(struct stoke_bpf_sampler *b, const struct bpfprof_key *k,
 	int r;
 
 	if (k->kind == BPFPROF_OFF_CPU) {
+		/* Time in sampling periods, so on- and off-CPU weights add
+		 * up; what is left of a period is carried to the next. */
 		b->stats.off_cpu_ns += value;
 		value += b->off_residual;
 		reps = value / b->period_ns;
 		b->off_residual = value % b->period_ns;
+		if (!reps)
+			return 0;
+		rec.sample.kind = 1; /* STOKE_SAMPLE_OFF_CPU (formats/profile.h) */
+		rec.sample.reason = reason_of(b, k->state, k->syscall);
+		if (!rec.sample.reason)
+			return -ENOMEM;
 	} else {
 		reps = value;
 	}
@@ -546,16 +640,10 @@ static int deliver_key(struct stoke_bpf_sampler *b, const struct bpfprof_key *k,
 	rec.sample.nr_kernel_ips = (uint32_t)nk;
 	rec.sample.user_ips = nu ? uips : NULL;
 	rec.sample.nr_user_ips = (uint32_t)nu;
-	/* One record per sample the aggregate stands for: the pipeline
-	 * weighs every record as one sample. */
-	for (uint64_t i = 0; i < reps; i++) {
-		b->stats.records++;
-		b->stats.samples++;
-		r = b->cb(&rec, b->userdata);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	rec.sample.weight = reps;
+	b->stats.records++;
+	b->stats.samples += reps;
+	return b->cb(&rec, b->userdata);
 }
 
 static int read_counts(struct stoke_bpf_sampler *b)

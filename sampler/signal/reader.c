@@ -67,7 +67,7 @@ struct stoke_signal_sampler {
 	struct ring *rings;
 	size_t nrings, rings_cap;
 	uint8_t *scratch; /* one cell, copied out of the ring */
-	bool disabled;
+	uint64_t disabled_at; /* CLOCK_MONOTONIC ns; 0 while enabled */
 
 	struct stoke_sampler_stats stats;
 };
@@ -309,9 +309,14 @@ int stoke_signal_pollfds(const struct stoke_signal_sampler *s, const int **ret)
 	return s->sock >= 0 ? 1 : 0;
 }
 
+/* Samples taken before now are still delivered (by the final drain), as
+ * perf delivers what reached its rings before the disable. */
+static uint64_t now_ns(void);
+
 void stoke_signal_disable(struct stoke_signal_sampler *s)
 {
-	s->disabled = true;
+	if (!s->disabled_at)
+		s->disabled_at = now_ns();
 }
 
 void stoke_signal_get_stats(const struct stoke_signal_sampler *s, struct stoke_sampler_stats *ret)
@@ -394,6 +399,8 @@ static int convert(struct stoke_signal_sampler *s, struct ring *r, uint32_t type
 		if (size < sizeof(*a) || a->stack_len > s->opts.stack_size ||
 		    a->stack_len > size - sizeof(*a))
 			break;
+		if (s->disabled_at && a->time > s->disabled_at)
+			return 0;
 		rec.type = STOKE_REC_SAMPLE;
 		rec.sample.pid = (uint32_t)r->pid;
 		rec.sample.tid = a->tid ? a->tid : (uint32_t)r->pid;
@@ -470,8 +477,6 @@ static int ring_drain(struct stoke_signal_sampler *s, struct ring *r, bool retir
 		atomic_store_explicit(seq, r->tail + s->nslots, memory_order_release);
 		r->tail++;
 		atomic_store_explicit((_Atomic uint64_t *)&h->tail, r->tail, memory_order_relaxed);
-		if (s->disabled)
-			continue;
 		rc = convert(s, r, c.type, c.size);
 		if (rc < 0)
 			return rc;

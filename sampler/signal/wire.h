@@ -74,10 +74,10 @@ struct stoke_agent_sample {
 	uint32_t cpu;
 	uint64_t regs[STOKE_AGENT_NREGS];
 	uint32_t stack_len; /* bytes copied from regs[SP] upwards, which follow */
-	/* Timer expirations missed since the last signal (si_overrun). CPU-time
-	 * timers fire on the scheduler tick (CONFIG_HZ), so above HZ one
-	 * signal stands for several periods: stoke counts it 1 + overrun
-	 * times, as perf's cpu-clock would have sampled each. */
+	/* Periods beyond one this sample stands for. CPU-time timers fire on
+	 * the scheduler tick (CONFIG_HZ), so above HZ one signal stands for
+	 * several periods (si_overrun): stoke counts the sample 1 + overrun
+	 * times, as perf's cpu-clock would have sampled each period. */
 	uint32_t overrun;
 };
 

@@ -49,7 +49,7 @@
 #include "elfcache.h"
 #include "log.h"
 #include "perfmap.h"
-#include "unwind.h"
+#include "stack/unwind.h"
 #include "util.h"
 
 #define KERNEL_MODULE "[kernel.kallsyms]"

@@ -22,7 +22,7 @@
 
 #include "elfcache.h"
 #include "symbolizer.h"
-#include "unwind.h"
+#include "stack/unwind.h"
 
 #if defined(__clang__)
 #define TEST_NOIPA __attribute__((noinline))

@@ -48,7 +48,7 @@
  * 64-bit process: our own (getauxval(AT_SYSINFO_EHDR)) provides its bytes,
  * CFI and symbols, when the target's [vdso] mapping has the same size.
  */
-#include "unwind.h"
+#include "stack/unwind.h"
 
 #include <errno.h>
 #include <gelf.h>
@@ -58,10 +58,10 @@
 #include <sys/auxv.h>
 #include <unistd.h>
 
-#include "addrspace.h"
-#include "elfcache.h"
-#include "log.h"
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "symbolizer/addrspace.h"
+#include "symbolizer/elfcache.h"
 
 /* Not declared by libunwind's public headers, but exported (perf uses it
  * the same way): searches a binary-search table and parses the FDE. */

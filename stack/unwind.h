@@ -1,5 +1,5 @@
 /*
- * Private to symbolizer/: DWARF unwinding of sampled user stacks.
+ * The stack layer's DWARF source: unwinding of sampled user stacks.
  *
  * A DWARF-mode sample carries the user registers at the moment of the sample
  * (DWARF-numbered, sampler/sample.h) and a copy of the top of the user

@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <linux/perf_event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +34,7 @@
 #pragma GCC diagnostic pop
 #include "log.h"
 #include "maps.h"
+#include "sampler/perf/perf.h"
 #include "sampler/sample.h"
 #include "util.h"
 
@@ -355,21 +355,13 @@ static int open_cpu_events(struct stoke_bpf_sampler *b)
 	if (!b->perf_fds || !b->links)
 		return -ENOMEM;
 	for (int cpu = 0; cpu < ncpus; cpu++) {
-		struct perf_event_attr a = {
-			.size = sizeof(a),
-			.type = PERF_TYPE_SOFTWARE,
-			.config = PERF_COUNT_SW_CPU_CLOCK,
-			.freq = 1,
-			.sample_freq = b->opts.freq,
-			.exclude_kernel = b->opts.exclude_kernel,
-		};
-		long fd = syscall(SYS_perf_event_open, &a, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+		int fd = stoke_perf_open_cpu_clock(cpu, b->opts.freq, b->opts.exclude_kernel);
 		struct bpf_link *l;
 
 		if (fd < 0) {
-			if (errno == ENODEV)
+			if (fd == -ENODEV)
 				continue; /* an offline CPU */
-			return -errno;
+			return fd;
 		}
 		l = bpf_program__attach_perf_event(b->skel->progs.on_sample, (int)fd);
 		if (!l) {
@@ -471,7 +463,7 @@ void stoke_bpf_disable(struct stoke_bpf_sampler *b)
 		return;
 	b->disabled = true;
 	for (size_t i = 0; i < b->nperf; i++)
-		ioctl(b->perf_fds[i], PERF_EVENT_IOC_DISABLE, 0);
+		stoke_perf_disable_fd(b->perf_fds[i]);
 	if (b->skel && b->skel->links.on_switch) {
 		bpf_link__destroy(b->skel->links.on_switch);
 		b->skel->links.on_switch = NULL;

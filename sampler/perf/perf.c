@@ -709,6 +709,26 @@ static void child_exec(int go_fd, int err_fd, char *const argv[])
 	_exit(127);
 }
 
+int stoke_perf_open_cpu_clock(int cpu, unsigned freq, bool exclude_kernel)
+{
+	struct perf_event_attr a = {
+		.size = sizeof(a),
+		.type = PERF_TYPE_SOFTWARE,
+		.config = PERF_COUNT_SW_CPU_CLOCK,
+		.freq = 1,
+		.sample_freq = freq,
+		.exclude_kernel = exclude_kernel,
+	};
+	long fd = perf_event_open(&a, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+
+	return fd < 0 ? -errno : (int)fd;
+}
+
+void stoke_perf_disable_fd(int fd)
+{
+	ioctl(fd, PERF_EVENT_IOC_DISABLE, 0);
+}
+
 int stoke_perf_probe(void)
 {
 	struct perf_event_attr a = { .size = sizeof(a),

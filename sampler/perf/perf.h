@@ -30,6 +30,12 @@ int stoke_perf_drain(struct stoke_perf_sampler *s, bool flush);
 void stoke_perf_disable(struct stoke_perf_sampler *s);
 void stoke_perf_get_stats(const struct stoke_perf_sampler *s, struct stoke_sampler_stats *ret);
 void stoke_perf_info(const struct stoke_perf_sampler *s, struct stoke_backend_info *ret);
+/* A per-CPU cpu-clock event of every process, sampling at freq Hz, not yet
+ * counting anything into a ring (the bpf sampler attaches its program to
+ * it). Returns the fd, or -errno (-ENODEV: an offline CPU). */
+int stoke_perf_open_cpu_clock(int cpu, unsigned freq, bool exclude_kernel);
+/* Stop an event counting (PERF_EVENT_IOC_DISABLE). */
+void stoke_perf_disable_fd(int fd);
 /* Whether perf_event_open works here for this user (a probe on ourselves):
  * 0, or the -errno it fails with. */
 int stoke_perf_probe(void);

@@ -70,32 +70,53 @@ char *stoke_utf8_sanitize(const char *s)
 	return r;
 }
 
-void stoke_json_string(FILE *out, const char *s)
+void stoke_json_string_to(const char *s, void (*write)(void *ctx, const char *p, size_t n),
+			  void *ctx)
 {
+	static const char digits[] = "0123456789abcdef";
 	const unsigned char *u = (const unsigned char *)(s ? s : "");
-	size_t n = strlen((const char *)u);
+	size_t n = strlen((const char *)u), from = 0;
 	uint32_t cp;
 
-	putc('"', out);
+	write(ctx, "\"", 1);
+	/* Runs of bytes that need nothing go out in one piece. */
 	for (size_t i = 0; i < n;) {
 		size_t len = stoke_utf8_decode(u + i, n - i, &cp);
+		char esc[6];
 
-		if (!len) {
-			fputs(REPLACEMENT, out);
-			i++;
+		if (len && cp != '"' && cp != '\\' && cp >= 0x20 && cp != 0x7f) {
+			i += len;
 			continue;
 		}
-		if (cp == '"' || cp == '\\') {
-			putc('\\', out);
-			putc((int)cp, out);
-		} else if (cp < 0x20 || cp == 0x7f) {
-			fprintf(out, "\\u%04x", (unsigned)cp);
+		write(ctx, (const char *)u + from, i - from);
+		if (!len) {
+			write(ctx, REPLACEMENT, 3);
+			len = 1;
+		} else if (cp == '"' || cp == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)cp;
+			write(ctx, esc, 2);
 		} else {
-			fwrite(u + i, 1, len, out);
+			memcpy(esc, "\\u00", 4);
+			esc[4] = digits[cp >> 4];
+			esc[5] = digits[cp & 15];
+			write(ctx, esc, 6);
 		}
 		i += len;
+		from = i;
 	}
-	putc('"', out);
+	write(ctx, (const char *)u + from, n - from);
+	write(ctx, "\"", 1);
+}
+
+static void file_write(void *ctx, const char *p, size_t n)
+{
+	fwrite(p, 1, n, ctx);
+}
+
+void stoke_json_string(FILE *out, const char *s)
+{
+	stoke_json_string_to(s, file_write, out);
 }
 
 void stoke_xml_text(FILE *out, const char *s)

@@ -26,6 +26,11 @@ char *stoke_utf8_sanitize(const char *s);
 /* Write s as a quoted JSON string: '"', '\\' and control characters are
  * escaped, invalid UTF-8 becomes U+FFFD. */
 void stoke_json_string(FILE *out, const char *s);
+/* The same escaping into any sink: write(ctx, bytes, n) is called for each
+ * piece (the one JSON string escaper: stoke symbolize uses it on its own
+ * buffer). */
+void stoke_json_string_to(const char *s, void (*write)(void *ctx, const char *p, size_t n),
+			  void *ctx);
 
 /* Write s as XML character data or attribute text: & < > " ' escaped,
  * characters XML 1.0 forbids (most C0 controls) become U+FFFD, invalid

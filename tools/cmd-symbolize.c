@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "formats/escape.h"
 #include "log.h"
 #include "maps.h"
 #include "symbolizer.h"
@@ -271,28 +272,20 @@ static void out_u32(struct out *o, uint32_t v)
 	out_write(o, tmp + sizeof(tmp) - n, (size_t)n);
 }
 
+static void json_write(void *ctx, const char *p, size_t n)
+{
+	out_write(ctx, p, n);
+}
+
+/* Names come from the binaries: invalid UTF-8 becomes U+FFFD, so the
+ * output is always valid JSON (formats/escape.c). */
 static void json_string(struct out *o, const char *s)
 {
-	static const char digits[] = "0123456789abcdef";
-
 	if (!s) {
 		out_puts(o, "null");
 		return;
 	}
-	out_putc(o, '"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\') {
-			out_putc(o, '\\');
-			out_putc(o, (char)*p);
-		} else if (*p < 0x20) {
-			out_puts(o, "\\u00");
-			out_putc(o, digits[*p >> 4]);
-			out_putc(o, digits[*p & 15]);
-		} else {
-			out_putc(o, (char)*p);
-		}
-	}
-	out_putc(o, '"');
+	stoke_json_string_to(s, json_write, o);
 }
 
 static const char *kind_name(enum stoke_frame_kind k)

@@ -686,6 +686,34 @@ out:
 
 /* ---- launch ---- */
 
+/* Undo the events opened since first_fd (a launch that failed): close them
+ * and unmap the rings they own, so a failed exec leaves nothing of the
+ * child open. */
+static void close_since(struct stoke_perf_sampler *s, size_t first_fd)
+{
+	for (size_t i = 0; i < s->nrings; i++) {
+		struct cpu_ring *cr = &s->rings[i];
+		bool ours = false;
+
+		for (size_t j = first_fd; j < s->nfds && cr->fd >= 0; j++)
+			ours |= s->fds[j] == cr->fd;
+		if (!ours)
+			continue;
+		munmap(cr->base, cr->map_len);
+		stoke_ring_exit(&cr->ring);
+		cr->base = NULL;
+		cr->map_len = 0;
+		cr->fd = -1;
+		s->ring_fds[i] = -1;
+		s->stats.rings--;
+	}
+	for (size_t j = first_fd; j < s->nfds; j++) {
+		close(s->fds[j]);
+		s->stats.events--;
+	}
+	s->nfds = first_fd;
+}
+
 static void child_exec(int go_fd, int err_fd, char *const argv[])
 {
 	sigset_t all;
@@ -788,12 +816,14 @@ int stoke_perf_launch(struct stoke_perf_sampler *s, char *const argv[], pid_t *r
 	if (r < 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
+		close_since(s, first_fd);
 		goto out_pipes;
 	}
 	if (write(go[1], "g", 1) != 1) {
 		r = -errno;
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
+		close_since(s, first_fd);
 		goto out_pipes;
 	}
 	/* EOF means the exec succeeded (the pipe is O_CLOEXEC); an int means it
@@ -803,10 +833,10 @@ int stoke_perf_launch(struct stoke_perf_sampler *s, char *const argv[], pid_t *r
 	} while (n < 0 && errno == EINTR);
 	if (n == (ssize_t)sizeof(err)) {
 		waitpid(pid, NULL, 0);
+		close_since(s, first_fd);
 		r = -err;
 		goto out_pipes;
 	}
-	(void)first_fd;
 	*ret_pid = pid;
 	r = 0;
 out_pipes:

@@ -150,15 +150,10 @@ static int parse_op(const char *s, enum stoke_op *ret)
 	return -EINVAL;
 }
 
+/* stoked attaches: wall (the signal sampler's, launch only) is refused. */
 static int parse_event_name(const char *s, enum stoke_event *ret)
 {
-	if (!strcmp(s, "cpu-clock"))
-		*ret = STOKE_EVENT_CPU_CLOCK;
-	else if (!strcmp(s, "task-clock"))
-		*ret = STOKE_EVENT_TASK_CLOCK;
-	else if (!strcmp(s, "cycles"))
-		*ret = STOKE_EVENT_CYCLES;
-	else
+	if (stoke_event_parse(s, ret) < 0 || *ret == STOKE_EVENT_WALL)
 		return -EINVAL;
 	return 0;
 }

@@ -60,6 +60,21 @@ const char *stoke_event_name(enum stoke_event e)
 	return "?";
 }
 
+int stoke_event_parse(const char *s, enum stoke_event *ret)
+{
+	if (!strcmp(s, "cpu-clock"))
+		*ret = STOKE_EVENT_CPU_CLOCK;
+	else if (!strcmp(s, "task-clock"))
+		*ret = STOKE_EVENT_TASK_CLOCK;
+	else if (!strcmp(s, "cycles") || !strcmp(s, "cpu-cycles"))
+		*ret = STOKE_EVENT_CYCLES;
+	else if (!strcmp(s, "wall"))
+		*ret = STOKE_EVENT_WALL;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 int stoke_sampler_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb,
 		      void *userdata, struct stoke_sampler **ret)
 {

@@ -140,6 +140,10 @@ int stoke_sampler_launch(struct stoke_sampler *s, char *const argv[], pid_t *ret
  * there is no PMU) and its name, for reports. */
 enum stoke_event stoke_sampler_event(const struct stoke_sampler *s);
 const char *stoke_event_name(enum stoke_event e);
+/* The one event-name parser (the CLI and stoked's protocol): "cpu-clock",
+ * "task-clock", "cycles" (or perf's "cpu-cycles"), "wall". Returns 0 or
+ * -EINVAL. */
+int stoke_event_parse(const char *s, enum stoke_event *ret);
 /* The sampler in use: PERF or SIGNAL (AUTO is resolved by launch/attach). */
 enum stoke_sampler_backend stoke_sampler_backend(const struct stoke_sampler *s);
 /* Whether perf_event_open works here for this user (a probe on ourselves):

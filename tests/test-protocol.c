@@ -73,6 +73,31 @@ START_TEST(test_attach_full)
 }
 END_TEST
 
+/* The protocol names events as the CLI does (one parser): perf's
+ * cpu-cycles is cycles; wall (the signal sampler's, launch only) is not
+ * for an attach. */
+START_TEST(test_event_names)
+{
+	struct stoke_request req;
+	char err[256];
+
+	ck_assert_int_eq(parse("{\"op\":\"attach\",\"pid\":1,\"event\":\"cpu-cycles\"}", &req,
+			       err, sizeof(err)),
+			 0);
+	ck_assert_int_eq(req.event, STOKE_EVENT_CYCLES);
+	ck_assert_int_eq(parse("{\"op\":\"attach\",\"pid\":1,\"event\":\"cycles\"}", &req,
+			       err, sizeof(err)),
+			 0);
+	ck_assert_int_eq(req.event, STOKE_EVENT_CYCLES);
+	ck_assert_int_lt(parse("{\"op\":\"attach\",\"pid\":1,\"event\":\"wall\"}", &req,
+			       err, sizeof(err)),
+			 0);
+	ck_assert_int_lt(parse("{\"op\":\"attach\",\"pid\":1,\"event\":\"bogus\"}", &req,
+			       err, sizeof(err)),
+			 0);
+}
+END_TEST
+
 START_TEST(test_attach_defaults)
 {
 	struct stoke_request req;
@@ -478,6 +503,7 @@ static Suite *protocol_suite(void)
 	tcase_add_test(tc, test_attach_full);
 	tcase_add_test(tc, test_callgraph_modes);
 	tcase_add_test(tc, test_attach_defaults);
+	tcase_add_test(tc, test_event_names);
 	tcase_add_test(tc, test_other_ops);
 	tcase_add_test(tc, test_malformed);
 	tcase_add_test(tc, test_nul_byte);

@@ -379,13 +379,9 @@ static int parse_attach(int argc, char **argv, struct client_opts *o, struct sto
 			req->freq = (unsigned)v;
 			break;
 		case 'e':
-			if (!strcmp(optarg, "cpu-clock"))
-				req->event = STOKE_EVENT_CPU_CLOCK;
-			else if (!strcmp(optarg, "task-clock"))
-				req->event = STOKE_EVENT_TASK_CLOCK;
-			else if (!strcmp(optarg, "cycles") || !strcmp(optarg, "cpu-cycles"))
-				req->event = STOKE_EVENT_CYCLES;
-			else
+			/* wall is the signal sampler's: launched commands only */
+			if (stoke_event_parse(optarg, &req->event) < 0 ||
+			    req->event == STOKE_EVENT_WALL)
 				return cli_usage_error("attach",
 						       "unknown event '%s' (cpu-clock, task-clock, "
 						       "cycles)",

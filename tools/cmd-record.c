@@ -215,21 +215,6 @@ static void resolve_targets(struct record_args *a)
 	a->npids = n;
 }
 
-static int parse_event(const char *s, enum stoke_event *ret)
-{
-	if (!strcmp(s, "cpu-clock"))
-		*ret = STOKE_EVENT_CPU_CLOCK;
-	else if (!strcmp(s, "task-clock"))
-		*ret = STOKE_EVENT_TASK_CLOCK;
-	else if (!strcmp(s, "cycles") || !strcmp(s, "cpu-cycles"))
-		*ret = STOKE_EVENT_CYCLES;
-	else if (!strcmp(s, "wall"))
-		*ret = STOKE_EVENT_WALL;
-	else
-		return -EINVAL;
-	return 0;
-}
-
 /* -o/-f/--output-dir: which output, in which format. Returns 0 or an exit
  * code after printing the error. */
 static int resolve_output(struct record_args *a, bool output_set)
@@ -331,7 +316,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 			break;
 		}
 		case 'e':
-			if (parse_event(optarg, &a->sopts.sampler.event) < 0)
+			if (stoke_event_parse(optarg, &a->sopts.sampler.event) < 0)
 				return die_usage("unknown event '%s' (cpu-clock, task-clock, cycles, wall)",
 						 optarg);
 			break;

@@ -597,7 +597,8 @@ static int add_children(struct stoke_perf_sampler *s, int procfd, long tid)
  * disabled event sees: name such threads now, from /proc (they belong to the
  * process: they are listed in its task directory), and make the processes
  * forked in that window targets. Returns 0 or -errno. */
-static int name_unseen(struct stoke_perf_sampler *s, int procfd, pid_t pid, const struct tid_set *seen)
+static int name_unseen(struct stoke_perf_sampler *s, int procfd, pid_t pid,
+		       const struct tid_set *seen)
 {
 	struct dirent *de;
 	DIR *d;

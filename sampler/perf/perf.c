@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/u64set.h"
 #include "common/util.h"
 #include "sampler/backend.h"
 #include "sampler/maps.h"
@@ -47,14 +48,6 @@ struct cpu_ring {
 
 /* Bound on the bytes held for reordering; past it everything is delivered. */
 #define STOKE_QUEUE_MAX_BYTES (64u << 20)
-
-/* The processes whose records may reach the callback: the attached and
- * launched ones and every process they fork (seen as FORK records). Open
- * addressing over pids, power-of-two size, 0 is an empty slot. */
-struct pid_set {
-	uint32_t *slots;
-	size_t nslots, count;
-};
 
 struct stoke_perf_sampler {
 	struct stoke_sampler_opts opts;
@@ -81,7 +74,9 @@ struct stoke_perf_sampler {
 	 * in timestamp order. */
 	struct stoke_reorder reorder;
 
-	struct pid_set targets;
+	/* The processes whose records may reach the callback: the attached and
+	 * launched ones and every process they fork (seen as FORK records). */
+	struct stoke_u64set targets;
 
 	struct stoke_sampler_stats stats;
 };
@@ -264,44 +259,8 @@ void stoke_perf_free(struct stoke_perf_sampler *s)
 	stoke_reorder_exit(&s->reorder);
 	free(s->rings);
 	free(s->ring_fds);
-	free(s->targets.slots);
+	stoke_u64set_clear(&s->targets);
 	free(s);
-}
-
-static size_t pid_slot(const struct pid_set *set, uint32_t pid)
-{
-	size_t i = (size_t)stoke_hash_u64(pid) & (set->nslots - 1);
-
-	while (set->slots[i] && set->slots[i] != pid)
-		i = (i + 1) & (set->nslots - 1);
-	return i;
-}
-
-static bool pid_set_has(const struct pid_set *set, uint32_t pid)
-{
-	return set->nslots && pid && set->slots[pid_slot(set, pid)] == pid;
-}
-
-static int pid_set_add(struct pid_set *set, uint32_t pid)
-{
-	if (!pid || pid_set_has(set, pid))
-		return 0;
-	if ((set->count + 1) * 2 > set->nslots) {
-		struct pid_set grown = { .nslots = set->nslots ? set->nslots * 2 : 64 };
-
-		grown.slots = calloc(grown.nslots, sizeof(*grown.slots));
-		if (!grown.slots)
-			return -ENOMEM;
-		for (size_t i = 0; i < set->nslots; i++)
-			if (set->slots[i])
-				grown.slots[pid_slot(&grown, set->slots[i])] = set->slots[i];
-		grown.count = set->count;
-		free(set->slots);
-		*set = grown;
-	}
-	set->slots[pid_slot(set, pid)] = pid;
-	set->count++;
-	return 0;
 }
 
 /* Map the ring for cpu r, halving the size while the mlock limit refuses it
@@ -587,7 +546,7 @@ static int add_children(struct stoke_perf_sampler *s, int procfd, long tid)
 
 		if (end == p || child <= 0)
 			break;
-		r = pid_set_add(&s->targets, (uint32_t)child);
+		r = stoke_u64set_add(&s->targets, (uint32_t)child);
 	}
 	return r;
 }
@@ -646,7 +605,7 @@ int stoke_perf_attach(struct stoke_perf_sampler *s, pid_t pid)
 	procfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (procfd < 0)
 		return errno == ENOENT ? -ESRCH : -errno;
-	r = pid_set_add(&s->targets, (uint32_t)pid);
+	r = stoke_u64set_add(&s->targets, (uint32_t)pid);
 	if (r < 0)
 		goto out;
 	/* Threads born during a pass are either inherited from a thread we
@@ -809,7 +768,7 @@ int stoke_perf_launch(struct stoke_perf_sampler *s, char *const argv[], pid_t *r
 	 * our fork are never sampled. */
 	s->launching = true;
 	setup_attr(s);
-	r = pid_set_add(&s->targets, (uint32_t)pid);
+	r = stoke_u64set_add(&s->targets, (uint32_t)pid);
 	if (r == 0)
 		r = open_task(s, pid, -1);
 	s->launching = false;
@@ -877,17 +836,17 @@ static int target_record(struct stoke_perf_sampler *s, const struct stoke_perf_r
 {
 	switch (rec->type) {
 	case STOKE_REC_SAMPLE:
-		return pid_set_has(&s->targets, rec->sample.pid);
+		return stoke_u64set_has(&s->targets, rec->sample.pid);
 	case STOKE_REC_MMAP:
-		return pid_set_has(&s->targets, rec->mmap.pid);
+		return stoke_u64set_has(&s->targets, rec->mmap.pid);
 	case STOKE_REC_COMM:
-		return pid_set_has(&s->targets, rec->comm.pid);
+		return stoke_u64set_has(&s->targets, rec->comm.pid);
 	case STOKE_REC_EXIT:
-		return pid_set_has(&s->targets, rec->task.pid);
+		return stoke_u64set_has(&s->targets, rec->task.pid);
 	case STOKE_REC_FORK:
-		if (!pid_set_has(&s->targets, rec->task.ppid))
+		if (!stoke_u64set_has(&s->targets, rec->task.ppid))
 			return 0;
-		return pid_set_add(&s->targets, rec->task.pid) < 0 ? -ENOMEM : 1;
+		return stoke_u64set_add(&s->targets, rec->task.pid) < 0 ? -ENOMEM : 1;
 	default:
 		return 1;
 	}

@@ -57,6 +57,7 @@ struct record_args {
 	struct stoke_output_opts oopts; /* --per-thread and the SVG options */
 	bool quiet;
 	bool system_wide;               /* -a: every process (BPF sampler) */
+	bool callgraph_set;             /* -g MODE given */
 };
 
 static void usage(FILE *f)
@@ -82,7 +83,8 @@ static void usage(FILE *f)
 	      "                          or bpf (per-CPU events counted in the kernel:\n"
 	      "                          -p PID or -a; frame-pointer stacks)\n"
 	      "      --off-cpu           also the time threads spend blocked, with the\n"
-	      "                          stack they blocked in (the BPF sampler)\n"
+	      "                          stack they blocked in (the BPF sampler; with\n"
+	      "                          -g dwarf the user stack is copied and unwound)\n"
 	      "      --off-cpu-min USEC  ignore blocks shorter than this (default 0)\n"
 	      "      --bpf-map-size N    stacks the BPF sampler holds per second\n"
 	      "                          (default 16384; more are counted lost)\n"
@@ -351,6 +353,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 				return die_usage("invalid call-graph mode '%s' (fp, dwarf[,BYTES] "
 						 "with BYTES a multiple of 8 up to 65528, or auto)",
 						 optarg);
+			a->callgraph_set = true;
 			break;
 		case 'o':
 			a->output = optarg;
@@ -498,7 +501,10 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		if (a->sopts.sampler.event == STOKE_EVENT_WALL)
 			return die_usage("%s", "-e wall needs the signal sampler (--sampler signal); "
 					       "the BPF sampler has --off-cpu");
-		a->sopts.sampler.callgraph = STOKE_CALLGRAPH_FP;
+		/* On-CPU stacks are frame-pointer walks; -g dwarf with
+		 * --off-cpu copies the user stack at each block instead. */
+		if (!a->callgraph_set || !a->sopts.sampler.off_cpu)
+			a->sopts.sampler.callgraph = STOKE_CALLGRAPH_FP;
 	}
 	if (a->npids && a->argv)
 		return die_usage("%s", "give either -p PID or a command, not both");

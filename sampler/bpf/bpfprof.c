@@ -88,6 +88,12 @@ struct stoke_bpf_sampler {
 	struct reason *reasons;
 	size_t nreasons, reasons_cap;
 
+	/* DWARF off-CPU: each blocked thread's stack copy until it runs
+	 * again (open addressing on pid; NULL: empty). */
+	struct bpfprof_offstack **copies;
+	size_t copies_cap, ncopies;
+	uint64_t copy_residual;
+
 	struct stoke_sampler_stats stats;
 	uint64_t start_ns;
 };
@@ -153,6 +159,13 @@ int stoke_bpf_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb, vo
 	bpf_map__set_max_entries(b->skel->maps.offstart, entries);
 	b->skel->rodata->off_cpu = opts->off_cpu;
 	b->skel->rodata->off_cpu_min_ns = opts->off_cpu_min_ns;
+	if (opts->off_cpu && opts->callgraph == STOKE_CALLGRAPH_DWARF) {
+		/* Each block sends its stack copy through the ring buffer:
+		 * room for about a thousand in flight. */
+		b->skel->rodata->off_cpu_stack_bytes =
+			STOKE_MIN(opts->stack_size, (uint32_t)BPFPROF_MAX_STACK_COPY) & ~7u;
+		bpf_map__set_max_entries(b->skel->maps.events, 16u << 20);
+	}
 	*ret = b;
 	return 0;
 }
@@ -178,6 +191,9 @@ void stoke_bpf_free(struct stoke_bpf_sampler *b)
 	for (size_t i = 0; i < b->nreasons; i++)
 		free(b->reasons[i].name);
 	free(b->reasons);
+	for (size_t i = 0; i < b->copies_cap; i++)
+		free(b->copies[i]);
+	free(b->copies);
 	free(b);
 }
 
@@ -333,14 +349,129 @@ static int learn_process(struct stoke_bpf_sampler *b, uint32_t tgid, bool exec, 
 	return 0;
 }
 
+static const char *reason_of(struct stoke_bpf_sampler *b, uint32_t state, int64_t syscall);
+
+/* The slot of pid's stack copy (found, or the empty one where it goes);
+ * NULL without memory. */
+static struct bpfprof_offstack **copy_slot(struct stoke_bpf_sampler *b, uint32_t pid)
+{
+	size_t i;
+
+	if ((b->ncopies + 1) * 2 > b->copies_cap) {
+		size_t cap = b->copies_cap ? b->copies_cap * 2 : 64;
+		struct bpfprof_offstack **n = calloc(cap, sizeof(*n));
+
+		if (!n)
+			return NULL;
+		for (size_t j = 0; j < b->copies_cap; j++) {
+			struct bpfprof_offstack *c = b->copies[j];
+
+			if (!c)
+				continue;
+			for (i = (c->pid * 2654435761u) & (cap - 1); n[i]; i = (i + 1) & (cap - 1))
+				;
+			n[i] = c;
+		}
+		free(b->copies);
+		b->copies = n;
+		b->copies_cap = cap;
+	}
+	for (i = (pid * 2654435761u) & (b->copies_cap - 1); b->copies[i];
+	     i = (i + 1) & (b->copies_cap - 1))
+		if (b->copies[i]->pid == pid)
+			break;
+	return &b->copies[i];
+}
+
+static int keep_copy(struct stoke_bpf_sampler *b, const struct bpfprof_offstack *e)
+{
+	struct bpfprof_offstack **slot = copy_slot(b, e->pid);
+
+	if (!slot)
+		return -ENOMEM;
+	if (!*slot) {
+		*slot = malloc(sizeof(**slot));
+		if (!*slot)
+			return -ENOMEM;
+		b->ncopies++;
+	}
+	memcpy(*slot, e, sizeof(*e));
+	return 0;
+}
+
+/* A block of a thread whose stacks were copied has ended: deliver it as a
+ * DWARF-mode sample (kernel callchain, user registers and stack bytes),
+ * which the pipeline unwinds as it does perf_event's. */
+static int deliver_copy(struct stoke_bpf_sampler *b, const struct bpfprof_offend *e)
+{
+	struct bpfprof_offstack **slot = copy_slot(b, e->pid), *c;
+	uint64_t chain[BPFPROF_MAX_DEPTH + 1], value, reps;
+	struct stoke_record rec = { .type = STOKE_REC_SAMPLE, .raw_type = PERF_RECORD_SAMPLE };
+	size_t n = 0;
+	int r;
+
+	if (!slot)
+		return -ENOMEM;
+	c = *slot;
+	if (!c || c->start != e->start || !e->ns)
+		return 0; /* no copy (lost), or too short to count */
+	b->stats.off_cpu_ns += e->ns;
+	value = e->ns + b->copy_residual;
+	reps = value / b->period_ns;
+	b->copy_residual = value % b->period_ns;
+	if (!reps)
+		return 0;
+	r = learn_process(b, e->tgid, false, NULL);
+	if (r == 0)
+		r = name_thread(b, e->tgid, e->pid, e->comm);
+	if (r < 0)
+		return r;
+	if (c->nkips) {
+		chain[n++] = PERF_CONTEXT_KERNEL;
+		for (uint32_t i = 0; i < c->nkips && i < BPFPROF_MAX_DEPTH; i++)
+			chain[n++] = c->kips[i];
+	}
+	rec.misc = PERF_RECORD_MISC_KERNEL;
+	rec.sample.pid = e->tgid;
+	rec.sample.tid = e->pid;
+	rec.sample.ip = c->regs[8];
+	rec.sample.time = mono_ns();
+	rec.sample.period = b->period_ns;
+	rec.sample.nr = n;
+	rec.sample.callchain = chain;
+	rec.sample.regs_abi = PERF_SAMPLE_REGS_ABI_64;
+	rec.sample.nr_regs = BPFPROF_NR_REGS;
+	rec.sample.regs = (const uint64_t *)c->regs;
+	rec.sample.stack_size = c->stack_len;
+	rec.sample.dyn_size = c->stack_len;
+	rec.sample.stack = c->stack;
+	rec.sample.weight = reps;
+	rec.sample.kind = 1; /* STOKE_SAMPLE_OFF_CPU (formats/profile.h) */
+	rec.sample.reason = reason_of(b, c->state, c->syscall);
+	if (!rec.sample.reason)
+		return -ENOMEM;
+	b->stats.records++;
+	b->stats.samples += reps;
+	return b->cb(&rec, b->userdata);
+}
+
 static int on_event(void *ctx, void *data, size_t size)
 {
 	struct stoke_bpf_sampler *b = ctx;
 	const struct bpfprof_event *e = data;
 
-	if (size < sizeof(*e))
+	if (size < sizeof(e->type))
 		return 0;
-	return learn_process(b, e->tgid, e->type == BPFPROF_EV_EXEC, e->comm);
+	switch (e->type) {
+	case BPFPROF_EV_OFFSTACK:
+		return size < sizeof(struct bpfprof_offstack) ? 0 : keep_copy(b, data);
+	case BPFPROF_EV_OFFEND:
+		return size < sizeof(struct bpfprof_offend) ? 0 : deliver_copy(b, data);
+	default:
+		if (size < sizeof(*e))
+			return 0;
+		return learn_process(b, e->tgid, e->type == BPFPROF_EV_EXEC, e->comm);
+	}
 }
 
 /* ---- start ---- */
@@ -722,6 +853,7 @@ void stoke_bpf_get_stats(const struct stoke_bpf_sampler *b, struct stoke_sampler
 				cnt[i] += v[c];
 	}
 	ret->lost += cnt[BPFPROF_CNT_MAP_FULL];
+	ret->lost += cnt[BPFPROF_CNT_OFF_COPY_LOST]; /* blocks without their stacks */
 	ret->bpf_stack_lost = cnt[BPFPROF_CNT_STACK_LOST];
 	ret->foreign = cnt[BPFPROF_CNT_FILTERED];
 	{

@@ -13,8 +13,8 @@ import subprocess
 import tempfile
 import time
 
-from stoketest import (Fail, Skip, check, fixture, kill, leaf_name, parse_folded,
-                       run_stoke, run_tests, spawn)
+from stoketest import (Fail, Skip, check, contains_in_order, fixture, kill, leaf_name,
+                       parse_folded, run_stoke, run_tests, spawn)
 
 TOL = 5.0  # percentage points
 
@@ -133,7 +133,7 @@ def test_pid_same_as_perf(d):
         kill(target)
 
 
-def offcpu_shares(d, args, target):
+def offcpu_shares(d, args, target, chains=None):
     out = os.path.join(d, "out.folded")
     p = run_stoke(["record", "--off-cpu", "-F", "499", "-d", "4", "--per-thread", "-o", out]
                   + args, timeout=120)
@@ -163,6 +163,15 @@ def offcpu_shares(d, args, target):
           "sleep_phase blocked in %s" % leaves["sleep_phase"])
     check(leaves["pipe_phase"] == {"[off-cpu S (sleeping) read]"},
           "pipe_phase blocked in %s" % leaves["pipe_phase"])
+    # Blocked stacks whole, root side included (DWARF: through glibc).
+    for ph, chain in (chains or {}).items():
+        blocked = [(fr, c) for fr, c in main[0] if ph in names(fr)
+                   and names(fr)[-1].startswith("[off-cpu")]
+        good = sum(c for fr, c in blocked
+                   if contains_in_order([x for x in names(fr) if not x.endswith("_[k]")], chain))
+        check(good >= 0.95 * sum(c for _, c in blocked),
+              "%s: %d of %d blocked samples have %s" %
+              (ph, good, sum(c for _, c in blocked), chain))
     ksys = {"sleep_phase": "__x64_sys_nanosleep", "pipe_phase": "ksys_read"}
     for ph, fn in ksys.items():
         check(any(ph in names(fr) and fn in names(fr) for fr, _ in main[0]),
@@ -185,6 +194,20 @@ def test_off_cpu_system_wide(d):
     try:
         time.sleep(0.3)
         offcpu_shares(d, ["-a"], target)
+    finally:
+        kill(target)
+
+
+def test_off_cpu_dwarf_nofp(d):
+    """Without frame pointers, -g dwarf copies the user stack at each block
+    and the blocked stacks are whole."""
+    require_bpf(d)
+    target = spawn([fixture("offcpu-nofp"), "0"])
+    try:
+        time.sleep(0.3)
+        offcpu_shares(d, ["-g", "dwarf", "-p", str(target.pid)], target, chains={
+            "sleep_phase": ["__libc_start_main", "main", "sleep_phase", "do_nanosleep"],
+            "pipe_phase": ["__libc_start_main", "main", "pipe_phase", "do_read"]})
     finally:
         kill(target)
 
@@ -279,6 +302,7 @@ TESTS = {
     "pid_same_as_perf": test_pid_same_as_perf,
     "off_cpu_pid": test_off_cpu_pid,
     "off_cpu_system_wide": test_off_cpu_system_wide,
+    "off_cpu_dwarf_nofp": test_off_cpu_dwarf_nofp,
     "off_cpu_formats": test_off_cpu_formats,
     "exited_symbolized": test_exited_symbolized,
     "unprivileged_error": test_unprivileged_error,

@@ -89,6 +89,7 @@ static char delayed_tag;
 static struct {
 	bool enabled; /* configured by the environment and set up */
 	int sock;
+	uint64_t sock_ino; /* the socket's inode, as stoke gave it */
 	unsigned freq;
 	int clock;
 	uint32_t stack;
@@ -124,6 +125,21 @@ struct thread_state {
 };
 
 static __thread struct thread_state ts __attribute__((tls_model("initial-exec"))) = { .slot = -1 };
+
+/* ---- the socket ---- */
+
+/*
+ * Whether g.sock is still stoke's socket. A target may close the fd and
+ * reuse its number for a file or connection of its own: the agent must
+ * never write into that. fstat is async-signal-safe.
+ */
+static bool sock_ok(void)
+{
+	struct stat st;
+
+	return g.sock >= 0 && fstat(g.sock, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	       (uint64_t)st.st_ino == g.sock_ino;
+}
 
 /* ---- the ring (producer side) ---- */
 
@@ -172,7 +188,7 @@ static void ring_publish(struct stoke_agent_ring_hdr *r, struct stoke_agent_cell
 	 * that a busy target does not wait for stoke's next poll round. send()
 	 * is async-signal-safe; MSG_DONTWAIT: never block the target. */
 	tail = atomic_load_explicit((_Atomic uint64_t *)&r->tail, memory_order_relaxed);
-	if (pos - tail == g.nslots / 2) {
+	if (pos - tail == g.nslots / 2 && sock_ok()) {
 		uint8_t m = STOKE_AGENT_MSG_WAKE;
 
 		(void)send(g.sock, &m, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -681,7 +697,14 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 
 EXPORT sighandler_t signal(int sig, sighandler_t handler)
 {
+	static sighandler_t (*real)(int, sighandler_t);
 	struct sigaction sa = { 0 }, old;
+
+	if (!real)
+		NEXT(real, "signal");
+	/* Other numbers: glibc's own (it honours siginterrupt) */
+	if (!g.enabled || !g.installed || sig != atomic_load(&g.signo) || getpid() != g.pid)
+		return real(sig, handler);
 
 	/* glibc's signal(): BSD semantics, the signal restarts calls */
 	sa.sa_handler = handler;
@@ -772,6 +795,8 @@ static int ring_create(void)
 	int fd;
 	ssize_t n;
 
+	if (!sock_ok())
+		return -EBADF;
 	fd = (int)syscall(SYS_memfd_create, "stoke-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
@@ -1095,9 +1120,14 @@ __attribute__((constructor)) static void agent_init(void)
 	resolve_real();
 	if (!fd_s || !conf || !real_sigaction)
 		return;
+	/* "FD:INODE": the inode tells our socket from anything the target
+	 * may have put at that number since */
 	fd = strtol(fd_s, &end, 10);
-	if (*end || fd < 0 || fd > INT_MAX || fstat((int)fd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
-	    !parse_conf(conf))
+	if (*end != ':' || fd < 0 || fd > INT_MAX || !parse_conf(conf))
+		return;
+	g.sock_ino = strtoull(end + 1, &end, 10);
+	if (*end || fstat((int)fd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+	    (uint64_t)st.st_ino != g.sock_ino)
 		return;
 	g.sock = (int)fd;
 	snprintf(g.env_preload, sizeof(g.env_preload), "LD_PRELOAD=%s", preload ? preload : "");

@@ -175,7 +175,7 @@ const char *stoke_signal_agent_path(void)
 
 /* The child's environment: ours with LD_PRELOAD (the agent first), the
  * socket's fd number and the configuration. */
-static char **child_env(struct stoke_signal_sampler *s, const char *agent, int fd)
+static char **child_env(struct stoke_signal_sampler *s, const char *agent, int fd, uint64_t ino)
 {
 	extern char **environ;
 	const char *old = getenv("LD_PRELOAD");
@@ -189,7 +189,7 @@ static char **child_env(struct stoke_signal_sampler *s, const char *agent, int f
 		return NULL;
 	if (asprintf(&env[k++], "LD_PRELOAD=%s%s%s", agent, old && *old ? ":" : "",
 		     old ? old : "") < 0 ||
-	    asprintf(&env[k++], "%s=%d", STOKE_AGENT_ENV_FD, fd) < 0 ||
+	    asprintf(&env[k++], "%s=%d:%llu", STOKE_AGENT_ENV_FD, fd, (unsigned long long)ino) < 0 ||
 	    asprintf(&env[k++], "%s=%u,%d,%u,%u,%d", STOKE_AGENT_ENV_CONF, s->opts.freq,
 		     s->opts.event == STOKE_EVENT_WALL ? STOKE_AGENT_CLOCK_WALL
 						       : STOKE_AGENT_CLOCK_CPU,
@@ -218,6 +218,7 @@ int stoke_signal_launch(struct stoke_signal_sampler *s, char *const argv[], pid_
 	const char *agent = stoke_signal_agent_path();
 	int sv[2] = { -1, -1 }, errp[2] = { -1, -1 }, fd = -1, one = 1, err = 0, r;
 	char **env = NULL;
+	struct stat st;
 	pid_t pid;
 	ssize_t n;
 
@@ -247,7 +248,11 @@ int stoke_signal_launch(struct stoke_signal_sampler *s, char *const argv[], pid_
 		r = -errno;
 		goto out;
 	}
-	env = child_env(s, agent, fd);
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	env = child_env(s, agent, fd, (uint64_t)st.st_ino);
 	if (!env) {
 		r = -ENOMEM;
 		goto out;

@@ -217,6 +217,44 @@ def test_setuid(d):
 
 # ---- the agent must not change the target ----
 
+def test_fd_reuse(d):
+    """A target that closes the agent's socket and puts a connection of its
+    own at that fd number, then forks and execs, reads from the other end
+    only what it sent: the agent checks the socket's identity before every
+    write (a hello from the child or the exec'd image would land there)."""
+    prog = r"""
+import os, socket, time
+fd = int(os.environ["STOKE_AGENT_FD"].split(":")[0])
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+os.dup2(a.fileno(), fd)
+a.close()
+os.write(fd, b"mine")
+for i in range(3):
+    pid = os.fork()
+    if pid == 0:
+        os.execv("/bin/true", ["true"])
+    os.waitpid(pid, 0)
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+end = time.monotonic() + 0.5
+while time.monotonic() < end:
+    pass
+os.write(fd, b"end")
+os.close(fd)
+got = b""
+while True:
+    chunk = b.recv(4096)
+    if not chunk:
+        break
+    got += chunk
+print(repr(got))
+"""
+    p, _ = record(d, ["--sampler", "signal"], [sys.executable, "-c", prog])
+    check(p.stdout.strip() == repr(b"mineend"), "the target's connection got %s" % p.stdout)
+
+
 def stress_cmd(seconds):
     return [fixture("sigstress"), str(seconds), fixture("libfixture.so")]
 

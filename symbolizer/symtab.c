@@ -474,13 +474,16 @@ int stoke_symtab_new(Dwfl_Module *mod, struct stoke_symtab **ret)
 		return -ENOMEM;
 	r = read_symbols(&b, mod);
 	if (r >= 0) {
-		qsort_r(b.raw, b.nraw, sizeof(*b.raw), raw_cmp, b.pool);
+		/* qsort_r with a NULL base is undefined even for 0 items */
+		if (b.nraw)
+			qsort_r(b.raw, b.nraw, sizeof(*b.raw), raw_cmp, b.pool);
 		r = read_plt(&b, mod);
 	}
 	if (r >= 0) {
 		/* The PLT entries were appended: sort them in (the pool may
 		 * have moved, so the comparator gets it now). */
-		qsort_r(b.raw, b.nraw, sizeof(*b.raw), raw_cmp, b.pool);
+		if (b.nraw)
+			qsort_r(b.raw, b.nraw, sizeof(*b.raw), raw_cmp, b.pool);
 		r = fold(&b, st);
 	}
 	if (r < 0) {

@@ -889,7 +889,11 @@ static void summary(struct recorder *rec, double elapsed)
 	struct stoke_session_stats st;
 
 	stoke_session_get_stats(rec->session, &st);
-	if (st.lost_kernel)
+	if (st.lost_kernel && rec->args->sopts.sampler.backend == STOKE_BACKEND_BPF)
+		log_warn("%llu samples lost (the BPF map of stacks was full; raise "
+			 "--bpf-map-size or lower -F)",
+			 (unsigned long long)st.lost_kernel);
+	else if (st.lost_kernel)
 		log_warn("%llu samples lost (the ring buffer filled up; try a lower -F)",
 			 (unsigned long long)st.lost_kernel);
 	if (st.lost_limit)

@@ -279,6 +279,25 @@ def test_exited_symbolized(d):
     del gone_pid
 
 
+def test_map_full_counted(d):
+    """A full stacks map loses samples, and they are counted and reported."""
+    require_bpf(d)
+    out = os.path.join(d, "out.folded")
+    burners = [spawn([fixture("split"), "0", str(pct)]) for pct in (10, 50, 90)]
+    try:
+        time.sleep(0.3)
+        p = run_stoke(["record", "-a", "-d", "2", "-F", "999", "--bpf-map-size", "16",
+                       "-o", out], timeout=120)
+    finally:
+        for b in burners:
+            kill(b)
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    m = re.search(r"stoke: (\d+) samples, (\d+) lost", p.stderr)
+    check(m and int(m.group(2)) > 0, "no lost samples with a 16-entry map: %s" % p.stderr)
+    check("--bpf-map-size" in p.stderr, "the warning does not name --bpf-map-size: %s"
+          % p.stderr)
+
+
 def test_unprivileged_error(d):
     """Without the right to load BPF: one clear line, non-zero exit."""
     require_bpf(d)
@@ -305,6 +324,7 @@ TESTS = {
     "off_cpu_dwarf_nofp": test_off_cpu_dwarf_nofp,
     "off_cpu_formats": test_off_cpu_formats,
     "exited_symbolized": test_exited_symbolized,
+    "map_full_counted": test_map_full_counted,
     "unprivileged_error": test_unprivileged_error,
 }
 

@@ -149,9 +149,10 @@ static struct stoke_agent_cell *cell_at(struct stoke_agent_ring_hdr *r, uint64_t
 			(size_t)(pos & (g.nslots - 1)) * g.slot_size);
 }
 
-/* Claim a cell; NULL when the ring is full (counted as lost). Lock-free and
- * async-signal-safe. */
-static struct stoke_agent_cell *ring_claim(struct stoke_agent_ring_hdr *r, uint64_t *ret_pos)
+/* Claim a cell; NULL when the ring is full (the weight samples it was
+ * for are counted as lost). Lock-free and async-signal-safe. */
+static struct stoke_agent_cell *ring_claim(struct stoke_agent_ring_hdr *r, uint32_t weight,
+					   uint64_t *ret_pos)
 {
 	_Atomic uint64_t *head = (_Atomic uint64_t *)&r->head;
 	uint64_t pos = atomic_load_explicit(head, memory_order_relaxed);
@@ -170,7 +171,7 @@ static struct stoke_agent_cell *ring_claim(struct stoke_agent_ring_hdr *r, uint6
 				return c;
 			}
 		} else if (dif < 0) {
-			atomic_fetch_add_explicit((_Atomic uint64_t *)&r->lost, 1,
+			atomic_fetch_add_explicit((_Atomic uint64_t *)&r->lost, weight,
 						  memory_order_relaxed);
 			return NULL;
 		} else {
@@ -339,7 +340,7 @@ static void on_signal(int sig, siginfo_t *si, void *ucv)
 	} else {
 		goto out;
 	}
-	c = ring_claim(r, &pos);
+	c = ring_claim(r, weight, &pos);
 	if (!c)
 		goto out;
 	s = (void *)(c + 1);
@@ -381,7 +382,7 @@ static void push_event(uint32_t type, const void *payload, uint32_t size)
 
 	if (!r || size > g.slot_size - sizeof(*c))
 		return;
-	c = ring_claim(r, &pos);
+	c = ring_claim(r, 0, &pos); /* an event, not a sample */
 	if (!c)
 		return;
 	memcpy(c + 1, payload, size);

@@ -89,6 +89,9 @@ int stoke_signal_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb,
 		signo = atoi(env);
 	if (signo < SIGRTMIN || signo > SIGRTMAX)
 		return -EINVAL;
+	if (opts->ring_pages && (opts->ring_pages < 2 || opts->ring_pages > (1u << 16) ||
+				 (opts->ring_pages & (opts->ring_pages - 1))))
+		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -96,7 +99,8 @@ int stoke_signal_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb,
 	s->cb = cb;
 	s->userdata = userdata;
 	s->signo = signo;
-	s->nslots = STOKE_SIGNAL_SLOTS;
+	/* -m: cells per process ring here (a power of 2, as for perf) */
+	s->nslots = opts->ring_pages ? opts->ring_pages : STOKE_SIGNAL_SLOTS;
 	s->slot_size = stoke_agent_slot_size(opts->stack_size);
 	s->ring_len = stoke_agent_ring_size(opts->stack_size, s->nslots);
 	s->sock = -1;

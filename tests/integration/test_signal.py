@@ -215,6 +215,28 @@ def test_setuid(d):
     check(p.returncode == 0, "exit %d" % p.returncode)
 
 
+def summary_counts(stderr):
+    m = re.search(r"(\d+) samples, (\d+) lost", stderr)
+    check(m, "no summary line: %r" % stderr)
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_lost_counted(d):
+    """A ring too small for what the threads write (-m 2: two cells) loses
+    samples, and every one is counted: samples plus lost come near what a
+    roomy ring keeps of the same work."""
+    cmd = [fixture("split-mt"), "4", "2", "75"]
+    p, _ = record(d, ["--sampler", "signal", "-m", "2"], cmd)
+    small, lost = summary_counts(p.stderr)
+    p, _ = record(d, ["--sampler", "signal"], cmd, name="roomy.folded")
+    roomy, roomy_lost = summary_counts(p.stderr)
+    print("-m 2: %d samples + %d lost; default ring: %d samples, %d lost"
+          % (small, lost, roomy, roomy_lost))
+    check(lost > 0, "a two-cell ring lost nothing (%d samples)" % small)
+    check(0.6 * roomy <= small + lost <= 1.6 * roomy,
+          "samples + lost (%d) is far from the roomy ring's %d" % (small + lost, roomy))
+
+
 # ---- the agent must not change the target ----
 
 def test_fd_reuse(d):

@@ -197,6 +197,8 @@ print("handled", got)
     p, out = record(d, ["--sampler", "signal", "--signal-number", str(signo)],
                     [sys.executable, "-c", prog, str(signo)])
     check(p.returncode == 0, "target failed: %s" % p.stderr)
+    # its handler saw its own signal once, and none of the agent's timers
+    check(p.stdout.strip() == "handled [%d]" % signo, "the target's handler saw %r" % p.stdout)
     stacks = parse_folded(out)
     print("%d samples" % total(stacks))
     check(total(stacks) > 300, "sampling stopped when the target took the signal: %d samples"

@@ -178,17 +178,19 @@ const char *stoke_signal_agent_path(void)
 /* ---- launch ---- */
 
 /* The child's environment: ours with LD_PRELOAD (the agent first), the
- * socket's fd number and the configuration. */
+ * socket's fd number and the configuration. Its first ENV_OWNED strings
+ * are allocated here. */
+#define ENV_OWNED 4
 static char **child_env(struct stoke_signal_sampler *s, const char *agent, int fd, uint64_t ino)
 {
 	extern char **environ;
-	const char *old = getenv("LD_PRELOAD");
+	const char *old = getenv("LD_PRELOAD"), *asan = getenv("ASAN_OPTIONS");
 	size_t n = 0, k = 0;
 	char **env;
 
 	while (environ[n])
 		n++;
-	env = calloc(n + 4, sizeof(*env));
+	env = calloc(n + ENV_OWNED + 1, sizeof(*env));
 	if (!env)
 		return NULL;
 	if (asprintf(&env[k++], "LD_PRELOAD=%s%s%s", agent, old && *old ? ":" : "",
@@ -197,21 +199,26 @@ static char **child_env(struct stoke_signal_sampler *s, const char *agent, int f
 	    asprintf(&env[k++], "%s=%u,%d,%u,%u,%d", STOKE_AGENT_ENV_CONF, s->opts.freq,
 		     s->opts.event == STOKE_EVENT_WALL ? STOKE_AGENT_CLOCK_WALL
 						       : STOKE_AGENT_CLOCK_CPU,
-		     s->opts.stack_size, s->nslots, s->signo) < 0) {
+		     s->opts.stack_size, s->nslots, s->signo) < 0 ||
+	    /* A target built with ASan would refuse to start with the agent
+	     * ahead of its runtime; the agent replaces nothing ASan wraps. */
+	    asprintf(&env[k++], "ASAN_OPTIONS=%s%sverify_asan_link_order=0", asan ? asan : "",
+		     asan && *asan ? ":" : "") < 0) {
 		env[k - 1] = NULL;
 		goto fail;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (!strncmp(environ[i], "LD_PRELOAD=", 11) ||
 		    !strncmp(environ[i], STOKE_AGENT_ENV_FD "=", sizeof(STOKE_AGENT_ENV_FD)) ||
-		    !strncmp(environ[i], STOKE_AGENT_ENV_CONF "=", sizeof(STOKE_AGENT_ENV_CONF)))
+		    !strncmp(environ[i], STOKE_AGENT_ENV_CONF "=", sizeof(STOKE_AGENT_ENV_CONF)) ||
+		    !strncmp(environ[i], "ASAN_OPTIONS=", 13))
 			continue;
 		env[k++] = environ[i];
 	}
 	env[k] = NULL;
 	return env;
 fail:
-	for (size_t i = 0; i < 3 && env[i]; i++)
+	for (size_t i = 0; i < ENV_OWNED && env[i]; i++)
 		free(env[i]);
 	free(env);
 	return NULL;
@@ -298,7 +305,7 @@ int stoke_signal_launch(struct stoke_signal_sampler *s, char *const argv[], pid_
 	r = 0;
 out:
 	if (env) {
-		for (size_t i = 0; i < 3; i++)
+		for (size_t i = 0; i < ENV_OWNED; i++)
 			free(env[i]);
 		free(env);
 	}

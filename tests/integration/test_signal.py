@@ -239,6 +239,62 @@ def test_lost_counted(d):
           "samples + lost (%d) is far from the roomy ring's %d" % (small + lost, roomy))
 
 
+def test_hostile_target(d):
+    """The target controls its rings and messages: a regular file, an
+    unsealed memfd, a ring of the wrong size, and a right-sized sealed ring
+    full of random cells (types, sizes, map lines, stack lengths) must
+    neither crash stoke nor reach the profile as anything but malformed
+    records; stoke still writes the profile and exits with the target's
+    status."""
+    prog = r"""
+import fcntl, os, random, socket, struct, sys
+fd = int(os.environ["STOKE_AGENT_FD"].split(":")[0])
+freq, clock, stack, slots, signo = map(int, os.environ["STOKE_AGENT_CONF"].split(","))
+slot = (16 + 192 + stack + 63) & ~63
+size = 4096 + slots * slot
+sock = socket.socket(fileno=os.dup(fd))
+def hello(f, kind=1, version=1):
+    msg = struct.pack("IIII16s", kind, version, os.getppid(), 0, b"hostile")
+    sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", f))])
+def memfd(n, seal=True):
+    f = os.memfd_create("x", os.MFD_ALLOW_SEALING)
+    os.ftruncate(f, n)
+    if seal:
+        fcntl.fcntl(f, 1033, 1 | 2 | 4)  # F_ADD_SEALS: SEAL, SHRINK, GROW
+    return f
+rnd = random.Random(int(sys.argv[1]))
+plain = os.open(sys.argv[2], os.O_RDWR | os.O_CREAT, 0o600)
+os.ftruncate(plain, size)
+hello(plain)
+hello(memfd(size, seal=False))
+hello(memfd(size - 4096))
+hello(memfd(size), kind=7)
+sock.send(b"garbage that is no message")
+f = memfd(size)
+with open("/proc/self/fd/%d" % f, "r+b") as m:
+    m.write(struct.pack("QIIIIQQQ", 0x53544f4b45524e47, 1, slots, slot, 0, slots, 0, 2**63))
+    for i in range(slots):
+        m.seek(4096 + i * slot)
+        kind = rnd.choice([1, 2, 3, 0, 9, 2**32 - 1])
+        n = rnd.choice([0, 1, 8, 24, 200, slot - 16, slot, 2**32 - 1])
+        body = bytes(rnd.getrandbits(8) for _ in range(min(n, 400)))
+        if kind == 2 and rnd.random() < 0.5:
+            line = b"00400000-00401000 r-xp 00000000 08:01 12 /no/such/file"
+            body = struct.pack("II", os.getpid(), len(line)) + line + b"\0"
+            n = len(body)
+        m.write(struct.pack("QII", i + 1, kind, n) + body)
+hello(f)
+print("done")
+"""
+    for seed in range(3):
+        p, out = record(d, ["--sampler", "signal"],
+                        [sys.executable, "-c", prog, str(seed), os.path.join(d, "plain")],
+                        name="h%d.folded" % seed)
+        check(p.stdout.strip() == "done", "the target did not finish: %r %r" % (p.stdout,
+                                                                             p.stderr))
+        parse_folded(out) if os.path.getsize(out) else None
+
+
 # ---- the agent must not change the target ----
 
 def test_fd_reuse(d):

@@ -347,6 +347,31 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/*
+ * A process stoke knows maps a file where the kernel chooses the address:
+ * the first mmap of a dlopen (the loader reserves the library's whole span,
+ * then maps its segments over it). Its mappings are read again, so the new
+ * module is named too. No kprobe or syscall tracepoint is needed: the
+ * tracepoint is BTF-typed, and the mmap's own arguments are the thread's
+ * saved user registers (x86-64: nr 9, fd in r8).
+ */
+SEC("tp_btf/vm_unmapped_area")
+int BPF_PROG(on_mmap, unsigned long addr, struct vm_unmapped_area_info *info)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	char comm[BPFPROF_COMM_LEN];
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+
+	if (BPF_CORE_READ(regs, orig_ax) != 9 || (long)BPF_CORE_READ(regs, r8) < 0)
+		return 0;
+	if (!bpf_map_lookup_elem(&seen, &tgid) || !wanted(tgid))
+		return 0;
+	bpf_get_current_comm(comm, sizeof(comm));
+	announce(BPFPROF_EV_MMAP, tgid, (__u32)id, comm);
+	return 0;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {

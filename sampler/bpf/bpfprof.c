@@ -41,6 +41,8 @@
 /* How often the counts map is read and cleared. */
 #define BPF_DRAIN_NS 1000000000ULL
 #define BPF_DEFAULT_ENTRIES 16384
+/* How long after a process maps a file its mappings are read again. */
+#define BPF_MMAP_SETTLE_NS 20000000ULL
 
 /* An off-CPU reason frame's name, made once per (state, syscall). */
 struct reason {
@@ -76,6 +78,13 @@ struct stoke_bpf_sampler {
 	/* Processes whose mappings were delivered (open addressing; 0 empty). */
 	uint32_t *procs;
 	size_t procs_cap, nprocs;
+	/* Processes that mapped a file since: read again once the loader
+	 * is done (BPF_MMAP_SETTLE_NS), once however many mmaps it made. */
+	struct dirty {
+		uint32_t tgid;
+		uint64_t when;
+	} *dirty;
+	size_t ndirty, dirty_cap;
 	struct tname *tnames;
 	size_t tnames_cap, ntnames;
 
@@ -185,6 +194,7 @@ void stoke_bpf_free(struct stoke_bpf_sampler *b)
 	if (b->stats_fd >= 0)
 		close(b->stats_fd);
 	free(b->procs);
+	free(b->dirty);
 	free(b->tnames);
 	free(b->keys);
 	free(b->used_stacks);
@@ -467,6 +477,16 @@ static int on_event(void *ctx, void *data, size_t size)
 		return size < sizeof(struct bpfprof_offstack) ? 0 : keep_copy(b, data);
 	case BPFPROF_EV_OFFEND:
 		return size < sizeof(struct bpfprof_offend) ? 0 : deliver_copy(b, data);
+	case BPFPROF_EV_MMAP:
+		if (size < sizeof(*e))
+			return 0;
+		for (size_t i = 0; i < b->ndirty; i++)
+			if (b->dirty[i].tgid == e->tgid)
+				return 0;
+		if (STOKE_GROW(b->dirty, b->dirty_cap, b->ndirty + 1) < 0)
+			return -ENOMEM;
+		b->dirty[b->ndirty++] = (struct dirty){ e->tgid, mono_ns() };
+		return 0;
 	default:
 		if (size < sizeof(*e))
 			return 0;
@@ -523,12 +543,14 @@ static int start(struct stoke_bpf_sampler *b)
 	b->skel->rodata->filter_tgid = !b->system_wide;
 	r = bpfprof__load(b->skel);
 	if (r < 0) {
-		if (r == -EPERM || r == -EACCES)
+		/* As root, EPERM/EACCES come from a lockdown or the verifier,
+		 * not from missing rights. */
+		if ((r == -EPERM || r == -EACCES) && geteuid() != 0)
 			set_error(r, "loading BPF programs is not allowed: the BPF sampler needs "
 				     "root, or CAP_BPF and CAP_PERFMON");
 		else
-			set_error(r, "the kernel refused the BPF sampler's programs (run with "
-				     "STOKE_LOG=debug for the verifier's log)");
+			set_error(r, "the kernel refused the BPF sampler's programs (a lockdown or "
+				     "the verifier: STOKE_DEBUG=1 shows libbpf's log)");
 		return r;
 	}
 	b->loaded = true;
@@ -548,6 +570,12 @@ static int start(struct stoke_bpf_sampler *b)
 	b->skel->links.on_exec = bpf_program__attach(b->skel->progs.on_exec);
 	if (!b->skel->links.on_fork || !b->skel->links.on_exec)
 		return -errno;
+	/* Without this tracepoint a library
+	 * loaded after a process was first seen stays unnamed. */
+	b->skel->links.on_mmap = bpf_program__attach(b->skel->progs.on_mmap);
+	if (!b->skel->links.on_mmap)
+		log_debug("bpf: no vm_unmapped_area tracepoint (%s): later dlopens are not seen",
+			  strerror(errno));
 	r = open_cpu_events(b);
 	if (r < 0) {
 		if (r == -EACCES || r == -EPERM)
@@ -826,7 +854,22 @@ int stoke_bpf_drain(struct stoke_bpf_sampler *b, bool flush)
 	r = ring_buffer__consume(b->rb);
 	if (r < 0)
 		return r;
+	/* New file mappings: the announcement comes with the first mmap of
+	 * a dlopen, the code segment follows it; read a little later (at
+	 * the stop, now). */
 	now = mono_ns();
+	for (size_t i = 0; i < b->ndirty;) {
+		struct mmap_ctx ctx = { b, b->dirty[i].tgid };
+
+		if (!flush && now - b->dirty[i].when < BPF_MMAP_SETTLE_NS) {
+			i++;
+			continue;
+		}
+		r = stoke_maps_read_pid((pid_t)ctx.pid, mmap_cb, &ctx);
+		if (r < 0 && r != -ESRCH && r != -ENOENT)
+			log_debug("bpf: cannot read the mappings of %u: %s", ctx.pid, strerror(-r));
+		b->dirty[i] = b->dirty[--b->ndirty];
+	}
 	if (!flush && now - b->last_drain < BPF_DRAIN_NS)
 		return (int)(b->stats.records - before);
 	b->last_drain = now;
@@ -858,7 +901,8 @@ void stoke_bpf_get_stats(const struct stoke_bpf_sampler *b, struct stoke_sampler
 	ret->foreign = cnt[BPFPROF_CNT_FILTERED];
 	{
 		struct bpf_program *progs[] = { b->skel->progs.on_sample, b->skel->progs.on_switch,
-						b->skel->progs.on_fork, b->skel->progs.on_exec };
+						b->skel->progs.on_fork, b->skel->progs.on_exec,
+						b->skel->progs.on_mmap };
 
 		for (size_t i = 0; i < ARRAY_SIZE(progs); i++) {
 			struct bpf_prog_info info = { 0 };

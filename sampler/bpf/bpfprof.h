@@ -33,6 +33,7 @@ enum bpfprof_event_type {
 	BPFPROF_EV_EXEC,    /* the process exec'ed: new mappings */
 	BPFPROF_EV_OFFSTACK, /* a thread blocked: its stacks (DWARF mode) */
 	BPFPROF_EV_OFFEND,   /* it ran again: how long it was away */
+	BPFPROF_EV_MMAP,     /* a known process maps code (dlopen) */
 };
 
 /* The user registers copied at switch-out, in perf's x86-64 order for

@@ -279,6 +279,39 @@ def test_exited_symbolized(d):
     del gone_pid
 
 
+DLOPEN_SCRIPT = """
+import ctypes, sys, time
+t = time.time()
+while time.time() - t < 1.0:  # sampled (so known) before the dlopen
+    pass
+lib = ctypes.CDLL(sys.argv[1])
+end = time.time() + 3
+while time.time() < end:
+    lib.lib_leaf(ctypes.c_long(1000))
+"""
+
+
+def test_dlopen_later(d):
+    """A library a known process loads later is named (an mmap with
+    PROT_EXEC makes stoke read the process's mappings again)."""
+    require_bpf(d)
+    out = os.path.join(d, "out.folded")
+    target = spawn(["python3", "-c", DLOPEN_SCRIPT, fixture("libfixture.so")])
+    try:
+        time.sleep(0.1)
+        p = run_stoke(["record", "--sampler", "bpf", "-p", str(target.pid), "-d", "4",
+                       "-F", "499", "-o", out], timeout=120)
+        check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    finally:
+        kill(target)
+    stacks = parse_folded(out)
+    tot = sum(c for _, c in stacks)
+    lib = sum(c for fr, c in stacks if "lib_leaf" in names(fr))
+    check(tot >= 500 and lib >= 0.4 * tot,
+          "lib_leaf in %d of %d samples: %s" % (lib, tot,
+                                                sorted(stacks, key=lambda x: -x[1])[:3]))
+
+
 def test_map_full_counted(d):
     """A full stacks map loses samples, and they are counted and reported."""
     require_bpf(d)
@@ -324,6 +357,7 @@ TESTS = {
     "off_cpu_dwarf_nofp": test_off_cpu_dwarf_nofp,
     "off_cpu_formats": test_off_cpu_formats,
     "exited_symbolized": test_exited_symbolized,
+    "dlopen_later": test_dlopen_later,
     "map_full_counted": test_map_full_counted,
     "unprivileged_error": test_unprivileged_error,
 }

@@ -2,7 +2,7 @@
  * The benchmark workload: a fixed amount of CPU work that reports how long
  * it took, so a profiler's cost shows up as the target's own slowdown.
  *
- *   workload UNITS [DEPTH]
+ *   workload UNITS [DEPTH [THREADS]]
  *
  * Does UNITS units of integer work (about 10 µs each, see tests/fixtures/
  * burn.h) at the bottom of a DEPTH-deep call chain (default 24: enough frames
@@ -18,8 +18,11 @@
  * profiler's behalf (sample interrupts, callchain walks, stack copies) but
  * not time lost waiting for a core, so it is the steadier figure on a busy
  * machine; wall time is what a user feels.
+ * With THREADS (default 1), that many threads each do UNITS units at once
+ * (the signal sampler's rows: per-thread timers).
  * Built by tools/bench with frame pointers, so `-g fp` walks complete stacks.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -57,22 +60,39 @@ static double cpu_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int main(int argc, char **argv)
-{
-	long units = argc > 1 ? atol(argv[1]) : 10000;
-	int depth = argc > 2 ? atoi(argv[2]) : 24;
-	double start, end, cpu0, cpu1;
+static long units = 10000;
+static int depth = 24;
 
-	if (units <= 0 || depth < 0 || depth > 1000) {
-		fprintf(stderr, "workload: UNITS must be > 0 and DEPTH 0..1000\n");
-		return 2;
-	}
-	cpu0 = cpu_now();
-	start = fixture_now();
+static void *work(void *arg)
+{
+	(void)arg;
 	/* Many short descents rather than one long one, so every sample
 	 * sees the full chain. */
 	for (long done = 0; done < units; done += 10)
 		descend(depth, units - done < 10 ? units - done : 10);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	int threads = argc > 3 ? atoi(argv[3]) : 1;
+	pthread_t t[64];
+	double start, end, cpu0, cpu1;
+
+	units = argc > 1 ? atol(argv[1]) : 10000;
+	depth = argc > 2 ? atoi(argv[2]) : 24;
+	if (units <= 0 || depth < 0 || depth > 1000 || threads < 1 || threads > 64) {
+		fprintf(stderr, "workload: UNITS must be > 0, DEPTH 0..1000, THREADS 1..64\n");
+		return 2;
+	}
+	cpu0 = cpu_now();
+	start = fixture_now();
+	for (int i = 1; i < threads; i++)
+		if (pthread_create(&t[i], NULL, work, NULL) != 0)
+			return 1;
+	work(NULL);
+	for (int i = 1; i < threads; i++)
+		pthread_join(t[i], NULL);
 	end = fixture_now();
 	cpu1 = cpu_now();
 	printf("work_seconds %.6f %.6f\n", end - start, cpu1 - cpu0);

@@ -199,22 +199,21 @@ static const char *symbol_at(const struct build *b, uint64_t addr)
 	return b->pool + b->raw[best].name;
 }
 
-/* The JUMP_SLOT, GLOB_DAT and IRELATIVE relocations of one SHT_RELA section whose
- * symbols are the dynamic ones. */
+/* The JUMP_SLOT, GLOB_DAT and IRELATIVE relocations of one SHT_RELA
+ * section. Its symbol table (sh_link) is the dynamic one; a static
+ * binary's .rela.plt has none worth reading (only IRELATIVE slots). */
 static int read_relocs(struct build *b, Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh,
 		       Dwarf_Addr bias, bool is_jmprel)
 {
-	Elf_Scn *symscn = elf_getscn(elf, sh->sh_link);
+	Elf_Scn *symscn = sh->sh_link ? elf_getscn(elf, sh->sh_link) : NULL;
 	GElf_Shdr symsh;
-	Elf_Data *rel = elf_getdata(scn, NULL), *syms;
+	Elf_Data *rel = elf_getdata(scn, NULL), *syms = NULL;
 	size_t n;
 
-	if (!symscn || !gelf_getshdr(symscn, &symsh) || symsh.sh_type != SHT_DYNSYM || !rel ||
-	    !sh->sh_entsize)
+	if (!rel || !sh->sh_entsize)
 		return 0;
-	syms = elf_getdata(symscn, NULL);
-	if (!syms)
-		return 0;
+	if (symscn && gelf_getshdr(symscn, &symsh) && symsh.sh_type == SHT_DYNSYM)
+		syms = elf_getdata(symscn, NULL);
 	n = sh->sh_size / sh->sh_entsize;
 	for (size_t i = 0; i < n; i++) {
 		GElf_Rela r;
@@ -226,14 +225,15 @@ static int read_relocs(struct build *b, Elf *elf, Elf_Scn *scn, const GElf_Shdr 
 		if (!gelf_getrela(rel, (int)i, &r))
 			break;
 		type = (unsigned)GELF_R_TYPE(r.r_info);
-		if ((type == R_X86_64_JUMP_SLOT || type == R_X86_64_GLOB_DAT) &&
+		if ((type == R_X86_64_JUMP_SLOT || type == R_X86_64_GLOB_DAT) && syms &&
 		    GELF_R_SYM(r.r_info) != 0 &&
 		    gelf_getsym(syms, (int)GELF_R_SYM(r.r_info), &sym))
 			s = elf_strptr(elf, symsh.sh_link, sym.st_name);
 		else if (type == R_X86_64_IRELATIVE)
-			/* A call to an IFUNC of this module (libc's strlen):
-			 * the addend is the resolver, whose symbol names the
-			 * function (perf does the same). */
+			/* A call to an IFUNC of this module (libc's strlen,
+			 * any static binary's): the addend is the resolver,
+			 * whose symbols name the function (perf names these
+			 * stubs from the symbol there too). */
 			s = symbol_at(b, (uint64_t)r.r_addend + bias);
 		if (s && *s) {
 			name = pool_add(b, s, strcspn(s, "@"), "@plt");
@@ -305,13 +305,24 @@ static uint32_t plt_entry_name(const struct build *b, const unsigned char *p, si
 static int read_plt_section(struct build *b, Elf_Scn *scn, const GElf_Shdr *sh, Dwarf_Addr bias)
 {
 	Elf_Data *d = elf_getdata(scn, NULL);
-	size_t step = sh->sh_entsize == 8 || sh->sh_entsize == 16 ? sh->sh_entsize : 16;
+	const unsigned char *p0 = d ? d->d_buf : NULL;
+	size_t step = sh->sh_entsize;
 
-	if (!d || !d->d_buf || d->d_size < step)
+	if (!p0)
+		return 0;
+	/* A static binary's .plt has no entry size: 8-byte entries there
+	 * (jmp *slot(%rip); xchg %ax,%ax) follow each other directly. */
+	if (step != 8 && step != 16) {
+		bool jmp8 = d->d_size >= 10 && p0[0] == 0xff && p0[1] == 0x25 &&
+			    p0[8] == 0xff && p0[9] == 0x25;
+
+		step = jmp8 ? 8 : 16;
+	}
+	if (d->d_size < step)
 		return 0;
 	for (size_t off = 0; off + step <= d->d_size; off += step) {
 		uint64_t vaddr = sh->sh_addr + off;
-		const unsigned char *p = (const unsigned char *)d->d_buf + off;
+		const unsigned char *p = p0 + off;
 		uint32_t name = plt_entry_name(b, p, step, vaddr);
 		struct sym_raw r = {
 			.start = vaddr + bias,
@@ -463,13 +474,16 @@ int stoke_symtab_new(Dwfl_Module *mod, struct stoke_symtab **ret)
 		return -ENOMEM;
 	r = read_symbols(&b, mod);
 	if (r >= 0) {
-		qsort_r(b.raw, b.nraw, sizeof(*b.raw), raw_cmp, b.pool);
+		/* qsort_r with a NULL base is undefined even for 0 items */
+		if (b.nraw)
+			qsort_r(b.raw, b.nraw, sizeof(*b.raw), raw_cmp, b.pool);
 		r = read_plt(&b, mod);
 	}
 	if (r >= 0) {
 		/* The PLT entries were appended: sort them in (the pool may
 		 * have moved, so the comparator gets it now). */
-		qsort_r(b.raw, b.nraw, sizeof(*b.raw), raw_cmp, b.pool);
+		if (b.nraw)
+			qsort_r(b.raw, b.nraw, sizeof(*b.raw), raw_cmp, b.pool);
 		r = fold(&b, st);
 	}
 	if (r < 0) {

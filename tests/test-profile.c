@@ -340,6 +340,53 @@ START_TEST(test_samples_threads)
 }
 END_TEST
 
+/* Off-CPU samples (record --off-cpu): the kind is kept per sample, summed
+ * per thread, filtered by stoke_profile_copy and kept by merge. */
+START_TEST(test_sample_kinds)
+{
+	struct stoke_profile *p = new_profile(), *on, *off, *m;
+	struct stoke_copy_opts o = { 0 };
+	const struct stoke_psample *s;
+	const struct stoke_pthread *t;
+	uint32_t s1 = stack(p, 0, named_frame(p, "main"));
+	size_t n;
+
+	ck_assert_int_eq(stoke_profile_add_sample(p, 7, 1, s1, 2), 0);
+	ck_assert_int_eq(stoke_profile_add_sample_kind(p, 7, 2, s1, 5, STOKE_SAMPLE_OFF_CPU), 0);
+	ck_assert_int_eq(stoke_profile_add_sample_kind(p, 8, 3, s1, 1, STOKE_SAMPLE_ON_CPU), 0);
+	ck_assert_int_eq(stoke_profile_add_sample_kind(p, 8, 3, s1, 1, 2), -EINVAL);
+	s = stoke_profile_samples(p, &n);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(s[0].kind, STOKE_SAMPLE_ON_CPU);
+	ck_assert_uint_eq(s[1].kind, STOKE_SAMPLE_OFF_CPU);
+	ck_assert_uint_eq(stoke_profile_total(p), 8);
+	ck_assert_uint_eq(stoke_profile_total_kind(p, STOKE_SAMPLE_ON_CPU), 3);
+	ck_assert_uint_eq(stoke_profile_total_kind(p, STOKE_SAMPLE_OFF_CPU), 5);
+	t = stoke_profile_find_thread(p, 7);
+	ck_assert_uint_eq(t->samples, 7);
+	ck_assert_uint_eq(t->off_cpu, 5);
+	ck_assert_uint_eq(stoke_profile_find_thread(p, 8)->off_cpu, 0);
+
+	o.kind_plus1 = STOKE_SAMPLE_OFF_CPU + 1;
+	ck_assert_int_eq(stoke_profile_copy(p, &o, &off), 0);
+	ck_assert_uint_eq(stoke_profile_total(off), 5);
+	ck_assert_uint_eq(stoke_profile_total_kind(off, STOKE_SAMPLE_OFF_CPU), 5);
+	o.kind_plus1 = STOKE_SAMPLE_ON_CPU + 1;
+	ck_assert_int_eq(stoke_profile_copy(p, &o, &on), 0);
+	ck_assert_uint_eq(stoke_profile_total(on), 3);
+	ck_assert_uint_eq(stoke_profile_total_kind(on, STOKE_SAMPLE_OFF_CPU), 0);
+
+	m = new_profile();
+	ck_assert_int_eq(stoke_profile_merge(m, p), 0);
+	ck_assert_uint_eq(stoke_profile_total_kind(m, STOKE_SAMPLE_OFF_CPU), 5);
+	ck_assert_uint_eq(stoke_profile_find_thread(m, 7)->off_cpu, 5);
+	stoke_profile_free(m);
+	stoke_profile_free(on);
+	stoke_profile_free(off);
+	stoke_profile_free(p);
+}
+END_TEST
+
 START_TEST(test_meta)
 {
 	struct stoke_profile *p = new_profile();
@@ -467,6 +514,7 @@ static Suite *profile_suite(void)
 	tcase_add_test(tc, test_stacks);
 	tcase_add_test(tc, test_stack_frames);
 	tcase_add_test(tc, test_samples_threads);
+	tcase_add_test(tc, test_sample_kinds);
 	tcase_add_test(tc, test_meta);
 	suite_add_tcase(s, tc);
 

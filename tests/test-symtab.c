@@ -7,7 +7,8 @@
  *    installed), and the whole alias rule on a library of our own;
  *  - PLT stubs read "target@plt" in every layout GNU ld emits (the classic
  *    lazy .plt, IBT's .plt + .plt.sec, -z now; .plt.got in all), checked
- *    against objdump's names for the same stubs;
+ *    against objdump's names for the same stubs, and a static binary's
+ *    IFUNC stubs by the function's name;
  *  - lookups are an index, not a scan: many distinct addresses of libc
  *    resolve in a bounded time.
  */
@@ -287,6 +288,34 @@ START_TEST(test_plt_now)
 }
 END_TEST
 
+/* A static binary's .plt: 8-byte IFUNC stubs, named after the function
+ * each resolves (objdump has no name for them). */
+START_TEST(test_plt_static)
+{
+	const char *exe = FIXTURE_DIR "/plt-static";
+	uint64_t plt, size;
+	struct cache k;
+	struct stoke_module *mod;
+	bool strlen_seen = false;
+
+	section_range(exe, ".plt", &plt, &size);
+	ck_assert_uint_ge(size, 8);
+	cache_open(&k);
+	mod = module(&k, exe);
+	for (uint64_t off = 0; off + 8 <= size; off += 8) {
+		const char *name = symbol_at(&k, mod, plt + off);
+		size_t len = name ? strlen(name) : 0;
+
+		ck_assert_msg(len > 4 && !strcmp(name + len - 4, "@plt") && name[0] != '*',
+			      "static .plt entry %#lx named %s", (unsigned long)(plt + off),
+			      name ? name : "(null)");
+		strlen_seen |= !strcmp(name, "strlen@plt");
+	}
+	ck_assert_msg(strlen_seen, "no strlen@plt in the static binary's .plt");
+	cache_close(&k);
+}
+END_TEST
+
 /* libc's own PLT calls to its IFUNCs (IRELATIVE slots) read by the
  * function's public name, and its ordinary slots by their target. */
 START_TEST(test_plt_libc)
@@ -369,6 +398,7 @@ static Suite *symtab_suite(void)
 	tcase_add_test(tc, test_plt_classic);
 	tcase_add_test(tc, test_plt_ibt);
 	tcase_add_test(tc, test_plt_now);
+	tcase_add_test(tc, test_plt_static);
 	tcase_add_test(tc, test_plt_libc);
 	tcase_add_test(tc, test_lookup_is_indexed);
 	suite_add_tcase(su, tc);

@@ -58,6 +58,7 @@ struct record_args {
 	struct stoke_output_opts oopts; /* --per-thread and the SVG options */
 	bool quiet;
 	bool system_wide;               /* -a: every process (BPF sampler) */
+	bool callgraph_set;             /* -g MODE given */
 };
 
 static void usage(FILE *f)
@@ -83,7 +84,8 @@ static void usage(FILE *f)
 	      "                          or bpf (per-CPU events counted in the kernel:\n"
 	      "                          -p PID or -a; frame-pointer stacks)\n"
 	      "      --off-cpu           also the time threads spend blocked, with the\n"
-	      "                          stack they blocked in (the BPF sampler)\n"
+	      "                          stack they blocked in (the BPF sampler; with\n"
+	      "                          -g dwarf the user stack is copied and unwound)\n"
 	      "      --off-cpu-min USEC  ignore blocks shorter than this (default 0)\n"
 	      "      --bpf-map-size N    stacks the BPF sampler holds per second\n"
 	      "                          (default 16384; more are counted lost)\n"
@@ -337,6 +339,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 				return die_usage("invalid call-graph mode '%s' (fp, dwarf[,BYTES] "
 						 "with BYTES a multiple of 8 up to 65528, or auto)",
 						 optarg);
+			a->callgraph_set = true;
 			break;
 		case 'o':
 			a->output = optarg;
@@ -484,7 +487,10 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		if (a->sopts.sampler.event == STOKE_EVENT_WALL)
 			return die_usage("%s", "-e wall needs the signal sampler (--sampler signal); "
 					       "the BPF sampler has --off-cpu");
-		a->sopts.sampler.callgraph = STOKE_CALLGRAPH_FP;
+		/* On-CPU stacks are frame-pointer walks; -g dwarf with
+		 * --off-cpu copies the user stack at each block instead. */
+		if (!a->callgraph_set || !a->sopts.sampler.off_cpu)
+			a->sopts.sampler.callgraph = STOKE_CALLGRAPH_FP;
 	}
 	if (a->npids && a->argv)
 		return die_usage("%s", "give either -p PID or a command, not both");
@@ -850,7 +856,11 @@ static void summary(struct recorder *rec, double elapsed)
 	struct stoke_session_stats st;
 
 	stoke_session_get_stats(rec->session, &st);
-	if (st.lost_kernel)
+	if (st.lost_kernel && rec->args->sopts.sampler.backend == STOKE_BACKEND_BPF)
+		log_warn("%llu samples lost (the BPF map of stacks was full; raise "
+			 "--bpf-map-size or lower -F)",
+			 (unsigned long long)st.lost_kernel);
+	else if (st.lost_kernel)
 		log_warn("%llu samples lost (the ring buffer filled up; try a lower -F)",
 			 (unsigned long long)st.lost_kernel);
 	if (st.lost_limit)

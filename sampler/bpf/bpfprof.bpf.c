@@ -28,6 +28,8 @@
 const volatile bool filter_tgid = false; /* only tgids in the targets map */
 const volatile bool off_cpu = false;
 const volatile unsigned long long off_cpu_min_ns = 0;
+/* Bytes of user stack copied at switch-out (0: frame-pointer stacks). */
+const volatile unsigned int off_cpu_stack_bytes = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -70,6 +72,7 @@ struct offstart {
 	__s32 kstack, ustack;
 	__u32 state;
 	__s64 syscall;
+	__u32 copied; /* DWARF mode: the stacks went to user space */
 };
 
 /* Off-CPU: where each blocked thread blocked. */
@@ -194,6 +197,73 @@ static __always_inline __s64 task_syscall(struct task_struct *t)
 	return (__s64)BPF_CORE_READ(regs, orig_ax);
 }
 
+/* DWARF mode: the blocked thread's user registers (as at its syscall entry)
+ * and the top of its user stack, and its kernel stack, to user space now;
+ * the time comes when it runs again (BPFPROF_EV_OFFEND). */
+static __always_inline bool copy_stacks(void *ctx, struct task_struct *t, __u32 tgid, __u32 pid,
+					struct offstart *s)
+{
+	struct bpfprof_offstack *e;
+	struct pt_regs *regs;
+	__u64 sp;
+	long n;
+
+	if (!BPF_CORE_READ(t, mm))
+		return false; /* a kernel thread: no user stack */
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(BPFPROF_CNT_OFF_COPY_LOST);
+		return false;
+	}
+	e->type = BPFPROF_EV_OFFSTACK;
+	e->tgid = tgid;
+	e->pid = pid;
+	e->state = s->state;
+	e->syscall = s->syscall;
+	e->start = s->ts;
+	n = bpf_get_stack(ctx, e->kips, sizeof(e->kips), 2 & BPF_F_SKIP_FIELD_MASK);
+	e->nkips = n > 0 ? (__u64)n / 8 : 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	e->regs[0] = BPF_CORE_READ(regs, ax);
+	e->regs[1] = BPF_CORE_READ(regs, bx);
+	e->regs[2] = BPF_CORE_READ(regs, cx);
+	e->regs[3] = BPF_CORE_READ(regs, dx);
+	e->regs[4] = BPF_CORE_READ(regs, si);
+	e->regs[5] = BPF_CORE_READ(regs, di);
+	e->regs[6] = BPF_CORE_READ(regs, bp);
+	e->regs[7] = sp = BPF_CORE_READ(regs, sp);
+	e->regs[8] = BPF_CORE_READ(regs, ip);
+	e->regs[9] = BPF_CORE_READ(regs, flags);
+	e->regs[10] = BPF_CORE_READ(regs, cs);
+	e->regs[11] = BPF_CORE_READ(regs, ss);
+	e->regs[12] = BPF_CORE_READ(regs, r8);
+	e->regs[13] = BPF_CORE_READ(regs, r9);
+	e->regs[14] = BPF_CORE_READ(regs, r10);
+	e->regs[15] = BPF_CORE_READ(regs, r11);
+	e->regs[16] = BPF_CORE_READ(regs, r12);
+	e->regs[17] = BPF_CORE_READ(regs, r13);
+	e->regs[18] = BPF_CORE_READ(regs, r14);
+	e->regs[19] = BPF_CORE_READ(regs, r15);
+	/* Pages not resident cannot be read here (no faults): then only
+	 * what is left of the page sp is in, which is always touched. */
+	e->stack_len = 0;
+	if (off_cpu_stack_bytes && off_cpu_stack_bytes <= BPFPROF_MAX_STACK_COPY) {
+		if (bpf_probe_read_user(e->stack, off_cpu_stack_bytes, (void *)sp) == 0) {
+			e->stack_len = off_cpu_stack_bytes;
+		} else {
+			__u32 rest = 4096 - (sp & 4095);
+
+			if (rest > off_cpu_stack_bytes)
+				rest = off_cpu_stack_bytes;
+			if (rest <= BPFPROF_MAX_STACK_COPY &&
+			    bpf_probe_read_user(e->stack, rest, (void *)sp) == 0)
+				e->stack_len = rest;
+		}
+	}
+	bpf_ringbuf_submit(e, 0);
+	return true;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
@@ -216,8 +286,13 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 		/* prev is still current here: these are its stacks. The
 		 * kernel one without its 2 innermost frames, this program
 		 * and bpf_trace_run4: it ends in __schedule. */
-		s.kstack = stack_id(ctx, 2 & BPF_F_SKIP_FIELD_MASK);
-		s.ustack = stack_id(ctx, BPF_F_USER_STACK);
+		if (off_cpu_stack_bytes) {
+			s.kstack = s.ustack = -1;
+			s.copied = copy_stacks(ctx, prev, tgid, pid, &s);
+		} else {
+			s.kstack = stack_id(ctx, 2 & BPF_F_SKIP_FIELD_MASK);
+			s.ustack = stack_id(ctx, BPF_F_USER_STACK);
+		}
 		if (bpf_map_update_elem(&offstart, &pid, &s, BPF_ANY))
 			count(BPFPROF_CNT_OFF_FULL);
 	}
@@ -226,7 +301,23 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	st = bpf_map_lookup_elem(&offstart, &pid);
 	if (!st)
 		return 0;
-	if (now - st->ts >= off_cpu_min_ns) {
+	if (st->copied) {
+		struct bpfprof_offend *e;
+
+		/* Always, even when short: user space drops the copy. */
+		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (e) {
+			e->type = BPFPROF_EV_OFFEND;
+			e->tgid = BPF_CORE_READ(next, tgid);
+			e->pid = pid;
+			bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), next->comm);
+			e->start = st->ts;
+			e->ns = now - st->ts >= off_cpu_min_ns ? now - st->ts : 0;
+			bpf_ringbuf_submit(e, 0);
+		} else {
+			count(BPFPROF_CNT_OFF_COPY_LOST);
+		}
+	} else if (!off_cpu_stack_bytes && now - st->ts >= off_cpu_min_ns) {
 		struct bpfprof_key key = {};
 
 		key.tgid = BPF_CORE_READ(next, tgid);
@@ -253,6 +344,31 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 
 	if (filter_tgid && ptgid != ctgid && bpf_map_lookup_elem(&targets, &ptgid))
 		bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY);
+	return 0;
+}
+
+/*
+ * A process stoke knows maps a file where the kernel chooses the address:
+ * the first mmap of a dlopen (the loader reserves the library's whole span,
+ * then maps its segments over it). Its mappings are read again, so the new
+ * module is named too. No kprobe or syscall tracepoint is needed: the
+ * tracepoint is BTF-typed, and the mmap's own arguments are the thread's
+ * saved user registers (x86-64: nr 9, fd in r8).
+ */
+SEC("tp_btf/vm_unmapped_area")
+int BPF_PROG(on_mmap, unsigned long addr, struct vm_unmapped_area_info *info)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	char comm[BPFPROF_COMM_LEN];
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+
+	if (BPF_CORE_READ(regs, orig_ax) != 9 || (long)BPF_CORE_READ(regs, r8) < 0)
+		return 0;
+	if (!bpf_map_lookup_elem(&seen, &tgid) || !wanted(tgid))
+		return 0;
+	bpf_get_current_comm(comm, sizeof(comm));
+	announce(BPFPROF_EV_MMAP, tgid, (__u32)id, comm);
 	return 0;
 }
 

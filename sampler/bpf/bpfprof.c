@@ -35,12 +35,15 @@
 #include "log.h"
 #include "maps.h"
 #include "sampler/perf/perf.h"
+#include "sampler/perf/record.h"
 #include "sampler/sample.h"
 #include "util.h"
 
 /* How often the counts map is read and cleared. */
 #define BPF_DRAIN_NS 1000000000ULL
 #define BPF_DEFAULT_ENTRIES 16384
+/* How long after a process maps a file its mappings are read again. */
+#define BPF_MMAP_SETTLE_NS 20000000ULL
 
 /* An off-CPU reason frame's name, made once per (state, syscall). */
 struct reason {
@@ -76,6 +79,13 @@ struct stoke_bpf_sampler {
 	/* Processes whose mappings were delivered (open addressing; 0 empty). */
 	uint32_t *procs;
 	size_t procs_cap, nprocs;
+	/* Processes that mapped a file since: read again once the loader
+	 * is done (BPF_MMAP_SETTLE_NS), once however many mmaps it made. */
+	struct dirty {
+		uint32_t tgid;
+		uint64_t when;
+	} *dirty;
+	size_t ndirty, dirty_cap;
 	struct tname *tnames;
 	size_t tnames_cap, ntnames;
 
@@ -87,6 +97,12 @@ struct stoke_bpf_sampler {
 
 	struct reason *reasons;
 	size_t nreasons, reasons_cap;
+
+	/* DWARF off-CPU: each blocked thread's stack copy until it runs
+	 * again (open addressing on pid; NULL: empty). */
+	struct bpfprof_offstack **copies;
+	size_t copies_cap, ncopies;
+	uint64_t copy_residual;
 
 	struct stoke_sampler_stats stats;
 	uint64_t start_ns;
@@ -153,6 +169,13 @@ int stoke_bpf_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb, vo
 	bpf_map__set_max_entries(b->skel->maps.offstart, entries);
 	b->skel->rodata->off_cpu = opts->off_cpu;
 	b->skel->rodata->off_cpu_min_ns = opts->off_cpu_min_ns;
+	if (opts->off_cpu && opts->callgraph == STOKE_CALLGRAPH_DWARF) {
+		/* Each block sends its stack copy through the ring buffer:
+		 * room for about a thousand in flight. */
+		b->skel->rodata->off_cpu_stack_bytes =
+			STOKE_MIN(opts->stack_size, (uint32_t)BPFPROF_MAX_STACK_COPY) & ~7u;
+		bpf_map__set_max_entries(b->skel->maps.events, 16u << 20);
+	}
 	*ret = b;
 	return 0;
 }
@@ -172,12 +195,16 @@ void stoke_bpf_free(struct stoke_bpf_sampler *b)
 	if (b->stats_fd >= 0)
 		close(b->stats_fd);
 	free(b->procs);
+	free(b->dirty);
 	free(b->tnames);
 	free(b->keys);
 	free(b->used_stacks);
 	for (size_t i = 0; i < b->nreasons; i++)
 		free(b->reasons[i].name);
 	free(b->reasons);
+	for (size_t i = 0; i < b->copies_cap; i++)
+		free(b->copies[i]);
+	free(b->copies);
 	free(b);
 }
 
@@ -332,14 +359,133 @@ static int learn_process(struct stoke_bpf_sampler *b, uint32_t tgid, bool exec, 
 	return 0;
 }
 
+static const char *reason_of(struct stoke_bpf_sampler *b, uint32_t state, int64_t syscall);
+
+/* The slot of pid's stack copy (found, or the empty one where it goes);
+ * NULL without memory. */
+static struct bpfprof_offstack **copy_slot(struct stoke_bpf_sampler *b, uint32_t pid)
+{
+	size_t i;
+
+	if ((b->ncopies + 1) * 2 > b->copies_cap) {
+		size_t cap = b->copies_cap ? b->copies_cap * 2 : 64;
+		struct bpfprof_offstack **n = calloc(cap, sizeof(*n));
+
+		if (!n)
+			return NULL;
+		for (size_t j = 0; j < b->copies_cap; j++) {
+			struct bpfprof_offstack *c = b->copies[j];
+
+			if (!c)
+				continue;
+			for (i = (c->pid * 2654435761u) & (cap - 1); n[i]; i = (i + 1) & (cap - 1))
+				;
+			n[i] = c;
+		}
+		free(b->copies);
+		b->copies = n;
+		b->copies_cap = cap;
+	}
+	for (i = (pid * 2654435761u) & (b->copies_cap - 1); b->copies[i];
+	     i = (i + 1) & (b->copies_cap - 1))
+		if (b->copies[i]->pid == pid)
+			break;
+	return &b->copies[i];
+}
+
+static int keep_copy(struct stoke_bpf_sampler *b, const struct bpfprof_offstack *e)
+{
+	struct bpfprof_offstack **slot = copy_slot(b, e->pid);
+
+	if (!slot)
+		return -ENOMEM;
+	if (!*slot) {
+		*slot = malloc(sizeof(**slot));
+		if (!*slot)
+			return -ENOMEM;
+		b->ncopies++;
+	}
+	memcpy(*slot, e, sizeof(*e));
+	return 0;
+}
+
+/* A block of a thread whose stacks were copied has ended: deliver it as a
+ * DWARF-mode sample (kernel callchain, user registers and stack bytes),
+ * which the pipeline unwinds as it does perf_event's. */
+static int deliver_copy(struct stoke_bpf_sampler *b, const struct bpfprof_offend *e)
+{
+	struct bpfprof_offstack **slot = copy_slot(b, e->pid), *c;
+	uint64_t kips[BPFPROF_MAX_DEPTH], value, reps;
+	struct stoke_record rec = { .type = STOKE_REC_SAMPLE };
+	size_t n = 0;
+	int r;
+
+	if (!slot)
+		return -ENOMEM;
+	c = *slot;
+	if (!c || c->start != e->start || !e->ns)
+		return 0; /* no copy (lost), or too short to count */
+	b->stats.off_cpu_ns += e->ns;
+	value = e->ns + b->copy_residual;
+	reps = value / b->period_ns;
+	b->copy_residual = value % b->period_ns;
+	if (!reps)
+		return 0;
+	r = learn_process(b, e->tgid, false, NULL);
+	if (r == 0)
+		r = name_thread(b, e->tgid, e->pid, e->comm);
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < c->nkips && i < BPFPROF_MAX_DEPTH; i++)
+		kips[n++] = c->kips[i];
+	rec.sample.pid = e->tgid;
+	rec.sample.tid = e->pid;
+	rec.sample.ip = c->regs[8];
+	rec.sample.time = mono_ns();
+	rec.sample.period = b->period_ns;
+	rec.sample.has_stack = n > 0;
+	rec.sample.kernel_ips = n ? kips : NULL;
+	rec.sample.nr_kernel_ips = (uint32_t)n;
+	stoke_perf_regs_to_dwarf((const uint64_t *)c->regs, &rec.sample);
+	rec.sample.stack_len = c->stack_len;
+	rec.sample.stack = c->stack_len ? c->stack : NULL;
+	rec.sample.weight = reps;
+	rec.sample.kind = 1; /* STOKE_SAMPLE_OFF_CPU (formats/profile.h) */
+	rec.sample.reason = reason_of(b, c->state, c->syscall);
+	if (!rec.sample.reason)
+		return -ENOMEM;
+	b->stats.records++;
+	b->stats.samples += reps;
+	return b->cb(&rec, b->userdata);
+}
+
 static int on_event(void *ctx, void *data, size_t size)
 {
 	struct stoke_bpf_sampler *b = ctx;
 	const struct bpfprof_event *e = data;
 
-	if (size < sizeof(*e))
+	if (size < sizeof(e->type))
 		return 0;
-	return learn_process(b, e->tgid, e->type == BPFPROF_EV_EXEC, e->comm);
+	switch (e->type) {
+	case BPFPROF_EV_OFFSTACK:
+		return size < sizeof(struct bpfprof_offstack) ? 0 : keep_copy(b, data);
+	case BPFPROF_EV_OFFEND:
+		return size < sizeof(struct bpfprof_offend) ? 0 : deliver_copy(b, data);
+	case BPFPROF_EV_MMAP:
+		if (size < sizeof(*e))
+			return 0;
+		for (size_t i = 0; i < b->ndirty; i++)
+			if (b->dirty[i].tgid == e->tgid)
+				return 0;
+		if (STOKE_GROW(b->dirty, b->dirty_cap, b->ndirty + 1) < 0)
+			return -ENOMEM;
+		b->dirty[b->ndirty++] = (struct dirty){ e->tgid, mono_ns() };
+		return 0;
+	default:
+		if (size < sizeof(*e))
+			return 0;
+		return learn_process(b, e->tgid, e->type == BPFPROF_EV_EXEC, e->comm);
+	}
 }
 
 /* ---- start ---- */
@@ -383,12 +529,14 @@ static int start(struct stoke_bpf_sampler *b)
 	b->skel->rodata->filter_tgid = !b->system_wide;
 	r = bpfprof__load(b->skel);
 	if (r < 0) {
-		if (r == -EPERM || r == -EACCES)
+		/* As root, EPERM/EACCES come from a lockdown or the verifier,
+		 * not from missing rights. */
+		if ((r == -EPERM || r == -EACCES) && geteuid() != 0)
 			set_error(r, "loading BPF programs is not allowed: the BPF sampler needs "
 				     "root, or CAP_BPF and CAP_PERFMON");
 		else
-			set_error(r, "the kernel refused the BPF sampler's programs (run with "
-				     "STOKE_LOG=debug for the verifier's log)");
+			set_error(r, "the kernel refused the BPF sampler's programs (a lockdown or "
+				     "the verifier: STOKE_DEBUG=1 shows libbpf's log)");
 		return r;
 	}
 	b->loaded = true;
@@ -408,6 +556,12 @@ static int start(struct stoke_bpf_sampler *b)
 	b->skel->links.on_exec = bpf_program__attach(b->skel->progs.on_exec);
 	if (!b->skel->links.on_fork || !b->skel->links.on_exec)
 		return -errno;
+	/* Without this tracepoint a library
+	 * loaded after a process was first seen stays unnamed. */
+	b->skel->links.on_mmap = bpf_program__attach(b->skel->progs.on_mmap);
+	if (!b->skel->links.on_mmap)
+		log_debug("bpf: no vm_unmapped_area tracepoint (%s): later dlopens are not seen",
+			  strerror(errno));
 	r = open_cpu_events(b);
 	if (r < 0) {
 		if (r == -EACCES || r == -EPERM)
@@ -678,7 +832,22 @@ int stoke_bpf_drain(struct stoke_bpf_sampler *b, bool flush)
 	r = ring_buffer__consume(b->rb);
 	if (r < 0)
 		return r;
+	/* New file mappings: the announcement comes with the first mmap of
+	 * a dlopen, the code segment follows it; read a little later (at
+	 * the stop, now). */
 	now = mono_ns();
+	for (size_t i = 0; i < b->ndirty;) {
+		struct mmap_ctx ctx = { b, b->dirty[i].tgid };
+
+		if (!flush && now - b->dirty[i].when < BPF_MMAP_SETTLE_NS) {
+			i++;
+			continue;
+		}
+		r = stoke_maps_read_pid((pid_t)ctx.pid, mmap_cb, &ctx);
+		if (r < 0 && r != -ESRCH && r != -ENOENT)
+			log_debug("bpf: cannot read the mappings of %u: %s", ctx.pid, strerror(-r));
+		b->dirty[i] = b->dirty[--b->ndirty];
+	}
 	if (!flush && now - b->last_drain < BPF_DRAIN_NS)
 		return (int)(b->stats.records - before);
 	b->last_drain = now;
@@ -705,11 +874,13 @@ void stoke_bpf_get_stats(const struct stoke_bpf_sampler *b, struct stoke_sampler
 				cnt[i] += v[c];
 	}
 	ret->lost += cnt[BPFPROF_CNT_MAP_FULL];
+	ret->lost += cnt[BPFPROF_CNT_OFF_COPY_LOST]; /* blocks without their stacks */
 	ret->bpf_stack_lost = cnt[BPFPROF_CNT_STACK_LOST];
 	ret->foreign = cnt[BPFPROF_CNT_FILTERED];
 	{
 		struct bpf_program *progs[] = { b->skel->progs.on_sample, b->skel->progs.on_switch,
-						b->skel->progs.on_fork, b->skel->progs.on_exec };
+						b->skel->progs.on_fork, b->skel->progs.on_exec,
+						b->skel->progs.on_mmap };
 
 		for (size_t i = 0; i < ARRAY_SIZE(progs); i++) {
 			struct bpf_prog_info info = { 0 };

@@ -31,12 +31,46 @@ struct bpfprof_key {
 enum bpfprof_event_type {
 	BPFPROF_EV_NEW = 1, /* first sample or switch of a process */
 	BPFPROF_EV_EXEC,    /* the process exec'ed: new mappings */
+	BPFPROF_EV_OFFSTACK, /* a thread blocked: its stacks (DWARF mode) */
+	BPFPROF_EV_OFFEND,   /* it ran again: how long it was away */
+	BPFPROF_EV_MMAP,     /* a known process maps code (dlopen) */
 };
+
+/* The user registers copied at switch-out, in perf's x86-64 order for
+ * sample_regs_user 0xff0fff: AX BX CX DX SI DI BP SP IP FLAGS CS SS
+ * R8..R15. */
+#define BPFPROF_NR_REGS 20
+/* The most user stack copied at switch-out (a ring buffer record is of
+ * fixed size). */
+#define BPFPROF_MAX_STACK_COPY 16384
 
 struct bpfprof_event {
 	unsigned int type;
 	unsigned int tgid, pid;
 	char comm[BPFPROF_COMM_LEN];
+};
+
+/* --off-cpu with -g dwarf: at switch-out, the blocked thread's kernel stack
+ * and its user registers and stack bytes, for user space to unwind with
+ * DWARF; the block is identified by (pid, start). */
+struct bpfprof_offstack {
+	unsigned int type; /* BPFPROF_EV_OFFSTACK */
+	unsigned int tgid, pid;
+	unsigned int state;
+	long long syscall;
+	unsigned long long start;
+	unsigned int nkips;     /* kernel frames in kips */
+	unsigned int stack_len; /* valid bytes of stack (0: not readable) */
+	unsigned long long kips[BPFPROF_MAX_DEPTH];
+	unsigned long long regs[BPFPROF_NR_REGS];
+	unsigned char stack[BPFPROF_MAX_STACK_COPY];
+};
+
+struct bpfprof_offend {
+	unsigned int type; /* BPFPROF_EV_OFFEND */
+	unsigned int tgid, pid;
+	char comm[BPFPROF_COMM_LEN];
+	unsigned long long start, ns;
 };
 
 /* Counters (a per-CPU array indexed by these). */
@@ -48,5 +82,7 @@ enum bpfprof_counter {
 	BPFPROF_CNT_STACK_LOST, /* stacks the stack map had no room for */
 	BPFPROF_CNT_EVENT_LOST, /* ring buffer full: a process not announced */
 	BPFPROF_CNT_OFF_FULL,   /* switch-outs not tracked: start map full */
+	BPFPROF_CNT_OFF_COPY_LOST, /* stack copies the ring buffer had no room
+				    * for (those blocks are not counted) */
 	BPFPROF_CNT_NR,
 };

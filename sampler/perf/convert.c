@@ -35,22 +35,30 @@ static int regs_index(uint64_t mask, int preg)
 	return __builtin_popcountll(mask & ((1ULL << preg) - 1));
 }
 
+/* DWARF number → perf number. */
+static const int8_t perf_of[STOKE_DWARF_NREGS] = {
+	[STOKE_DWARF_RAX] = PERF_X86_AX, [STOKE_DWARF_RDX] = PERF_X86_DX,
+	[STOKE_DWARF_RCX] = PERF_X86_CX, [STOKE_DWARF_RBX] = PERF_X86_BX,
+	[STOKE_DWARF_RSI] = PERF_X86_SI, [STOKE_DWARF_RDI] = PERF_X86_DI,
+	[STOKE_DWARF_RBP] = PERF_X86_BP, [STOKE_DWARF_RSP] = PERF_X86_SP,
+	[STOKE_DWARF_R8 + 0] = PERF_X86_R8 + 0, [STOKE_DWARF_R8 + 1] = PERF_X86_R8 + 1,
+	[STOKE_DWARF_R8 + 2] = PERF_X86_R8 + 2, [STOKE_DWARF_R8 + 3] = PERF_X86_R8 + 3,
+	[STOKE_DWARF_R8 + 4] = PERF_X86_R8 + 4, [STOKE_DWARF_R8 + 5] = PERF_X86_R8 + 5,
+	[STOKE_DWARF_R8 + 6] = PERF_X86_R8 + 6, [STOKE_DWARF_R8 + 7] = PERF_X86_R8 + 7,
+	[STOKE_DWARF_RIP] = PERF_X86_IP,
+};
+
+void stoke_perf_regs_to_dwarf(const uint64_t *regs, struct stoke_sample *ret)
+{
+	for (int i = 0; i < STOKE_DWARF_NREGS; i++)
+		ret->regs[i] = regs[regs_index(STOKE_PERF_REGS_MASK, perf_of[i])];
+	ret->regs_kind = STOKE_REGS_X86_64;
+	ret->stack_addr = ret->regs[STOKE_DWARF_RSP];
+}
+
 static void convert_regs(const struct stoke_perf_sample *ps, uint64_t mask,
 			 struct stoke_sample *ret)
 {
-	/* DWARF number → perf number. */
-	static const int8_t perf_of[STOKE_DWARF_NREGS] = {
-		[STOKE_DWARF_RAX] = PERF_X86_AX, [STOKE_DWARF_RDX] = PERF_X86_DX,
-		[STOKE_DWARF_RCX] = PERF_X86_CX, [STOKE_DWARF_RBX] = PERF_X86_BX,
-		[STOKE_DWARF_RSI] = PERF_X86_SI, [STOKE_DWARF_RDI] = PERF_X86_DI,
-		[STOKE_DWARF_RBP] = PERF_X86_BP, [STOKE_DWARF_RSP] = PERF_X86_SP,
-		[STOKE_DWARF_R8 + 0] = PERF_X86_R8 + 0, [STOKE_DWARF_R8 + 1] = PERF_X86_R8 + 1,
-		[STOKE_DWARF_R8 + 2] = PERF_X86_R8 + 2, [STOKE_DWARF_R8 + 3] = PERF_X86_R8 + 3,
-		[STOKE_DWARF_R8 + 4] = PERF_X86_R8 + 4, [STOKE_DWARF_R8 + 5] = PERF_X86_R8 + 5,
-		[STOKE_DWARF_R8 + 6] = PERF_X86_R8 + 6, [STOKE_DWARF_R8 + 7] = PERF_X86_R8 + 7,
-		[STOKE_DWARF_RIP] = PERF_X86_IP,
-	};
-
 	if (!ps->nr_regs || !ps->regs)
 		return; /* STOKE_REGS_NONE: no user context (a kernel thread) */
 	/* A sample with registers wants unwinding; only the 64-bit ABI with

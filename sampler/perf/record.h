@@ -84,6 +84,14 @@ struct stoke_perf_record {
 void stoke_perf_sample_convert(const struct stoke_perf_sample *ps, uint64_t regs_user_mask,
 			       struct stoke_sample *ret);
 
+/*
+ * Registers laid out as perf writes them for STOKE_PERF_REGS_MASK (AX BX CX
+ * DX SI DI BP SP IP FLAGS CS SS R8..R15: the layout the signal agent and the
+ * bpf program copy too) into ret's DWARF-numbered regs; sets regs_kind and
+ * stack_addr (the stack copy starts at SP).
+ */
+void stoke_perf_regs_to_dwarf(const uint64_t *regs, struct stoke_sample *ret);
+
 /* The neutral record of a decoded one (see stoke_perf_sample_convert). */
 void stoke_perf_record_convert(const struct stoke_perf_record *pr, uint64_t regs_user_mask,
 			       struct stoke_record *ret);

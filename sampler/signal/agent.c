@@ -89,6 +89,7 @@ static char delayed_tag;
 static struct {
 	bool enabled; /* configured by the environment and set up */
 	int sock;
+	uint64_t sock_ino; /* the socket's inode, as stoke gave it */
 	unsigned freq;
 	int clock;
 	uint32_t stack;
@@ -125,6 +126,21 @@ struct thread_state {
 
 static __thread struct thread_state ts __attribute__((tls_model("initial-exec"))) = { .slot = -1 };
 
+/* ---- the socket ---- */
+
+/*
+ * Whether g.sock is still stoke's socket. A target may close the fd and
+ * reuse its number for a file or connection of its own: the agent must
+ * never write into that. fstat is async-signal-safe.
+ */
+static bool sock_ok(void)
+{
+	struct stat st;
+
+	return g.sock >= 0 && fstat(g.sock, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	       (uint64_t)st.st_ino == g.sock_ino;
+}
+
 /* ---- the ring (producer side) ---- */
 
 static struct stoke_agent_cell *cell_at(struct stoke_agent_ring_hdr *r, uint64_t pos)
@@ -133,9 +149,10 @@ static struct stoke_agent_cell *cell_at(struct stoke_agent_ring_hdr *r, uint64_t
 			(size_t)(pos & (g.nslots - 1)) * g.slot_size);
 }
 
-/* Claim a cell; NULL when the ring is full (counted as lost). Lock-free and
- * async-signal-safe. */
-static struct stoke_agent_cell *ring_claim(struct stoke_agent_ring_hdr *r, uint64_t *ret_pos)
+/* Claim a cell; NULL when the ring is full (the weight samples it was
+ * for are counted as lost). Lock-free and async-signal-safe. */
+static struct stoke_agent_cell *ring_claim(struct stoke_agent_ring_hdr *r, uint32_t weight,
+					   uint64_t *ret_pos)
 {
 	_Atomic uint64_t *head = (_Atomic uint64_t *)&r->head;
 	uint64_t pos = atomic_load_explicit(head, memory_order_relaxed);
@@ -154,7 +171,7 @@ static struct stoke_agent_cell *ring_claim(struct stoke_agent_ring_hdr *r, uint6
 				return c;
 			}
 		} else if (dif < 0) {
-			atomic_fetch_add_explicit((_Atomic uint64_t *)&r->lost, 1,
+			atomic_fetch_add_explicit((_Atomic uint64_t *)&r->lost, weight,
 						  memory_order_relaxed);
 			return NULL;
 		} else {
@@ -172,7 +189,7 @@ static void ring_publish(struct stoke_agent_ring_hdr *r, struct stoke_agent_cell
 	 * that a busy target does not wait for stoke's next poll round. send()
 	 * is async-signal-safe; MSG_DONTWAIT: never block the target. */
 	tail = atomic_load_explicit((_Atomic uint64_t *)&r->tail, memory_order_relaxed);
-	if (pos - tail == g.nslots / 2) {
+	if (pos - tail == g.nslots / 2 && sock_ok()) {
 		uint8_t m = STOKE_AGENT_MSG_WAKE;
 
 		(void)send(g.sock, &m, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -181,6 +198,16 @@ static void ring_publish(struct stoke_agent_ring_hdr *r, struct stoke_agent_cell
 
 /* ---- the handler ---- */
 
+/*
+ * Copy stack bytes without libc's memcpy: in a target built with ASan,
+ * memcpy is ASan's, which reports reading the stack's redzones. (The agent
+ * samples x86-64 only: rep movsb is its fast copy.)
+ */
+static void copy_raw(void *dst, const void *src, size_t n)
+{
+	__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
+}
+
 static uint32_t copy_stack(uint8_t *dst, uintptr_t sp)
 {
 	uint32_t want = g.stack;
@@ -188,7 +215,7 @@ static uint32_t copy_stack(uint8_t *dst, uintptr_t sp)
 	if (sp >= ts.lo && sp < ts.hi) {
 		if (ts.hi - sp < want)
 			want = (uint32_t)(ts.hi - sp);
-		memcpy(dst, (const void *)sp, want);
+		copy_raw(dst, (const void *)sp, want);
 		return want;
 	}
 	/* Not on the thread's known stack (a sigaltstack, a coroutine): let
@@ -323,7 +350,7 @@ static void on_signal(int sig, siginfo_t *si, void *ucv)
 	} else {
 		goto out;
 	}
-	c = ring_claim(r, &pos);
+	c = ring_claim(r, weight, &pos);
 	if (!c)
 		goto out;
 	s = (void *)(c + 1);
@@ -365,7 +392,7 @@ static void push_event(uint32_t type, const void *payload, uint32_t size)
 
 	if (!r || size > g.slot_size - sizeof(*c))
 		return;
-	c = ring_claim(r, &pos);
+	c = ring_claim(r, 0, &pos); /* an event, not a sample */
 	if (!c)
 		return;
 	memcpy(c + 1, payload, size);
@@ -681,7 +708,14 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 
 EXPORT sighandler_t signal(int sig, sighandler_t handler)
 {
+	static sighandler_t (*real)(int, sighandler_t);
 	struct sigaction sa = { 0 }, old;
+
+	if (!real)
+		NEXT(real, "signal");
+	/* Other numbers: glibc's own (it honours siginterrupt) */
+	if (!g.enabled || !g.installed || sig != atomic_load(&g.signo) || getpid() != g.pid)
+		return real(sig, handler);
 
 	/* glibc's signal(): BSD semantics, the signal restarts calls */
 	sa.sa_handler = handler;
@@ -772,6 +806,8 @@ static int ring_create(void)
 	int fd;
 	ssize_t n;
 
+	if (!sock_ok())
+		return -EBADF;
 	fd = (int)syscall(SYS_memfd_create, "stoke-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
@@ -1095,9 +1131,14 @@ __attribute__((constructor)) static void agent_init(void)
 	resolve_real();
 	if (!fd_s || !conf || !real_sigaction)
 		return;
+	/* "FD:INODE": the inode tells our socket from anything the target
+	 * may have put at that number since */
 	fd = strtol(fd_s, &end, 10);
-	if (*end || fd < 0 || fd > INT_MAX || fstat((int)fd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
-	    !parse_conf(conf))
+	if (*end != ':' || fd < 0 || fd > INT_MAX || !parse_conf(conf))
+		return;
+	g.sock_ino = strtoull(end + 1, &end, 10);
+	if (*end || fstat((int)fd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+	    (uint64_t)st.st_ino != g.sock_ino)
 		return;
 	g.sock = (int)fd;
 	snprintf(g.env_preload, sizeof(g.env_preload), "LD_PRELOAD=%s", preload ? preload : "");

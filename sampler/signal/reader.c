@@ -30,6 +30,7 @@
 
 #include "log.h"
 #include "maps.h"
+#include "sampler/perf/record.h"
 #include "util.h"
 #include "wire.h"
 
@@ -88,6 +89,9 @@ int stoke_signal_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb,
 		signo = atoi(env);
 	if (signo < SIGRTMIN || signo > SIGRTMAX)
 		return -EINVAL;
+	if (opts->ring_pages && (opts->ring_pages < 2 || opts->ring_pages > (1u << 16) ||
+				 (opts->ring_pages & (opts->ring_pages - 1))))
+		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -95,7 +99,8 @@ int stoke_signal_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb,
 	s->cb = cb;
 	s->userdata = userdata;
 	s->signo = signo;
-	s->nslots = STOKE_SIGNAL_SLOTS;
+	/* -m: cells per process ring here (a power of 2, as for perf) */
+	s->nslots = opts->ring_pages ? opts->ring_pages : STOKE_SIGNAL_SLOTS;
 	s->slot_size = stoke_agent_slot_size(opts->stack_size);
 	s->ring_len = stoke_agent_ring_size(opts->stack_size, s->nslots);
 	s->sock = -1;
@@ -173,40 +178,47 @@ const char *stoke_signal_agent_path(void)
 /* ---- launch ---- */
 
 /* The child's environment: ours with LD_PRELOAD (the agent first), the
- * socket's fd number and the configuration. */
-static char **child_env(struct stoke_signal_sampler *s, const char *agent, int fd)
+ * socket's fd number and the configuration. Its first ENV_OWNED strings
+ * are allocated here. */
+#define ENV_OWNED 4
+static char **child_env(struct stoke_signal_sampler *s, const char *agent, int fd, uint64_t ino)
 {
 	extern char **environ;
-	const char *old = getenv("LD_PRELOAD");
+	const char *old = getenv("LD_PRELOAD"), *asan = getenv("ASAN_OPTIONS");
 	size_t n = 0, k = 0;
 	char **env;
 
 	while (environ[n])
 		n++;
-	env = calloc(n + 4, sizeof(*env));
+	env = calloc(n + ENV_OWNED + 1, sizeof(*env));
 	if (!env)
 		return NULL;
 	if (asprintf(&env[k++], "LD_PRELOAD=%s%s%s", agent, old && *old ? ":" : "",
 		     old ? old : "") < 0 ||
-	    asprintf(&env[k++], "%s=%d", STOKE_AGENT_ENV_FD, fd) < 0 ||
+	    asprintf(&env[k++], "%s=%d:%llu", STOKE_AGENT_ENV_FD, fd, (unsigned long long)ino) < 0 ||
 	    asprintf(&env[k++], "%s=%u,%d,%u,%u,%d", STOKE_AGENT_ENV_CONF, s->opts.freq,
 		     s->opts.event == STOKE_EVENT_WALL ? STOKE_AGENT_CLOCK_WALL
 						       : STOKE_AGENT_CLOCK_CPU,
-		     s->opts.stack_size, s->nslots, s->signo) < 0) {
+		     s->opts.stack_size, s->nslots, s->signo) < 0 ||
+	    /* A target built with ASan would refuse to start with the agent
+	     * ahead of its runtime; the agent replaces nothing ASan wraps. */
+	    asprintf(&env[k++], "ASAN_OPTIONS=%s%sverify_asan_link_order=0", asan ? asan : "",
+		     asan && *asan ? ":" : "") < 0) {
 		env[k - 1] = NULL;
 		goto fail;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (!strncmp(environ[i], "LD_PRELOAD=", 11) ||
 		    !strncmp(environ[i], STOKE_AGENT_ENV_FD "=", sizeof(STOKE_AGENT_ENV_FD)) ||
-		    !strncmp(environ[i], STOKE_AGENT_ENV_CONF "=", sizeof(STOKE_AGENT_ENV_CONF)))
+		    !strncmp(environ[i], STOKE_AGENT_ENV_CONF "=", sizeof(STOKE_AGENT_ENV_CONF)) ||
+		    !strncmp(environ[i], "ASAN_OPTIONS=", 13))
 			continue;
 		env[k++] = environ[i];
 	}
 	env[k] = NULL;
 	return env;
 fail:
-	for (size_t i = 0; i < 3 && env[i]; i++)
+	for (size_t i = 0; i < ENV_OWNED && env[i]; i++)
 		free(env[i]);
 	free(env);
 	return NULL;
@@ -217,6 +229,7 @@ int stoke_signal_launch(struct stoke_signal_sampler *s, char *const argv[], pid_
 	const char *agent = stoke_signal_agent_path();
 	int sv[2] = { -1, -1 }, errp[2] = { -1, -1 }, fd = -1, one = 1, err = 0, r;
 	char **env = NULL;
+	struct stat st;
 	pid_t pid;
 	ssize_t n;
 
@@ -246,7 +259,11 @@ int stoke_signal_launch(struct stoke_signal_sampler *s, char *const argv[], pid_
 		r = -errno;
 		goto out;
 	}
-	env = child_env(s, agent, fd);
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	env = child_env(s, agent, fd, (uint64_t)st.st_ino);
 	if (!env) {
 		r = -ENOMEM;
 		goto out;
@@ -288,7 +305,7 @@ int stoke_signal_launch(struct stoke_signal_sampler *s, char *const argv[], pid_
 	r = 0;
 out:
 	if (env) {
-		for (size_t i = 0; i < 3; i++)
+		for (size_t i = 0; i < ENV_OWNED; i++)
 			free(env[i]);
 		free(env);
 	}
@@ -365,26 +382,6 @@ static int emit_task(struct stoke_signal_sampler *s, enum stoke_record_type type
 	return emit(s, &rec);
 }
 
-/* The agent's registers (wire.h order) in DWARF numbering; the stack copy
- * starts at SP. */
-static void agent_regs(const uint64_t *w, struct stoke_sample *ret)
-{
-	/* wire order: AX BX CX DX SI DI BP SP IP FLAGS CS SS R8..R15 */
-	static const uint8_t wire_of[STOKE_DWARF_NREGS] = {
-		[STOKE_DWARF_RAX] = 0, [STOKE_DWARF_RDX] = 3, [STOKE_DWARF_RCX] = 2,
-		[STOKE_DWARF_RBX] = 1, [STOKE_DWARF_RSI] = 4, [STOKE_DWARF_RDI] = 5,
-		[STOKE_DWARF_RBP] = 6, [STOKE_DWARF_RSP] = 7, [STOKE_DWARF_R8 + 0] = 12,
-		[STOKE_DWARF_R8 + 1] = 13, [STOKE_DWARF_R8 + 2] = 14, [STOKE_DWARF_R8 + 3] = 15,
-		[STOKE_DWARF_R8 + 4] = 16, [STOKE_DWARF_R8 + 5] = 17, [STOKE_DWARF_R8 + 6] = 18,
-		[STOKE_DWARF_R8 + 7] = 19, [STOKE_DWARF_RIP] = 8,
-	};
-
-	for (int i = 0; i < STOKE_DWARF_NREGS; i++)
-		ret->regs[i] = w[wire_of[i]];
-	ret->regs_kind = STOKE_REGS_X86_64;
-	ret->stack_addr = ret->regs[STOKE_DWARF_RSP];
-}
-
 /* One cell, copied to scratch (size bytes of payload after the cell
  * header), into records. */
 static int convert(struct stoke_signal_sampler *s, struct ring *r, uint32_t type, uint32_t size)
@@ -408,7 +405,8 @@ static int convert(struct stoke_signal_sampler *s, struct ring *r, uint32_t type
 		rec.sample.time = a->time;
 		rec.sample.cpu = a->cpu;
 		rec.sample.period = a->period;
-		agent_regs(a->regs, &rec.sample);
+		/* wire.h: perf's register layout */
+		stoke_perf_regs_to_dwarf(a->regs, &rec.sample);
 		rec.sample.stack_len = a->stack_len;
 		rec.sample.stack = a->stack_len ? p + sizeof(*a) : NULL;
 		/* One signal for 1 + overrun periods (see wire.h); bounded,

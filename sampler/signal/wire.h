@@ -29,7 +29,8 @@
 #define STOKE_AGENT_MAGIC 0x53544f4b45524e47ULL /* "STOKERNG" */
 #define STOKE_AGENT_VERSION 1
 
-/* Environment: the socket's fd number, and the configuration
+/* Environment: the socket's "FD:INODE" (the agent checks that the fd is
+ * still that socket before every write), and the configuration
  * "FREQ,CLOCK,STACK,SLOTS,SIGNO" (CLOCK: 0 = thread CPU time, 1 = wall). */
 #define STOKE_AGENT_ENV_FD "STOKE_AGENT_FD"
 #define STOKE_AGENT_ENV_CONF "STOKE_AGENT_CONF"

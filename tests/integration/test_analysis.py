@@ -172,7 +172,12 @@ def test_suite(d):
     check(m and int(m.group(1)) == sum(r["samples"] for r in reps),
           "merged samples %s, repetitions %d" % (m and m.group(1), sum(r["samples"] for r in reps)))
     rows = top_rows(p.stdout)
-    check(rows[0][4] == "leaf_a" and abs(rows[0][1] - 75) <= TOLERANCE, "merged top: %r" % rows)
+    # The split is of the work between the leaves: process start-up (a few
+    # percent of a 0.6 s run, more for an ASan-built fixture) is not in it.
+    leaves = {r[4]: r[1] for r in rows}
+    check(rows[0][4] == "leaf_a" and "leaf_b" in leaves, "merged top: %r" % rows)
+    share_a = 100.0 * leaves["leaf_a"] / (leaves["leaf_a"] + leaves["leaf_b"])
+    check(abs(share_a - 75) <= TOLERANCE, "merged leaf_a %.1f%% of the leaves: %r" % (share_a, rows))
 
 
 def test_suite_file(d):

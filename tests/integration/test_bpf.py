@@ -13,8 +13,8 @@ import subprocess
 import tempfile
 import time
 
-from stoketest import (Fail, Skip, check, fixture, kill, leaf_name, parse_folded,
-                       run_stoke, run_tests, spawn)
+from stoketest import (Fail, Skip, check, contains_in_order, fixture, kill, leaf_name,
+                       parse_folded, run_stoke, run_tests, spawn)
 
 TOL = 5.0  # percentage points
 
@@ -133,7 +133,7 @@ def test_pid_same_as_perf(d):
         kill(target)
 
 
-def offcpu_shares(d, args, target):
+def offcpu_shares(d, args, target, chains=None):
     out = os.path.join(d, "out.folded")
     p = run_stoke(["record", "--off-cpu", "-F", "499", "-d", "4", "--per-thread", "-o", out]
                   + args, timeout=120)
@@ -163,6 +163,15 @@ def offcpu_shares(d, args, target):
           "sleep_phase blocked in %s" % leaves["sleep_phase"])
     check(leaves["pipe_phase"] == {"[off-cpu S (sleeping) read]"},
           "pipe_phase blocked in %s" % leaves["pipe_phase"])
+    # Blocked stacks whole, root side included (DWARF: through glibc).
+    for ph, chain in (chains or {}).items():
+        blocked = [(fr, c) for fr, c in main[0] if ph in names(fr)
+                   and names(fr)[-1].startswith("[off-cpu")]
+        good = sum(c for fr, c in blocked
+                   if contains_in_order([x for x in names(fr) if not x.endswith("_[k]")], chain))
+        check(good >= 0.95 * sum(c for _, c in blocked),
+              "%s: %d of %d blocked samples have %s" %
+              (ph, good, sum(c for _, c in blocked), chain))
     ksys = {"sleep_phase": "__x64_sys_nanosleep", "pipe_phase": "ksys_read"}
     for ph, fn in ksys.items():
         check(any(ph in names(fr) and fn in names(fr) for fr, _ in main[0]),
@@ -185,6 +194,20 @@ def test_off_cpu_system_wide(d):
     try:
         time.sleep(0.3)
         offcpu_shares(d, ["-a"], target)
+    finally:
+        kill(target)
+
+
+def test_off_cpu_dwarf_nofp(d):
+    """Without frame pointers, -g dwarf copies the user stack at each block
+    and the blocked stacks are whole."""
+    require_bpf(d)
+    target = spawn([fixture("offcpu-nofp"), "0"])
+    try:
+        time.sleep(0.3)
+        offcpu_shares(d, ["-g", "dwarf", "-p", str(target.pid)], target, chains={
+            "sleep_phase": ["__libc_start_main", "main", "sleep_phase", "do_nanosleep"],
+            "pipe_phase": ["__libc_start_main", "main", "pipe_phase", "do_read"]})
     finally:
         kill(target)
 
@@ -256,6 +279,58 @@ def test_exited_symbolized(d):
     del gone_pid
 
 
+DLOPEN_SCRIPT = """
+import ctypes, sys, time
+t = time.time()
+while time.time() - t < 1.0:  # sampled (so known) before the dlopen
+    pass
+lib = ctypes.CDLL(sys.argv[1])
+end = time.time() + 3
+while time.time() < end:
+    lib.lib_leaf(ctypes.c_long(1000))
+"""
+
+
+def test_dlopen_later(d):
+    """A library a known process loads later is named (an mmap with
+    PROT_EXEC makes stoke read the process's mappings again)."""
+    require_bpf(d)
+    out = os.path.join(d, "out.folded")
+    target = spawn(["python3", "-c", DLOPEN_SCRIPT, fixture("libfixture.so")])
+    try:
+        time.sleep(0.1)
+        p = run_stoke(["record", "--sampler", "bpf", "-p", str(target.pid), "-d", "4",
+                       "-F", "499", "-o", out], timeout=120)
+        check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    finally:
+        kill(target)
+    stacks = parse_folded(out)
+    tot = sum(c for _, c in stacks)
+    lib = sum(c for fr, c in stacks if "lib_leaf" in names(fr))
+    check(tot >= 500 and lib >= 0.4 * tot,
+          "lib_leaf in %d of %d samples: %s" % (lib, tot,
+                                                sorted(stacks, key=lambda x: -x[1])[:3]))
+
+
+def test_map_full_counted(d):
+    """A full stacks map loses samples, and they are counted and reported."""
+    require_bpf(d)
+    out = os.path.join(d, "out.folded")
+    burners = [spawn([fixture("split"), "0", str(pct)]) for pct in (10, 50, 90)]
+    try:
+        time.sleep(0.3)
+        p = run_stoke(["record", "-a", "-d", "2", "-F", "999", "--bpf-map-size", "16",
+                       "-o", out], timeout=120)
+    finally:
+        for b in burners:
+            kill(b)
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    m = re.search(r"stoke: (\d+) samples, (\d+) lost", p.stderr)
+    check(m and int(m.group(2)) > 0, "no lost samples with a 16-entry map: %s" % p.stderr)
+    check("--bpf-map-size" in p.stderr, "the warning does not name --bpf-map-size: %s"
+          % p.stderr)
+
+
 def test_unprivileged_error(d):
     """Without the right to load BPF: one clear line, non-zero exit."""
     require_bpf(d)
@@ -279,8 +354,11 @@ TESTS = {
     "pid_same_as_perf": test_pid_same_as_perf,
     "off_cpu_pid": test_off_cpu_pid,
     "off_cpu_system_wide": test_off_cpu_system_wide,
+    "off_cpu_dwarf_nofp": test_off_cpu_dwarf_nofp,
     "off_cpu_formats": test_off_cpu_formats,
     "exited_symbolized": test_exited_symbolized,
+    "dlopen_later": test_dlopen_later,
+    "map_full_counted": test_map_full_counted,
     "unprivileged_error": test_unprivileged_error,
 }
 

@@ -40,8 +40,13 @@ function ns(cell) {
     await page.waitForFunction(() => document.querySelectorAll('tr').length > 1, { timeout: 30000 });
     const rows = await page.evaluate(() => Array.from(document.querySelectorAll('tr'))
       .map((tr) => Array.from(tr.children).map((td) => td.textContent)));
-    const out = rows.filter((r) => r.length === 3 && r[0] !== 'Total')
+    // Header rows ("Total", "Self", "Symbol Name", with or without a sort
+    // arrow, and in any order a loaded machine renders them) are the rows
+    // whose time cells are not times.
+    const isTime = (c) => /^[\d.]+\s*[a-zµ]+/.test(c.trim());
+    const out = rows.filter((r) => r.length === 3 && isTime(r[0]) && isTime(r[1]))
       .map((r) => [r[2], ns(r[1]), ns(r[0])]);
+    if (!out.length) throw new Error(`no rows in the Sandwich table: ${JSON.stringify(rows.slice(0, 3))}`);
     console.log(JSON.stringify(out));
   } finally {
     await close();

@@ -1,13 +1,9 @@
 /*
- * The perf_event sampler: opens events on target processes, owns their ring
- * buffers, and delivers decoded records (samples, mmaps, comms, forks, exits,
- * lost and throttle records) to one callback. It has no symbol knowledge.
- *
- * Events are opened per (thread, CPU) with inherit=1, so threads the target
- * creates later are sampled too; the kernel refuses mmap on inherited
- * per-thread (cpu == -1) events, which is why they are per CPU. Each CPU has
- * one ring buffer; every other event on that CPU is redirected into it with
- * PERF_EVENT_IOC_SET_OUTPUT.
+ * The sampler: takes samples of target processes through one backend
+ * (sampler/backend.h: perf/, signal/, bpf/, or a caller's) and delivers
+ * neutral records (sampler/sample.h: samples, mmaps, comms, forks, exits,
+ * lost and throttle records) to one callback, in time order. It has no
+ * symbol knowledge.
  *
  * Records that describe state which existed before the attach (the mappings
  * in /proc/PID/maps, thread names) are synthesized and delivered through the
@@ -17,7 +13,8 @@
  * ones and the processes they fork. The sampler runs as root in stoked, and a
  * TID listed in /proc/PID/task may belong to another process by the time its
  * event is opened; such events are closed, and anything of another process
- * that reached a ring anyway is dropped and counted (stats.foreign).
+ * that reached a ring anyway is dropped and counted (stats.foreign). How
+ * perf's events and rings are laid out: sampler/perf/perf.h.
  */
 #pragma once
 

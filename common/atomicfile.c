@@ -2,7 +2,7 @@
  * Atomic output files. The temporary lives in the destination directory so
  * the final rename never crosses a filesystem.
  */
-#include "atomicfile.h"
+#include "common/atomicfile.h"
 
 #include <errno.h>
 #include <fcntl.h>

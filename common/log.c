@@ -2,7 +2,7 @@
  * Logging: one line per message, prefixed with the program name and, below
  * error level, the level. Thread-safe as far as stdio is.
  */
-#include "log.h"
+#include "common/log.h"
 
 #include <stdlib.h>
 

@@ -1,7 +1,7 @@
 /*
  * Implementation of the helpers in util.h that are not inline.
  */
-#include "util.h"
+#include "common/util.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -9,7 +9,7 @@
  * check and the attach, and checks again afterwards and periodically; this
  * file only answers "may, right now".
  */
-#include "auth.h"
+#include "daemon/auth.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +23,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "common/util.h"
 
 #ifndef SO_PEERGROUPS
 #define SO_PEERGROUPS 59

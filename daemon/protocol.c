@@ -8,7 +8,7 @@
  * safe alphabet. json-c's tokener is given the exact length (it never reads
  * past it) and a small depth limit (requests are flat objects).
  */
-#include "protocol.h"
+#include "daemon/protocol.h"
 
 #include <errno.h>
 #include <json-c/json.h>

@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "sampler.h"
+#include "sampler/sampler.h"
 
 /* Longest request line, newline included. Attach options fit in ~300 bytes;
  * the limit bounds what one client can make the daemon buffer. */

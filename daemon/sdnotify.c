@@ -3,7 +3,7 @@
  * sd_notify(3): $NOTIFY_SOCKET is a filesystem path or, with a leading '@',
  * an abstract socket name; the state is one datagram.
  */
-#include "sdnotify.h"
+#include "daemon/sdnotify.h"
 
 #include <stddef.h>
 #include <stdlib.h>

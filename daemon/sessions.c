@@ -20,7 +20,7 @@
  * loop reads while it runs (last_run, last_error, runs_written) are guarded
  * by ds->lock.
  */
-#include "sessions.h"
+#include "daemon/sessions.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -38,11 +38,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "output.h"
+#include "common/log.h"
+#include "formats/output.h"
 #include "session/driver.h"
 #include "session/session.h"
-#include "util.h"
+#include "common/util.h"
 
 /* How often a running session's authorization is checked again: the target
  * may exec a setuid program, after which its owner may no longer read it. */

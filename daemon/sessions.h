@@ -16,8 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "auth.h"
-#include "protocol.h"
+#include "daemon/auth.h"
+#include "daemon/protocol.h"
 
 struct stoked_session;
 

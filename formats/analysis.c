@@ -6,14 +6,14 @@
  * and per edge (the id of the stack that last counted it) makes totals count
  * once per stack, which is what keeps recursion from inflating them.
  */
-#include "analysis.h"
+#include "formats/analysis.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "folded.h"
-#include "util.h"
+#include "formats/folded.h"
+#include "common/util.h"
 
 #define NAME_MAX_LEN 4096
 

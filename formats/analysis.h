@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "profile.h"
+#include "formats/profile.h"
 
 /* part as a percentage of whole (0 when whole is 0). */
 static inline double stoke_pct(uint64_t part, uint64_t whole)

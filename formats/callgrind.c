@@ -13,16 +13,16 @@
  * calls sorted too, with name compression "(id) name" assigned in that
  * order: the file depends only on what the profile says.
  */
-#include "callgrind.h"
+#include "formats/callgrind.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "escape.h"
-#include "folded.h"
-#include "util.h"
+#include "formats/escape.h"
+#include "formats/folded.h"
+#include "common/util.h"
 
 #define NAME_MAX_LEN 4096
 

@@ -2,7 +2,7 @@
  * UTF-8 validation and JSON/XML escaping (see escape.h). Output goes
  * straight to the stream: escaping never builds intermediate strings.
  */
-#include "escape.h"
+#include "formats/escape.h"
 
 #include <stdlib.h>
 #include <string.h>

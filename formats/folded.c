@@ -12,14 +12,14 @@
  *     stacks can render alike (two unknown frames of one module, say);
  *  4. stream the lines out.
  */
-#include "folded.h"
+#include "formats/folded.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/util.h"
 
 #define NOT_RENDERED SIZE_MAX
 

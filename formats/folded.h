@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "profile.h"
+#include "formats/profile.h"
 
 struct stoke_folded_opts {
 	bool per_thread; /* prefix each stack with "comm-PID/TID" */

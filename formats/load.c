@@ -4,17 +4,17 @@
  * stacks or `perf script` output. perf.data itself is recognised only to say
  * how to convert it.
  */
-#include "load.h"
+#include "formats/load.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "output.h"
-#include "pprof.h"
-#include "textprof.h"
-#include "util.h"
+#include "formats/output.h"
+#include "formats/pprof.h"
+#include "formats/textprof.h"
+#include "common/util.h"
 
 #define LOAD_MAX_INPUT (256u << 20) /* bytes read, compressed or not */
 

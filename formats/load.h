@@ -5,7 +5,7 @@
  */
 #pragma once
 
-#include "profile.h"
+#include "formats/profile.h"
 
 /*
  * Load path into a new model. Returns 0, or -errno with *ret_err (when

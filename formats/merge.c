@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "profile.h"
+#include "formats/profile.h"
 
 static int map_string(struct stoke_profile *dst, const struct stoke_profile *src, uint32_t id,
 		      uint32_t *ret)

@@ -7,20 +7,20 @@
  * streams to a FILE*:  int write(p, opts, out) -> 0 / -errno.
  * Atomicity is handled here once, not in each writer.
  */
-#include "output.h"
+#include "formats/output.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 
-#include "atomicfile.h"
-#include "callgrind.h"
-#include "folded.h"
-#include "pprof.h"
-#include "pstats.h"
-#include "speedscope.h"
-#include "svg.h"
-#include "text.h"
+#include "common/atomicfile.h"
+#include "formats/callgrind.h"
+#include "formats/folded.h"
+#include "formats/pprof.h"
+#include "formats/pstats.h"
+#include "formats/speedscope.h"
+#include "formats/svg.h"
+#include "formats/text.h"
 
 static int write_folded(const struct stoke_profile *p, const struct stoke_output_opts *opts,
 			FILE *out)

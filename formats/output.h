@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "profile.h"
+#include "formats/profile.h"
 
 enum stoke_format {
 	STOKE_FORMAT_FOLDED,

@@ -1,13 +1,13 @@
 /*
  * Protocol-buffers wire format helpers (see pb.h).
  */
-#include "pb.h"
+#include "formats/pb.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/util.h"
 
 void pb_bytes(struct pb_buf *b, const void *data, size_t n)
 {

@@ -19,7 +19,7 @@
  * stoke.location_frames table names each Location line's frame id, so the
  * reader rebuilds the frame table in id order.
  */
-#include "pprof.h"
+#include "formats/pprof.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -28,8 +28,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "pb.h"
-#include "util.h"
+#include "formats/pb.h"
+#include "common/util.h"
 
 /* profile.proto field numbers */
 enum {

@@ -78,8 +78,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "output.h"
-#include "profile.h"
+#include "formats/output.h"
+#include "formats/profile.h"
 
 /* Lines per Location: the writer cuts longer inline chains, the reader
  * refuses more. */

@@ -16,7 +16,7 @@
  * Input is untrusted: every index and id is checked, sizes are bounded, and
  * a malformed file is -EINVAL with a one-line reason, never a crash.
  */
-#include "pprof.h"
+#include "formats/pprof.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -24,8 +24,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "pb.h"
-#include "util.h"
+#include "formats/pb.h"
+#include "common/util.h"
 
 #define READ_MAX_INPUT (256u << 20)        /* compressed or plain bytes read */
 #define MAX_INFLATED (2048ull << 20)  /* decompressed profile.proto */

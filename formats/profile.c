@@ -9,13 +9,13 @@
  * lookups are amortised O(1): a profile with 10^6 samples and 10^5 stacks
  * must not cost more than a few passes over its tables.
  */
-#include "profile.h"
+#include "formats/profile.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/util.h"
 
 /* Ids are uint32_t and 0 is reserved in every table. */
 #define ID_LIMIT ((size_t)UINT32_MAX)

@@ -12,16 +12,16 @@
  * Output order is by key content (file, line, name), never by string or
  * frame ids, so the file depends only on what the profile says.
  */
-#include "pstats.h"
+#include "formats/pstats.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "escape.h"
-#include "folded.h"
-#include "util.h"
+#include "formats/escape.h"
+#include "formats/folded.h"
+#include "common/util.h"
 
 #define NAME_MAX_LEN 4096
 

@@ -15,8 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "output.h"
-#include "profile.h"
+#include "formats/output.h"
+#include "formats/profile.h"
 
 struct stoke_pstats_edge {
 	uint32_t caller;   /* function index */

@@ -17,7 +17,7 @@
  * whose lock is free, i.e. whose writer is gone, and removes them. A pid in
  * the name would not do: pids are reused, and are per pid namespace.
  */
-#include "rundir.h"
+#include "formats/rundir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,9 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "atomicfile.h"
-#include "escape.h"
-#include "util.h"
+#include "common/atomicfile.h"
+#include "formats/escape.h"
+#include "common/util.h"
 
 #define RUNJSON "run.json"
 #define MAX_SUFFIX 10000

@@ -6,8 +6,8 @@
 
 #include <stdio.h>
 
-#include "output.h"
-#include "profile.h"
+#include "formats/output.h"
+#include "formats/profile.h"
 
 struct stoke_host {
 	char hostname[256];

@@ -10,16 +10,16 @@
  * with consecutive identical stacks merged into one weight. Weights are in
  * nanoseconds (weight x period).
  */
-#include "speedscope.h"
+#include "formats/speedscope.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "escape.h"
-#include "folded.h"
-#include "util.h"
+#include "formats/escape.h"
+#include "formats/folded.h"
+#include "common/util.h"
 
 #define NAME_MAX_LEN 4096
 

@@ -8,8 +8,8 @@
 
 #include <stdio.h>
 
-#include "output.h"
-#include "profile.h"
+#include "formats/output.h"
+#include "formats/profile.h"
 
 int stoke_speedscope_write(const struct stoke_profile *p, const struct stoke_output_opts *opts,
 			   FILE *out);

@@ -14,16 +14,16 @@
  * (?x=&y= and ?s=). The script reads each box's sample offset/width from
  * fg:x / fg:w attributes, so it needs no data other than the SVG itself.
  */
-#include "svg.h"
+#include "formats/svg.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "escape.h"
-#include "folded.h"
-#include "util.h"
+#include "formats/escape.h"
+#include "formats/folded.h"
+#include "common/util.h"
 
 #define FRAME_HEIGHT 16
 #define FONT_SIZE 12

@@ -9,14 +9,14 @@
  * cumulative time descending (Python's sort keeps dict order for ties),
  * and every number goes through "%8.3f" as Python's f8 does.
  */
-#include "text.h"
+#include "formats/text.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pstats.h"
+#include "formats/pstats.h"
 
 struct row {
 	size_t index; /* position in file order: the tie-breaker */

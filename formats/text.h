@@ -9,8 +9,8 @@
 
 #include <stdio.h>
 
-#include "output.h"
-#include "profile.h"
+#include "formats/output.h"
+#include "formats/profile.h"
 
 #define TEXT_SAMPLES_NOTE \
 	"   (stoke: \"function calls\" and ncalls count samples, not calls)"

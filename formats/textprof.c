@@ -8,14 +8,14 @@
  * not parse fails the whole read with its line number, rather than being
  * dropped silently (a dropped line would be lost samples).
  */
-#include "textprof.h"
+#include "formats/textprof.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/util.h"
 
 struct reader {
 	struct stoke_profile *p;

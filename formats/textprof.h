@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "profile.h"
+#include "formats/profile.h"
 
 /* Parse buf (len bytes; which of the two it is, is told from its shape).
  * Returns 0 and a new model, or -errno with *ret_err a one-line reason

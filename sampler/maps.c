@@ -8,14 +8,14 @@
  * verbatim. Lines are read with getline because paths can be as long as
  * PATH_MAX. Parsing is separate from I/O: stoke_maps_parse takes any FILE*.
  */
-#include "maps.h"
+#include "sampler/maps.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <sys/mman.h>
 
 #include "sampler/sample.h"
-#include "util.h"
+#include "common/util.h"
 
 /* Parse an unsigned number in base at *p; it must be followed by stop (or, if
  * stop is ' ', by the end of the line). */

@@ -26,10 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "common/log.h"
 #include "session/driver.h"
-#include "symbolizer.h"
-#include "util.h"
+#include "symbolizer/symbolizer.h"
+#include "common/util.h"
 
 /* The kernel caps callchains at kernel.perf_event_max_stack (127 by
  * default); leave room for a raised sysctl. */

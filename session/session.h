@@ -15,10 +15,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "output.h"
-#include "profile.h"
-#include "sampler.h"
-#include "symbolizer.h"
+#include "formats/output.h"
+#include "formats/profile.h"
+#include "sampler/sampler.h"
+#include "symbolizer/symbolizer.h"
 
 struct stoke_session_opts {
 	struct stoke_sampler_opts sampler;

@@ -7,14 +7,14 @@
  * no deletion: a process's mappings are kept after it exits, because its
  * samples may still be symbolized later and a module's fd outlives it anyway.
  */
-#include "addrspace.h"
+#include "symbolizer/addrspace.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/util.h"
 
 /* Index of the first mapping whose end is above addr (n when none). */
 static size_t first_ending_after(const struct stoke_addrspace *as, uint64_t addr)

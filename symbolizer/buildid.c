@@ -7,7 +7,7 @@
 #include <libelf.h>
 #include <stdlib.h>
 
-#include "symbolizer.h"
+#include "symbolizer/symbolizer.h"
 
 int stoke_elf_build_id_hex(int fd, char **ret)
 {

@@ -8,7 +8,7 @@
  * the parameter lists and DMGL_ANSI the const/volatile qualifiers; without
  * DMGL_VERBOSE the Rust hash and v0 disambiguators are left out.
  */
-#include "demangle.h"
+#include "symbolizer/demangle.h"
 
 #include <errno.h>
 #include <libiberty/demangle.h>

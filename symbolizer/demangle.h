@@ -9,7 +9,7 @@
  */
 #pragma once
 
-#include "symbolizer.h"
+#include "symbolizer/symbolizer.h"
 
 /*
  * The demangled form of name in mode, as a malloc'd string the caller frees,

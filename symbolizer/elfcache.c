@@ -28,7 +28,7 @@
  * Cleanup style in this file: explicit frees on early return (no cleanup
  * attribute, no goto).
  */
-#include "elfcache.h"
+#include "symbolizer/elfcache.h"
 
 #include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
@@ -43,11 +43,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "demangle.h"
-#include "log.h"
-#include "srcline.h"
-#include "symtab.h"
-#include "util.h"
+#include "symbolizer/demangle.h"
+#include "common/log.h"
+#include "symbolizer/srcline.h"
+#include "symbolizer/symtab.h"
+#include "common/util.h"
 
 /* ---- modules ---- */
 

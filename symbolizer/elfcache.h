@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "sampler/sample.h"
-#include "symbolizer.h"
+#include "symbolizer/symbolizer.h"
 
 #include "common/strpool.h"
 

@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "symbolizer.h"
-#include "util.h"
+#include "common/log.h"
+#include "symbolizer/symbolizer.h"
+#include "common/util.h"
 
 /* A kallsyms has ~2*10^5 lines; refuse files far beyond that. */
 #define KSYMS_MAX_SYMS (1u << 24)

@@ -10,14 +10,14 @@
  *
  * Cleanup style in this file: explicit frees on early return.
  */
-#include "perfmap.h"
+#include "symbolizer/perfmap.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/util.h"
 
 /* How far back a lookup searches for an overlapping older entry. */
 #define LOOKBACK 16

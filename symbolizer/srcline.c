@@ -30,7 +30,7 @@
  *
  * Cleanup style in this file: explicit frees on early return.
  */
-#include "srcline.h"
+#include "symbolizer/srcline.h"
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
@@ -39,7 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/util.h"
 
 #define NO_NODE UINT32_MAX
 #define MAX_DIE_DEPTH 128

@@ -32,7 +32,7 @@
  * function) or the next line. So every callchain entry but the first of its
  * context is looked up at addr - 1; the frame keeps the sampled addr.
  */
-#include "symbolizer.h"
+#include "symbolizer/symbolizer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,12 +45,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "addrspace.h"
-#include "elfcache.h"
-#include "log.h"
-#include "perfmap.h"
+#include "symbolizer/addrspace.h"
+#include "symbolizer/elfcache.h"
+#include "common/log.h"
+#include "symbolizer/perfmap.h"
 #include "stack/unwind.h"
-#include "util.h"
+#include "common/util.h"
 
 #define KERNEL_MODULE "[kernel.kallsyms]"
 /* Enough for ~10^6 unique addresses; an entry is 40 bytes. */

@@ -18,14 +18,14 @@
  *
  * Cleanup style in this file: explicit frees on early return.
  */
-#include "symtab.h"
+#include "symbolizer/symtab.h"
 
 #include <errno.h>
 #include <gelf.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/util.h"
 
 #define NO_NAME UINT32_MAX
 /* How many earlier entries a lookup checks for one that encloses the

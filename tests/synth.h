@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "output.h"
-#include "profile.h"
+#include "formats/output.h"
+#include "formats/profile.h"
 
 static inline uint32_t synth_intern(struct stoke_profile *p, const char *s)
 {

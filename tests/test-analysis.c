@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "analysis.h"
-#include "profile.h"
+#include "formats/analysis.h"
+#include "formats/profile.h"
 
 static uint32_t frame(struct stoke_profile *p, const char *name, const char *file, uint32_t line,
 		      uint8_t kind)

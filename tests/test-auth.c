@@ -24,7 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "daemon/auth.h"
 
 #define NOBODY 65534
 

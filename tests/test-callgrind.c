@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "output.h"
+#include "formats/output.h"
 #include "synth.h"
 
 START_TEST(golden)

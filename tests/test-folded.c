@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "folded.h"
-#include "profile.h"
-#include "textprof.h"
+#include "formats/folded.h"
+#include "formats/profile.h"
+#include "formats/textprof.h"
 
 static uint32_t intern(struct stoke_profile *p, const char *s)
 {

@@ -16,7 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "maps.h"
+#include "sampler/maps.h"
 
 #define MAX_ENTRIES 16
 

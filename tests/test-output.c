@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "output.h"
-#include "rundir.h"
+#include "formats/output.h"
+#include "formats/rundir.h"
 #include "synth.h"
 
 START_TEST(format_from_path)

@@ -21,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "output.h"
-#include "pb.h"
-#include "pprof.h"
+#include "formats/output.h"
+#include "formats/pb.h"
+#include "formats/pprof.h"
 #include "synth.h"
 
 START_TEST(golden_encoding)

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "profile.h"
+#include "formats/profile.h"
 
 static struct stoke_profile *new_profile(void)
 {

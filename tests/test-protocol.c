@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "protocol.h"
+#include "daemon/protocol.h"
 
 static int parse(const char *s, struct stoke_request *req, char *err, size_t errlen)
 {

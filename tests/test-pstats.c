@@ -16,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "output.h"
-#include "pstats.h"
+#include "formats/output.h"
+#include "formats/pstats.h"
 #include "synth.h"
-#include "text.h"
+#include "formats/text.h"
 
 START_TEST(golden_pstats)
 {

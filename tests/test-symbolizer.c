@@ -24,10 +24,10 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "demangle.h"
-#include "elfcache.h"
-#include "perfmap.h"
-#include "symbolizer.h"
+#include "symbolizer/demangle.h"
+#include "symbolizer/elfcache.h"
+#include "symbolizer/perfmap.h"
+#include "symbolizer/symbolizer.h"
 
 /* ---- functions the test resolves in itself ---- */
 

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "elfcache.h"
+#include "symbolizer/elfcache.h"
 
 #define LIBC "/usr/lib/x86_64-linux-gnu/libc.so.6"
 

@@ -20,8 +20,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "elfcache.h"
-#include "symbolizer.h"
+#include "symbolizer/elfcache.h"
+#include "symbolizer/symbolizer.h"
 #include "stack/unwind.h"
 
 #if defined(__clang__)

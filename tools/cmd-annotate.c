@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "analysis.h"
-#include "cli.h"
-#include "load.h"
-#include "log.h"
+#include "formats/analysis.h"
+#include "tools/cli.h"
+#include "formats/load.h"
+#include "common/log.h"
 
 /* Lines of context shown around the sampled lines. */
 #define CONTEXT 3

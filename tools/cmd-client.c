@@ -28,9 +28,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "protocol.h"
-#include "util.h"
+#include "tools/cli.h"
+#include "daemon/protocol.h"
+#include "common/util.h"
 
 #define DEFAULT_SOCKET "/run/stoke/stoked.sock"
 /* Replies are small (a list of at most max-sessions entries); this bounds

@@ -13,13 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "analysis.h"
-#include "cli.h"
-#include "load.h"
-#include "log.h"
-#include "atomicfile.h"
-#include "output.h"
-#include "svg.h"
+#include "formats/analysis.h"
+#include "tools/cli.h"
+#include "formats/load.h"
+#include "common/log.h"
+#include "common/atomicfile.h"
+#include "formats/output.h"
+#include "formats/svg.h"
 
 #define EXIT_REGRESSION 3
 

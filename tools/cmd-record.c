@@ -28,13 +28,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "atomicfile.h"
-#include "cli.h"
-#include "output.h"
-#include "log.h"
+#include "common/atomicfile.h"
+#include "tools/cli.h"
+#include "formats/output.h"
+#include "common/log.h"
 #include "session/driver.h"
 #include "session/session.h"
-#include "util.h"
+#include "common/util.h"
 
 #define MAX_PIDS 256
 #define POLL_MS 100

@@ -17,13 +17,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "atomicfile.h"
-#include "cli.h"
-#include "load.h"
-#include "log.h"
-#include "output.h"
-#include "pprof.h"
-#include "util.h"
+#include "common/atomicfile.h"
+#include "tools/cli.h"
+#include "formats/load.h"
+#include "common/log.h"
+#include "formats/output.h"
+#include "formats/pprof.h"
+#include "common/util.h"
 
 static void usage(FILE *f)
 {

@@ -28,13 +28,13 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "atomicfile.h"
-#include "cli.h"
-#include "escape.h"
-#include "load.h"
-#include "log.h"
-#include "output.h"
-#include "util.h"
+#include "common/atomicfile.h"
+#include "tools/cli.h"
+#include "formats/escape.h"
+#include "formats/load.h"
+#include "common/log.h"
+#include "formats/output.h"
+#include "common/util.h"
 
 #define SUITE_MAX_REPEAT 10000
 #define SUITE_MAX_FILE (1 << 20)

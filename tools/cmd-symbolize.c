@@ -30,12 +30,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "tools/cli.h"
 #include "formats/escape.h"
-#include "log.h"
-#include "maps.h"
-#include "symbolizer.h"
-#include "util.h"
+#include "common/log.h"
+#include "sampler/maps.h"
+#include "symbolizer/symbolizer.h"
+#include "common/util.h"
 
 #define MAX_FRAMES 64
 /* Longest stdin line. */

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "log.h"
+#include "tools/cli.h"
+#include "common/log.h"
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {

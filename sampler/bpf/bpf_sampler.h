@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "sampler.h"
+#include "sampler/sampler.h"
 
 struct stoke_bpf_sampler;
 

@@ -9,7 +9,7 @@
  * count whose stack was dropped meanwhile (a race with the next sample of
  * that stack, or a full stack map) is delivered without that half.
  */
-#include "bpf_sampler.h"
+#include "sampler/bpf/bpf_sampler.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,18 +26,18 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "bpfprof.h"
+#include "sampler/bpf/bpfprof.h"
 /* The skeleton embeds the BPF object as one string literal. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Woverlength-strings"
 #include "bpfprof.skel.h"
 #pragma GCC diagnostic pop
-#include "log.h"
-#include "maps.h"
+#include "common/log.h"
+#include "sampler/maps.h"
 #include "sampler/perf/perf.h"
 #include "sampler/perf/record.h"
 #include "sampler/sample.h"
-#include "util.h"
+#include "common/util.h"
 
 /* How often the counts map is read and cleared. */
 #define BPF_DRAIN_NS 1000000000ULL

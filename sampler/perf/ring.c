@@ -17,9 +17,9 @@
  * the tail past it. So calling read_event twice without consume returns the
  * same record again.
  */
-#include "ring.h"
+#include "sampler/perf/ring.h"
 
-#include "util.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <stdlib.h>

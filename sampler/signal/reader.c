@@ -9,7 +9,7 @@
  * cell is copied out of the shared memory before it is checked, and a
  * cell that does not check out is counted as malformed and skipped.
  */
-#include "signal_sampler.h"
+#include "sampler/signal/signal_sampler.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,11 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "maps.h"
+#include "common/log.h"
+#include "sampler/maps.h"
 #include "sampler/perf/record.h"
-#include "util.h"
-#include "wire.h"
+#include "common/util.h"
+#include "sampler/signal/wire.h"
 
 /* Cells per process ring. A cell is only touched up to what it holds, so
  * the memory a ring costs is about cells times the stacks' used depth. */

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "sampler.h"
+#include "sampler/sampler.h"
 
 struct stoke_signal_sampler;
 

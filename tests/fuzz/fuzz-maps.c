@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "maps.h"
+#include "sampler/maps.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pprof.h"
-#include "profile.h"
+#include "formats/pprof.h"
+#include "formats/profile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

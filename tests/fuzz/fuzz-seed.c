@@ -26,9 +26,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "pprof.h"
-#include "profile.h"
-#include "protocol.h"
+#include "formats/pprof.h"
+#include "formats/profile.h"
+#include "daemon/protocol.h"
 #include "sampler/perf/record.h"
 
 #define FMT_FP (PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_CPU | \

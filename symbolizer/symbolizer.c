@@ -49,6 +49,7 @@
 #include "symbolizer/elfcache.h"
 #include "common/log.h"
 #include "symbolizer/perfmap.h"
+#include "stack/stack.h"
 #include "stack/unwind.h"
 #include "common/util.h"
 
@@ -129,6 +130,8 @@ struct stoke_symbolizer {
 	struct stoke_module_frame scratch[MAX_ADDR_FRAMES];
 	struct stoke_frame_loc *locs; /* stoke_symbolizer_sample's scratch */
 	size_t locs_cap;
+	struct stoke_stack_frame *walk; /* stoke_symbolizer_sample_locs's scratch */
+	size_t walk_cap;
 	unsigned test_delay_us; /* STOKE_TEST_NAME_DELAY_US */
 };
 
@@ -189,6 +192,7 @@ void stoke_symbolizer_free(struct stoke_symbolizer *s)
 		return;
 	free(s->results);
 	free(s->locs);
+	free(s->walk);
 	while (s->inl_chunks) {
 		struct inl_chunk *next = s->inl_chunks->next;
 
@@ -376,15 +380,6 @@ static void result_add(struct stoke_symbolizer *s, const struct result *res)
 }
 
 /* ---- lookups ---- */
-
-static bool addr_is_kernel(uint64_t addr)
-{
-#if defined(__x86_64__)
-	return addr >= 0xffff800000000000ULL;
-#else
-	return addr >> 63;
-#endif
-}
 
 static void kernel_lookup(struct stoke_symbolizer *s, uint64_t addr, struct result *res)
 {
@@ -868,70 +863,50 @@ static void count_unwind_end(struct stoke_symbolizer *s, enum stoke_unwind_end e
 	s->stats.unwind_samples++;
 }
 
-/*
- * A DWARF-mode sample: kernel frames from the callchain (the kernel wrote no
- * user part: exclude_callchain_user), then the unwound user frames, then a
- * synthetic frame when the walk stopped early. max >= 1.
- */
-static int sample_dwarf(struct stoke_symbolizer *s, const struct stoke_sample *sample,
-			struct stoke_frame_loc *locs, size_t max)
-{
-	struct stoke_unwind_frame ips[STOKE_UNWIND_MAX_FRAMES];
-	enum stoke_unwind_end end;
-	size_t n = 0, nips;
-
-	/* User IPs the sampler walked are ignored: the unwinder does better. */
-	for (uint32_t i = 0; i < sample->nr_kernel_ips && n < max; i++)
-		stoke_symbolizer_locate(s, (pid_t)sample->pid, sample->kernel_ips[i], true, i > 0,
-					&locs[n++]);
-	if (max - n < 2)
-		return (int)n;
-	if (!s->unwinder && stoke_unwinder_new(s->elfs, s->pool, &s->unwinder) < 0)
-		return (int)n;
-	/* One slot stays free for the synthetic root frame. */
-	nips = stoke_unwind_sample(s->unwinder, stoke_proctable_find(s->procs, sample->pid),
-				   sample, ips, STOKE_MIN(max - n - 1, ARRAY_SIZE(ips)), &end);
-	count_unwind_end(s, end);
-	/* Registers we cannot unwind from (another ABI): the sampled IP alone,
-	 * as without a callchain. */
-	if (!nips && !addr_is_kernel(sample->ip))
-		stoke_symbolizer_locate(s, (pid_t)sample->pid, sample->ip, false, false,
-					&locs[n++]);
-	for (size_t i = 0; i < nips; i++)
-		unwound_loc(s, (pid_t)sample->pid, &ips[i], &locs[n++]);
-	if (nips && end != STOKE_UNWIND_COMPLETE)
-		synthetic_loc(s,
-			      end == STOKE_UNWIND_TRUNCATED || end == STOKE_UNWIND_MAX_DEPTH
-				      ? "[truncated]"
-				      : "[unwind-failed]",
-			      &locs[n++]);
-	return (int)n;
-}
-
 int stoke_symbolizer_sample_locs(struct stoke_symbolizer *s, const struct stoke_sample *sample,
 				 struct stoke_frame_loc *locs, size_t max)
 {
-	size_t n = 0;
+	const struct stoke_addrspace *as = NULL;
+	enum stoke_unwind_end end = STOKE_UNWIND_COMPLETE;
+	bool unwound = false;
+	size_t n;
 
 	if (max > INT_MAX)
 		max = INT_MAX;
 	if (max == 0)
 		return 0;
-	/* A sample with user registers was taken to be unwound (DWARF). */
-	if (sample->regs_kind != STOKE_REGS_NONE)
-		return sample_dwarf(s, sample, locs, max);
-	if (!sample->has_stack) {
-		stoke_symbolizer_locate(s, (pid_t)sample->pid, sample->ip,
-					addr_is_kernel(sample->ip), false, locs);
-		return 1;
+	if (STOKE_GROW(s->walk, s->walk_cap, max) < 0)
+		return 0;
+	/* The stack layer gives the addresses (unwinding a sample taken with
+	 * registers); this only locates them. */
+	if (sample->regs_kind != STOKE_REGS_NONE) {
+		if (!s->unwinder && stoke_unwinder_new(s->elfs, s->pool, &s->unwinder) < 0)
+			s->unwinder = NULL;
+		as = stoke_proctable_find(s->procs, sample->pid);
 	}
-	/* Each side's first IP is exact, the others return addresses. */
-	for (uint32_t i = 0; i < sample->nr_kernel_ips && n < max; i++)
-		stoke_symbolizer_locate(s, (pid_t)sample->pid, sample->kernel_ips[i], true, i > 0,
-					&locs[n++]);
-	for (uint32_t i = 0; i < sample->nr_user_ips && n < max; i++)
-		stoke_symbolizer_locate(s, (pid_t)sample->pid, sample->user_ips[i], false, i > 0,
-					&locs[n++]);
+	n = stoke_stack_walk(s->unwinder, as, sample, s->walk, max, &unwound, &end);
+	if (unwound)
+		count_unwind_end(s, end);
+	for (size_t i = 0; i < n; i++) {
+		const struct stoke_stack_frame *f = &s->walk[i];
+
+		switch (f->kind) {
+		case STOKE_STACK_KERNEL:
+		case STOKE_STACK_USER:
+			stoke_symbolizer_locate(s, (pid_t)sample->pid, f->ip,
+						f->kind == STOKE_STACK_KERNEL, !f->exact, &locs[i]);
+			break;
+		case STOKE_STACK_UNWOUND: {
+			struct stoke_unwind_frame uf = { .ip = f->ip, .exact = f->exact };
+
+			unwound_loc(s, (pid_t)sample->pid, &uf, &locs[i]);
+			break;
+		}
+		default:
+			synthetic_loc(s, f->name, &locs[i]);
+			break;
+		}
+	}
 	return (int)n;
 }
 

@@ -22,7 +22,7 @@ static bool addr_is_kernel(uint64_t addr)
 #if defined(__x86_64__)
 	return addr >= 0xffff800000000000ULL;
 #else
-	return addr >= 0xc0000000ULL;
+	return addr >> 63;
 #endif
 }
 

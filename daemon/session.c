@@ -713,6 +713,19 @@ int stoke_session_attach(struct stoke_session *s, pid_t pid)
 	return add_target(s, pid);
 }
 
+int stoke_session_attach_threads(struct stoke_session *s, pid_t pid, const pid_t *tids, size_t n)
+{
+	int r;
+
+	set_command_from_proc(s, pid);
+	r = stoke_sampler_attach_threads(s->sampler, pid, tids, n);
+	if (r < 0)
+		return r;
+	if (s->error)
+		return s->error;
+	return add_target(s, pid);
+}
+
 int stoke_session_launch(struct stoke_session *s, char *const argv[], pid_t *ret_pid)
 {
 	struct stoke_pmeta *m = stoke_profile_meta(s->profile);

@@ -121,6 +121,14 @@ void stoke_sampler_free(struct stoke_sampler *s);
  * -EACCES/-EPERM (not allowed: see stoke_sampler_strerror), -EMFILE, …
  */
 int stoke_sampler_attach(struct stoke_sampler *s, pid_t pid);
+/*
+ * Attach to the listed threads of process pid only (perf's -t): one event
+ * per (thread, CPU) without inherit, so other and later threads are not
+ * sampled. Every TID must be a thread of pid (checked after the open);
+ * otherwise -ESRCH and nothing of it is sampled.
+ */
+int stoke_sampler_attach_threads(struct stoke_sampler *s, pid_t pid, const pid_t *tids,
+				 size_t n);
 
 /*
  * Launch argv[0] (searched in PATH) with argv: fork, hold the child on a

@@ -44,7 +44,8 @@ struct record_args {
 	struct stoke_session_opts sopts;
 	pid_t pids[MAX_PIDS];
 	size_t npids;
-	uint32_t tids[MAX_PIDS]; /* -t: keep only these threads' samples */
+	pid_t tids[MAX_PIDS];    /* -t: sample only these threads */
+	pid_t tid_tgid[MAX_PIDS]; /* the process of each */
 	size_t ntids;
 	char **argv;
 	double duration;
@@ -70,8 +71,8 @@ static void usage(FILE *f)
 	      "\n"
 	      "  -p, --pid PID[,PID...]  attach to running processes (a thread id means\n"
 	      "                          its process)\n"
-	      "  -t, --tid TID[,TID...]  only these threads: their processes are sampled\n"
-	      "                          and only these threads' samples are kept\n"
+	      "  -t, --tid TID[,TID...]  only these threads (events on them alone, as in\n"
+	      "                          perf; threads they create are not sampled)\n"
 	      "  -a, --all-cpus          every process on every CPU (the BPF sampler;\n"
 	      "                          give -d or stop with Ctrl-C)\n"
 	      "  -F, --freq HZ           samples per second per thread (default 999)\n"
@@ -197,6 +198,8 @@ static void resolve_targets(struct record_args *a)
 	for (size_t i = 0; i < a->npids; i++) {
 		pid_t tgid = tgid_of(a->pids[i]);
 
+		if (i >= a->npids - a->ntids)
+			a->tid_tgid[i - (a->npids - a->ntids)] = tgid > 0 ? tgid : a->pids[i];
 		if (tgid > 0 && tgid != a->pids[i]) {
 			if (i < a->npids - a->ntids)
 				log_warn("%d is a thread of process %d: sampling the whole process "
@@ -318,7 +321,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 			if (parse_pids(optarg, a) < 0)
 				return die_usage("invalid TID list '%s'", optarg);
 			for (size_t i = before; i < a->npids; i++)
-				a->tids[a->ntids++] = (uint32_t)a->pids[i];
+				a->tids[a->ntids++] = a->pids[i];
 			break;
 		}
 		case 'F': {
@@ -654,9 +657,30 @@ static int start_targets(struct recorder *rec)
 	for (size_t i = 0; i < a->npids; i++)
 		rec->pidfds[i] = -1;
 	for (size_t i = 0; i < a->npids; i++) {
+		pid_t tids[MAX_PIDS];
+		size_t n = 0;
+
 		/* Without a pidfd (an old kernel), exit is noticed by polling
 		 * kill(pid, 0) every round instead. */
 		rec->pidfds[i] = (int)syscall(SYS_pidfd_open, a->pids[i], 0);
+		for (size_t j = 0; j < a->ntids; j++) {
+			bool dup = false;
+
+			for (size_t k = 0; k < n && !dup; k++)
+				dup = tids[k] == a->tids[j];
+			if (a->tid_tgid[j] == a->pids[i] && !dup)
+				tids[n++] = a->tids[j]; /* -t T,T: one event each */
+		}
+		if (n) {
+			r = stoke_session_attach_threads(rec->session, a->pids[i], tids, n);
+			if (r < 0) {
+				log_error("cannot attach to the threads of PID %d: %s", a->pids[i],
+					  r == -ESRCH ? "a TID is not (or no longer) its thread"
+						      : stoke_sampler_strerror(r));
+				return 1;
+			}
+			continue;
+		}
 		r = stoke_session_attach(rec->session, a->pids[i]);
 		if (r < 0) {
 			log_error("cannot attach to PID %d: %s", a->pids[i],
@@ -823,30 +847,14 @@ static int open_output(struct recorder *rec)
 	return 0;
 }
 
-static void profile_freep(struct stoke_profile **p)
-{
-	stoke_profile_free(*p);
-}
-
 static int write_output(struct recorder *rec)
 {
 	const struct stoke_profile *p = stoke_session_profile(rec->session);
 	struct record_args *a = rec->args;
 	struct stoke_run_info info = { 0 };
 	_cleanup_free_ char *dir = NULL;
-	_cleanup_(profile_freep) struct stoke_profile *kept = NULL;
 	int r;
 
-	if (a->ntids) {
-		struct stoke_copy_opts co = { .tids = a->tids, .ntids = a->ntids };
-
-		r = stoke_profile_copy(p, &co, &kept);
-		if (r < 0) {
-			log_error("cannot write the profile: %s", strerror(-r));
-			return r;
-		}
-		p = kept;
-	}
 	if (!a->output_dir) {
 		rec->out_open = false;
 		r = stoke_output_write_atomic(p, a->format, &a->oopts, &rec->out);

@@ -672,7 +672,7 @@ static int add_target(struct stoke_session *s, pid_t pid)
 	if (STOKE_GROW(s->targets, s->targets_cap, s->ntargets + 1) < 0)
 		return -ENOMEM;
 	s->targets[s->ntargets++] = (struct target){ pid, true };
-	if (!m->pid)
+	if (!m->pid && pid > 0) /* -1: every process (record -a) */
 		m->pid = (uint32_t)pid;
 	note_exe(s, pid);
 	return 0;

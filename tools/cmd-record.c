@@ -501,6 +501,9 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		if (a->argv)
 			return die_usage("%s", "the BPF sampler profiles running processes (-p PID) "
 					       "or every process (-a), not a command");
+		if (a->ntids)
+			return die_usage("%s", "-t needs the perf_event sampler: the BPF sampler "
+					       "takes -p PID or -a (--per-thread keeps threads apart)");
 		if (a->sopts.sampler.event == STOKE_EVENT_WALL)
 			return die_usage("%s", "-e wall needs the signal sampler (--sampler signal); "
 					       "the BPF sampler has --off-cpu");

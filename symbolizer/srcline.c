@@ -50,6 +50,8 @@
 struct sl_node {
 	Dwarf_Off off;    /* the DIE: its name is looked up when first needed */
 	const char *name; /* valid when named */
+	const char *decl_file; /* valid when named */
+	uint32_t decl_line;
 	bool named;
 	uint32_t parent;
 	uint32_t call_file, call_line; /* of an inlined node */
@@ -700,8 +702,17 @@ static const char *node_name(const struct sl_cu *cu, struct sl_node *nd)
 
 	if (!nd->named) {
 		nd->named = true;
-		if (dwarf_offdie(dwarf_cu_getdwarf(cu->die.cu), nd->off, &die))
+		if (dwarf_offdie(dwarf_cu_getdwarf(cu->die.cu), nd->off, &die)) {
+			int line;
+
 			nd->name = die_function_name(&die);
+			/* Both integrate abstract_origin and specification:
+			 * an inlined or out-of-line instance has its
+			 * definition's. */
+			nd->decl_file = dwarf_decl_file(&die);
+			if (dwarf_decl_line(&die, &line) == 0 && line > 0)
+				nd->decl_line = (uint32_t)line;
+		}
 	}
 	return nd->name;
 }
@@ -763,7 +774,10 @@ int stoke_srcline_lookup(struct stoke_srcline *sl, uint64_t addr, struct stoke_s
 	for (;;) {
 		const struct sl_node *nd = &cu->nodes[node];
 
-		chain[n++].function = node_name(cu, &cu->nodes[node]);
+		chain[n].function = node_name(cu, &cu->nodes[node]);
+		chain[n].decl_file = nd->decl_file;
+		chain[n].decl_dir = cu_dir(cu, nd->decl_file);
+		chain[n++].decl_line = nd->decl_line;
 		if (!nd->inlined || nd->parent == NO_NODE)
 			break;
 		if (n == MAX_CHAIN) {

@@ -41,6 +41,9 @@ struct stoke_symbol {
 			       * dropped */
 	const char *file;     /* source file (from DWARF) or NULL */
 	uint32_t line;        /* 0 when unknown */
+	const char *decl_file; /* the function's definition: its file and */
+	uint32_t decl_line;    /* first line (DWARF decl_file/decl_line), as
+				* cProfile keys a function; NULL/0 unknown */
 	const char *module;   /* full path of the mapped file, "[kernel.kallsyms]",
 			       * "[vdso]", or NULL; for a kernel module's
 			       * symbol, its name in brackets ("[ext4]") */

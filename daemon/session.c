@@ -170,7 +170,11 @@ static int session_frame(struct stoke_session *s, const struct stoke_symbol *sym
 	r = stoke_profile_intern(s->profile, sym->module, &f.module);
 	if (r < 0)
 		return r;
+	r = stoke_profile_intern(s->profile, sym->decl_file, &f.decl_file);
+	if (r < 0)
+		return r;
 	f.line = sym->line;
+	f.decl_line = sym->decl_line;
 	f.kind = pframe_kind(sym->kind);
 	f.inlined = sym->inlined;
 	f.offset = sym->module ? sym->offset : sym->addr;

@@ -8,6 +8,8 @@
  * per-thread (cpu == -1) events, which is why they are per CPU. Each CPU has
  * one ring buffer; every other event on that CPU is redirected into it with
  * PERF_EVENT_IOC_SET_OUTPUT.
+ * stoke_sampler_attach_threads (record -t) opens them on the listed threads
+ * only, without inherit, as perf's -t does.
  *
  * Records that describe state which existed before the attach (the mappings
  * in /proc/PID/maps, thread names) are synthesized and delivered through the

@@ -547,11 +547,11 @@ def prog_git(d):
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid",
                GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.invalid")
     subprocess.run([git, "init", "-q", repo], check=True, env=env)
-    # A stream for git fast-import: 500 commits of a 4000-line file, 40
+    # A stream for git fast-import: 800 commits of a 4000-line file, 40
     # lines changed in each.
     lines = ["line %d: %x\n" % (i, (i * 2654435761) % 4294967291) for i in range(4000)]
     chunks = []
-    for c in range(500):
+    for c in range(800):
         for k in range(40):
             i = (c * 977 + k * 71) % len(lines)
             lines[i] = "line %d changed in %d: %x\n" % (i, c, (i * c * 40503) % 65521)

@@ -514,6 +514,53 @@ START_TEST(test_stress_stacks)
 }
 END_TEST
 
+/* The function view keys a function by its definition: frames of one
+ * function on lines of two files become one frame, at the file and first
+ * line of its definition, which the frame keeps; a function without one
+ * keeps its first file and lowest line (#17 item 5). */
+START_TEST(test_copy_by_function_decl)
+{
+	struct stoke_profile *p = new_profile(), *fp = NULL;
+	struct stoke_copy_opts o = { .by_function = true };
+	uint32_t def = intern(p, "bytecodes.c"), gen = intern(p, "generated.c.h");
+	struct stoke_pframe a = { .name = intern(p, "eval"), .file = gen, .line = 900,
+				  .decl_file = def, .decl_line = 10 };
+	struct stoke_pframe b = a, c = { .name = intern(p, "plain"), .file = def, .line = 70 };
+	struct stoke_pframe d = c;
+	const struct stoke_pframe *f;
+	uint32_t fa, fb, fc, fd;
+
+	b.file = def;
+	b.line = 500;
+	d.line = 60;
+	fa = frame(p, &a);
+	fb = frame(p, &b);
+	fc = frame(p, &c);
+	fd = frame(p, &d);
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 1, stack(p, 0, fa), 1), 0);
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 2, stack(p, 0, fb), 1), 0);
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 3, stack(p, 0, fc), 1), 0);
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 4, stack(p, 0, fd), 1), 0);
+	ck_assert_int_eq(stoke_profile_copy(p, &o, &fp), 0);
+	ck_assert_uint_eq(stoke_profile_nframes(fp), 2);
+	for (uint32_t id = 1; id <= 2; id++) {
+		f = stoke_profile_get_frame(fp, id);
+		if (!strcmp(stoke_profile_string(fp, f->name), "eval")) {
+			ck_assert_str_eq(stoke_profile_string(fp, f->file), "bytecodes.c");
+			ck_assert_uint_eq(f->line, 10);
+			ck_assert_str_eq(stoke_profile_string(fp, f->decl_file), "bytecodes.c");
+			ck_assert_uint_eq(f->decl_line, 10);
+		} else {
+			ck_assert_str_eq(stoke_profile_string(fp, f->file), "bytecodes.c");
+			ck_assert_uint_eq(f->line, 60);
+			ck_assert_uint_eq(f->decl_line, 0);
+		}
+	}
+	stoke_profile_free(fp);
+	stoke_profile_free(p);
+}
+END_TEST
+
 static Suite *profile_suite(void)
 {
 	Suite *s = suite_create("profile");
@@ -522,6 +569,7 @@ static Suite *profile_suite(void)
 	tcase_add_test(tc, test_free_null);
 	tcase_add_test(tc, test_strings);
 	tcase_add_test(tc, test_frames);
+	tcase_add_test(tc, test_copy_by_function_decl);
 	tcase_add_test(tc, test_stacks);
 	tcase_add_test(tc, test_stack_frames);
 	tcase_add_test(tc, test_samples_threads);

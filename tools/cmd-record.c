@@ -94,7 +94,7 @@ static void usage(FILE *f)
 	      "  -d, --duration SECONDS  stop after this long (default: until the\n"
 	      "                          targets exit or Ctrl-C)\n"
 	      "  -g, --call-graph[=MODE] fp (frame pointers), dwarf[,BYTES] (unwind a\n"
-	      "                          copy of BYTES of user stack; default 32768,\n"
+	      "                          copy of BYTES of user stack; default and\n"
 	      "                          max 65528) or auto (default: dwarf); -g\n"
 	      "                          alone means the default\n"
 	      "  -o, --output FILE       output file (default stoke.folded; - for stdout);\n"

@@ -296,6 +296,24 @@ def test_stitch(d):
           "run.json stitched_stacks %r != summary %d" % (info.get("stitched_stacks"), stitched))
 
 
+def test_deep_default(d):
+    """Default settings hold a ~43 KB stack whole: recurse-alt with 300
+    descend frames (about 144 bytes each, never ASan-instrumented) on both
+    sides, so no stack of the run is shallow enough to stitch onto. (The
+    32 KB copy cut these, as it cut clang's and gcc's deepest stacks.)"""
+    depth = 300
+    stacks, err = record(d, ["-F", "999", "--", fixture("recurse-alt"), "2", str(depth),
+                             str(depth)])
+    leaf = [(user_frames(fr), c) for fr, c in stacks
+            if user_frames(fr) and user_frames(fr)[-1] == "leaf_work"]
+    n = sum(c for _, c in leaf)
+    full = sum(c for fr, c in leaf if fr.count("descend") == depth and "main" in fr)
+    print("default settings, %d descend frames: %d of %d leaf_work stacks complete; %s"
+          % (depth, full, n, re.search(r"unwound .*", err).group(0)))
+    check(n > 0.5 * total(stacks), "leaf_work has %d of %d samples" % (n, total(stacks)))
+    check(full >= REACH_FLOOR / 100 * n, "only %d of %d deep stacks complete" % (full, n))
+
+
 def test_stitch_history(d):
     """Stitching searches the thread's recent complete stacks, not only the
     last one: recurse-alt's mix mode follows each 80-deep descent with
@@ -497,6 +515,7 @@ TESTS = {
     "jit_node": test_jit_node,
     "stitch": test_stitch,
     "stitch_history": test_stitch_history,
+    "deep_default": test_deep_default,
 }
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@
 #include "maps.h"
 #include "offsets.h"
 
-/* Deeper chains are cut (py-spy's default limit is in the same range). */
-#define MAX_CHAIN   1024
 #define MAX_THREADS 4096
 #define CODE_CACHE  512
 
@@ -43,6 +41,7 @@ struct stoke_py {
 	char version[32];
 	char binary[PATH_MAX];
 	uint64_t runtime, code_type, unicode_type;
+	struct stoke_py_offsets own; /* 3.13: from _Py_DebugOffsets */
 	struct code_entry cache[CODE_CACHE];
 };
 
@@ -238,6 +237,13 @@ int stoke_py_open(pid_t pid, struct stoke_py **ret, unsigned long *version_hex, 
 	}
 	py->pid = pid;
 	py->o = o;
+	if (major == 3 && minor == 13) {
+		/* the interpreter's own description wins over the table */
+		uint64_t raw[STOKE_PY_DEBUG_OFFSETS_WORDS];
+		if (rd(pid, c->s.runtime + bias, raw, sizeof(raw)) == 0 &&
+		    stoke_py_offsets_from_debug(raw, hex, &py->own) == 0)
+			py->o = &py->own;
+	}
 	py->hexversion = hex;
 	snprintf(py->version, sizeof(py->version), "%u.%u.%u", major, minor, micro);
 	snprintf(py->binary, sizeof(py->binary), "%s", c->path);
@@ -476,54 +482,90 @@ static void truncated(struct stoke_py_frame *f)
 	f->lineno = -1;
 }
 
-/* One walk of the chain; frames[] and codes[] get what was followed, for
- * the check that the chain did not change meanwhile. */
-static int walk(struct stoke_py *py, uint64_t tstate, struct stoke_py_frame *out, int max,
-		uint64_t *frames, uint64_t *codes, uint64_t *instrs)
+/* The innermost frame of a thread state (0 when no Python runs). */
+static int current_frame(struct stoke_py *py, uint64_t tstate, uint64_t *frame)
 {
 	const struct stoke_py_offsets *o = py->o;
-	uint64_t cframe, frame;
-	int n = 0;
+	uint64_t cframe;
+	int r;
 
-	if (rd_ptr(py->pid, tstate + o->tstate_cframe, &cframe) < 0)
-		return -EFAULT;
-	if (!cframe || rd_ptr(py->pid, cframe + o->cframe_current_frame, &frame) < 0)
-		return 0; /* a thread state with no Python running */
-	/* one read per frame: the fields we need lie within its first 72 bytes */
-	size_t flen = (size_t)o->frame_is_entry + 1;
-	uint8_t buf[128];
-	if (flen > sizeof(buf) || (size_t)o->frame_code + 8 > flen ||
-	    (size_t)o->frame_previous + 8 > flen || (size_t)o->frame_prev_instr + 8 > flen)
+	*frame = 0;
+	if (o->tstate_cframe == STOKE_PY_NO_FIELD)
+		return rd_ptr(py->pid, tstate + o->tstate_current_frame, frame);
+	r = rd_ptr(py->pid, tstate + o->tstate_cframe, &cframe);
+	if (r < 0 || !cframe)
+		return r;
+	return rd_ptr(py->pid, cframe + o->cframe_current_frame, frame);
+}
+
+/* How much of a frame one read takes: up to its last field we use. */
+static size_t frame_len(const struct stoke_py_offsets *o)
+{
+	size_t len = (size_t)o->frame_code + 8;
+
+	if ((size_t)o->frame_previous + 8 > len)
+		len = (size_t)o->frame_previous + 8;
+	if ((size_t)o->frame_prev_instr + 8 > len)
+		len = (size_t)o->frame_prev_instr + 8;
+	if (o->frame_is_entry != STOKE_PY_NO_FIELD && (size_t)o->frame_is_entry + 1 > len)
+		len = (size_t)o->frame_is_entry + 1;
+	if (o->frame_owner != STOKE_PY_NO_FIELD && (size_t)o->frame_owner + 1 > len)
+		len = (size_t)o->frame_owner + 1;
+	return len;
+}
+
+#define FRAME_BUF 128
+
+/* One walk of the chain; frames[], codes[] and instrs[] get what was
+ * followed (*followed of them, shim frames included), for the check that
+ * the chain did not change meanwhile. */
+static int walk(struct stoke_py *py, uint64_t tstate, struct stoke_py_frame *out, int max,
+		uint64_t *frames, uint64_t *codes, uint64_t *instrs, int *followed)
+{
+	const struct stoke_py_offsets *o = py->o;
+	uint64_t frame;
+	int n = 0, m = 0;
+	size_t flen = frame_len(o);
+	uint8_t buf[FRAME_BUF];
+
+	*followed = 0;
+	if (flen > sizeof(buf))
 		return -EINVAL;
-	for (int depth = 0; frame && depth < MAX_CHAIN; depth++) {
-		if (n == max - 1) {
-			truncated(&out[n++]);
-			return n;
-		}
+	if (current_frame(py, tstate, &frame) < 0)
+		return -EFAULT;
+	for (; frame && m < max; m++) {
+		if (n == max - 1)
+			break;
 		/* a cycle (a frame reused while we walk) ends the chain */
-		for (int k = n > 8 ? n - 8 : 0; k < n; k++)
-			if (frames[k] == frame) {
-				truncated(&out[n++]);
-				return n;
-			}
+		for (int k = m > 8 ? m - 8 : 0; k < m; k++)
+			if (frames[k] == frame)
+				goto cut;
 		uint64_t code, prev_instr, next;
-		if (rd(py->pid, frame, buf, flen) < 0) {
-			truncated(&out[n++]);
-			return n;
-		}
+		if (rd(py->pid, frame, buf, flen) < 0)
+			goto cut;
 		memcpy(&code, buf + o->frame_code, 8);
 		memcpy(&prev_instr, buf + o->frame_prev_instr, 8);
 		memcpy(&next, buf + o->frame_previous, 8);
-		struct code_entry *c = (code & 7) || (next & 7) ? NULL : code_get(py, code);
-		if (!c) {
-			truncated(&out[n++]);
-			return n;
+		if (next & 7)
+			goto cut;
+		frames[m] = frame;
+		codes[m] = code;
+		instrs[m] = prev_instr;
+		*followed = m + 1;
+		if (o->frame_owner != STOKE_PY_NO_FIELD &&
+		    buf[o->frame_owner] == STOKE_PY_OWNED_BY_CSTACK) {
+			/* 3.12+: the shim under the first frame an
+			 * _PyEval_EvalFrameDefault call runs */
+			if (n > 0)
+				out[n - 1].is_entry = true;
+			frame = next;
+			continue;
 		}
-		frames[n] = frame;
-		codes[n] = code;
-		instrs[n] = prev_instr;
+		struct code_entry *c = (code & 7) ? NULL : code_get(py, code);
+		if (!c)
+			goto cut;
 		out[n] = c->f;
-		out[n].is_entry = buf[o->frame_is_entry] != 0;
+		out[n].is_entry = o->frame_is_entry != STOKE_PY_NO_FIELD && buf[o->frame_is_entry];
 		long idx = ((long)prev_instr - (long)(code + o->code_adaptive)) / 2;
 		out[n].lineno = c->table ? stoke_py_linetable_line(c->table, c->tablelen,
 								   c->f.firstlineno, idx)
@@ -531,8 +573,10 @@ static int walk(struct stoke_py *py, uint64_t tstate, struct stoke_py_frame *out
 		n++;
 		frame = next;
 	}
-	if (frame) /* deeper than MAX_CHAIN; n <= max - 1 here */
-		truncated(&out[n++]);
+	if (!frame)
+		return n;
+cut: /* deeper than max, or a read or check failed: n <= max - 1 here */
+	truncated(&out[n++]);
 	return n;
 }
 
@@ -540,17 +584,16 @@ static int walk(struct stoke_py *py, uint64_t tstate, struct stoke_py_frame *out
  * at the same instructions (a caller that returned and was called again
  * from the same frame slot has moved on). */
 static bool unchanged(struct stoke_py *py, uint64_t tstate, const uint64_t *frames,
-		      const uint64_t *codes, const uint64_t *instrs, int n)
+		      const uint64_t *codes, const uint64_t *instrs, int m)
 {
 	const struct stoke_py_offsets *o = py->o;
-	uint64_t cframe, frame, code, instr;
-	size_t flen = (size_t)o->frame_is_entry + 1;
-	uint8_t buf[128];
+	uint64_t frame, code, instr;
+	size_t flen = frame_len(o);
+	uint8_t buf[FRAME_BUF];
 
-	if (rd_ptr(py->pid, tstate + o->tstate_cframe, &cframe) < 0 || !cframe ||
-	    rd_ptr(py->pid, cframe + o->cframe_current_frame, &frame) < 0)
+	if (current_frame(py, tstate, &frame) < 0)
 		return false;
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < m; i++) {
 		if (frame != frames[i] || rd(py->pid, frame, buf, flen) < 0)
 			return false;
 		memcpy(&code, buf + o->frame_code, 8);
@@ -585,12 +628,13 @@ int stoke_py_stack(struct stoke_py *py, uint64_t tstate, struct stoke_py_frame *
 	codes = frames + max;
 	instrs = codes + max;
 	for (int t = 0; t < MAX_TRIES; t++) {
-		n = walk(py, tstate, out, max, frames, codes, instrs);
+		int m;
+		n = walk(py, tstate, out, max, frames, codes, instrs, &m);
 		if (n <= 0)
 			break;
 		/* a truncated walk (its last frame has no file) is retried too:
 		 * a torn read may have cut it */
-		if (out[n - 1].filename[0] && unchanged(py, tstate, frames, codes, instrs, n))
+		if (out[n - 1].filename[0] && unchanged(py, tstate, frames, codes, instrs, m))
 			break;
 	}
 	free(frames);

@@ -24,7 +24,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stoke dump PID\n"
-		   "Print every Python thread's current stack of a running CPython 3.11\n"
+		   "Print every Python thread's current stack of a running CPython 3.11-3.13\n"
 		   "process once, innermost frame first, as 'qualname (file:line)'.\n");
 }
 

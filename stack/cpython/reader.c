@@ -225,7 +225,7 @@ int stoke_py_open(pid_t pid, struct stoke_py **ret, unsigned long *version_hex, 
 	if (!o || !c->s.code_type || !c->s.unicode_type) {
 		if (why)
 			snprintf(why, whylen,
-				 "%s: CPython %u.%u.%u: no known layout (stoke reads 3.11)",
+				 "%s: CPython %u.%u.%u: no known layout (stoke reads 3.11 to 3.13)",
 				 c->path, major, minor, micro);
 		free(c);
 		return -ENOTSUP;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cpython.h"
+#include "merge.h"
 #include "offsets.h"
 
 /*
@@ -180,6 +181,46 @@ START_TEST(open_not_python)
 }
 END_TEST
 
+static struct stoke_py_frame pyf(bool entry)
+{
+	struct stoke_py_frame f = {.is_entry = entry};
+	return f;
+}
+
+START_TEST(merge_replaces_eval_frames)
+{
+	const char *names[] = {"ext_c",
+			       "_PyEval_EvalFrameDefault",
+			       "_PyFunction_Vectorcall",
+			       "_PyEval_EvalFrameDefault.cold",
+			       "main",
+			       NULL};
+	struct stoke_py_frame py[4] = {pyf(false), pyf(true), pyf(false), pyf(true)};
+	struct stoke_py_merged m[16];
+	/* ext_c, p0 p1 (first group), _PyFunction_Vectorcall, p2 p3, main, NULL */
+	const int want_native[] = {0, -1, -1, 2, -1, -1, 4, 5};
+	const int want_py[] = {-1, 0, 1, -1, 2, 3, -1, -1};
+
+	size_t n = stoke_py_merge(names, 6, py, 4, m, 16);
+	ck_assert_uint_eq(n, 8);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_int_eq(m[i].native_idx, want_native[i]);
+		ck_assert_int_eq(m[i].py_idx, want_py[i]);
+	}
+	/* a native walk cut short: the Python frames left go at the root */
+	n = stoke_py_merge(names, 2, py, 4, m, 16);
+	ck_assert_uint_eq(n, 5);
+	ck_assert_int_eq(m[1].py_idx, 0);
+	ck_assert_int_eq(m[2].py_idx, 1);
+	ck_assert_int_eq(m[3].py_idx, 2);
+	ck_assert_int_eq(m[4].py_idx, 3);
+	/* bounded by max */
+	ck_assert_uint_eq(stoke_py_merge(names, 6, py, 4, m, 3), 3);
+	ck_assert(!stoke_py_is_eval_frame("_PyEval_EvalFrameDefaultX"));
+	ck_assert(!stoke_py_is_eval_frame(NULL));
+}
+END_TEST
+
 static Suite *cpython_suite(void)
 {
 	Suite *s = suite_create("cpython");
@@ -191,6 +232,7 @@ static Suite *cpython_suite(void)
 	tcase_add_test(tc, debug_offsets_parsed);
 	tcase_add_test(tc, debug_offsets_refused);
 	tcase_add_test(tc, open_not_python);
+	tcase_add_test(tc, merge_replaces_eval_frames);
 	suite_add_tcase(s, tc);
 	return s;
 }

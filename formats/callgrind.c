@@ -104,8 +104,11 @@ static int function_of(struct cg *c, uint32_t frame, uint32_t *ret)
 	name = clean(buf);
 	module = clean(stoke_profile_string(c->p, f->module));
 	/* No source file: "???", as valgrind writes it. Naming the ELF file
-	 * instead made callgrind_annotate try to read a binary as source. */
-	file = clean(stoke_profile_string(c->p, f->file));
+	 * instead made callgrind_annotate try to read a binary as source.
+	 * The file of its definition (decl_file) where DWARF gives it: one
+	 * function, not one per source file its lines come from. */
+	file = clean(stoke_profile_string(c->p, f->decl_line && f->decl_file ? f->decl_file
+									     : f->file));
 	if (!name || !module || !file)
 		goto nomem;
 	if (rehash(&c->fn_slots, &c->fn_mask, c->nfuncs, &size) < 0)

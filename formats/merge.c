@@ -25,6 +25,7 @@ static int merge_frames(struct stoke_profile *dst, const struct stoke_profile *s
 		if ((r = map_string(dst, src, f.name, &f.name)) < 0 ||
 		    (r = map_string(dst, src, f.file, &f.file)) < 0 ||
 		    (r = map_string(dst, src, f.module, &f.module)) < 0 ||
+		    (r = map_string(dst, src, f.decl_file, &f.decl_file)) < 0 ||
 		    (r = stoke_profile_frame(dst, &f, &fmap[id])) < 0)
 			return r;
 	}
@@ -111,23 +112,26 @@ out:
 
 /*
  * A function-level view: every named frame of one function (the same name)
- * becomes one frame, in one file, the file of the function's first frame in
- * id order, at the lowest line seen in that file: the function's first
- * sampled line, which stands for its DWARF decl_line until the symbolizer
- * provides that, and offset 0. Unnamed frames keep their module offset and
- * stay distinct.
+ * becomes one frame at offset 0, keyed as cProfile keys a function: the file
+ * and first line of its definition (DWARF decl_file/decl_line, from the
+ * first frame in id order that has them). Without them (no DWARF, an old
+ * stored profile), the file of its first frame in id order and the lowest
+ * line seen in that file. Unnamed frames keep their module offset and stay
+ * distinct.
  */
 static int copy_frames(struct stoke_profile *dst, const struct stoke_profile *src,
 		       const struct stoke_copy_opts *o, uint32_t *fmap)
 {
 	size_t n = stoke_profile_nframes(src), ns = stoke_profile_nstrings(src) + 1;
-	uint32_t *first_file = NULL, *first_line = NULL;
+	uint32_t *first_file = NULL, *first_line = NULL, *decl_file = NULL, *decl_line = NULL;
 	int r = 0;
 
 	if (o->by_function) {
 		first_file = calloc(ns, sizeof(*first_file));
 		first_line = calloc(ns, sizeof(*first_line));
-		if (!first_file || !first_line) {
+		decl_file = calloc(ns, sizeof(*decl_file));
+		decl_line = calloc(ns, sizeof(*decl_line));
+		if (!first_file || !first_line || !decl_file || !decl_line) {
 			r = -ENOMEM;
 			goto out;
 		}
@@ -136,6 +140,10 @@ static int copy_frames(struct stoke_profile *dst, const struct stoke_profile *sr
 
 			if (!f->name)
 				continue;
+			if (f->decl_line && f->decl_file && !decl_line[f->name]) {
+				decl_file[f->name] = f->decl_file;
+				decl_line[f->name] = f->decl_line;
+			}
 			/* file + 1: 0 means not seen yet */
 			if (!first_file[f->name])
 				first_file[f->name] = f->file + 1;
@@ -150,17 +158,26 @@ static int copy_frames(struct stoke_profile *dst, const struct stoke_profile *sr
 		if (first_file && f.name) {
 			f.file = first_file[f.name] - 1;
 			f.line = first_line[f.name];
+			f.decl_file = decl_file[f.name];
+			f.decl_line = decl_line[f.name];
+			if (f.decl_line) {
+				f.file = f.decl_file;
+				f.line = f.decl_line;
+			}
 			f.offset = 0; /* the address within it, too */
 		}
 		if ((r = map_string(dst, src, f.name, &f.name)) < 0 ||
 		    (r = map_string(dst, src, f.file, &f.file)) < 0 ||
-		    (r = map_string(dst, src, f.module, &f.module)) < 0)
+		    (r = map_string(dst, src, f.module, &f.module)) < 0 ||
+		    (r = map_string(dst, src, f.decl_file, &f.decl_file)) < 0)
 			break;
 		r = stoke_profile_frame(dst, &f, &fmap[id]);
 	}
 out:
 	free(first_file);
 	free(first_line);
+	free(decl_file);
+	free(decl_line);
 	return r;
 }
 

@@ -137,8 +137,12 @@ static void value_type(struct pprof_enc *e, uint32_t field, const char *type, co
 	pb_message(&e->out, field, &e->sub);
 }
 
-/* Function ids, one per distinct (name, file); frames without either get
- * none and their location no Line. */
+/* Function ids, one per distinct (name, file, definition); frames without
+ * a name, file or line get none and their location no Line. A Line's file is
+ * its function's, so the file stays the line's: -list shows the right
+ * source. The definition (decl_file/decl_line) is the Function's start_line;
+ * its file is kept only where it is the line's file (the usual case: a
+ * function's lines are in the file that defines it). */
 static int assign_functions(struct pprof_enc *e)
 {
 	size_t nframes = stoke_profile_nframes(e->p), size = 64;
@@ -153,7 +157,9 @@ static int assign_functions(struct pprof_enc *e)
 	e->fn_mask = size - 1;
 	for (uint32_t id = 1; id <= nframes; id++) {
 		const struct stoke_pframe *f = stoke_profile_get_frame(e->p, id);
-		size_t i = stoke_hash_u64((uint64_t)f->name << 32 | f->file) & e->fn_mask;
+		size_t i = stoke_hash_u64(((uint64_t)f->name << 32 | f->file) ^
+					  ((uint64_t)f->decl_file << 32 | f->decl_line)) &
+			   e->fn_mask;
 		uint32_t fn;
 
 		if (!f->name && !f->file && !f->line)
@@ -161,7 +167,8 @@ static int assign_functions(struct pprof_enc *e)
 		for (; (fn = e->fn_slots[i]); i = (i + 1) & e->fn_mask) {
 			const struct stoke_pframe *g = stoke_profile_get_frame(e->p, e->func_frame[fn]);
 
-			if (g->name == f->name && g->file == f->file)
+			if (g->name == f->name && g->file == f->file &&
+			    g->decl_file == f->decl_file && g->decl_line == f->decl_line)
 				break;
 		}
 		if (!fn) {
@@ -452,7 +459,8 @@ static void write_functions(struct pprof_enc *e)
 		pb_uint(&e->sub, 1, fn);
 		pb_uint_nz(&e->sub, 2, f->name);
 		pb_uint_nz(&e->sub, 3, f->name); /* no separate mangled name kept */
-		pb_uint_nz(&e->sub, 4, f->file);
+		pb_uint_nz(&e->sub, 4, f->file ? f->file : f->decl_file);
+		pb_uint_nz(&e->sub, 5, f->decl_line); /* start_line */
 		pb_message(&e->out, PROFILE_FUNCTION, &e->sub);
 	}
 }

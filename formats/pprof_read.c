@@ -92,6 +92,7 @@ struct pmapping {
 
 struct pfunction {
 	uint64_t name, file;
+	uint32_t start_line; /* the first line of its definition, or 0 */
 };
 
 struct pline {
@@ -372,6 +373,8 @@ static int decode_functions(struct dec *d)
 				d->functions[i].name = f.value;
 			else if (f.number == 4)
 				d->functions[i].file = f.value;
+			else if (f.number == 5 && f.value <= UINT32_MAX)
+				d->functions[i].start_line = (uint32_t)f.value;
 		}
 		if (m.p != m.end)
 			FAIL(d, "malformed function");
@@ -501,6 +504,11 @@ static int location_frame(struct dec *d, const struct plocation *loc, uint32_t l
 	r = string_id(d, d->functions[line->function].name, &fr->name);
 	if (r >= 0)
 		r = string_id(d, d->functions[line->function].file, &fr->file);
+	/* start_line is where the function is defined, in its file (pprof
+	 * has one file per function). */
+	fr->decl_line = d->functions[line->function].start_line;
+	if (fr->decl_line)
+		fr->decl_file = fr->file;
 	return r;
 }
 

@@ -276,7 +276,8 @@ static bool frame_eq(const struct stoke_pframe *a, const struct stoke_pframe *b)
 {
 	return a->name == b->name && a->file == b->file && a->line == b->line &&
 	       a->module == b->module && a->offset == b->offset && a->kind == b->kind &&
-	       a->inlined == b->inlined;
+	       a->inlined == b->inlined && a->decl_file == b->decl_file &&
+	       a->decl_line == b->decl_line;
 }
 
 static uint64_t frame_rehash(const struct stoke_profile *p, uint32_t id)
@@ -294,6 +295,7 @@ int stoke_profile_frame(struct stoke_profile *p, const struct stoke_pframe *f, u
 	int r;
 
 	if (!f || f->name >= p->nstr || f->file >= p->nstr || f->module >= p->nstr ||
+	    f->decl_file >= p->nstr ||
 	    f->kind > STOKE_PFRAME_SYNTHETIC)
 		return -EINVAL;
 	h = frame_hash(f);
@@ -324,6 +326,8 @@ int stoke_profile_frame(struct stoke_profile *p, const struct stoke_pframe *f, u
 	nf->offset = f->offset;
 	nf->kind = f->kind;
 	nf->inlined = f->inlined;
+	nf->decl_file = f->decl_file;
+	nf->decl_line = f->decl_line;
 	idtab_put(t, h, id);
 	t->count++;
 	*ret = id;

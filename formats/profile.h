@@ -39,6 +39,11 @@ struct stoke_pframe {
 			   * for named frames (stoke_profile_copy) */
 	uint8_t kind;     /* enum stoke_pframe_kind */
 	bool inlined;
+	/* Where the function is defined (DWARF decl_file/decl_line): the
+	 * file and first line pstats, callgrind and pprof key it by. 0 when
+	 * unknown (no DWARF, or a profile stored without them). */
+	uint32_t decl_file; /* string id */
+	uint32_t decl_line;
 };
 
 struct stoke_pstack {

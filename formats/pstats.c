@@ -131,7 +131,9 @@ static int function_of(struct pcalc *c, const char *file, uint32_t line, const c
 }
 
 /*
- * The key of a frame: (source file, or module path, or '~'; 0; name).
+ * The key of a frame, as cProfile keys a function: (the file and first line
+ * of its definition (DWARF decl_file/decl_line); name). Without those: (the
+ * source file, or module path, or '~'; 0; name).
  * Names are made valid UTF-8 here, since marshal "u" strings that are not
  * make pstats fail to load the whole file.
  */
@@ -141,6 +143,7 @@ static int frame_function(struct pcalc *c, uint32_t frame, uint32_t *ret)
 	const char *file, *module;
 	char name[NAME_MAX_LEN];
 	char *sfile, *sname;
+	uint32_t line = 0;
 	int r;
 
 	if (c->frame_fn[frame]) {
@@ -153,6 +156,10 @@ static int frame_function(struct pcalc *c, uint32_t frame, uint32_t *ret)
 	stoke_frame_display(c->p, f, name, sizeof(name));
 	file = stoke_profile_string(c->p, f->file);
 	module = stoke_profile_string(c->p, f->module);
+	if (f->decl_line && *stoke_profile_string(c->p, f->decl_file)) {
+		file = stoke_profile_string(c->p, f->decl_file);
+		line = f->decl_line;
+	}
 	if (!*file)
 		file = *module ? module : "~";
 	sfile = stoke_utf8_sanitize(file);
@@ -162,7 +169,7 @@ static int frame_function(struct pcalc *c, uint32_t frame, uint32_t *ret)
 		free(sname);
 		return -ENOMEM;
 	}
-	r = function_of(c, sfile, 0, sname, ret);
+	r = function_of(c, sfile, line, sname, ret);
 	free(sfile);
 	free(sname);
 	if (r >= 0)

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 #include "sampler/sampler.h"
@@ -31,6 +32,8 @@ struct stoke_backend_ops {
 	/* Sample a running process (pid -1: every process, where the backend
 	 * can). */
 	int (*attach)(void *b, pid_t pid);
+	/* Sample only the listed threads of process pid (record -t). */
+	int (*attach_threads)(void *b, pid_t pid, const pid_t *tids, size_t n);
 	/* Start argv and sample it from its first instruction; the caller
 	 * reaps the child. A failed exec leaves nothing open for the child. */
 	int (*launch)(void *b, char *const argv[], pid_t *ret_pid);

@@ -132,6 +132,14 @@ int stoke_sampler_attach(struct stoke_sampler *s, pid_t pid)
 	return s->ops->attach(s->impl, pid);
 }
 
+int stoke_sampler_attach_threads(struct stoke_sampler *s, pid_t pid, const pid_t *tids,
+				 size_t n)
+{
+	if (!s->ops->attach_threads)
+		return -EOPNOTSUPP;
+	return s->ops->attach_threads(s->impl, pid, tids, n);
+}
+
 int stoke_sampler_perf_probe(void)
 {
 	return stoke_perf_probe();

@@ -171,7 +171,11 @@ static int session_frame(struct stoke_session *s, const struct stoke_symbol *sym
 	r = stoke_profile_intern(s->profile, sym->module, &f.module);
 	if (r < 0)
 		return r;
+	r = stoke_profile_intern(s->profile, sym->decl_file, &f.decl_file);
+	if (r < 0)
+		return r;
 	f.line = sym->line;
+	f.decl_line = sym->decl_line;
 	f.kind = pframe_kind(sym->kind);
 	f.inlined = sym->inlined;
 	f.offset = sym->module ? sym->offset : sym->addr;
@@ -670,7 +674,7 @@ static int add_target(struct stoke_session *s, pid_t pid)
 	if (STOKE_GROW(s->targets, s->targets_cap, s->ntargets + 1) < 0)
 		return -ENOMEM;
 	s->targets[s->ntargets++] = (struct target){ pid, true };
-	if (!m->pid)
+	if (!m->pid && pid > 0) /* -1: every process (record -a) */
 		m->pid = (uint32_t)pid;
 	note_exe(s, pid);
 	return 0;
@@ -704,6 +708,19 @@ int stoke_session_attach(struct stoke_session *s, pid_t pid)
 
 	set_command_from_proc(s, pid);
 	r = stoke_sampler_attach(s->sampler, pid);
+	if (r < 0)
+		return r;
+	if (s->error)
+		return s->error;
+	return add_target(s, pid);
+}
+
+int stoke_session_attach_threads(struct stoke_session *s, pid_t pid, const pid_t *tids, size_t n)
+{
+	int r;
+
+	set_command_from_proc(s, pid);
+	r = stoke_sampler_attach_threads(s->sampler, pid, tids, n);
 	if (r < 0)
 		return r;
 	if (s->error)

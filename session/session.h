@@ -65,6 +65,10 @@ void stoke_session_free(struct stoke_session *s);
 /* Attach to a running process (every thread, and threads born later).
  * Returns 0 or -errno (see stoke_sampler_strerror). */
 int stoke_session_attach(struct stoke_session *s, pid_t pid);
+/* Attach to these threads of process pid only (record -t): see
+ * stoke_sampler_attach_threads. */
+int stoke_session_attach_threads(struct stoke_session *s, pid_t pid, const pid_t *tids,
+				 size_t n);
 /* Launch argv with the events opened before exec. *ret_pid is the child; the
  * caller reaps it and tells the session with stoke_session_target_exited. */
 int stoke_session_launch(struct stoke_session *s, char *const argv[], pid_t *ret_pid);

@@ -74,9 +74,14 @@ extern int dwarf_search_unwind_table(unw_addr_space_t as, unw_word_t ip, unw_dyn
 #define UNWIND_MAX_PROCS 64
 /* libunwind's per-address-space register-state cache, in entries. */
 #define UNWIND_RS_CACHE_SIZE 4096
-/* Threads whose last complete stack is kept for stitching (direct-mapped
- * by thread id: a collision replaces the older thread's stack). */
+/* Threads whose recent complete stacks are kept for stitching (direct-
+ * mapped by thread id: a collision replaces the older thread's stacks). */
 #define UNWIND_STITCH_SLOTS 256
+/* Distinct complete stacks kept per thread, most recent first. One is not
+ * enough: a thread deep in one subtree (its samples cut) that also returns
+ * now and then to a shallow branch elsewhere (complete samples without the
+ * frame at the cut) would lose the only stack it can be stitched onto. */
+#define UNWIND_STITCH_HISTORY 8
 
 /* DWARF pointer encodings used by .eh_frame_hdr. */
 #define DW_EH_PE_omit 0xff
@@ -109,7 +114,7 @@ struct vdso_sym {
 	const char *name; /* interned */
 };
 
-/* One frame of a thread's last complete stack: the return address and the
+/* One frame of a thread's kept complete stack: the return address and the
  * stack pointer in that frame (the CFA of its callee). */
 struct kept_frame {
 	uint64_t ip, sp;
@@ -117,9 +122,13 @@ struct kept_frame {
 };
 
 struct kept_stack {
-	uint32_t pid, tid; /* pid 0: empty */
 	struct kept_frame *f;
 	size_t n, cap;
+};
+
+struct kept_thread {
+	uint32_t pid, tid; /* pid 0: empty */
+	struct kept_stack s[UNWIND_STITCH_HISTORY]; /* most recent first */
 };
 
 struct proc {
@@ -145,7 +154,7 @@ struct stoke_unwinder {
 	/* the stack pointer of each frame of the walk in progress */
 	uint64_t *sps;
 	size_t sps_cap;
-	struct kept_stack kept[UNWIND_STITCH_SLOTS];
+	struct kept_thread kept[UNWIND_STITCH_SLOTS];
 	struct stoke_unwind_stats stats;
 };
 
@@ -779,7 +788,8 @@ void stoke_unwinder_free(struct stoke_unwinder *u)
 	free(u->vsyms);
 	free(u->sps);
 	for (size_t i = 0; i < ARRAY_SIZE(u->kept); i++)
-		free(u->kept[i].f);
+		for (size_t h = 0; h < UNWIND_STITCH_HISTORY; h++)
+			free(u->kept[i].s[h].f);
 	free(u);
 }
 
@@ -883,48 +893,92 @@ static enum stoke_unwind_end failure_reason(const struct walk *w)
  * live, and that stack's callers of F complete this one. It is a guess (a
  * function called again from elsewhere at the very same depth and return
  * address would fool it), so every stitch is counted (stats.stitched) and
- * reported next to the other unwinding figures. Stitched stacks are kept
+ * reported next to the other unwinding figures. The thread's last
+ * UNWIND_STITCH_HISTORY distinct complete stacks are searched, most recent
+ * first, so the newest activation that fits wins. Stitched stacks are kept
  * too: a thread that stays deep stitches onto its previous stitch.
  */
-static struct kept_stack *kept_slot(struct stoke_unwinder *u, uint32_t tid)
+static struct kept_thread *kept_slot(struct stoke_unwinder *u, uint32_t tid)
 {
 	return &u->kept[stoke_hash_u64(tid) & (ARRAY_SIZE(u->kept) - 1)];
+}
+
+/* Two stacks that differ in the leaf alone are the same for stitching,
+ * which never matches the leaf (a truncated walk's cut is a caller): one
+ * hot call path must not fill the history with copies of itself. */
+static bool kept_same(const struct kept_stack *k, const struct stoke_unwind_frame *frames,
+		      const uint64_t *sps, size_t n)
+{
+	if (k->n != n)
+		return false;
+	for (size_t i = n; i-- > 1;) /* callers first: they differ less often */
+		if (k->f[i].ip != frames[i].ip || k->f[i].sp != sps[i])
+			return false;
+	return true;
 }
 
 static void keep_stack(struct stoke_unwinder *u, const struct stoke_sample *sample,
 		       const struct stoke_unwind_frame *frames, size_t n)
 {
-	struct kept_stack *k = kept_slot(u, sample->tid);
+	struct kept_thread *t = kept_slot(u, sample->tid);
+	struct kept_stack k;
+	size_t h;
 
-	k->pid = 0;
-	if (STOKE_GROW(k->f, k->cap, n) < 0)
+	if (t->pid != sample->pid || t->tid != sample->tid) {
+		for (h = 0; h < UNWIND_STITCH_HISTORY; h++)
+			t->s[h].n = 0;
+		t->pid = sample->pid;
+		t->tid = sample->tid;
+	}
+	/* A stack already kept moves to the front; a new one takes the place
+	 * of the oldest. */
+	for (h = 0; h < UNWIND_STITCH_HISTORY - 1; h++)
+		if (kept_same(&t->s[h], frames, u->sps, n))
+			break;
+	k = t->s[h];
+	memmove(&t->s[1], &t->s[0], h * sizeof(t->s[0]));
+	t->s[0] = k;
+	if (kept_same(&t->s[0], frames, u->sps, n))
+		return;
+	t->s[0].n = 0;
+	if (STOKE_GROW(t->s[0].f, t->s[0].cap, n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++)
-		k->f[i] = (struct kept_frame){ .ip = frames[i].ip, .sp = u->sps[i],
-					       .exact = frames[i].exact,
-					       .fp_link = frames[i].fp_link };
-	k->n = n;
-	k->pid = sample->pid;
-	k->tid = sample->tid;
+		t->s[0].f[i] = (struct kept_frame){ .ip = frames[i].ip, .sp = u->sps[i],
+						    .exact = frames[i].exact,
+						    .fp_link = frames[i].fp_link };
+	t->s[0].n = n;
 }
 
-/* Complete a truncated walk of n frames from the thread's kept stack.
- * Returns the new frame count, n when nothing matched. */
+/* Where frame (ip, sp) of a truncated walk is in kept stack k, with
+ * callers above it: its index, or 0 when it is not there. */
+static size_t kept_find(const struct kept_stack *k, uint64_t ip, uint64_t sp)
+{
+	for (size_t j = 1; j + 1 < k->n; j++)
+		if (k->f[j].ip == ip && k->f[j].sp == sp && !k->f[j].exact)
+			return j;
+	return 0;
+}
+
+/* Complete a truncated walk of n frames from one of the thread's kept
+ * stacks. Returns the new frame count, n when nothing matched. */
 static size_t stitch(struct stoke_unwinder *u, const struct stoke_sample *sample,
 		     struct stoke_unwind_frame *frames, size_t n, size_t max)
 {
-	const struct kept_stack *k = kept_slot(u, sample->tid);
+	const struct kept_thread *t = kept_slot(u, sample->tid);
+	const struct kept_stack *k = NULL;
 	const struct stoke_unwind_frame *last = &frames[n - 1];
 	uint64_t last_sp = u->sps[n - 1];
-	size_t j, add;
+	size_t j = 0, add;
 
-	if (n < 2 || last->exact || k->pid != sample->pid || k->tid != sample->tid)
+	if (n < 2 || last->exact || t->pid != sample->pid || t->tid != sample->tid)
 		return n;
-	for (j = 1; j < k->n; j++)
-		if (k->f[j].ip == last->ip && k->f[j].sp == last_sp && !k->f[j].exact)
-			break;
-	if (j >= k->n - 1 || k->n - 1 - j > max - n)
-		return n; /* no match, nothing above it, or no room */
+	for (size_t h = 0; h < UNWIND_STITCH_HISTORY && !j; h++) {
+		k = &t->s[h];
+		j = kept_find(k, last->ip, last_sp);
+	}
+	if (!j || k->n - 1 - j > max - n)
+		return n; /* no match, or no room */
 	add = k->n - 1 - j;
 	for (size_t i = 0; i < add; i++) {
 		const struct kept_frame *f = &k->f[j + 1 + i];

@@ -904,7 +904,8 @@ int stoke_module_frames(struct stoke_elfcache *c, struct stoke_module *mod, uint
 			return n;
 	}
 	for (int i = 0; i < n; i++) {
-		frames[i] = (struct stoke_module_frame){ .line = src[i].line };
+		frames[i] = (struct stoke_module_frame){ .line = src[i].line,
+							 .decl_line = src[i].decl_line };
 		if (i == n - 1 && src[i].function)
 			frames[i].function = preferred_alias(c, mod, vaddr, src[i].function);
 		if (src[i].function && !frames[i].function) {
@@ -915,6 +916,12 @@ int stoke_module_frames(struct stoke_elfcache *c, struct stoke_module *mod, uint
 		if (src[i].file) {
 			frames[i].file = memo_intern(c, src[i].file, src[i].dir, true);
 			if (!frames[i].file)
+				return -ENOMEM;
+		}
+		if (src[i].decl_file) {
+			frames[i].decl_file =
+				memo_intern(c, src[i].decl_file, src[i].decl_dir, true);
+			if (!frames[i].decl_file)
 				return -ENOMEM;
 		}
 	}

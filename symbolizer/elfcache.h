@@ -97,6 +97,8 @@ struct stoke_module_frame {
 	const char *function;
 	const char *file;
 	uint32_t line;
+	const char *decl_file; /* the function's definition (srcline.h) */
+	uint32_t decl_line;
 };
 
 /* The longest inline chain kept for one address. */

@@ -50,6 +50,8 @@
 struct sl_node {
 	Dwarf_Off off;    /* the DIE: its name is looked up when first needed */
 	const char *name; /* valid when named */
+	const char *decl_file; /* valid when named */
+	uint32_t decl_line;
 	bool named;
 	uint32_t parent;
 	uint32_t call_file, call_line; /* of an inlined node */
@@ -242,6 +244,32 @@ static const char *die_function_name(Dwarf_Die *die)
 	else if (has_mips)
 		s = dwarf_formstring(&mips);
 	return s ? s : has_name ? dwarf_formstring(&name) : NULL;
+}
+
+/*
+ * Where a function is defined: dwarf_decl_file reads the index in the
+ * table of the DIE's own CU, but an abstract origin may live in another CU
+ * (LTO, DW_FORM_ref_addr), whose table the index is for; and it takes index
+ * 0 for "none", which DWARF 5 makes the CU's primary file (clang names it
+ * so). So: the table of the CU holding the attribute, 0 valid from DWARF 5.
+ */
+static const char *die_decl_file(Dwarf_Die *die)
+{
+	Dwarf_Attribute attr;
+	Dwarf_Die cudie;
+	Dwarf_Files *files;
+	Dwarf_Half version;
+	Dwarf_Word idx;
+	size_t nfiles;
+
+	if (!dwarf_attr_integrate(die, DW_AT_decl_file, &attr) ||
+	    dwarf_formudata(&attr, &idx) != 0 ||
+	    !dwarf_cu_die(attr.cu, &cudie, &version, NULL, NULL, NULL, NULL, NULL))
+		return NULL;
+	if ((idx == 0 && version < 5) || dwarf_getsrcfiles(&cudie, &files, &nfiles) != 0 ||
+	    idx >= nfiles)
+		return NULL;
+	return dwarf_filesrc(files, idx, NULL, NULL);
 }
 
 static uint32_t die_udata(Dwarf_Die *die, unsigned name)
@@ -700,8 +728,17 @@ static const char *node_name(const struct sl_cu *cu, struct sl_node *nd)
 
 	if (!nd->named) {
 		nd->named = true;
-		if (dwarf_offdie(dwarf_cu_getdwarf(cu->die.cu), nd->off, &die))
+		if (dwarf_offdie(dwarf_cu_getdwarf(cu->die.cu), nd->off, &die)) {
+			int line;
+
 			nd->name = die_function_name(&die);
+			/* Both integrate abstract_origin and specification:
+			 * an inlined or out-of-line instance has its
+			 * definition's. */
+			nd->decl_file = die_decl_file(&die);
+			if (dwarf_decl_line(&die, &line) == 0 && line > 0)
+				nd->decl_line = (uint32_t)line;
+		}
 	}
 	return nd->name;
 }
@@ -763,7 +800,10 @@ int stoke_srcline_lookup(struct stoke_srcline *sl, uint64_t addr, struct stoke_s
 	for (;;) {
 		const struct sl_node *nd = &cu->nodes[node];
 
-		chain[n++].function = node_name(cu, &cu->nodes[node]);
+		chain[n].function = node_name(cu, &cu->nodes[node]);
+		chain[n].decl_file = nd->decl_file;
+		chain[n].decl_dir = cu_dir(cu, nd->decl_file);
+		chain[n++].decl_line = nd->decl_line;
 		if (!nd->inlined || nd->parent == NO_NODE)
 			break;
 		if (n == MAX_CHAIN) {

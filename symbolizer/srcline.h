@@ -26,6 +26,12 @@ struct stoke_srcframe {
 	const char *dir;      /* the compilation directory a relative file is
 			       * relative to, or NULL */
 	uint32_t line;        /* 0 when unknown */
+	/* Where the function is defined (DW_AT_decl_file/decl_line, through
+	 * abstract_origin and specification): its first line, as cProfile
+	 * keys a function. NULL/0 when DWARF does not say. */
+	const char *decl_file;
+	const char *decl_dir; /* as dir, for decl_file */
+	uint32_t decl_line;
 };
 
 struct stoke_srcline;

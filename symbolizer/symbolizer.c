@@ -83,6 +83,8 @@ struct result {
 	const char *module; /* kernel only: "[kernel.kallsyms]" or "[mod]" */
 	const char *file;
 	uint32_t line;
+	const char *decl_file;
+	uint32_t decl_line;
 	uint32_t ninl;
 	const struct stoke_module_frame *inl;
 };
@@ -423,6 +425,8 @@ static size_t emit_result(const struct result *res, const struct stoke_symbol *b
 		frames[n].function = res->inl[i].function;
 		frames[n].file = res->inl[i].file;
 		frames[n].line = res->inl[i].line;
+		frames[n].decl_file = res->inl[i].decl_file;
+		frames[n].decl_line = res->inl[i].decl_line;
 		frames[n].inlined = true;
 		n++;
 	}
@@ -430,6 +434,8 @@ static size_t emit_result(const struct result *res, const struct stoke_symbol *b
 	frames[n].function = res->function;
 	frames[n].file = res->file;
 	frames[n].line = res->line;
+	frames[n].decl_file = res->decl_file;
+	frames[n].decl_line = res->decl_line;
 	if (res->module)
 		frames[n].module = res->module;
 	return n + 1;
@@ -477,6 +483,8 @@ static size_t resolve_module(struct stoke_symbolizer *s, struct stoke_module *mo
 	res.function = s->scratch[n - 1].function;
 	res.file = s->scratch[n - 1].file;
 	res.line = s->scratch[n - 1].line;
+	res.decl_file = s->scratch[n - 1].decl_file;
+	res.decl_line = s->scratch[n - 1].decl_line;
 	res.ninl = (uint32_t)(n - 1);
 	res.inl = s->scratch;
 	result_add(s, &res);

@@ -41,6 +41,9 @@ struct stoke_symbol {
 			       * dropped */
 	const char *file;     /* source file (from DWARF) or NULL */
 	uint32_t line;        /* 0 when unknown */
+	const char *decl_file; /* the function's definition: its file and */
+	uint32_t decl_line;    /* first line (DWARF decl_file/decl_line), as
+				* cProfile keys a function; NULL/0 unknown */
 	const char *module;   /* full path of the mapped file, "[kernel.kallsyms]",
 			       * "[vdso]", or NULL; for a kernel module's
 			       * symbol, its name in brackets ("[ext4]") */
@@ -130,16 +133,15 @@ void stoke_symbolizer_free(struct stoke_symbolizer *s);
 int stoke_symbolizer_record(struct stoke_symbolizer *s, const struct stoke_record *rec);
 
 /*
- * Resolve a sample's callchain into frames, leaf first: kernel frames (from
- * the part before PERF_CONTEXT_USER) then user frames. Context markers are
- * dropped. Every entry but the first of each context is a return address and
- * is looked up at addr - 1, so call sites resolve to the caller. When the
- * sample has no callchain, sample->ip alone is used. Writes at most max
- * frames and returns the number written.
+ * Resolve a sample's stack (stack/stack.h) into frames, leaf first: its
+ * kernel IPs then its user IPs. Every IP but the first of each side is a
+ * return address and is looked up at addr - 1, so call sites resolve to the
+ * caller. When the sample has no stack, sample->ip alone is used. Writes at
+ * most max frames and returns the number written.
  *
  * A sample with user registers and a user stack copy (DWARF mode) gets its
- * user frames by DWARF unwinding instead (libunwind, see unwind.h); the
- * kernel frames still come from the callchain, on top. The -1 rule applies
+ * user frames by DWARF unwinding instead (libunwind, see stack/unwind.h);
+ * the kernel frames still come from its kernel IPs, on top. The -1 rule applies
  * to every unwound frame but the first and the one a signal interrupted. A
  * stack that does not reach its outermost frame ends, root side, with a
  * STOKE_FRAME_SYNTHETIC frame named "[truncated]" (the stack copy or the

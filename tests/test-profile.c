@@ -118,6 +118,8 @@ START_TEST(test_frames)
 	base.offset = 0;
 	base.kind = STOKE_PFRAME_USER;
 	base.inlined = false;
+	base.decl_file = base.file;
+	base.decl_line = 40;
 	id = frame(p, &base);
 	ck_assert_uint_eq(id, 1);
 	memset(&f, 0x55, sizeof(f));
@@ -128,6 +130,8 @@ START_TEST(test_frames)
 	f.offset = 0;
 	f.kind = STOKE_PFRAME_USER;
 	f.inlined = false;
+	f.decl_file = base.file;
+	f.decl_line = 40;
 	ck_assert_uint_eq(frame(p, &f), id);
 	ck_assert_uint_eq(stoke_profile_nframes(p), 1);
 
@@ -139,9 +143,11 @@ START_TEST(test_frames)
 	ck_assert_uint_eq(g->module, base.module);
 	ck_assert_uint_eq(g->kind, STOKE_PFRAME_USER);
 	ck_assert(!g->inlined);
+	ck_assert_uint_eq(g->decl_file, base.file);
+	ck_assert_uint_eq(g->decl_line, 40);
 
 	/* Each field on its own makes a new frame, and each is stable. */
-	for (int field = 0; field < 7; field++) {
+	for (int field = 0; field < 9; field++) {
 		f = base;
 		switch (field) {
 		case 0: f.name = intern(p, "other"); break;
@@ -151,18 +157,20 @@ START_TEST(test_frames)
 		case 4: f.offset = 0x10; break;
 		case 5: f.kind = STOKE_PFRAME_KERNEL; break;
 		case 6: f.inlined = true; break;
+		case 7: f.decl_file = intern(p, "def.c"); break;
+		case 8: f.decl_line = 1; break;
 		}
 		other = frame(p, &f);
 		ck_assert_msg(other != id, "field %d ignored", field);
 		ck_assert_uint_eq(frame(p, &f), other);
 		ck_assert_uint_eq(other, (uint32_t)field + 2);
 	}
-	ck_assert_uint_eq(stoke_profile_nframes(p), 8);
+	ck_assert_uint_eq(stoke_profile_nframes(p), 10);
 	ck_assert_uint_eq(frame(p, &base), id);
 
 	ck_assert_ptr_null(stoke_profile_get_frame(p, 0));
-	ck_assert_ptr_null(stoke_profile_get_frame(p, 9));
-	ck_assert_ptr_nonnull(stoke_profile_get_frame(p, 8));
+	ck_assert_ptr_null(stoke_profile_get_frame(p, 11));
+	ck_assert_ptr_nonnull(stoke_profile_get_frame(p, 10));
 
 	/* String ids must exist; kind must be known. */
 	f = base;
@@ -172,12 +180,15 @@ START_TEST(test_frames)
 	f.file = UINT32_MAX;
 	ck_assert_int_eq(stoke_profile_frame(p, &f, &other), -EINVAL);
 	f = base;
+	f.decl_file = UINT32_MAX;
+	ck_assert_int_eq(stoke_profile_frame(p, &f, &other), -EINVAL);
+	f = base;
 	f.module = UINT32_MAX;
 	ck_assert_int_eq(stoke_profile_frame(p, &f, &other), -EINVAL);
 	f = base;
 	f.kind = 77;
 	ck_assert_int_eq(stoke_profile_frame(p, &f, &other), -EINVAL);
-	ck_assert_uint_eq(stoke_profile_nframes(p), 8);
+	ck_assert_uint_eq(stoke_profile_nframes(p), 10);
 	stoke_profile_free(p);
 }
 END_TEST
@@ -503,6 +514,53 @@ START_TEST(test_stress_stacks)
 }
 END_TEST
 
+/* The function view keys a function by its definition: frames of one
+ * function on lines of two files become one frame, at the file and first
+ * line of its definition, which the frame keeps; a function without one
+ * keeps its first file and lowest line (#17 item 5). */
+START_TEST(test_copy_by_function_decl)
+{
+	struct stoke_profile *p = new_profile(), *fp = NULL;
+	struct stoke_copy_opts o = { .by_function = true };
+	uint32_t def = intern(p, "bytecodes.c"), gen = intern(p, "generated.c.h");
+	struct stoke_pframe a = { .name = intern(p, "eval"), .file = gen, .line = 900,
+				  .decl_file = def, .decl_line = 10 };
+	struct stoke_pframe b = a, c = { .name = intern(p, "plain"), .file = def, .line = 70 };
+	struct stoke_pframe d = c;
+	const struct stoke_pframe *f;
+	uint32_t fa, fb, fc, fd;
+
+	b.file = def;
+	b.line = 500;
+	d.line = 60;
+	fa = frame(p, &a);
+	fb = frame(p, &b);
+	fc = frame(p, &c);
+	fd = frame(p, &d);
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 1, stack(p, 0, fa), 1), 0);
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 2, stack(p, 0, fb), 1), 0);
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 3, stack(p, 0, fc), 1), 0);
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 4, stack(p, 0, fd), 1), 0);
+	ck_assert_int_eq(stoke_profile_copy(p, &o, &fp), 0);
+	ck_assert_uint_eq(stoke_profile_nframes(fp), 2);
+	for (uint32_t id = 1; id <= 2; id++) {
+		f = stoke_profile_get_frame(fp, id);
+		if (!strcmp(stoke_profile_string(fp, f->name), "eval")) {
+			ck_assert_str_eq(stoke_profile_string(fp, f->file), "bytecodes.c");
+			ck_assert_uint_eq(f->line, 10);
+			ck_assert_str_eq(stoke_profile_string(fp, f->decl_file), "bytecodes.c");
+			ck_assert_uint_eq(f->decl_line, 10);
+		} else {
+			ck_assert_str_eq(stoke_profile_string(fp, f->file), "bytecodes.c");
+			ck_assert_uint_eq(f->line, 60);
+			ck_assert_uint_eq(f->decl_line, 0);
+		}
+	}
+	stoke_profile_free(fp);
+	stoke_profile_free(p);
+}
+END_TEST
+
 static Suite *profile_suite(void)
 {
 	Suite *s = suite_create("profile");
@@ -511,6 +569,7 @@ static Suite *profile_suite(void)
 	tcase_add_test(tc, test_free_null);
 	tcase_add_test(tc, test_strings);
 	tcase_add_test(tc, test_frames);
+	tcase_add_test(tc, test_copy_by_function_decl);
 	tcase_add_test(tc, test_stacks);
 	tcase_add_test(tc, test_stack_frames);
 	tcase_add_test(tc, test_samples_threads);

@@ -33,6 +33,8 @@ int cmd_top(int argc, char **argv);
 int cmd_annotate(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_suite(int argc, char **argv);
+/* stoke dump PID: Python stacks of a running CPython (cmd-dump.c) */
+int cmd_dump(int argc, char **argv);
 /* stoked client commands (cmd-client.c) */
 int cmd_attach(int argc, char **argv);
 int cmd_detach(int argc, char **argv);

@@ -45,7 +45,8 @@ struct record_args {
 	struct stoke_session_opts sopts;
 	pid_t pids[MAX_PIDS];
 	size_t npids;
-	uint32_t tids[MAX_PIDS]; /* -t: keep only these threads' samples */
+	pid_t tids[MAX_PIDS];    /* -t: sample only these threads */
+	pid_t tid_tgid[MAX_PIDS]; /* the process of each */
 	size_t ntids;
 	char **argv;
 	double duration;
@@ -71,8 +72,8 @@ static void usage(FILE *f)
 	      "\n"
 	      "  -p, --pid PID[,PID...]  attach to running processes (a thread id means\n"
 	      "                          its process)\n"
-	      "  -t, --tid TID[,TID...]  only these threads: their processes are sampled\n"
-	      "                          and only these threads' samples are kept\n"
+	      "  -t, --tid TID[,TID...]  only these threads (events on them alone, as in\n"
+	      "                          perf; threads they create are not sampled)\n"
 	      "  -a, --all-cpus          every process on every CPU (the BPF sampler;\n"
 	      "                          give -d or stop with Ctrl-C)\n"
 	      "  -F, --freq HZ           samples per second per thread (default 999)\n"
@@ -94,7 +95,7 @@ static void usage(FILE *f)
 	      "  -d, --duration SECONDS  stop after this long (default: until the\n"
 	      "                          targets exit or Ctrl-C)\n"
 	      "  -g, --call-graph[=MODE] fp (frame pointers), dwarf[,BYTES] (unwind a\n"
-	      "                          copy of BYTES of user stack; default 32768,\n"
+	      "                          copy of BYTES of user stack; default and\n"
 	      "                          max 65528) or auto (default: dwarf); -g\n"
 	      "                          alone means the default\n"
 	      "  -o, --output FILE       output file (default stoke.folded; - for stdout);\n"
@@ -198,6 +199,8 @@ static void resolve_targets(struct record_args *a)
 	for (size_t i = 0; i < a->npids; i++) {
 		pid_t tgid = tgid_of(a->pids[i]);
 
+		if (i >= a->npids - a->ntids)
+			a->tid_tgid[i - (a->npids - a->ntids)] = tgid > 0 ? tgid : a->pids[i];
 		if (tgid > 0 && tgid != a->pids[i]) {
 			if (i < a->npids - a->ntids)
 				log_warn("%d is a thread of process %d: sampling the whole process "
@@ -304,7 +307,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 			if (parse_pids(optarg, a) < 0)
 				return die_usage("invalid TID list '%s'", optarg);
 			for (size_t i = before; i < a->npids; i++)
-				a->tids[a->ntids++] = (uint32_t)a->pids[i];
+				a->tids[a->ntids++] = a->pids[i];
 			break;
 		}
 		case 'F': {
@@ -484,6 +487,9 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		if (a->argv)
 			return die_usage("%s", "the BPF sampler profiles running processes (-p PID) "
 					       "or every process (-a), not a command");
+		if (a->ntids)
+			return die_usage("%s", "-t needs the perf_event sampler: the BPF sampler "
+					       "takes -p PID or -a (--per-thread keeps threads apart)");
 		if (a->sopts.sampler.event == STOKE_EVENT_WALL)
 			return die_usage("%s", "-e wall needs the signal sampler (--sampler signal); "
 					       "the BPF sampler has --off-cpu");
@@ -626,11 +632,32 @@ static int start_targets(struct recorder *rec)
 	for (size_t i = 0; i < a->npids; i++)
 		rec->pidfds[i] = -1;
 	for (size_t i = 0; i < a->npids; i++) {
+		pid_t tids[MAX_PIDS];
+		size_t n = 0;
+
 		/* Without a pidfd (an old kernel), exit is noticed by polling
 		 * kill(pid, 0) every round instead. */
 		rec->pidfds[i] = stoke_driver_pidfd(a->pids[i]);
 		if (rec->pidfds[i] < 0)
 			rec->pidfds[i] = -1;
+		for (size_t j = 0; j < a->ntids; j++) {
+			bool dup = false;
+
+			for (size_t k = 0; k < n && !dup; k++)
+				dup = tids[k] == a->tids[j];
+			if (a->tid_tgid[j] == a->pids[i] && !dup)
+				tids[n++] = a->tids[j]; /* -t T,T: one event each */
+		}
+		if (n) {
+			r = stoke_session_attach_threads(rec->session, a->pids[i], tids, n);
+			if (r < 0) {
+				log_error("cannot attach to the threads of PID %d: %s", a->pids[i],
+					  r == -ESRCH ? "a TID is not (or no longer) its thread"
+						      : stoke_sampler_strerror(r));
+				return 1;
+			}
+			continue;
+		}
 		r = stoke_session_attach(rec->session, a->pids[i]);
 		if (r < 0) {
 			log_error("cannot attach to PID %d: %s", a->pids[i],
@@ -790,30 +817,14 @@ static int open_output(struct recorder *rec)
 	return 0;
 }
 
-static void profile_freep(struct stoke_profile **p)
-{
-	stoke_profile_free(*p);
-}
-
 static int write_output(struct recorder *rec)
 {
 	const struct stoke_profile *p = stoke_session_profile(rec->session);
 	struct record_args *a = rec->args;
 	struct stoke_run_info info = { 0 };
 	_cleanup_free_ char *dir = NULL;
-	_cleanup_(profile_freep) struct stoke_profile *kept = NULL;
 	int r;
 
-	if (a->ntids) {
-		struct stoke_copy_opts co = { .tids = a->tids, .ntids = a->ntids };
-
-		r = stoke_profile_copy(p, &co, &kept);
-		if (r < 0) {
-			log_error("cannot write the profile: %s", strerror(-r));
-			return r;
-		}
-		p = kept;
-	}
 	if (!a->output_dir) {
 		rec->out_open = false;
 		r = stoke_output_write_atomic(p, a->format, &a->oopts, &rec->out);

@@ -60,6 +60,7 @@ struct stoke_perf_sampler {
 	bool fell_back;
 	bool kernel_dropped; /* exclude_kernel forced by perf_event_paranoid */
 	bool launching;      /* opening events for a held child: enable_on_exec */
+	bool threads_only;   /* -t: events on the listed threads, not inherited */
 	size_t page_size;
 	uint32_t ring_pages;
 
@@ -171,7 +172,7 @@ static void setup_attr(struct stoke_perf_sampler *s)
 	a->comm = 1;
 	a->comm_exec = 1;
 	a->task = 1;
-	a->inherit = 1;
+	a->inherit = !s->threads_only;
 	a->disabled = 1;
 	a->enable_on_exec = s->launching;
 	a->exclude_kernel = s->opts.exclude_kernel || s->kernel_dropped;
@@ -644,6 +645,52 @@ out:
 	return r;
 }
 
+/*
+ * perf's -t: events on the listed threads of process pid only, not
+ * inherited, so neither the process's other threads nor threads born later
+ * cost an event or take a sample. The process is still the target (its
+ * mappings name the samples). Each TID gets open_task's check after the open:
+ * a TID that is not (or no longer) pid's thread fails the whole attach with
+ * -ESRCH, and nothing of another process is ever sampled.
+ */
+int stoke_perf_attach_threads(struct stoke_perf_sampler *s, pid_t pid, const pid_t *tids,
+			      size_t n)
+{
+	struct synth_ctx ctx = { s, pid };
+	size_t first_fd = s->nfds;
+	char path[64];
+	int r = 0, procfd;
+
+	if (s->opts.backend == STOKE_BACKEND_SIGNAL || s->opts.event == STOKE_EVENT_WALL)
+		return -EOPNOTSUPP;
+	if (pid <= 0 || n == 0)
+		return -ESRCH;
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	procfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (procfd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	s->threads_only = true;
+	setup_attr(s);
+	r = stoke_u64set_add(&s->targets, (uint32_t)pid);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = open_task(s, tids[i], procfd);
+	if (r < 0)
+		goto out;
+	s->stats.threads_attached += (uint32_t)n;
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = synth_comm(s, pid, tids[i]);
+	if (r < 0)
+		goto out;
+	r = stoke_maps_read_pid(pid, synth_mmap_cb, &ctx);
+	if (r < 0 && r != -ESRCH && r != -ENOENT)
+		goto out;
+	r = 0;
+	enable_all(s, first_fd);
+out:
+	close(procfd);
+	return r;
+}
+
 /* ---- launch ---- */
 
 /* Undo the events opened since first_fd (a launch that failed): close them
@@ -971,6 +1018,11 @@ static int ops_attach(void *b, pid_t pid)
 	return stoke_perf_attach(b, pid);
 }
 
+static int ops_attach_threads(void *b, pid_t pid, const pid_t *tids, size_t n)
+{
+	return stoke_perf_attach_threads(b, pid, tids, n);
+}
+
 static int ops_launch(void *b, char *const argv[], pid_t *ret_pid)
 {
 	return stoke_perf_launch(b, argv, ret_pid);
@@ -1011,6 +1063,7 @@ const struct stoke_backend_ops stoke_perf_backend = {
 	.name = "perf",
 	.new = ops_new,
 	.attach = ops_attach,
+	.attach_threads = ops_attach_threads,
 	.launch = ops_launch,
 	.pollfds = ops_pollfds,
 	.drain = ops_drain,

@@ -24,6 +24,8 @@ int stoke_perf_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb, v
 		   struct stoke_perf_sampler **ret);
 void stoke_perf_free(struct stoke_perf_sampler *s);
 int stoke_perf_attach(struct stoke_perf_sampler *s, pid_t pid);
+int stoke_perf_attach_threads(struct stoke_perf_sampler *s, pid_t pid, const pid_t *tids,
+			      size_t n);
 int stoke_perf_launch(struct stoke_perf_sampler *s, char *const argv[], pid_t *ret_pid);
 int stoke_perf_pollfds(const struct stoke_perf_sampler *s, const int **ret);
 int stoke_perf_drain(struct stoke_perf_sampler *s, bool flush);

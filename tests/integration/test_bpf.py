@@ -133,11 +133,29 @@ def test_pid_same_as_perf(d):
         kill(target)
 
 
+def offcpu_truth(target):
+    """What the fixture measured it spent in each phase (its stdout at the
+    end), as shares of their sum, in percent."""
+    out, _ = target.communicate(timeout=60)
+    m = re.search(r"offcpu: sleep ([\d.]+) pipe ([\d.]+) compute ([\d.]+)", out or "")
+    check(m, "the fixture printed no totals: %r" % out)
+    v = [float(x) for x in m.groups()]
+    return {ph: 100.0 * x / sum(v)
+            for ph, x in zip(("sleep_phase", "pipe_phase", "compute_phase"), v)}
+
+
+def spawn_offcpu(name):
+    """The off-CPU fixture for 5 s (recorded from 0.3 s to 4.3 s)."""
+    return subprocess.Popen([fixture(name), "5"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
 def offcpu_shares(d, args, target, chains=None):
     out = os.path.join(d, "out.folded")
     p = run_stoke(["record", "--off-cpu", "-F", "499", "-d", "4", "--per-thread", "-o", out]
                   + args, timeout=120)
     check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    truth = offcpu_truth(target)
     threads = by_thread(parse_folded(out))
     main = [st for (comm, pid, tid), st in threads.items()
             if pid == target.pid and tid == target.pid]
@@ -153,10 +171,13 @@ def offcpu_shares(d, args, target, chains=None):
                     leaves[ph].add(n[-1])
     tot = sum(phases.values())
     check(tot >= 500, "too few samples: %s" % phases)
-    for ph, want in (("sleep_phase", 60), ("pipe_phase", 20), ("compute_phase", 20)):
+    # Nominally 60/20/20; the fixture's own measure of this run is the
+    # truth (late wakeups on a loaded machine lengthen the pipe wait).
+    for ph in ("sleep_phase", "pipe_phase", "compute_phase"):
         share = 100.0 * phases[ph] / tot
-        check(abs(share - want) <= TOL,
-              "%s: %.1f%% of %d, want %d +-%g (%s)" % (ph, share, tot, want, TOL, phases))
+        check(abs(share - truth[ph]) <= TOL,
+              "%s: %.1f%% of %d, the fixture measured %.1f%% (+-%g; %s)" %
+              (ph, share, tot, truth[ph], TOL, phases))
     # Blocked stacks end in the reason frame with the right syscall, and
     # in the kernel's syscall entry for it.
     check(leaves["sleep_phase"] == {"[off-cpu S (sleeping) nanosleep]"},
@@ -180,7 +201,7 @@ def offcpu_shares(d, args, target, chains=None):
 
 def test_off_cpu_pid(d):
     require_bpf(d)
-    target = spawn([fixture("offcpu"), "0"])
+    target = spawn_offcpu("offcpu")
     try:
         time.sleep(0.3)
         offcpu_shares(d, ["-p", str(target.pid)], target)
@@ -190,7 +211,7 @@ def test_off_cpu_pid(d):
 
 def test_off_cpu_system_wide(d):
     require_bpf(d)
-    target = spawn([fixture("offcpu"), "0"])
+    target = spawn_offcpu("offcpu")
     try:
         time.sleep(0.3)
         offcpu_shares(d, ["-a"], target)
@@ -202,7 +223,7 @@ def test_off_cpu_dwarf_nofp(d):
     """Without frame pointers, -g dwarf copies the user stack at each block
     and the blocked stacks are whole."""
     require_bpf(d)
-    target = spawn([fixture("offcpu-nofp"), "0"])
+    target = spawn_offcpu("offcpu-nofp")
     try:
         time.sleep(0.3)
         offcpu_shares(d, ["-g", "dwarf", "-p", str(target.pid)], target, chains={
@@ -279,24 +300,12 @@ def test_exited_symbolized(d):
     del gone_pid
 
 
-DLOPEN_SCRIPT = """
-import ctypes, sys, time
-t = time.time()
-while time.time() - t < 1.0:  # sampled (so known) before the dlopen
-    pass
-lib = ctypes.CDLL(sys.argv[1])
-end = time.time() + 3
-while time.time() < end:
-    lib.lib_leaf(ctypes.c_long(1000))
-"""
-
-
 def test_dlopen_later(d):
     """A library a known process loads later is named (an mmap with
     PROT_EXEC makes stoke read the process's mappings again)."""
     require_bpf(d)
     out = os.path.join(d, "out.folded")
-    target = spawn(["python3", "-c", DLOPEN_SCRIPT, fixture("libfixture.so")])
+    target = spawn([fixture("dlopen-late"), fixture("libfixture.so"), "3"])
     try:
         time.sleep(0.1)
         p = run_stoke(["record", "--sampler", "bpf", "-p", str(target.pid), "-d", "4",
@@ -307,7 +316,7 @@ def test_dlopen_later(d):
     stacks = parse_folded(out)
     tot = sum(c for _, c in stacks)
     lib = sum(c for fr, c in stacks if "lib_leaf" in names(fr))
-    check(tot >= 500 and lib >= 0.4 * tot,
+    check(tot >= 500 and lib >= 0.5 * tot,
           "lib_leaf in %d of %d samples: %s" % (lib, tot,
                                                 sorted(stacks, key=lambda x: -x[1])[:3]))
 

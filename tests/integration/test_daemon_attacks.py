@@ -41,6 +41,7 @@ from test_daemon import (NOBODY, Daemon, check_run_dir, open_to_nobody,  # noqa:
 
 AS_NOBODY = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups"]
 LATENCY_BOUND = 0.200  # seconds: root's status, whatever another uid does
+LOAD_BEFORE = os.getloadavg()[0]  # others' load, read before any attack starts
 
 
 def threads_target(n, user=NOBODY):
@@ -83,12 +84,34 @@ def root_status_latency(daemon, timeout=2.0):
         s.close()
 
 
+def latency_bound():
+    """The acceptance bound, 200 ms, for a release build on a machine with
+    CPUs to spare. An ASan+UBSan stoked runs every instruction 2-3x slower,
+    so its bound is 2.5x; a machine loaded past its CPUs by others (the load
+    average before the attack) delays any reply by scheduling alone, and
+    there the bound only tells a stall (the attacks: seconds, or never) from
+    a busy machine. Each relaxation is printed."""
+    bound, why = LATENCY_BOUND, "release build"
+    try:
+        libs = subprocess.run(["ldd", os.environ.get("STOKED", "stoked")],
+                              capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        libs = ""
+    if "libasan" in libs:
+        bound, why = bound * 2.5, "ASan build"
+    load = LOAD_BEFORE
+    if load >= (os.cpu_count() or 1) * 2:
+        bound, why = max(bound, 1.0), "%s, machine loaded (load average %.1f)" % (why, load)
+    return bound, why
+
+
 def check_latencies(lat, what):
     lat = sorted(lat)
-    print("root status over %d tries %s: median %.1f ms, max %.1f ms"
-          % (len(lat), what, 1000 * lat[len(lat) // 2], 1000 * lat[-1]))
-    check(lat[-1] < LATENCY_BOUND, "root's status took %.0f ms %s (bound %.0f ms)"
-          % (1000 * lat[-1], what, 1000 * LATENCY_BOUND))
+    bound, why = latency_bound()
+    print("root status over %d tries %s: median %.1f ms, max %.1f ms (bound %.0f ms: %s)"
+          % (len(lat), what, 1000 * lat[len(lat) // 2], 1000 * lat[-1], 1000 * bound, why))
+    check(lat[-1] < bound, "root's status took %.0f ms %s (bound %.0f ms: %s)"
+          % (1000 * lat[-1], what, 1000 * bound, why))
 
 
 NOBODY_CLIENT = r"""

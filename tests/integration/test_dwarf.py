@@ -296,6 +296,57 @@ def test_stitch(d):
           "run.json stitched_stacks %r != summary %d" % (info.get("stitched_stacks"), stitched))
 
 
+def test_deep_default(d):
+    """Default settings hold a ~43 KB stack whole: recurse-alt with 300
+    descend frames (about 144 bytes each, never ASan-instrumented) on both
+    sides, so no stack of the run is shallow enough to stitch onto. (The
+    32 KB copy cut these, as it cut clang's and gcc's deepest stacks.)"""
+    depth = 300
+    stacks, err = record(d, ["-F", "999", "--", fixture("recurse-alt"), "2", str(depth),
+                             str(depth)])
+    leaf = [(user_frames(fr), c) for fr, c in stacks
+            if user_frames(fr) and user_frames(fr)[-1] == "leaf_work"]
+    n = sum(c for _, c in leaf)
+    full = sum(c for fr, c in leaf if fr.count("descend") == depth and "main" in fr)
+    print("default settings, %d descend frames: %d of %d leaf_work stacks complete; %s"
+          % (depth, full, n, re.search(r"unwound .*", err).group(0)))
+    check(n > 0.5 * total(stacks), "leaf_work has %d of %d samples" % (n, total(stacks)))
+    check(full >= REACH_FLOOR / 100 * n, "only %d of %d deep stacks complete" % (full, n))
+
+
+def test_stitch_history(d):
+    """Stitching searches the thread's recent complete stacks, not only the
+    last one: recurse-alt's mix mode follows each 80-deep descent with
+    1 ms bursts of the 150-deep one alternating with top_work (a complete
+    stack with no descend frame), so the last complete stack before a deep
+    sample rarely has the frame at the cut. The deep samples must still
+    come out complete (150 descend frames), none with a wrong depth."""
+    p = run_stoke(["record", "-F", "999", "-g", "dwarf,16384", "-o",
+                   os.path.join(d, "out.folded"), "--",
+                   fixture("recurse-alt"), "2", "80", "150", "mix"], timeout=120)
+    check(p.returncode == 0, "stoke: exit %d: %s" % (p.returncode, p.stderr))
+    stacks = parse_folded(os.path.join(d, "out.folded"))
+    m = re.search(r"(\d+) stitched", p.stderr)
+    check(m, "no stitch count in the summary: %r" % p.stderr)
+    stitched = int(m.group(1))
+    deep = sum(c for fr, c in stacks if fr.count("descend") == 150 and "main" in fr)
+    cut = sum(c for fr, c in stacks if "[truncated]" in fr)
+    top = sum(c for fr, c in stacks if "top_work" in fr and "main" in fr)
+    odd = sum(c for fr, c in stacks if "main" in fr and "leaf_work" in fr and
+              fr.count("descend") not in (80, 150))
+    print("samples=%d, deep and complete: %d, still truncated: %d, top_work: %d, "
+          "wrong depth: %d, stitched: %d" % (total(stacks), deep, cut, top, odd, stitched))
+    check(top >= 0.15 * total(stacks), "only %d of %d samples in top_work: the fixture no "
+          "longer interleaves another complete stack" % (top, total(stacks)))
+    check(deep >= 0.15 * total(stacks), "only %d of %d samples are deep and complete"
+          % (deep, total(stacks)))
+    check(deep >= 0.95 * (deep + cut), "%d deep stacks still truncated, %d complete"
+          % (cut, deep))
+    check(odd <= 0.01 * total(stacks), "%d stacks with a wrong number of frames" % odd)
+    check(stitched >= deep * 0.9, "%d deep complete stacks but %d stitches counted"
+          % (deep, stitched))
+
+
 JIT_JS = """
 function fib(n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
 const end = Date.now() + 1000 * Number(process.argv[2]);
@@ -463,6 +514,8 @@ TESTS = {
     "signal_frame": test_signal_frame,
     "jit_node": test_jit_node,
     "stitch": test_stitch,
+    "stitch_history": test_stitch_history,
+    "deep_default": test_deep_default,
 }
 
 if __name__ == "__main__":

@@ -755,6 +755,90 @@ def test_pprof_timeline(tmp):
         check(a == b, "-f %s from the timeline pprof differs from the run's" % fmt)
 
 
+def callgrind_function_files(path):
+    """{function name: the fl= file of its fn= block} of a callgrind file."""
+    names, fns, files, fl = {}, {}, {}, None
+    for line in open(path, errors="replace"):
+        m = re.match(r"(fl|fi|fe|cfi|cfl|fn|cfn)=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
+        if not m:
+            continue
+        kind, ident, name = m.groups()
+        table = fns if kind in ("fn", "cfn") else names
+        if name is not None:
+            table[ident] = name
+        if kind == "fl":
+            fl = names.get(ident)
+        elif kind == "fn":
+            files.setdefault(fns.get(ident), set()).add(fl)
+    return files
+
+
+def test_function_definition_keys(tmp):
+    """A function is keyed by its definition, as cProfile keys it: pstats'
+    key is (the file of its definition, its first line (DWARF decl_line),
+    name), the text table prints file:line(function) with it, callgrind's
+    fn= is in that file, and pprof's Function.start_line is that line; for a
+    physical function and one inlined into it, both sampled only on lines far
+    below their first (the fixture's markers are the truth). A stored pprof
+    gives the same keys back."""
+    src = os.path.join(os.environ.get("STOKE_SOURCE_ROOT", os.path.join(HERE, "..", "..")),
+                       "tests", "fixtures", "declline.c")
+    real_src = os.path.realpath(src)
+    defs = {}
+    for i, line in enumerate(open(src), 1):
+        m = re.search(r"/\* DEF (\w+) \*/", line)
+        if m:
+            defs[m.group(1)] = i
+    check(set(defs) == {"far_hot", "far_inl"}, "fixture markers: %r" % defs)
+    p = run_stoke(["record", "-q", "-F", FREQ, "--output-dir", tmp, "--name", "declline",
+                   "--", fixture("declline"), SECONDS], timeout=120)
+    check(p.returncode == 0, "record failed: %s" % p.stderr.strip())
+    rundir = os.path.join(tmp, [d for d in os.listdir(tmp) if d.endswith("_declline")][0])
+
+    # pprof: every sampled line of each function is far below its first, and
+    # start_line (-raw prints it as s=) is the first.
+    raw = go_pprof(tmp, "-raw", os.path.join(rundir, FILES["pprof"]))
+    seen = {name: [] for name in defs}
+    for m in re.finditer(r"\b(far_hot|far_inl) (\S+):(\d+) s=(\d+)", raw):
+        seen[m.group(1)].append((m.group(2), int(m.group(3)), int(m.group(4))))
+    for name, line in defs.items():
+        check(seen[name], "pprof -raw shows no line of %s:\n%s" % (name, raw[:3000]))
+        for path, sampled, start in seen[name]:
+            check(os.path.realpath(path) == real_src, "%s in %s" % (name, path))
+            check(sampled >= line + 20, "%s sampled at line %d, near its first line %d: the "
+                  "fixture does not test anything" % (name, sampled, line))
+            check(start == line, "pprof start_line of %s is %d, not %d" % (name, start, line))
+
+    import pstats
+    for label, path in (("recorded", os.path.join(rundir, FILES["pstats"])),
+                        ("from the stored pprof", None)):
+        if path is None:
+            path = os.path.join(tmp, "again.pstats")
+            r = run_stoke(["report", os.path.join(rundir, FILES["pprof"]), "-o", path])
+            check(r.returncode == 0, "report failed: %s" % r.stderr.strip())
+        st = pstats.Stats(path).stats
+        for name, line in defs.items():
+            keys = [k for k in st if k[2] == name]
+            check(len(keys) == 1, "%s: pstats keys of %s: %r" % (label, name, keys))
+            f, ln, _ = keys[0]
+            check(os.path.realpath(f) == real_src and ln == line,
+                  "%s: pstats key of %s is %r, not (%s, %d, %r)" % (label, name, keys[0],
+                                                                   src, line, name))
+            check(st[keys[0]][2] > 0, "%s: %s has no self time" % (label, name))
+
+    txt = open(os.path.join(rundir, FILES["txt"])).read()
+    for name, line in defs.items():
+        m = re.search(r" (\S+):(\d+)\(%s\)$" % name, txt, re.M)
+        check(m and os.path.realpath(m.group(1)) == real_src and int(m.group(2)) == line,
+              "text table row of %s: %r" % (name, m and m.group(0)))
+
+    files = callgrind_function_files(os.path.join(rundir, FILES["callgrind"]))
+    for name in defs:
+        got = files.get(name, set())
+        check(len(got) == 1 and os.path.realpath(next(iter(got))) == real_src,
+              "callgrind fl= of %s: %r" % (name, got))
+
+
 TESTS = {
     "rundir_and_report": test_rundir_and_report,
     "output_by_extension": test_output_by_extension,
@@ -771,6 +855,7 @@ TESTS = {
     "docs_match": test_docs_match,
     "cross_format_top5": test_cross_format_top5,
     "pprof_timeline": test_pprof_timeline,
+    "function_definition_keys": test_function_definition_keys,
 }
 
 if __name__ == "__main__":

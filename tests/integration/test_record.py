@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stoketest import (check, contains_in_order, cpu_ticks, fixture, has_chain,  # noqa: E402
+from stoketest import (STOKE, check, contains_in_order, cpu_ticks, fixture, has_chain,  # noqa: E402
                        kill, leaf_count, parse_folded, proc_state, run_stoke,
                        run_tests, spawn, tids, total)
 
@@ -276,9 +276,30 @@ def test_pid_list_dedup(d):
           "-p P,P,P took %(thrice)d samples, -p P %(once)d" % counts)
 
 
+def perf_event_fds(pid):
+    """How many perf_event fds process pid holds now."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == "anon_inode:[perf_event]":
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def online_cpus():
+    n = 0
+    with open("/sys/devices/system/cpu/online") as f:
+        for part in f.read().strip().split(","):
+            lo, _, hi = part.partition("-")
+            n += int(hi or lo) - int(lo) + 1
+    return n
+
+
 def test_tid_means_its_process(d):
     # -p TID samples the thread's process (as perf does, with a warning) and
-    # its stacks unwind; -t TID keeps only that thread.
+    # its stacks unwind.
     target = spawn([fixture("split-mt"), "2", "30", "75"])
     try:
         time.sleep(0.5)
@@ -296,13 +317,51 @@ def test_tid_means_its_process(d):
         roots = per_thread_roots(stacks)
         busy = [r for r, c in roots.items() if c > 0.2 * n]
         check(len(busy) == 2, "-p TID did not sample the whole process: %r" % roots)
-        out = os.path.join(d, "t.folded")
-        p = run_stoke(["record", "--per-thread", "-t", str(workers[1]), "-d", "1",
-                       "-o", out])
-        check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
-        roots = per_thread_roots(parse_folded(out))
-        check(roots and all(r.endswith("/%d" % workers[1]) for r in roots),
-              "-t %d kept other threads: %r" % (workers[1], roots))
+    finally:
+        kill(target)
+
+
+def test_tid_samples_only_its_threads(d):
+    # -t TID opens events on that thread alone (perf's per-thread events, no
+    # inherit): the samples are its own, and stoke holds one event per CPU
+    # for it, not one per CPU for each of the process's 5 threads (sampling
+    # the process and filtering the samples would hold 5 times as many).
+    target = spawn([fixture("split-mt"), "4", "30", "75"])
+    try:
+        time.sleep(0.5)
+        workers = sorted(tids(target.pid) - {target.pid})
+        check(len(workers) == 4, "fixture threads: %r" % workers)
+        for listed in ([workers[1]], [workers[0], workers[2]]):
+            out = os.path.join(d, "t.folded")
+            rec = subprocess.Popen(
+                [STOKE, "record", "--sampler", "perf", "--per-thread", "-t",
+                 ",".join(map(str, listed)), "-d", "2", "-o", out],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            most = 0
+            deadline = time.time() + 1.5
+            while time.time() < deadline and rec.poll() is None:
+                try:
+                    most = max(most, perf_event_fds(rec.pid))
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            _, err = rec.communicate(timeout=60)
+            check(rec.returncode == 0, "exit %d: %s" % (rec.returncode, err))
+            want = len(listed) * online_cpus()
+            print("-t %s: %d perf_event fds (one per listed thread and CPU: %d)"
+                  % (listed, most, want))
+            check(most == want, "-t %s held %d perf_event fds, not %d"
+                  % (listed, most, want))
+            roots = per_thread_roots(parse_folded(out))
+            check(roots and all(int(r.rsplit("/", 1)[1]) in listed for r in roots),
+                  "-t %s sampled other threads: %r" % (listed, roots))
+            check(len(roots) == len(listed), "-t %s: threads sampled %r" % (listed, roots))
+        # A TID that is not a thread (of any process) is an error, not a
+        # silent empty profile.
+        p = run_stoke(["record", "-t", "%d" % (2**22 + 12345), "-d", "0.2",
+                       "-o", os.path.join(d, "x.folded")])
+        check(p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1,
+              "-t of no thread: %d %r" % (p.returncode, p.stderr))
     finally:
         kill(target)
 

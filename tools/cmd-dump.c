@@ -156,15 +156,17 @@ static int feed_map(const struct stoke_maps_entry *e, void *data)
 	return 0;
 }
 
-/* A stopped thread's native frames, innermost first, as a DWARF sample's. */
-static int native_stack(struct stoke_symbolizer *s, pid_t pid, pid_t tid, uint8_t *stack,
-			struct stoke_symbol *frames, size_t max)
+/* A stopped thread's native frames, innermost first, as a DWARF sample's:
+ * located and unwound (step 1) while it is stopped, named after. */
+static int native_locs(struct stoke_symbolizer *s, pid_t pid, pid_t tid, uint8_t *stack,
+		       struct stoke_frame_loc *locs, size_t max)
 {
 	struct user_regs_struct r;
 
 	if (ptrace(PTRACE_GETREGS, tid, NULL, &r) < 0)
 		return -errno;
-	struct iovec local = {stack, STACK_COPY}, remote = {(void *)(uintptr_t)r.rsp, STACK_COPY};
+	struct iovec local = {.iov_base = stack, .iov_len = STACK_COPY};
+	struct iovec remote = {.iov_base = (void *)(uintptr_t)r.rsp, .iov_len = STACK_COPY};
 	ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
 	/* The neutral sample (sampler/sample.h): DWARF-numbered registers and
 	 * the stack copied from SP up. */
@@ -188,8 +190,18 @@ static int native_stack(struct stoke_symbolizer *s, pid_t pid, pid_t tid, uint8_
 		.stack_len = got > 0 ? (uint64_t)got : 0,
 		.stack = stack,
 	};
-	return stoke_symbolizer_sample(s, &smp, frames, max);
+	return stoke_symbolizer_sample_locs(s, &smp, locs, max);
 }
+
+/* What is kept of a thread while the process is stopped. */
+struct tdump {
+	pid_t tid;
+	char state;
+	struct stoke_py_frame *py;
+	int npy; /* -errno when unreadable */
+	struct stoke_frame_loc *locs;
+	int nlocs; /* -errno when unreadable; 0 without --native */
+};
 
 static void print_native(const struct stoke_symbol *f)
 {
@@ -258,9 +270,12 @@ int cmd_dump(int argc, char **argv)
 	const char **names = calloc(MAX_NATIVE, sizeof(*names));
 	struct stoke_py_merged *mg = calloc(MAX_NATIVE + MAX_PY_FRAMES, sizeof(*mg));
 	uint8_t *stack = malloc(STACK_COPY);
+	struct stoke_frame_loc *locs = calloc(MAX_NATIVE, sizeof(*locs));
 	struct stoke_symbolizer *sym = NULL;
-	int ret = 1;
-	if (!th || !fr || !st || !nf || !names || !mg || !stack) {
+	struct tdump *td = NULL;
+	struct tdump *prestate = NULL;
+	int ret = 1, nth = 0, npre = 0;
+	if (!th || !fr || !st || !nf || !names || !mg || !stack || !locs) {
 		fprintf(stderr, "stoke: dump: out of memory\n");
 		goto out;
 	}
@@ -273,6 +288,15 @@ int cmd_dump(int argc, char **argv)
 			fprintf(stderr, "stoke: dump: %s\n", strerror(-r));
 			goto out;
 		}
+		/* the threads' states as they were, before they are stopped */
+		npre = stoke_py_threads(py, th, MAX_PY_THREADS);
+		prestate = calloc(MAX_PY_THREADS, sizeof(*prestate));
+		if (!prestate)
+			goto out;
+		for (int i = 0; i < npre; i++) {
+			prestate[i].tid = th[i].tid;
+			prestate[i].state = thread_state((pid_t)pid, th[i].tid);
+		}
 		r = stop_all((pid_t)pid, st);
 		if (r < 0) {
 			fprintf(stderr, "stoke: dump: cannot stop process %ld for --native: %s\n",
@@ -283,45 +307,76 @@ int cmd_dump(int argc, char **argv)
 		feed[0] = sym;
 		stoke_maps_read_pid((pid_t)pid, feed_map, feed);
 	}
-	int nth = stoke_py_threads(py, th, MAX_PY_THREADS);
+	nth = stoke_py_threads(py, th, MAX_PY_THREADS);
 	if (nth < 0) {
 		fprintf(stderr, "stoke: dump: process %ld: cannot read its thread list: %s\n", pid,
 			strerror(-nth));
 		goto out;
 	}
+	/* with --native, the states before the threads were stopped */
+	td = calloc((size_t)nth + 1, sizeof(*td));
+	if (!td) {
+		fprintf(stderr, "stoke: dump: out of memory\n");
+		goto out;
+	}
+	for (int i = 0; i < nth; i++) {
+		td[i].tid = th[i].tid;
+		td[i].state = prestate ? '?' : thread_state((pid_t)pid, th[i].tid);
+		for (int k = 0; k < npre; k++)
+			if (prestate[k].tid == th[i].tid)
+				td[i].state = prestate[k].state;
+		int n = stoke_py_stack(py, th[i].tstate, fr, MAX_PY_FRAMES);
+		td[i].npy = n;
+		if (n > 0 && (td[i].py = malloc((size_t)n * sizeof(*fr))))
+			memcpy(td[i].py, fr, (size_t)n * sizeof(*fr));
+		else if (n > 0)
+			td[i].npy = -ENOMEM;
+		if (!native)
+			continue;
+		int nl = native_locs(sym, (pid_t)pid, th[i].tid, stack, locs, MAX_NATIVE);
+		td[i].nlocs = nl;
+		if (nl > 0 && (td[i].locs = malloc((size_t)nl * sizeof(*locs))))
+			memcpy(td[i].locs, locs, (size_t)nl * sizeof(*locs));
+		else if (nl > 0)
+			td[i].nlocs = -ENOMEM;
+	}
+	/* everything is read: let the threads go before naming the frames */
+	resume_all(st);
+
 	print_cmdline((pid_t)pid);
 	printf("Python %s (%s)\n", stoke_py_version(py), stoke_py_binary(py));
 	for (int i = 0; i < nth; i++) {
 		char name[64];
-		char state = thread_state((pid_t)pid, th[i].tid);
-		thread_name((pid_t)pid, th[i].tid, name, sizeof(name));
-		printf("\nThread %d (%s) \"%s\"\n", (int)th[i].tid,
+		char state = td[i].state;
+		thread_name((pid_t)pid, td[i].tid, name, sizeof(name));
+		printf("\nThread %d (%s) \"%s\"\n", (int)td[i].tid,
 		       state == 'R'   ? "active"
 		       : state == '?' ? "gone"
-		       : state == 't' ? "stopped"
 				      : "idle",
 		       name);
-		int n = stoke_py_stack(py, th[i].tstate, fr, MAX_PY_FRAMES);
+		int n = td[i].npy;
 		if (n < 0) {
 			printf("    [python-truncated]\n");
 			continue;
 		}
-		int nn = native ? native_stack(sym, (pid_t)pid, th[i].tid, stack, nf, MAX_NATIVE)
-				: 0;
-		if (nn < 0)
-			printf("    [native frames unreadable: %s]\n", strerror(-nn));
+		int nl = td[i].nlocs, nn = 0;
+		if (nl < 0)
+			printf("    [native frames unreadable: %s]\n", strerror(-nl));
+		for (int k = 0; k < nl && nn < MAX_NATIVE; k++)
+			nn += stoke_symbolizer_loc_frames(sym, &td[i].locs[k], nf + nn,
+							  (size_t)(MAX_NATIVE - nn));
 		if (nn <= 0) {
 			for (int k = 0; k < n; k++)
-				print_py(&fr[k]);
+				print_py(&td[i].py[k]);
 			continue;
 		}
 		for (int k = 0; k < nn; k++)
 			names[k] = nf[k].function;
-		size_t m = stoke_py_merge(names, (size_t)nn, fr, (size_t)n, mg,
+		size_t m = stoke_py_merge(names, (size_t)nn, td[i].py, (size_t)n, mg,
 					  MAX_NATIVE + MAX_PY_FRAMES);
 		for (size_t k = 0; k < m; k++) {
 			if (mg[k].py_idx >= 0)
-				print_py(&fr[mg[k].py_idx]);
+				print_py(&td[i].py[mg[k].py_idx]);
 			else
 				print_native(&nf[mg[k].native_idx]);
 		}
@@ -330,6 +385,13 @@ int cmd_dump(int argc, char **argv)
 out:
 	if (st)
 		resume_all(st);
+	for (int i = 0; td && i < nth; i++) {
+		free(td[i].py);
+		free(td[i].locs);
+	}
+	free(td);
+	free(locs);
+	free(prestate);
 	stoke_symbolizer_free(sym);
 	free(st);
 	free(nf);

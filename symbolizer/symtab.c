@@ -374,7 +374,8 @@ static int read_plt(struct build *b, Dwfl_Module *mod)
 	}
 	if (!b->nslots && !b->njmprel)
 		return 0;
-	qsort(b->slots, b->nslots, sizeof(*b->slots), slot_cmp);
+	if (b->nslots) /* qsort of a NULL, empty table is undefined */
+		qsort(b->slots, b->nslots, sizeof(*b->slots), slot_cmp);
 	while ((scn = elf_nextscn(elf, scn))) {
 		GElf_Shdr sh;
 

@@ -671,6 +671,24 @@ static void write_comments(struct pprof_enc *e)
 				f->offset);
 	}
 	table_comment(e, "stoke.frame_places");
+	/* A function's definition file, where it is not the line's file (a
+	 * Function has one file, the line's): without it a profile read back
+	 * would key such a function by the wrong file. */
+	{
+		bool any = false;
+
+		for (uint32_t id = 1; id <= stoke_profile_nframes(e->p); id++) {
+			const struct stoke_pframe *f = stoke_profile_get_frame(e->p, id);
+
+			if (f->decl_file && f->decl_file != f->file) {
+				fprintf(e->table, "%" PRIu32 ":%" PRIu32 ";", id, f->decl_file);
+				any = true;
+			}
+		}
+		/* only when needed, so other profiles' files stay as they were */
+		if (any)
+			table_comment(e, "stoke.frame_decls");
+	}
 	/* "GROUP,DT[,WEIGHT];" per model sample in order: its pprof Sample,
 	 * its time less the previous sample's, and its weight when not 1.
 	 * A timeline pprof has the samples themselves instead. */

@@ -123,8 +123,9 @@ struct dec {
 	size_t nsamples, samples_cap, nmappings, mappings_cap, nfunctions, functions_cap;
 	size_t nlocations, locations_cap;
 	uint64_t threads_str, frames_str; /* stoke.threads / stoke.frames, 0 = none */
-	/* stoke.frame_kinds, stoke.location_frames, stoke.frame_places */
-	uint64_t kinds_str, locframes_str, places_str;
+	/* stoke.frame_kinds, stoke.location_frames, stoke.frame_places,
+	 * stoke.frame_decls */
+	uint64_t kinds_str, locframes_str, places_str, decls_str;
 	bool has_locframes;
 	uint64_t *comments;
 	size_t ncomments, comments_cap;
@@ -563,12 +564,14 @@ static int stoke_frames(struct dec *d)
 	size_t nkinds = d->str_len[d->kinds_str];
 	struct { uint32_t loc, line; } *home = NULL;
 	struct { uint32_t module; uint64_t offset; bool set; } *place = NULL;
+	uint32_t *decl = NULL;
 	uint64_t v, mod, off;
 	int r = 0;
 
 	home = calloc(nkinds + 1, sizeof(*home));
 	place = calloc(nkinds + 1, sizeof(*place));
-	if (!home || !place) {
+	decl = calloc(nkinds + 1, sizeof(*decl));
+	if (!home || !place || !decl) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -614,6 +617,19 @@ static int stoke_frames(struct dec *d)
 			place[v].set = true;
 		}
 	}
+	if (d->decls_str) {
+		s = d->str[d->decls_str];
+		end = s + d->str_len[d->decls_str];
+		while (s < end) {
+			if (!parse_num(&s, end, nkinds, &v) || !v || s >= end || *s++ != ':' ||
+			    !parse_num(&s, end, d->nstr - 1, &mod) || !mod || s >= end ||
+			    *s++ != ';')
+				goto bad_table;
+			r = string_id(d, mod, &decl[v]);
+			if (r < 0)
+				goto out;
+		}
+	}
 	for (uint32_t k = 1; k <= nkinds; k++) {
 		unsigned c = (unsigned)(kinds[k - 1] - '0');
 		struct stoke_pframe fr;
@@ -630,6 +646,8 @@ static int stoke_frames(struct dec *d)
 			fr.module = place[k].module;
 			fr.offset = place[k].offset;
 		}
+		if (decl[k])
+			fr.decl_file = decl[k];
 		r = stoke_profile_frame(d->p, &fr, &id);
 		if (r < 0)
 			goto out;
@@ -643,6 +661,7 @@ bad_table:
 out:
 	free(home);
 	free(place);
+	free(decl);
 	return r;
 }
 
@@ -760,7 +779,7 @@ static int decode_comment(struct dec *d, const char *c)
 		return r;
 	}
 	if (KEY("threads") || KEY("frames") || KEY("frame_kinds") || KEY("location_frames") ||
-	    KEY("frame_places")) {
+	    KEY("frame_places") || KEY("frame_decls")) {
 		r = comment_number(d, v, d->nstr - 1, &n);
 		if (r < 0)
 			return r;
@@ -768,6 +787,7 @@ static int decode_comment(struct dec *d, const char *c)
 		  : KEY("frames")      ? &d->frames_str
 		  : KEY("frame_kinds") ? &d->kinds_str
 		  : KEY("frame_places") ? &d->places_str
+		  : KEY("frame_decls") ? &d->decls_str
 					: &d->locframes_str) = n;
 		if (KEY("location_frames"))
 			d->has_locframes = true;

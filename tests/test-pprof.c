@@ -215,6 +215,40 @@ START_TEST(large_offsets)
 }
 END_TEST
 
+/* A function whose sampled line is in another file than its definition (a
+ * header line in a .cpp function): the definition's file comes back, so the
+ * per-function outputs of `stoke report` equal record's (the ASan suite's
+ * runtime hit this and broke formats-rundir_and_report). */
+START_TEST(definition_file_round_trip)
+{
+	struct stoke_profile *p, *q;
+	struct stoke_pframe f = { .line = 606, .decl_line = 590, .kind = STOKE_PFRAME_USER };
+	uint32_t id, stack = 0;
+	char *gz;
+	size_t gzlen;
+
+	ck_assert_int_eq(stoke_profile_new(&p), 0);
+	ck_assert_int_eq(stoke_profile_intern(p, "AddModuleSegments", &f.name), 0);
+	ck_assert_int_eq(stoke_profile_intern(p, "/src/common.h", &f.file), 0);
+	ck_assert_int_eq(stoke_profile_intern(p, "/src/linux.cpp", &f.decl_file), 0);
+	ck_assert_int_eq(stoke_profile_intern(p, "/usr/lib/libasan.so", &f.module), 0);
+	f.offset = 0x1234;
+	ck_assert_int_eq(stoke_profile_frame(p, &f, &id), 0);
+	ck_assert_int_eq(stoke_profile_stack(p, stack, id, &stack), 0);
+	ck_assert_int_eq(stoke_profile_add_sample(p, 1, 10, stack, 1), 0);
+	gz = synth_render(p, STOKE_FORMAT_PPROF, NULL, &gzlen);
+	ck_assert_ptr_nonnull(gz);
+	q = read_back(gz, gzlen);
+	assert_same_model(p, q);
+	ck_assert_str_eq(stoke_profile_string(q, stoke_profile_get_frame(q, 1)->decl_file),
+			 "/src/linux.cpp");
+	assert_same_outputs(p, q);
+	free(gz);
+	stoke_profile_free(q);
+	stoke_profile_free(p);
+}
+END_TEST
+
 /* --- inline chains ------------------------------------------------------ */
 
 #define DEEP 300 /* inlined frames in one chain: more than a Location holds */
@@ -794,6 +828,7 @@ static Suite *pprof_suite(void)
 	tcase_add_test(tc, golden_encoding);
 	tcase_add_test(tc, round_trip_every_format);
 	tcase_add_test(tc, round_trip_model);
+	tcase_add_test(tc, definition_file_round_trip);
 	tcase_add_test(tc, large_offsets);
 	tcase_add_test(tc, inline_locations);
 	tcase_add_test(tc, inline_round_trip);

@@ -52,6 +52,7 @@ NODE_FLOOR = 60.0
 TOP = 10                # top-N self functions compared
 AGREE = 8               # of which at least this many must be in perf's top-N
 MIN_SAMPLES = 400       # each tool, so no program passes on an empty profile
+UNCOUNTED_RATIO = 0.6   # stoke's samples + lost against perf's for the same work
 
 # Outermost frames that mean "the stack reaches the program's entry": the
 # main thread's start code (main itself is unnamed in stripped binaries;
@@ -342,7 +343,11 @@ def compare(d, prog):
     if pn < prog.min_samples:
         problems.append("perf has only %d samples (need %d): the workload is too short"
                         % (pn, prog.min_samples))
-    if prog.fixed_work and sn + lost < 0.75 * pn:
+    # The same work takes the same target CPU time, give or take what the
+    # machine's load does to it between the two runs (openssl once got
+    # 0.748 of perf's count with another job on the second core); the
+    # uncounted losses this is for were far larger (clang: 66% lost).
+    if prog.fixed_work and sn + lost < UNCOUNTED_RATIO * pn:
         problems.append("stoke counted %d samples and %d lost for the same work on which "
                         "perf took %d: samples disappear uncounted" % (sn, lost, pn))
     if pct(p_plt, pn) < prog.plt_min:

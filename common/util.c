@@ -95,3 +95,29 @@ int stoke_open_regular(const char *path, int flags, struct stat *ret_st)
 		*ret_st = st;
 	return fd;
 }
+
+int stoke_read_stream(FILE *in, size_t max, void **ret, size_t *ret_len)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0, n;
+
+	do {
+		if (STOKE_GROW(buf, cap, len + 65536) < 0) {
+			free(buf);
+			return -ENOMEM;
+		}
+		n = fread(buf + len, 1, cap - len, in);
+		len += n;
+		if (len > max) {
+			free(buf);
+			return -EFBIG;
+		}
+	} while (n > 0);
+	if (ferror(in)) {
+		free(buf);
+		return -EIO;
+	}
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}

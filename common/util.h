@@ -97,6 +97,10 @@ static inline uint64_t stoke_hash_u64(uint64_t x)
  * Returns the length or -errno. *ret is malloc'd. */
 ssize_t stoke_read_file(const char *path, char **ret, size_t max);
 
+/* Read all of in into a malloc'd buffer (not NUL-terminated). More than
+ * max bytes is -EFBIG, a read error -EIO. Returns 0 or -errno. */
+int stoke_read_stream(FILE *in, size_t max, void **ret, size_t *ret_len);
+
 /* mkdir -p: create path and its missing parents (mode 0777 & ~umask).
  * Returns 0 (also when it exists) or -errno. */
 int stoke_mkdir_p(const char *path);

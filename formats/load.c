@@ -20,28 +20,7 @@
 
 static int slurp(FILE *in, char **ret, size_t *ret_len)
 {
-	char *buf = NULL;
-	size_t len = 0, cap = 0, n;
-
-	do {
-		if (STOKE_GROW(buf, cap, len + 65536) < 0) {
-			free(buf);
-			return -ENOMEM;
-		}
-		n = fread(buf + len, 1, cap - len, in);
-		len += n;
-		if (len > LOAD_MAX_INPUT) {
-			free(buf);
-			return -EFBIG;
-		}
-	} while (n > 0);
-	if (ferror(in)) {
-		free(buf);
-		return -EIO;
-	}
-	*ret = buf;
-	*ret_len = len;
-	return 0;
+	return stoke_read_stream(in, LOAD_MAX_INPUT, (void **)ret, ret_len);
 }
 
 /* Text has no control bytes but tab, newline and carriage return; a

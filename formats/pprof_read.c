@@ -1174,28 +1174,7 @@ int stoke_pprof_decode(const uint8_t *buf, size_t len, struct stoke_profile **re
 /* Read all of in (at most READ_MAX_INPUT bytes). */
 static int slurp(FILE *in, uint8_t **ret, size_t *ret_len)
 {
-	uint8_t *buf = NULL;
-	size_t len = 0, cap = 0, n;
-
-	do {
-		if (STOKE_GROW(buf, cap, len + 65536) < 0) {
-			free(buf);
-			return -ENOMEM;
-		}
-		n = fread(buf + len, 1, cap - len, in);
-		len += n;
-		if (len > READ_MAX_INPUT) {
-			free(buf);
-			return -EFBIG;
-		}
-	} while (n > 0);
-	if (ferror(in)) {
-		free(buf);
-		return -EIO;
-	}
-	*ret = buf;
-	*ret_len = len;
-	return 0;
+	return stoke_read_stream(in, READ_MAX_INPUT, (void **)ret, ret_len);
 }
 
 static int gunzip(const uint8_t *in, size_t len, uint8_t **ret, size_t *ret_len,

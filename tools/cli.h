@@ -32,7 +32,19 @@ int cmd_symbolize(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_annotate(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+/* stoke diff's rows (cmd-diff.c), largest change first: one per function in
+ * either profile, shares in percent. malloc'd; NULL on ENOMEM. The gate
+ * fails a row whose self_new - self_base exceeds the threshold. */
+struct stoke_analysis;
+struct diff_row {
+	const char *name; /* owned by one of the analyses */
+	double self_base, self_new, total_base, total_new;
+};
+struct diff_row *diff_build_rows(const struct stoke_analysis *base,
+				 const struct stoke_analysis *new, size_t *ret_n);
 int cmd_suite(int argc, char **argv);
+/* stoke serve: the dashboard (cmd-serve.c, tools/serve/) */
+int cmd_serve(int argc, char **argv);
 /* stoke dump PID: Python stacks of a running CPython (cmd-dump.c) */
 int cmd_dump(int argc, char **argv);
 /* stoked client commands (cmd-client.c) */

@@ -23,11 +23,6 @@
 
 #define EXIT_REGRESSION 3
 
-struct diff_row {
-	const char *name;
-	double self_base, self_new, total_base, total_new; /* percent */
-};
-
 static void usage(FILE *f)
 {
 	fputs("usage: stoke diff BASE NEW [-o diff.svg] [--max-regression POINTS] [-n N]\n"
@@ -59,9 +54,10 @@ static int row_cmp(const void *x, const void *y)
 	return strcmp(a->name, b->name);
 }
 
-/* One row per function present in either profile. */
-static struct diff_row *build_rows(const struct stoke_analysis *base,
-				   const struct stoke_analysis *new, size_t *ret_n)
+/* One row per function present in either profile (also the rows of stoke
+ * serve's comparison page). */
+struct diff_row *diff_build_rows(const struct stoke_analysis *base,
+				 const struct stoke_analysis *new, size_t *ret_n)
 {
 	struct diff_row *rows = calloc(base->nfuncs + new->nfuncs + 1, sizeof(*rows));
 	size_t n = 0;
@@ -222,7 +218,7 @@ int cmd_diff(int argc, char **argv)
 		return cli_usage_error("diff", "%s", "give BASE and NEW");
 	if (load(argv[optind], &pb, &ab) < 0 || load(argv[optind + 1], &pn, &an) < 0)
 		goto out;
-	rows = build_rows(ab, an, &n);
+	rows = diff_build_rows(ab, an, &n);
 	if (!rows) {
 		log_error("out of memory");
 		goto out;

@@ -34,6 +34,7 @@ static const struct command {
 	{ "suite", cmd_suite, "run scenarios repeatedly under the profiler, with statistics" },
 	{ "diff", cmd_diff, "compare two stored profiles; a regression gate for CI" },
 	{ "dump", cmd_dump, "print every Python thread's current stack of a CPython process" },
+	{ "serve", cmd_serve, "a local web dashboard over run directories and suites" },
 	{ "annotate", cmd_annotate, "a function's source lines with their samples" },
 	{ "attach", cmd_attach, "ask stoked to profile a process; prints the session id" },
 	{ "detach", cmd_detach, "end a stoked session (writing its profile)" },

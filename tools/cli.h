@@ -4,6 +4,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 #define EXIT_USAGE 2
 
 /* Print "stoke: <message> (see 'stoke CMD --help')" and return EXIT_USAGE. */
@@ -20,6 +22,23 @@ struct record_result {
 	char *run_dir;      /* with --output-dir: the run directory (malloc'd) */
 };
 int record_run(int argc, char **argv, struct record_result *res);
+
+/* What `stoke top -p` adds to a recording: record's own loop (targets,
+ * signals, -o) runs, and calls these from it. Without -o or --output-dir
+ * nothing is written. */
+struct stoke_session;
+struct record_live {
+	int fd;               /* polled too (POLLIN) when >= 0: the keyboard */
+	unsigned interval_ms; /* tick at least this often */
+	/* Every interval_ms, and when fd is readable (readable true).
+	 * Returns true to end the recording as SIGINT would. */
+	bool (*tick)(struct stoke_session *s, bool readable, void *userdata);
+	/* Once, when the recording loop has ended (before the stop's naming
+	 * and the output's writing). */
+	void (*done)(struct stoke_session *s, void *userdata);
+	void *userdata;
+};
+int record_run_live(int argc, char **argv, struct record_result *res, struct record_live *live);
 int cmd_report(int argc, char **argv);
 
 /* The SVG options shared by record and report (defined in cmd-report.c):

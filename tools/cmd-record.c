@@ -60,6 +60,7 @@ struct record_args {
 	bool quiet;
 	bool system_wide;               /* -a: every process (BPF sampler) */
 	bool callgraph_set;             /* -g MODE given */
+	struct record_live *live;       /* stoke top's hooks, or NULL */
 };
 
 static void usage(FILE *f)
@@ -231,6 +232,11 @@ static int resolve_output(struct record_args *a, bool output_set)
 	}
 	if (a->name)
 		return die_usage("%s", "--name names a run directory: give --output-dir too");
+	if (a->live && !output_set) { /* stoke top writes only what -o asks */
+		a->output = NULL;
+		a->quiet = true;
+		return 0;
+	}
 	if (a->format_set || !strcmp(a->output, "-"))
 		return 0; /* stdout without -f: folded, the default format */
 	if (stoke_format_from_path(a->output, &a->format) < 0)
@@ -572,23 +578,27 @@ static void reap_child(struct recorder *rec)
 	}
 }
 
+/* SIGINT/SIGTERM (or stoke top's q as SIGINT): stop. A launched command
+ * gets the same signal and is waited for, so its exit status is ours. */
+static void request_stop(struct recorder *rec, int sig)
+{
+	if (rec->stopping)
+		return;
+	rec->stopping = true;
+	rec->stop_sent = mono_s();
+	if (rec->child && !rec->child_reaped)
+		kill(rec->child, sig);
+}
+
 static void handle_signals(struct recorder *rec)
 {
 	struct signalfd_siginfo si;
 
 	while (read(rec->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		if (si.ssi_signo == SIGCHLD) {
+		if (si.ssi_signo == SIGCHLD)
 			reap_child(rec);
-			continue;
-		}
-		/* SIGINT/SIGTERM: stop. A launched command gets the same signal
-		 * and is waited for, so its exit status is ours. */
-		if (!rec->stopping) {
-			rec->stopping = true;
-			rec->stop_sent = mono_s();
-			if (rec->child && !rec->child_reaped)
-				kill(rec->child, (int)si.ssi_signo);
-		}
+		else
+			request_stop(rec, (int)si.ssi_signo);
 	}
 }
 
@@ -673,14 +683,20 @@ static int record_poll(struct recorder *rec, struct pollfd *pfd, size_t nring, i
 {
 	size_t n = nring;
 	struct record_args *a = rec->args;
+	struct record_live *live = a->live;
 	int r;
 
 	pfd[n++] = (struct pollfd){ .fd = rec->sigfd, .events = POLLIN };
 	for (size_t i = 0; rec->pidfds && i < a->npids; i++)
 		pfd[n++] = (struct pollfd){ .fd = rec->pidfds[i], .events = POLLIN };
+	if (live && live->fd >= 0)
+		pfd[n++] = (struct pollfd){ .fd = live->fd, .events = POLLIN };
 	r = poll(pfd, n, timeout_ms);
 	if (r < 0 && errno != EINTR)
 		return -errno;
+	if (live && live->fd >= 0 && pfd[n - 1].revents &&
+	    live->tick(rec->session, true, live->userdata))
+		request_stop(rec, SIGINT);
 	stoke_driver_drop_hung_rings(pfd, nring);
 	for (size_t i = 0; rec->pidfds && i < a->npids; i++) {
 		struct pollfd *p = &pfd[nring + 1 + i];
@@ -725,10 +741,12 @@ static int record_loop(struct recorder *rec)
 {
 	const int *ringfds;
 	size_t nring = (size_t)stoke_session_pollfds(rec->session, &ringfds);
-	size_t cap = nring + 1 + rec->args->npids;
+	size_t cap = nring + 2 + rec->args->npids;
 	_cleanup_free_ struct pollfd *pfd = calloc(cap, sizeof(*pfd));
 	double deadline = rec->args->duration > 0 ? rec->start + rec->args->duration : 0;
 	double next_progress = 0;
+	struct record_live *live = rec->args->live;
+	double next_tick = live ? rec->start + live->interval_ms / 1000.0 : 0;
 
 	if (!pfd)
 		return -ENOMEM;
@@ -741,6 +759,8 @@ static int record_loop(struct recorder *rec)
 		if (deadline && now >= deadline)
 			break;
 		timeout = stoke_driver_timeout_ms(now, deadline, POLL_MS);
+		if (live)
+			timeout = stoke_driver_timeout_ms(now, next_tick, timeout);
 		r = record_poll(rec, pfd, nring, timeout);
 		if (r < 0)
 			return r;
@@ -749,6 +769,11 @@ static int record_loop(struct recorder *rec)
 			return r;
 		if (stoke_session_targets_alive(rec->session) == 0)
 			break;
+		if (live && mono_s() >= next_tick) {
+			if (live->tick(rec->session, false, live->userdata))
+				request_stop(rec, SIGINT);
+			next_tick = mono_s() + live->interval_ms / 1000.0;
+		}
 		if (rec->stopping &&
 		    (!rec->child || (mono_s() - rec->stop_sent) * 1000 > CHILD_GRACE_MS))
 			break;
@@ -792,6 +817,8 @@ static int open_output(struct recorder *rec)
 	int r;
 
 	rec->out_dirfd = -1;
+	if (!a->output_dir && !a->output)
+		return 0;
 	if (!a->output_dir) {
 		r = stoke_atomic_open(a->output, &rec->out);
 		if (r < 0) {
@@ -825,6 +852,8 @@ static int write_output(struct recorder *rec)
 	_cleanup_free_ char *dir = NULL;
 	int r;
 
+	if (!a->output_dir && !a->output)
+		return 0;
 	if (!a->output_dir) {
 		rec->out_open = false;
 		r = stoke_output_write_atomic(p, a->format, &a->oopts, &rec->out);
@@ -934,7 +963,12 @@ static void fill_result(struct recorder *rec, struct record_result *res)
 
 int record_run(int argc, char **argv, struct record_result *res)
 {
-	struct record_args args = { 0 };
+	return record_run_live(argc, argv, res, NULL);
+}
+
+int record_run_live(int argc, char **argv, struct record_result *res, struct record_live *live)
+{
+	struct record_args args = { .live = live };
 	struct recorder rec = { .args = &args, .sigfd = -1, .out_dirfd = -1 };
 	int code, r;
 
@@ -968,6 +1002,8 @@ int record_run(int argc, char **argv, struct record_result *res)
 		log_warn("kernel stacks are not sampled: kernel.perf_event_paranoid allows "
 			 "user space only (run as root or with CAP_PERFMON)");
 	r = record_loop(&rec);
+	if (live && live->done)
+		live->done(rec.session, live->userdata);
 	progress(&rec, true);
 	if (r < 0)
 		log_error("recording failed: %s", strerror(-r));

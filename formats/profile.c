@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "formats/spans.h"
 
 /* Ids are uint32_t and 0 is reserved in every table. */
 #define ID_LIMIT ((size_t)UINT32_MAX)
@@ -57,6 +58,8 @@ struct stoke_profile {
 	struct idtab thread_idx;
 
 	struct stoke_pmeta meta;
+
+	struct stoke_pspans *spans; /* formats/spans.c; NULL: none */
 };
 
 /* --- the generic id index ------------------------------------------------ */
@@ -156,8 +159,19 @@ void stoke_profile_free(struct stoke_profile *p)
 	idtab_free(&p->stack_idx);
 	free(p->samples);
 	free(p->threads);
+	stoke_pspans_free(p->spans);
 	idtab_free(&p->thread_idx);
 	free(p);
+}
+
+struct stoke_pspans *stoke_profile_get_spans(const struct stoke_profile *p)
+{
+	return p->spans;
+}
+
+void stoke_profile_set_spans(struct stoke_profile *p, struct stoke_pspans *t)
+{
+	p->spans = t;
 }
 
 /* --- strings --------------------------------------------------------------- */

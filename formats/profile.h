@@ -132,6 +132,11 @@ const struct stoke_pthread *stoke_profile_threads(const struct stoke_profile *p,
 /* The thread with this tid, or NULL. */
 const struct stoke_pthread *stoke_profile_find_thread(const struct stoke_profile *p, uint32_t tid);
 
+/* The spans table (formats/spans.h), owned and freed by the profile. */
+struct stoke_pspans;
+struct stoke_pspans *stoke_profile_get_spans(const struct stoke_profile *p);
+void stoke_profile_set_spans(struct stoke_profile *p, struct stoke_pspans *t);
+
 struct stoke_pmeta *stoke_profile_meta(struct stoke_profile *p);
 const struct stoke_pmeta *stoke_profile_cmeta(const struct stoke_profile *p);
 

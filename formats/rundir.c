@@ -35,6 +35,7 @@
 
 #include "common/atomicfile.h"
 #include "formats/escape.h"
+#include "formats/spans.h"
 #include "common/util.h"
 
 #define RUNJSON "run.json"
@@ -175,6 +176,10 @@ int stoke_runjson_write(const struct stoke_profile *p, const struct stoke_run_in
 	json_u64(out, "truncated_stacks", info->truncated, true);
 	json_u64(out, "stitched_stacks", info->stitched, true);
 	runjson_threads(p, out);
+	/* Per span name (include/stoke/span.h): null without spans. */
+	fputs("  \"spans\": ", out);
+	stoke_spans_json(p, out);
+	fputs(",\n", out);
 	fputs("  \"host\": {\"hostname\": ", out);
 	stoke_json_string(out, host->hostname);
 	fputs(", \"kernel\": ", out);

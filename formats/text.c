@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "formats/pstats.h"
+#include "formats/spans.h"
 
 struct row {
 	size_t index; /* position in file order: the tie-breaker */
@@ -169,6 +170,8 @@ int stoke_text_write(const struct stoke_profile *p, const struct stoke_output_op
 	} else {
 		r = write_table(p, out);
 	}
+	if (r == 0)
+		r = stoke_spans_text(p, out);
 	if (r < 0)
 		return r;
 	if (fflush(out) != 0 || ferror(out))

@@ -24,6 +24,8 @@ const char *stoke_record_type_name(enum stoke_record_type type)
 		return "unthrottle";
 	case STOKE_REC_OTHER:
 		return "other";
+	case STOKE_REC_SPAN:
+		return "span";
 	}
 	return "unknown";
 }

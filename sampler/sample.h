@@ -26,6 +26,7 @@ enum stoke_record_type {
 	STOKE_REC_THROTTLE,
 	STOKE_REC_UNTHROTTLE,
 	STOKE_REC_OTHER, /* a valid record of a type nothing uses */
+	STOKE_REC_SPAN,  /* a span began or ended (include/stoke/span.h) */
 };
 
 /* Where a record of another type than SAMPLE came from, when the backend
@@ -131,6 +132,18 @@ struct stoke_throttle {
 	uint64_t time, id, stream_id;
 };
 
+/* A span probe hit (include/stoke/span.h): on thread tid at time, a span
+ * named name began or ended; meta is the begin's "key=value" strings, each
+ * NUL-terminated, meta_len bytes in all. Strings are borrowed. */
+struct stoke_span_event {
+	uint32_t pid, tid;
+	uint64_t time; /* ns, CLOCK_MONOTONIC */
+	bool begin;
+	const char *name; /* NUL-terminated */
+	const char *meta;
+	size_t meta_len;
+};
+
 struct stoke_record {
 	enum stoke_record_type type;
 	union {
@@ -140,6 +153,7 @@ struct stoke_record {
 		struct stoke_task task;
 		struct stoke_lost lost;
 		struct stoke_throttle throttle;
+		struct stoke_span_event span;
 	};
 	struct stoke_sample_id id; /* records other than SAMPLE */
 };

@@ -81,6 +81,14 @@ struct stoke_sampler_opts {
 	bool off_cpu;             /* also time blocked, with the blocked stack */
 	uint64_t off_cpu_min_ns;  /* shorter blocks are not counted */
 	uint32_t bpf_map_entries; /* counts/stacks map sizes; 0 = 16384 */
+	/* perf sampler: a BPF program (BPF_PROG_TYPE_PERF_EVENT) run on every
+	 * sample, attached to each event it opens (the CPython frame reader,
+	 * stack/cpython/source.h); 0: none. It must return 1: 0 drops the
+	 * sample. */
+	int overflow_prog_fd;
+	/* perf sampler: do not enable the span probes (include/stoke/span.h)
+	 * of the target's modules (--no-spans); spans are on by default. */
+	bool no_spans;
 };
 
 /* Called for every record, synthesized or read from a ring. The record and
@@ -110,6 +118,12 @@ struct stoke_sampler_stats {
 	uint64_t bpf_run_ns;      /* CPU time of the BPF programs (bpf_stats) */
 	uint64_t bpf_run_cnt;     /* times they ran */
 	uint64_t bpf_elapsed_ns;  /* since they started */
+	/* Spans (perf sampler): probes enabled, span events delivered, and
+	 * events lost (the kernel's LOST in a span ring, or a hit whose
+	 * payload could not be read). */
+	uint32_t span_probes;
+	uint64_t span_events;
+	uint64_t span_lost;
 };
 
 /* Fill opts with the defaults. */

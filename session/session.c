@@ -28,6 +28,7 @@
 
 #include "common/log.h"
 #include "session/driver.h"
+#include "session/spans.h"
 #include "symbolizer/symbolizer.h"
 #include "common/util.h"
 
@@ -122,6 +123,8 @@ struct stoke_session {
 	/* The first target's executable, for run.json. */
 	char *exe;
 	char *build_id;
+	/* Open spans per thread (session/spans.h); NULL until the first. */
+	struct stoke_span_tracker *spans;
 };
 
 void stoke_session_opts_init(struct stoke_session_opts *opts)
@@ -566,6 +569,9 @@ static int session_record(const struct stoke_record *rec, void *userdata)
 	case STOKE_REC_EXIT:
 		r = stoke_symbolizer_record(s->symbolizer, rec);
 		break;
+	case STOKE_REC_SPAN:
+		r = stoke_span_tracker_event(&s->spans, s->profile, &rec->span);
+		break;
 	default:
 		break;
 	}
@@ -621,6 +627,7 @@ void stoke_session_free(struct stoke_session *s)
 	stoke_sampler_free(s->sampler);
 	stoke_symbolizer_free(s->symbolizer);
 	stoke_profile_free(s->profile);
+	stoke_span_tracker_free(s->spans);
 	free(s->locs);
 	free(s->loc_slots);
 	free(s->nodes);
@@ -833,6 +840,11 @@ int stoke_session_stop(struct stoke_session *s)
 	stoke_session_end_window(s);
 	s->stopped = true;
 	r = stoke_sampler_flush(s->sampler);
+	if (r >= 0) {
+		int e = stoke_span_tracker_finish(s->spans, s->profile);
+
+		r = e < 0 ? e : r;
+	}
 	return fill_meta(s, r, true, s->window_end_ns);
 }
 

@@ -161,6 +161,7 @@ void stoke_perf_record_convert(const struct stoke_perf_record *pr, uint64_t regs
 		ret->throttle = pr->throttle;
 		break;
 	case STOKE_REC_OTHER:
+	case STOKE_REC_SPAN: /* never a decoded perf record (spans.c) */
 		break;
 	}
 }

@@ -30,6 +30,7 @@
 #include "sampler/perf/record.h"
 #include "sampler/perf/reorder.h"
 #include "sampler/perf/ring.h"
+#include "sampler/perf/spans.h"
 
 #define STOKE_SAMPLER_MAX_CPUS 4096
 /* Data pages per CPU ring. FP samples are a few hundred bytes; DWARF samples
@@ -78,6 +79,9 @@ struct stoke_perf_sampler {
 	/* The processes whose records may reach the callback: the attached and
 	 * launched ones and every process they fork (seen as FORK records). */
 	struct stoke_u64set targets;
+
+	/* The span probes of the targets' modules (NULL: --no-spans). */
+	struct stoke_perf_spans *spans;
 
 	struct stoke_sampler_stats stats;
 };
@@ -241,6 +245,13 @@ int stoke_perf_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb,
 		s->rings[i].fd = -1;
 		s->ring_fds[i] = -1;
 	}
+	if (!opts->no_spans) {
+		r = stoke_perf_spans_new(cpus, ncpus, s->page_size, &s->spans);
+		if (r < 0) {
+			stoke_perf_free(s);
+			return r;
+		}
+	}
 	*ret = s;
 	return 0;
 }
@@ -257,6 +268,7 @@ void stoke_perf_free(struct stoke_perf_sampler *s)
 	for (size_t i = 0; i < s->nfds; i++)
 		close(s->fds[i]);
 	free(s->fds);
+	stoke_perf_spans_free(s->spans);
 	stoke_reorder_exit(&s->reorder);
 	free(s->rings);
 	free(s->ring_fds);
@@ -314,6 +326,11 @@ static int open_one(struct stoke_perf_sampler *s, pid_t pid, int cpu)
 	for (;;) {
 		long fd = perf_event_open(&s->attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
 
+		/* threads and children that inherit the event inherit the
+		 * program too; where it cannot attach, samples go without */
+		if (fd >= 0 && s->opts.overflow_prog_fd > 0 &&
+		    ioctl((int)fd, PERF_EVENT_IOC_SET_BPF, s->opts.overflow_prog_fd) < 0)
+			log_debug("perf: no BPF program on the event: %s", strerror(errno));
 		if (fd >= 0)
 			return (int)fd;
 		if (s->event == STOKE_EVENT_CYCLES &&
@@ -426,6 +443,24 @@ void stoke_perf_disable(struct stoke_perf_sampler *s)
 {
 	for (size_t i = 0; i < s->nfds; i++)
 		ioctl(s->fds[i], PERF_EVENT_IOC_DISABLE, 0);
+	stoke_perf_spans_disable(s->spans);
+}
+
+/* Enable the span probes of a module a target maps (an executable mapping
+ * of a file): path as the target sees it, through /proc/PID/root. A module
+ * mapped after the start has its probes from the drain that reads its MMAP
+ * on: hits before that are not seen. Failure only costs the spans. */
+static void spans_add_module(struct stoke_perf_sampler *s, uint32_t pid, const char *filename)
+{
+	char path[4096 + 64];
+	int r;
+
+	if (!s->spans || !filename || filename[0] != '/')
+		return;
+	snprintf(path, sizeof(path), "/proc/%u/root%s", pid, filename);
+	r = stoke_perf_spans_add_file(s->spans, path);
+	if (r > 0)
+		s->stats.span_probes += (uint32_t)r;
 }
 
 /* ---- attach ---- */
@@ -520,6 +555,8 @@ static int synth_mmap_cb(const struct stoke_maps_entry *e, void *userdata)
 	if (!(e->prot & PROT_EXEC))
 		return 0;
 	stoke_maps_entry_to_record(e, (uint32_t)ctx->pid, &rec);
+	if (rec.type == STOKE_REC_MMAP && !rec.mmap.kernel)
+		spans_add_module(ctx->s, (uint32_t)ctx->pid, rec.mmap.filename);
 	ctx->s->stats.records++;
 	return ctx->s->cb(&rec, ctx->s->userdata);
 }
@@ -780,6 +817,30 @@ int stoke_perf_probe(void)
 	return 0;
 }
 
+/* The file execvp will run for name (malloc'ed), or NULL. */
+static char *find_in_path(const char *name)
+{
+	const char *path = getenv("PATH");
+	char buf[4096];
+
+	if (strchr(name, '/'))
+		return strdup(name);
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	while (*path) {
+		size_t n = strcspn(path, ":");
+
+		if (n && (size_t)snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, name) <
+				 sizeof(buf) &&
+		    access(buf, X_OK) == 0)
+			return strdup(buf);
+		path += n;
+		if (*path == ':')
+			path++;
+	}
+	return NULL;
+}
+
 int stoke_perf_launch(struct stoke_perf_sampler *s, char *const argv[], pid_t *ret_pid)
 {
 	int go[2], errp[2], err = 0, r;
@@ -811,6 +872,14 @@ int stoke_perf_launch(struct stoke_perf_sampler *s, char *const argv[], pid_t *r
 	close(errp[1]);
 	go[0] = errp[1] = -1;
 
+	/* The command's own span probes, before it runs (its libraries' come
+	 * with their MMAP records). */
+	if (s->spans) {
+		_cleanup_free_ char *exe = find_in_path(argv[0]);
+
+		if (exe && (r = stoke_perf_spans_add_file(s->spans, exe)) > 0)
+			s->stats.span_probes += (uint32_t)r;
+	}
 	/* enable_on_exec: counting starts at the exec, so the held child and
 	 * our fork are never sampled. */
 	s->launching = true;
@@ -905,6 +974,12 @@ static int deliver(struct stoke_perf_sampler *s, const void *buf, size_t len)
 	struct stoke_record out;
 	int r;
 
+	if (stoke_perf_spans_blob(buf, len, &out)) {
+		if (!stoke_u64set_has(&s->targets, out.span.pid))
+			return 0; /* another process mapping the same file */
+		s->stats.span_events++;
+		return s->cb(&out, s->userdata);
+	}
 	if (stoke_record_decode(&s->fmt, buf, len, &rec) < 0) {
 		s->stats.malformed++;
 		return 0;
@@ -931,6 +1006,9 @@ static int deliver(struct stoke_perf_sampler *s, const void *buf, size_t len)
 		break;
 	}
 	stoke_perf_record_convert(&rec, s->fmt.regs_user_mask, &out);
+	/* (the events report executable mappings only: no mmap_data) */
+	if (out.type == STOKE_REC_MMAP && !out.mmap.kernel)
+		spans_add_module(s, out.mmap.pid, out.mmap.filename);
 	return s->cb(&out, s->userdata);
 }
 
@@ -977,6 +1055,9 @@ static int drain_rings(struct stoke_perf_sampler *s, bool flush)
 		if (r < 0)
 			return r;
 	}
+	r = stoke_perf_spans_read(s->spans, &s->reorder, &s->stats);
+	if (r < 0)
+		return r;
 	return stoke_reorder_round(&s->reorder, flush, deliver_cb, s);
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "formats/profile.h"
+#include "formats/spans.h"
 
 static int map_string(struct stoke_profile *dst, const struct stoke_profile *src, uint32_t id,
 		      uint32_t *ret)
@@ -230,6 +231,18 @@ int stoke_profile_copy(const struct stoke_profile *src, const struct stoke_copy_
 			r = stoke_profile_add_sample_kind(dst, samples[i].tid, samples[i].time,
 							  smap[samples[i].stack],
 							  samples[i].weight, samples[i].kind);
+	/* Spans (formats/spans.h) of the threads kept: string ids are the
+	 * same in both. */
+	if (r == 0) {
+		const struct stoke_pspan *sp = stoke_profile_spans(src, &n);
+
+		for (size_t i = 0; r == 0 && i < n; i++)
+			if (keep_tid(o, sp[i].tid))
+				r = stoke_profile_add_span(dst, &sp[i]);
+		if (r == 0 && stoke_profile_spans_get_unmatched(src))
+			r = stoke_profile_spans_unmatched(dst,
+							  stoke_profile_spans_get_unmatched(src));
+	}
 	if (r < 0)
 		goto out;
 	dm = stoke_profile_meta(dst);

@@ -37,7 +37,7 @@ int stoke_profile_add_span(struct stoke_profile *p, const struct stoke_pspan *s)
 	struct stoke_pspans *t;
 
 	if (s->end < s->begin || s->name >= stoke_profile_nstrings(p) ||
-	    s->meta >= stoke_profile_nstrings(p))
+	    s->meta >= stoke_profile_nstrings(p) || s->parent >= stoke_profile_nstrings(p))
 		return -EINVAL;
 	t = table(p);
 	if (!t || STOKE_GROW(t->spans, t->cap, t->n + 1) < 0)
@@ -164,7 +164,7 @@ int stoke_span_sample_names(const struct stoke_profile *p, uint32_t **ret)
 }
 
 struct name_acc {
-	uint32_t name;
+	uint32_t name, parent;
 	uint64_t *durs;
 	size_t n, cap;
 	uint64_t samples;
@@ -202,6 +202,7 @@ int stoke_span_stats(const struct stoke_profile *p, struct stoke_span_stat **ret
 			if (STOKE_GROW(acc, acc_cap, nacc + 1) < 0)
 				goto out;
 			memset(&acc[nacc], 0, sizeof(acc[nacc]));
+			acc[nacc].parent = spans[i].parent;
 			acc[nacc++].name = spans[i].name;
 		}
 		if (STOKE_GROW(acc[j].durs, acc[j].cap, acc[j].n + 1) < 0)
@@ -222,6 +223,7 @@ int stoke_span_stats(const struct stoke_profile *p, struct stoke_span_stat **ret
 
 		qsort(acc[j].durs, acc[j].n, sizeof(uint64_t), cmp_u64);
 		o->name = stoke_profile_string(p, acc[j].name);
+		o->parent = acc[j].parent ? stoke_profile_string(p, acc[j].parent) : NULL;
 		o->count = acc[j].n;
 		for (size_t k = 0; k < acc[j].n; k++)
 			o->total_ns += acc[j].durs[k];
@@ -259,6 +261,11 @@ int stoke_spans_json(const struct stoke_profile *p, FILE *out)
 	for (size_t i = 0; i < n; i++) {
 		fputs(i ? ",\n    {\"name\": " : "\n    {\"name\": ", out);
 		stoke_json_string(out, st[i].name);
+		fputs(", \"parent\": ", out);
+		if (st[i].parent)
+			stoke_json_string(out, st[i].parent);
+		else
+			fputs("null", out);
 		fprintf(out,
 			", \"count\": %" PRIu64 ", \"total_ns\": %" PRIu64 ", \"mean_ns\": %" PRIu64
 			", \"p50_ns\": %" PRIu64 ", \"p95_ns\": %" PRIu64 ", \"max_ns\": %" PRIu64

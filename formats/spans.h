@@ -20,6 +20,7 @@ struct stoke_pspan {
 	uint32_t name;  /* string id */
 	uint32_t meta;  /* string id: "key=value" strings, one per line */
 	uint32_t depth; /* 0: outermost on its thread */
+	uint32_t parent; /* string id: the enclosing span's name (0: none) */
 	uint64_t begin, end;
 };
 
@@ -44,6 +45,8 @@ uint64_t stoke_profile_spans_get_unmatched(const struct stoke_profile *p);
 /* One span name's durations. */
 struct stoke_span_stat {
 	const char *name; /* borrowed from the profile */
+	const char *parent; /* the enclosing span's name when it began, or NULL
+			     * (the first span of the name says) */
 	uint64_t count;
 	uint64_t total_ns, mean_ns, p50_ns, p95_ns, max_ns;
 	uint64_t samples; /* weight of the samples whose innermost span it is */

@@ -131,6 +131,8 @@ int stoke_span_tracker_event(struct stoke_span_tracker **tp, struct stoke_profil
 	sp.begin = th->open[th->depth].begin;
 	sp.end = ev->time < sp.begin ? sp.begin : ev->time;
 	r = stoke_profile_intern(p, th->open[th->depth].name, &sp.name);
+	if (r == 0 && th->depth)
+		r = stoke_profile_intern(p, th->open[th->depth - 1].name, &sp.parent);
 	if (r == 0)
 		r = stoke_profile_intern(p, th->open[th->depth].meta, &sp.meta);
 	free(th->open[th->depth].name);

@@ -20,6 +20,7 @@
 #include "common/atomicfile.h"
 #include "formats/output.h"
 #include "formats/svg.h"
+#include "tools/diff-spans.h"
 
 #define EXIT_REGRESSION 3
 
@@ -35,7 +36,11 @@ static void usage(FILE *f)
 	      "                            out by NEW: red grew, blue shrank\n"
 	      "      --max-regression P    exit 3 when a function's self share grew\n"
 	      "                            by more than P points (a CI gate)\n"
-	      "  -n, --count N             rows to show (default 20)\n",
+	      "  -n, --count N             rows to show (default 20)\n"
+	      "      --by-span             compare each span's mean duration instead\n"
+	      "                            (run directories or run.json files); with\n"
+	      "                            --max-regression P, exit 3 when a span's mean\n"
+	      "                            grew by more than P percent\n",
 	      f);
 }
 
@@ -173,6 +178,7 @@ int cmd_diff(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "max-regression", required_argument, NULL, 'm' },
 		{ "count", required_argument, NULL, 'n' },
+		{ "by-span", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -184,6 +190,7 @@ int cmd_diff(int argc, char **argv)
 	long count = 20;
 	size_t n = 0;
 	int c, code = 1;
+	bool by_span = false;
 
 	opterr = 0;
 	optind = 1;
@@ -207,6 +214,9 @@ int cmd_diff(int argc, char **argv)
 			if (errno || *end || count < 1)
 				return cli_usage_error("diff", "invalid count '%s'", optarg);
 			break;
+		case 'S':
+			by_span = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -216,6 +226,8 @@ int cmd_diff(int argc, char **argv)
 	}
 	if (optind + 2 != argc)
 		return cli_usage_error("diff", "%s", "give BASE and NEW");
+	if (by_span)
+		return diff_by_span(argv[optind], argv[optind + 1], max_reg);
 	if (load(argv[optind], &pb, &ab) < 0 || load(argv[optind + 1], &pn, &an) < 0)
 		goto out;
 	rows = diff_build_rows(ab, an, &n);

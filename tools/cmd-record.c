@@ -119,7 +119,11 @@ static void usage(FILE *f)
 	      "      --width PX          svg: image width (default 1200)\n"
 	      "      --inverted          svg: icicle graph (root at the top)\n"
 	      "      --minwidth PX       svg: omit boxes narrower than this (default 0.1)\n"
-	      "      --no-kernel         do not sample kernel stacks\n"
+	      "      --no-kernel         do not sample kernel stacks\n",
+	      f);
+	/* (two strings: ISO C's 4095-byte limit on one) */
+	fputs("      --no-spans          do not record spans (on when the target's\n"
+	      "                          modules have span probes: stoke/span.h)\n"
 	      "      --debuginfo-path DIRS  more roots for separate debug info (colon-\n"
 	      "                          separated: .build-id/ and .gnu_debuglink)\n"
 	      "      --demangle=MODE     short (default: no parameter lists), full, none\n"
@@ -249,6 +253,7 @@ static int resolve_output(struct record_args *a, bool output_set)
 /* Returns 0, or an exit code after printing the error. */
 static int parse_record(int argc, char **argv, struct record_args *a)
 {
+	enum { OPT_NO_SPANS = 512 }; /* past the enum below */
 	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH,
 	       OPT_OUTPUT_DIR, OPT_NAME, OPT_NO_KERNEL, OPT_DEBUGINFO_PATH, OPT_DEMANGLE,
 	       OPT_LINES, OPT_TIMELINE, OPT_SAMPLER, OPT_SIGNAL_NUMBER, OPT_OFF_CPU,
@@ -269,6 +274,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		{ "inverted", no_argument, NULL, OPT_INVERTED },
 		{ "minwidth", required_argument, NULL, OPT_MINWIDTH },
 		{ "no-kernel", no_argument, NULL, OPT_NO_KERNEL },
+		{ "no-spans", no_argument, NULL, OPT_NO_SPANS },
 		{ "debuginfo-path", required_argument, NULL, OPT_DEBUGINFO_PATH },
 		{ "demangle", required_argument, NULL, OPT_DEMANGLE },
 		{ "lines", no_argument, NULL, OPT_LINES },
@@ -409,6 +415,9 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 			a->sopts.sampler.off_cpu = true;
 			break;
 		case OPT_OFF_CPU_MIN:
+		case OPT_NO_SPANS:
+			a->sopts.sampler.no_spans = true;
+			break;
 		case OPT_BPF_MAP_SIZE: {
 			unsigned long long v;
 

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Integration tests for spans (include/stoke/span.h, issue #19).
+
+The truth is the fixture's own clock: tests/fixtures/spans writes how many
+spans it ran and how long each took (CLOCK_MONOTONIC around the macros), and
+the compute span is CPU time in burn(); nothing is a stored profile.
+"""
+import glob
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from stoketest import (Skip, check, fixture, parse_folded, run_stoke,  # noqa: E402
+                       run_tests)
+
+
+def uprobe_pmu():
+    if not os.path.exists("/sys/bus/event_source/devices/uprobe/type"):
+        raise Skip("no uprobe PMU in this kernel")
+
+
+def record_run(d, name, args, extra=()):
+    """Record the spans fixture into a run directory; returns (run.json,
+    the fixture's report, the run directory)."""
+    report = os.path.join(d, name + ".report.json")
+    p = run_stoke(["record", "-q", "--output-dir", d, "--name", name] + list(extra) +
+                  ["--", fixture("spans")] + [str(a) for a in args] + [report])
+    check(p.returncode == 0, "record exit %d: %s" % (p.returncode, p.stderr))
+    runs = glob.glob(os.path.join(d, "*_" + name))
+    check(len(runs) == 1, "run directory not found: %r" % os.listdir(d))
+    with open(os.path.join(runs[0], "run.json")) as f:
+        run = json.load(f)
+    with open(report) as f:
+        truth = json.load(f)
+    return run, truth, runs[0], p
+
+
+def by_name(run):
+    check(run.get("spans") is not None, "run.json has no spans: %r" % run.get("spans"))
+    return {s["name"]: s for s in run["spans"]}
+
+
+def test_fixture(d):
+    uprobe_pmu()
+    reps = 6
+    run, truth, rundir, _ = record_run(d, "spans", [reps, 60, 40])
+    spans = by_name(run)
+    check(set(spans) == {"request", "compute", "wait"}, "span names: %r" % sorted(spans))
+    for name, (count, total_ns) in truth.items():
+        s = spans[name]
+        print("%-8s count %d (truth %d) total %.1f ms (truth %.1f ms)"
+              % (name, s["count"], count, s["total_ns"] / 1e6, total_ns / 1e6))
+        check(s["count"] == count == reps, "%s: count %d, the fixture ran %d"
+              % (name, s["count"], count))
+        check(abs(s["total_ns"] - total_ns) <= 0.05 * total_ns,
+              "%s: total %d ns is not within 5%% of the fixture's %d ns"
+              % (name, s["total_ns"], total_ns))
+        check(s["p50_ns"] <= s["p95_ns"] <= s["max_ns"], "%s: percentiles out of order" % name)
+        check(s["mean_ns"] * s["count"] <= s["total_ns"] < (s["mean_ns"] + 1) * s["count"],
+              "%s: mean does not match total/count" % name)
+    # Nesting: compute and wait run inside request, nothing is outside.
+    check(spans["compute"]["parent"] == "request" and spans["wait"]["parent"] == "request"
+          and spans["request"]["parent"] is None,
+          "nesting: %r" % {n: s["parent"] for n, s in spans.items()})
+    # Samples taken in burn() (the compute span's CPU time) are tagged with
+    # compute, the innermost span, not with request.
+    stacks = parse_folded(os.path.join(rundir, "profile.folded"))
+    in_burn = sum(c for fr, c in stacks if "burn" in fr)
+    print("samples in burn %d, tagged compute %d, request %d"
+          % (in_burn, spans["compute"]["samples"], spans["request"]["samples"]))
+    check(in_burn > 50, "too few samples in burn: %d" % in_burn)
+    check(spans["compute"]["samples"] >= 0.95 * in_burn,
+          "only %d of %d samples in burn are attributed to compute"
+          % (spans["compute"]["samples"], in_burn))
+    check(spans["compute"]["samples"] <= sum(c for _, c in stacks), "more tagged than taken")
+    txt = open(os.path.join(rundir, "profile.txt")).read()
+    check("\nspans:\n" in txt and "compute" in txt.split("\nspans:\n")[1],
+          "no spans table in the text output")
+
+
+def test_no_probes(d):
+    """A program without span probes records exactly as before: no spans,
+    nothing said about them."""
+    out = os.path.join(d, "run")
+    p = run_stoke(["record", "--output-dir", out, "--name", "split", "--",
+                   fixture("split"), "1", "50"])
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    check("span" not in p.stderr.lower(), "spans mentioned: %r" % p.stderr)
+    run = json.load(open(glob.glob(os.path.join(out, "*_split", "run.json"))[0]))
+    check(run["spans"] is None, "spans of a program without probes: %r" % run["spans"])
+
+
+def test_no_spans_flag(d):
+    uprobe_pmu()
+    run, truth, _, _ = record_run(d, "nospans", [2, 20, 10], ["--no-spans"])
+    check(run["spans"] is None, "--no-spans recorded spans: %r" % run["spans"])
+    check(truth["compute"][0] == 2, "the fixture did not run: %r" % truth)
+
+
+def test_diff_by_span(d):
+    """The slower variant spends 4x the CPU time in compute and sleeps as
+    long: compute is named, wait is not (bounds hold on a loaded machine,
+    where wall time per CPU ms varies between runs)."""
+    uprobe_pmu()
+    _, _, base, _ = record_run(d, "base", [4, 30, 30])
+    _, _, slow, _ = record_run(d, "slow", [4, 120, 30])
+    p = run_stoke(["diff", "--by-span", base, slow])
+    print(p.stdout)
+    check(p.returncode == 0, "diff --by-span without a gate: exit %d: %s"
+          % (p.returncode, p.stderr))
+    rows = {ln.split()[0]: ln for ln in p.stdout.splitlines() if ln.split()}
+    check("compute" in rows and "wait" in rows, "spans missing: %r" % p.stdout)
+    pct = float(rows["compute"].split()[-1].rstrip("%"))
+    wait = float(rows["wait"].split()[-1].rstrip("%"))
+    check(pct > 100, "compute changed %+.1f%%, expected about +300%%" % pct)
+    check(abs(wait) < 90, "wait changed %+.1f%%, expected about 0" % wait)
+    p = run_stoke(["diff", "--by-span", "--max-regression", "100", base, slow])
+    check(p.returncode == 3, "a 4x slower span passed --max-regression 100 (exit %d)"
+          % p.returncode)
+    check("span compute regressed" in p.stderr, "the slower span is not named: %r" % p.stderr)
+    check("span wait" not in p.stderr, "wait named as a regression: %r" % p.stderr)
+    p = run_stoke(["diff", "--by-span", "--max-regression", "100000", base, slow])
+    check(p.returncode == 0, "under the threshold, exit %d: %s" % (p.returncode, p.stderr))
+
+
+TESTS = {
+    "fixture": test_fixture,
+    "no_probes": test_no_probes,
+    "no_spans_flag": test_no_spans_flag,
+    "diff_by_span": test_diff_by_span,
+}
+
+if __name__ == "__main__":
+    run_tests(TESTS)

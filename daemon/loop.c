@@ -3,6 +3,7 @@
  * bookkeeping and per-user budgets, jobs, signals and the log.
  */
 #include "daemon/stoked.h"
+#include "daemon/http.h"
 
 /* Whether to log now (see struct ratelimit); a summary line is logged for
  * what the last window suppressed. */
@@ -368,6 +369,7 @@ static void tick(struct daemon *d)
 		}
 	}
 	forget_ended(d);
+	stoked_http_publish(d);
 	for (size_t i = d->nclients; i-- > 0;)
 		if (!d->clients[i]->waiting && now - d->clients[i]->last_active > CLIENT_IDLE_S)
 			stoked_client_close(d, d->clients[i]);

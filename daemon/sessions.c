@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "daemon/http.h"
 #include "formats/output.h"
 #include "session/driver.h"
 #include "session/session.h"
@@ -623,6 +624,13 @@ static int rotate_job(struct stoked_session *ds)
 		return r;
 	}
 	r = write_run(ds, old, NULL);
+	/* The scrape endpoint serves it as the session's latest. */
+	if (stoked_http_enabled()) {
+		struct stoke_run_info info = {.exe = ds->exe};
+
+		stoke_session_run_info(ds->s, &info);
+		stoked_http_rotation(ds->id, ds->pid, ds->comm, old, &info);
+	}
 	stoke_profile_free(old);
 	return r;
 }
@@ -870,6 +878,11 @@ void stoked_session_target_exited(struct stoked_session *ds)
 		return;
 	stoke_session_target_exited(ds->s, ds->pid);
 	stoked_session_end(ds, false, "the target exited", NULL, false);
+}
+
+void stoked_session_stats(const struct stoked_session *ds, struct stoke_session_stats *ret)
+{
+	*ret = ds->stats;
 }
 
 void stoked_session_info(struct stoked_session *ds, double now, struct stoke_session_info *ret)

@@ -139,6 +139,10 @@ void stoked_session_target_exited(struct stoked_session *ds);
 enum stoked_job stoked_session_job_done(struct stoked_session *ds, int *ret_result,
 					char **ret_name, char *err, size_t errlen);
 
+/* The counts status shows (as of the last job collected, or the end). */
+struct stoke_session_stats;
+void stoked_session_stats(const struct stoked_session *ds, struct stoke_session_stats *ret);
+
 /* Filled with pointers into ds, valid until the next call on it. */
 void stoked_session_info(struct stoked_session *ds, double now, struct stoke_session_info *ret);
 

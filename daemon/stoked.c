@@ -7,7 +7,10 @@
  *   stoked [--socket PATH] [--foreground] [--output-root DIR]
  *          [--max-sessions N] [--max-clients N] [--socket-mode MODE]
  *          [--socket-group GROUP] [--admin-group GROUP] [--log FILE]
- *          [--max-user-memory SIZE] [--max-user-fds N]
+ *          [--max-user-memory SIZE] [--max-user-fds N] [--debuginfod URL]
+ *          [--http ADDR:PORT [--http-allow CIDR]... [--http-token-file FILE]
+ *           [--http-targets LIST]... [--http-max-seconds N]
+ *           [--http-max-scrapes N]]
  *
  * One epoll loop serves the listening socket, client sockets, each
  * session's ring fds and target pidfd, one periodic timerfd (drain, rotate,
@@ -27,6 +30,7 @@
  * answer (and root be served) instead of spinning on accept().
  */
 #include "daemon/stoked.h"
+#include "daemon/http.h"
 
 /* ---- setup ------------------------------------------------------------- */
 
@@ -195,6 +199,18 @@ static void usage(FILE *f)
 	      "      --max-user-fds N     file descriptors one user's clients and\n"
 	      "                           sessions may hold (default: a quarter of\n"
 	      "                           the fd limit)\n"
+	      "      --debuginfod URL     fetch missing debug info by build-id from URL\n"
+	      "                           (default: $STOKE_DEBUGINFOD_URLS; none)\n"
+	      "      --http ADDR:PORT     serve pprof for scrapers (Parca, Pyroscope,\n"
+	      "                           go tool pprof) there; off by default\n"
+	      "      --http-allow CIDR    peers beyond loopback that may connect\n"
+	      "                           (repeatable; needs --http-token-file)\n"
+	      "      --http-token-file FILE  the bearer token every request must send\n"
+	      "      --http-targets LIST  what may be profiled over HTTP: uid:N, user:NAME,\n"
+	      "                           comm:NAME, comma-separated (repeatable; none\n"
+	      "                           by default)\n"
+	      "      --http-max-seconds N longest seconds= a scrape may ask (default 60)\n"
+	      "      --http-max-scrapes N scrapes at once (default 2)\n"
 	      "      --log FILE           log here (reopened on SIGHUP); default stderr,\n"
 	      "                           or " DEFAULT_LOG " when detached\n"
 	      "  -h, --help               this help\n"
@@ -255,7 +271,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		O_MAXSAMPLES,
 		O_ADMIN,
 		O_MAXMEM,
-		O_MAXFDS
+		O_MAXFDS,
+		O_HTTP,
+		O_DEBUGINFOD
 	};
 	static const struct option longopts[] = {
 		{"socket", required_argument, NULL, 's'},
@@ -270,12 +288,19 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"max-user-memory", required_argument, NULL, O_MAXMEM},
 		{"max-user-fds", required_argument, NULL, O_MAXFDS},
 		{"log", required_argument, NULL, O_LOG},
+		{"debuginfod", required_argument, NULL, O_DEBUGINFOD},
+		{"http", required_argument, NULL, O_HTTP},
+		{"http-allow", required_argument, NULL, O_HTTP},
+		{"http-token-file", required_argument, NULL, O_HTTP},
+		{"http-targets", required_argument, NULL, O_HTTP},
+		{"http-max-seconds", required_argument, NULL, O_HTTP},
+		{"http-max-scrapes", required_argument, NULL, O_HTTP},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{0},
 	};
 	unsigned v;
-	int c;
+	int c, idx = 0;
 
 	o->socket = getenv("STOKE_SOCKET") && *getenv("STOKE_SOCKET") ? getenv("STOKE_SOCKET")
 								      : DEFAULT_SOCKET;
@@ -285,7 +310,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->max_clients = DEFAULT_MAX_CLIENTS;
 	o->max_user_memory = DEFAULT_MAX_USER_MEMORY;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "s:fh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:fh", longopts, &idx)) != -1) {
 		switch (c) {
 		case 's':
 			o->socket = optarg;
@@ -337,6 +362,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case O_LOG:
 			o->log = optarg;
 			break;
+		case O_DEBUGINFOD:
+			o->debuginfod = optarg;
+			break;
+		case O_HTTP:
+			if (stoked_http_option(longopts[idx].name, optarg) < 0)
+				goto bad_value;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -367,6 +399,7 @@ bad_value:
 static void teardown(struct daemon *d)
 {
 	d->stopping = true; /* sessions end synchronously from here on */
+	stoked_http_stop();
 	for (size_t i = 0; i < d->nsessions; i++) {
 		struct stoked_session *ds = d->sessions[i];
 		int r;
@@ -428,11 +461,25 @@ int main(int argc, char **argv)
 	r = parse_options(argc, argv, &d.opt);
 	if (r)
 		return r;
-	/* Symbolization must never wait on the network (as in stoke). */
-	if (getenv("STOKE_DEBUGINFOD_URLS"))
+	/* Symbolization must never wait on the network (as in stoke) unless
+	 * root configured a debuginfod server. */
+	if (d.opt.debuginfod)
+		setenv("DEBUGINFOD_URLS", d.opt.debuginfod, 1);
+	else if (getenv("STOKE_DEBUGINFOD_URLS"))
 		setenv("DEBUGINFOD_URLS", getenv("STOKE_DEBUGINFOD_URLS"), 1);
 	else
 		unsetenv("DEBUGINFOD_URLS");
+	if (getenv("DEBUGINFOD_URLS")) {
+		/* libdebuginfod caches under $HOME, which a service may not
+		 * have, and waits 90 s for a server by default: a dead server
+		 * would stall each module's symbolization that long. */
+		if (!getenv("DEBUGINFOD_CACHE_PATH")) {
+			setenv("DEBUGINFOD_CACHE_PATH", DEFAULT_DEBUGINFOD_CACHE, 1);
+			(void)!stoke_mkdir_p(DEFAULT_DEBUGINFOD_CACHE);
+		}
+		if (!getenv("DEBUGINFOD_TIMEOUT"))
+			setenv("DEBUGINFOD_TIMEOUT", "10", 1);
+	}
 	if (!d.opt.foreground) {
 		if (!d.opt.log)
 			d.opt.log = DEFAULT_LOG;
@@ -480,6 +527,14 @@ int main(int argc, char **argv)
 		teardown(&d);
 		return 1;
 	}
+	r = stoked_http_start();
+	if (r < 0) {
+		teardown(&d);
+		return 1;
+	}
+	if (getenv("DEBUGINFOD_URLS"))
+		log_info("debuginfod: %s (cache %s, timeout %s s)", getenv("DEBUGINFOD_URLS"),
+			 getenv("DEBUGINFOD_CACHE_PATH"), getenv("DEBUGINFOD_TIMEOUT"));
 	log_info("stoke %s listening on %s (mode %04o, at most %u sessions, %u clients)",
 		 STOKE_VERSION, d.opt.socket, (unsigned)d.opt.mode, d.opt.max_sessions,
 		 d.opt.max_clients);

@@ -43,6 +43,7 @@
 #define DEFAULT_SOCKET	     "/run/stoke/stoked.sock"
 #define DEFAULT_OUTPUT_ROOT  "/var/lib/stoke"
 #define DEFAULT_LOG	     "/var/log/stoked.log"
+#define DEFAULT_DEBUGINFOD_CACHE "/var/cache/stoke/debuginfod"
 #define DEFAULT_MAX_SESSIONS 64
 #define DEFAULT_MAX_CLIENTS  64
 #define TICK_MS		     100
@@ -104,6 +105,7 @@ struct options {
 	unsigned max_user_fds; /* 0: a quarter of the fd limit */
 	uint64_t max_user_memory;
 	bool foreground;
+	const char *debuginfod; /* --debuginfod URL */
 };
 
 struct daemon {

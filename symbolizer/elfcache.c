@@ -48,6 +48,7 @@
 #include "symbolizer/srcline.h"
 #include "symbolizer/symtab.h"
 #include "common/util.h"
+#include "common/u64set.h"
 
 /* ---- modules ---- */
 
@@ -117,6 +118,7 @@ struct stoke_elfcache {
 	 * string hashing is left. Open addressing, power-of-two size. */
 	struct name_memo *memo;
 	size_t memo_slots, memo_count;
+	struct stoke_u64set no_debuginfo; /* build-ids already reported */
 };
 
 struct name_memo {
@@ -236,6 +238,37 @@ int stoke_elfcache_open(struct stoke_elfcache *c, const char *path, int flags,
 	return open_as(&c->creds, path, flags, ret_st);
 }
 
+/* No separate debug info for a module with a build-id while debuginfod is
+ * configured: say so once per build-id (libdwfl asks again for the symbol
+ * table, and a library may be mapped under several names), not per frame.
+ * libdwfl does not tell a timeout or an unreachable server from a server
+ * without the file, so the line names the server to look at. */
+static void report_no_debuginfo(struct stoke_elfcache *c, Dwfl_Module *dm, const char *modname)
+{
+	const char *urls = getenv("DEBUGINFOD_URLS");
+	const unsigned char *bits;
+	GElf_Addr vaddr;
+	char hex[41];
+	int n;
+
+	if (!urls || !*urls)
+		return;
+	n = dwfl_module_build_id(dm, &bits, &vaddr);
+	if (n <= 0)
+		return;
+	if (stoke_u64set_has(&c->no_debuginfo, stoke_hash_bytes(0xcbf29ce484222325ULL, bits,
+								    (size_t)n) | 1))
+		return;
+	stoke_u64set_add(&c->no_debuginfo,
+			 stoke_hash_bytes(0xcbf29ce484222325ULL, bits, (size_t)n) | 1);
+	for (int i = 0; i < n && i < 20; i++)
+		snprintf(hex + 2 * i, 3, "%02x", bits[i]);
+	log_warn("symbolizer: %s: debug info for build-id %s unavailable (not found locally, "
+		 "debuginfod %s did not provide it: timed out, unreachable or missing); "
+		 "named from its symbols, without file:line",
+		 modname, hex, urls);
+}
+
 /* libdwfl opens separate debuginfo by path (next to the main file, in its
  * .debug/, under the roots): as the requester too. The module's userdata is
  * the cache (module_load sets it). */
@@ -244,7 +277,7 @@ static int find_debuginfo_as_requester(Dwfl_Module *dm, void **userdata, const c
 				       const char *debuglink_file, GElf_Word debuglink_crc,
 				       char **debuginfo_file_name)
 {
-	const struct stoke_elfcache *c = *userdata;
+	struct stoke_elfcache *c = *userdata;
 	struct creds_save save;
 	int fd;
 
@@ -254,6 +287,8 @@ static int find_debuginfo_as_requester(Dwfl_Module *dm, void **userdata, const c
 					  debuglink_crc, debuginfo_file_name);
 	if (c)
 		creds_leave(&save);
+	if (fd < 0 && c)
+		report_no_debuginfo(c, dm, modname);
 	return fd;
 }
 
@@ -325,6 +360,7 @@ void stoke_elfcache_free(struct stoke_elfcache *c)
 	free(c->buckets);
 	free(c->debuginfo_path);
 	free(c->memo);
+	stoke_u64set_clear(&c->no_debuginfo);
 	free(c);
 }
 

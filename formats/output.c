@@ -16,11 +16,13 @@
 #include "common/atomicfile.h"
 #include "formats/callgrind.h"
 #include "formats/folded.h"
+#include "formats/html.h"
 #include "formats/pprof.h"
 #include "formats/pstats.h"
 #include "formats/speedscope.h"
 #include "formats/svg.h"
 #include "formats/text.h"
+#include "formats/tree.h"
 
 static int write_folded(const struct stoke_profile *p, const struct stoke_output_opts *opts,
 			FILE *out)
@@ -49,6 +51,9 @@ static const struct format_info {
 	[STOKE_FORMAT_PPROF] = { "pprof", "profile.pb.gz", stoke_pprof_write },
 	/* kcachegrind and callgrind_annotate look for callgrind.out.* */
 	[STOKE_FORMAT_CALLGRIND] = { "callgrind", "callgrind.out.stoke", stoke_callgrind_write },
+	[STOKE_FORMAT_HTML] = { "html", "report.html", stoke_html_write },
+	/* a terminal view: no file of a run directory */
+	[STOKE_FORMAT_TREE] = { "tree", NULL, stoke_tree_write },
 };
 
 void stoke_output_opts_init(struct stoke_output_opts *opts)
@@ -61,6 +66,9 @@ void stoke_output_opts_init(struct stoke_output_opts *opts)
 		.minwidth = 0,
 		.lines = false,
 		.timeline = false,
+		.min_percent = 1.0,
+		.color = STOKE_COLOR_AUTO,
+		.resources = NULL,
 	};
 }
 
@@ -136,6 +144,8 @@ int stoke_format_from_path(const char *path, enum stoke_format *ret)
 		{ ".pb.gz", STOKE_FORMAT_PPROF },
 		{ ".prof", STOKE_FORMAT_PSTATS },
 		{ ".svg", STOKE_FORMAT_SVG },
+		{ ".html", STOKE_FORMAT_HTML },
+		{ ".htm", STOKE_FORMAT_HTML },
 		{ ".txt", STOKE_FORMAT_TEXT },
 		/* after .speedscope.json: any other .json is speedscope too, as
 		 * with py-spy */

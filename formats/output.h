@@ -23,8 +23,19 @@ enum stoke_format {
 	STOKE_FORMAT_TEXT,      /* cProfile-style table */
 	STOKE_FORMAT_PPROF,     /* gzipped profile.proto; the canonical store */
 	STOKE_FORMAT_CALLGRIND,
+	STOKE_FORMAT_HTML,      /* self-contained report: call tree, flamegraph,
+				 * timelines */
+	STOKE_FORMAT_TREE,      /* terminal call tree (not in a run directory) */
 	STOKE_FORMAT_COUNT,
 };
+
+enum stoke_color {
+	STOKE_COLOR_AUTO = 0, /* on a terminal, unless NO_COLOR is set */
+	STOKE_COLOR_NEVER,
+	STOKE_COLOR_ALWAYS,
+};
+
+struct stoke_rseries;
 
 struct stoke_output_opts {
 	bool per_thread;        /* folded: comm-PID/TID root frames */
@@ -35,11 +46,17 @@ struct stoke_output_opts {
 	bool lines;             /* one frame per source line, not per function
 				 * (pprof always keeps lines) */
 	bool timeline;          /* pprof: one sample per sample, time labels */
+	double min_percent;     /* tree: fold away frames under this share of
+				 * all samples (default 1; 0: show all) */
+	enum stoke_color color; /* tree */
+	/* html: the target's RSS and CPU over the recording, or NULL */
+	const struct stoke_rseries *resources;
 };
 
 void stoke_output_opts_init(struct stoke_output_opts *opts);
 
-/* "folded", "svg", "speedscope", "pstats", "txt", "pprof", "callgrind", and
+/* "folded", "svg", "speedscope", "pstats", "txt", "pprof", "callgrind",
+ * "html", "tree", and
  * aliases (collapsed and py-spy's raw, text, prof, pb.gz, flamegraph).
  * Returns 0 or -EINVAL. */
 int stoke_format_from_name(const char *name, enum stoke_format *ret);
@@ -48,10 +65,12 @@ const char *stoke_format_name(enum stoke_format f);
  * nearest format when it is another profiler's name, else NULL. */
 const char *stoke_format_hint(const char *name);
 /* By extension: .folded/.collapsed, .svg, .speedscope.json or .json,
- * .pstats/.prof, .txt, .pb.gz, .callgrind or a basename callgrind.out.*. -EINVAL when
+ * .pstats/.prof, .txt, .pb.gz, .callgrind, .html/.htm or a basename
+ * callgrind.out.*. -EINVAL when
  * nothing matches. */
 int stoke_format_from_path(const char *path, enum stoke_format *ret);
-/* The file name a run directory uses for a format ("profile.pb.gz", …). */
+/* The file name a run directory uses for a format ("profile.pb.gz", …);
+ * NULL for a format a run directory does not hold (tree). */
 const char *stoke_format_rundir_name(enum stoke_format f);
 
 /* Write p in format f to an open stream (not atomic: the caller owns the
@@ -78,6 +97,9 @@ struct stoke_run_info {
 	uint64_t unwind_failed;  /* stacks that did not unwind fully */
 	uint64_t truncated;      /* stacks cut at the callchain/stack-copy limit */
 	uint64_t stitched;       /* truncated stacks completed by stitching */
+	/* The target's RSS and CPU over the recording (run.json "resources"
+	 * and the HTML report), or NULL */
+	const struct stoke_rseries *resources;
 };
 
 /*

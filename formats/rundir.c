@@ -36,6 +36,7 @@
 #include "common/atomicfile.h"
 #include "formats/escape.h"
 #include "formats/spans.h"
+#include "formats/resource.h"
 #include "common/util.h"
 
 #define RUNJSON "run.json"
@@ -151,7 +152,9 @@ int stoke_runjson_write(const struct stoke_profile *p, const struct stoke_run_in
 	}
 	iso8601(m->start_ns, start);
 	iso8601(m->end_ns, end);
-	fputs("{\n  \"schema_version\": \"1\",\n", out);
+	/* "2": "resources" (the target's RSS and CPU over the recording) and
+	 * "spans" added. */
+	fputs("{\n  \"schema_version\": \"2\",\n", out);
 	fputs("  \"tool\": {\"name\": \"stoke\", \"version\": \"" STOKE_VERSION "\"},\n", out);
 	fprintf(out, "  \"target\": {\"pid\": %" PRIu32 ", \"cmd\": ", m->pid);
 	json_str_or_null(out, stoke_profile_string(p, m->command));
@@ -176,6 +179,12 @@ int stoke_runjson_write(const struct stoke_profile *p, const struct stoke_run_in
 	json_u64(out, "truncated_stacks", info->truncated, true);
 	json_u64(out, "stitched_stacks", info->stitched, true);
 	runjson_threads(p, out);
+	fputs("  \"resources\": ", out);
+	if (info->resources)
+		stoke_rseries_json(info->resources, m->start_ns, out);
+	else
+		fputs("null", out);
+	fputs(",\n", out);
 	/* Per span name (include/stoke/span.h): null without spans. */
 	fputs("  \"spans\": ", out);
 	stoke_spans_json(p, out);
@@ -320,7 +329,7 @@ static int make_tmpdir(int parent, const char *base, char *buf, size_t size)
 static void remove_tmpdir(int parent, const char *tmp, int dirfd, unsigned written)
 {
 	for (int f = 0; f < STOKE_FORMAT_COUNT; f++)
-		if (written & (1u << f))
+		if ((written & (1u << f)) && stoke_format_rundir_name((enum stoke_format)f))
 			unlinkat(dirfd, stoke_format_rundir_name((enum stoke_format)f), 0);
 	unlinkat(dirfd, RUNJSON, 0);
 	unlinkat(parent, tmp, AT_REMOVEDIR);
@@ -372,6 +381,7 @@ int stoke_rundir_write(const struct stoke_profile *p, const struct stoke_run_inf
 	const struct stoke_pmeta *m;
 	char base[256], tmp[PATH_MAX];
 	unsigned written = 0, all = 0;
+	struct stoke_output_opts with_res;
 	int dirfd, r;
 
 	if (!p)
@@ -387,7 +397,18 @@ int stoke_rundir_write(const struct stoke_profile *p, const struct stoke_run_inf
 	r = 0;
 	for (int f = 0; f < STOKE_FORMAT_COUNT; f++)
 		all |= 1u << f;
+	/* The HTML report shows the resource timeline too. */
+	if (info && info->resources) {
+		if (opts)
+			with_res = *opts;
+		else
+			stoke_output_opts_init(&with_res);
+		with_res.resources = info->resources;
+		opts = &with_res;
+	}
 	for (int f = 0; f < STOKE_FORMAT_COUNT && r >= 0; f++) {
+		if (!stoke_format_rundir_name((enum stoke_format)f))
+			continue;
 		r = stoke_output_write(p, (enum stoke_format)f, opts, dirfd,
 				       stoke_format_rundir_name((enum stoke_format)f));
 		if (r >= 0)

@@ -19,7 +19,7 @@ struct stoke_host {
 void stoke_host_get(struct stoke_host *h);
 
 /*
- * Write run.json (schema_version "1") for p. host may be NULL (this
+ * Write run.json (schema_version "2") for p. host may be NULL (this
  * machine); files lists the formats in the directory (mask of 1 << format).
  */
 int stoke_runjson_write(const struct stoke_profile *p, const struct stoke_run_info *info,

@@ -30,7 +30,8 @@ FREQ = "499"
 
 FILES = {"folded": "profile.folded", "svg": "flamegraph.svg",
          "speedscope": "profile.speedscope.json", "pstats": "profile.pstats",
-         "txt": "profile.txt", "pprof": "profile.pb.gz", "callgrind": "callgrind.out.stoke"}
+         "txt": "profile.txt", "pprof": "profile.pb.gz", "callgrind": "callgrind.out.stoke",
+         "html": "report.html"}
 
 
 # --- readers -----------------------------------------------------------------
@@ -111,7 +112,7 @@ def test_rundir_and_report(tmp):
                 "frequency", "call_graph", "samples", "lost_samples", "throttled",
                 "unwind_failures", "threads", "host", "files"]:
         check(key in info, "run.json lacks %s" % key)
-    check(info["schema_version"] == "1", "schema_version %r" % info["schema_version"])
+    check(info["schema_version"] == "2", "schema_version %r" % info["schema_version"])
     check(info["files"] == FILES, "files %r" % info["files"])
     check(sorted(os.listdir(rundir)) == sorted(list(FILES.values()) + ["run.json"]),
           "run directory holds %r" % sorted(os.listdir(rundir)))

@@ -548,6 +548,105 @@ def test_debuginfod(d):
             server.stop()
 
 
+def doc_block(text, lang):
+    m = re.search(r"^```%s\n(.*?)^```" % lang, text, re.M | re.S)
+    check(m, "docs/fleet.md has no ```%s block" % lang)
+    return m.group(1)
+
+
+def test_docs_snippets(d):
+    """docs/fleet.md's snippets: the drop-in's ExecStart options start a
+    stoked, and the requests its Parca and Alloy configurations describe
+    get profiles from it."""
+    import shlex
+    import yaml
+    with open(os.path.join(os.environ.get("STOKE_SOURCE_ROOT", "."), "docs", "fleet.md")) as f:
+        doc = f.read()
+    # The drop-in: its last ExecStart=, with this test's paths and port.
+    unit = doc_block(doc, "ini")
+    exec_start = [ln for ln in unit.splitlines() if ln.startswith("ExecStart=")][-1]
+    argv = shlex.split(exec_start[len("ExecStart="):])
+    check(os.path.basename(argv[0]) == "stoked", "ExecStart runs %r" % argv[0])
+    token = write(os.path.join(d, "http.token"), (TOKEN + "\n").encode())
+    port = free_port()
+    opts, i = [], 1
+    while i < len(argv):
+        o = argv[i]
+        v = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else None
+        i += 2 if v is not None else 1
+        if o in ("--socket", "--output-root", "--debuginfod", "--foreground"):
+            continue  # this test's own; no network beyond loopback
+        if o == "--http":
+            v = "127.0.0.1:%d" % port
+        elif o == "--http-token-file":
+            v = token
+        opts += [o] + ([v] if v is not None else [])
+    for o in ("--http", "--http-allow", "--http-token-file", "--http-targets"):
+        check(o in opts, "the drop-in's ExecStart lacks %s" % o)
+    targets = opts[opts.index("--http-targets") + 1]
+    check("comm:nginx" in targets.split(","), "the drop-in does not list comm:nginx")
+    # A process named as the snippets' comm: the split fixture, renamed.
+    nginx = os.path.join(d, "nginx")
+    shutil.copy(fixture("split"), nginx)
+    target = subprocess.Popen([nginx, "0", "75"], stdout=subprocess.DEVNULL)
+    daemon = Daemon(d, *opts)
+    daemon.start()
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                check(time.monotonic() < deadline, "no --http: " + daemon.logtext())
+                time.sleep(0.05)
+        max_seconds = 60
+        if "--http-max-seconds" in opts:
+            max_seconds = int(opts[opts.index("--http-max-seconds") + 1])
+
+        def scrape(path, params, token_file, seconds, who):
+            check(seconds <= max_seconds, "%s asks seconds=%d, over the drop-in's %d"
+                  % (who, seconds, max_seconds))
+            with open(token_file if os.path.exists(token_file) else token) as f:
+                tok = f.read().strip()
+            q = "&".join("%s=%s" % (k, v) for k, vs in params.items() for v in vs)
+            url = "http://127.0.0.1:%d%s?%s&seconds=2" % (port, path, q)
+            req = urllib.request.Request(url, headers={"Authorization": "Bearer " + tok})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    body = r.read()
+            except urllib.error.HTTPError as e:
+                check(False, "%s's request %s: %d %r" % (who, url, e.code, e.read()))
+            top = pprof(["-top", write(os.path.join(d, who + ".pb.gz"), body)], d)
+            check_share(top, "leaf_a", 75)
+
+        # Parca: the YAML is parsed, its job turned into the request.
+        job = yaml.safe_load(doc_block(doc, "yaml"))["scrape_configs"][0]
+        cpu = job["profiling_config"]["pprof_config"]["process_cpu"]
+        check(cpu["enabled"] and job["authorization"]["type"] == "Bearer", "Parca job: %r" % job)
+        others = [k for k, v in job["profiling_config"]["pprof_config"].items()
+                  if k != "process_cpu" and v.get("enabled", True)]
+        check(not others, "Parca would also scrape %r, which stoked does not serve" % others)
+        interval = int(job["scrape_interval"].rstrip("s"))
+        # Parca's token file is this test's token (the path is the doc's).
+        scrape(cpu["path"], job["params"], job["authorization"]["credentials_file"], interval,
+               "parca")
+        # Alloy: the attributes the request is made of.
+        alloy = doc_block(doc, "alloy")
+        path = re.search(r'profile\.process_cpu \{[^}]*path\s*=\s*"([^"]+)"', alloy).group(1)
+        params = dict((k, re.findall(r'"([^"]+)"', vs)) for k, vs in
+                      re.findall(r'"(\w+)"\s*=\s*\[([^\]]*)\]',
+                                 re.search(r"params\s*=\s*\{([^}]*)\}", alloy).group(1)))
+        tokf = re.search(r'bearer_token_file\s*=\s*"([^"]+)"', alloy).group(1)
+        dur = int(re.search(r'delta_profiling_duration\s*=\s*"(\d+)s"', alloy).group(1))
+        enabled = re.findall(r"profile\.(\w+) \{\s*enabled\s*=\s*true", alloy)
+        check(enabled == ["process_cpu"], "Alloy enables %r" % enabled)
+        scrape(path, params, tokf, dur, "alloy")
+    finally:
+        kill(target)
+        daemon.stop()
+
+
 TESTS = {
     "go_pprof_top": test_go_pprof_top,
     "labels": test_labels,
@@ -557,6 +656,7 @@ TESTS = {
     "session_rotation": test_session_rotation,
     "netns_token": test_netns_token,
     "debuginfod": test_debuginfod,
+    "docs_snippets": test_docs_snippets,
 }
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ the compute span is CPU time in burn(); nothing is a stored profile.
 import glob
 import json
 import os
+import shutil
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -124,7 +126,112 @@ def test_diff_by_span(d):
     check(p.returncode == 0, "under the threshold, exit %d: %s" % (p.returncode, p.stderr))
 
 
+PY_TARGET = r"""
+import json, os, sys, time
+sys.path.insert(0, os.path.join(os.environ["STOKE_SOURCE_ROOT"], "contrib", "python"))
+import stoke_span
+
+traced_wanted = sys.argv[1] == "traced"
+# The library's probes are enabled once stoke has read its mapping: wait
+# for the semaphore (the kernel raises it then), not for a fixed time.
+deadline = time.monotonic() + 20
+while traced_wanted and not stoke_span.traced() and time.monotonic() < deadline:
+    time.sleep(0.01)
+assert stoke_span.available(), "libstoke-span.so not found"
+assert stoke_span.traced() == traced_wanted, "traced() is %r" % stoke_span.traced()
+clock = {"py_compute": [0, 0], "py_sleep": [0, 0]}
+
+def burn(cpu_s):
+    end = time.thread_time() + cpu_s
+    x = 0
+    while time.thread_time() < end:
+        for i in range(2000):
+            x += i * i
+    return x
+
+@stoke_span.span("py_sleep", kind="decorated")
+def nap():
+    time.sleep(0.03)
+
+for i in range(5):
+    t0 = time.monotonic_ns()
+    with stoke_span.span("py_compute", i=i, user="alice"):
+        burn(0.04)
+    clock["py_compute"][0] += 1
+    clock["py_compute"][1] += time.monotonic_ns() - t0
+    t0 = time.monotonic_ns()
+    nap()
+    clock["py_sleep"][0] += 1
+    clock["py_sleep"][1] += time.monotonic_ns() - t0
+# The untraced cost, for the README (not asserted): a span per iteration.
+n = 200000 if not traced_wanted else 2000
+t0 = time.perf_counter()
+for i in range(n):
+    with stoke_span.span("x"):
+        pass
+clock["untraced_ns_per_span"] = (time.perf_counter() - t0) / n * 1e9
+json.dump(clock, open(sys.argv[2], "w"))
+"""
+
+
+def python311():
+    for exe in ("python3.11", sys.executable):
+        p = shutil.which(exe) or exe
+        if os.path.exists(p) and subprocess.run(
+                [p, "-c", "import sys; assert sys.version_info[:2] == (3, 11)"]).returncode == 0:
+            return p
+    raise Skip("no python3.11")
+
+
+def py_target(d):
+    script = os.path.join(d, "target.py")
+    with open(script, "w") as f:
+        f.write(PY_TARGET)
+    check(os.path.exists(os.environ.get("STOKE_SPAN_LIB", "")),
+          "STOKE_SPAN_LIB does not name the built libstoke-span.so")
+    return script
+
+
+def test_python(d):
+    """contrib/python/stoke_span.py under real python3.11: a context manager
+    and a decorator, counts exact and durations within 5% of its clock."""
+    uprobe_pmu()
+    script, report = py_target(d), os.path.join(d, "report.json")
+    p = run_stoke(["record", "-q", "--no-python", "--output-dir", d, "--name", "py", "--",
+                   python311(), script, "traced", report])
+    check(p.returncode == 0, "record exit %d: %s" % (p.returncode, p.stderr))
+    run = json.load(open(glob.glob(os.path.join(d, "*_py", "run.json"))[0]))
+    truth = json.load(open(report))
+    spans = by_name(run)
+    for name in ("py_compute", "py_sleep"):
+        count, total_ns = truth[name]
+        s = spans.get(name)
+        check(s is not None, "no %s span: %r" % (name, sorted(spans)))
+        print("%-10s count %d (truth %d) total %.1f ms (truth %.1f ms)"
+              % (name, s["count"], count, s["total_ns"] / 1e6, total_ns / 1e6))
+        check(s["count"] == count == 5, "%s: count %d, the script ran %d"
+              % (name, s["count"], count))
+        check(abs(s["total_ns"] - total_ns) <= 0.05 * total_ns,
+              "%s: total %d ns is not within 5%% of the script's %d ns"
+              % (name, s["total_ns"], total_ns))
+    print("untraced span: %.0f ns" % truth["untraced_ns_per_span"])
+
+
+def test_python_untraced(d):
+    """Without stoke, the helper is inert: traced() is false and the spans
+    run the code they wrap."""
+    script, report = py_target(d), os.path.join(d, "report.json")
+    p = subprocess.run([python311(), script, "untraced", report], capture_output=True,
+                       text=True, timeout=60)
+    check(p.returncode == 0, "script failed: %s" % p.stderr)
+    truth = json.load(open(report))
+    check(truth["py_compute"][0] == 5 and truth["py_sleep"][0] == 5, "%r" % truth)
+    print("untraced span: %.0f ns" % truth["untraced_ns_per_span"])
+
+
 TESTS = {
+    "python": test_python,
+    "python_untraced": test_python_untraced,
     "fixture": test_fixture,
     "no_probes": test_no_probes,
     "no_spans_flag": test_no_spans_flag,

@@ -1066,9 +1066,9 @@ static enum MHD_Result page_compare(struct server *s, struct MHD_Connection *c, 
 			bad++;
 	/* The same rule as `stoke diff --max-regression`. */
 	if (bad)
-		fprintf(f, "<p id=\"verdict\" class=\"fail\">FAIL: %zu function%s' self share grew by "
-			   "more than %g points</p>\n<ul id=\"regressions\">",
-			bad, bad == 1 ? "" : "s", max);
+		fprintf(f, "<p id=\"verdict\" class=\"fail\">FAIL: %zu function%s self share grew "
+			   "by more than %g points</p>\n<ul id=\"regressions\">",
+			bad, bad == 1 ? "'s" : "s'", max);
 	else
 		fprintf(f, "<p id=\"verdict\" class=\"pass\">PASS: no function's self share grew by "
 			   "more than %g points</p>\n",
@@ -1376,8 +1376,8 @@ static const char *content_type(const char *name, bool *attachment)
 }
 
 /* Serve root/rel (already joined), a regular file. html_ok: whether an
- * .html file may be served as HTML (speedscope's own pages only: a run
- * directory's HTML is shown as text). */
+ * .html file may run with the dashboard's origin (speedscope's own pages
+ * only). */
 static enum MHD_Result send_file(struct MHD_Connection *c, const char *root, const char *rel,
 				 bool html_ok)
 {
@@ -1397,14 +1397,21 @@ static enum MHD_Result send_file(struct MHD_Connection *c, const char *root, con
 		return send_text(c, MHD_HTTP_NOT_FOUND, "not a file\n");
 	}
 	type = content_type(rel, &attach);
-	if (!html_ok && !strncmp(type, "text/html", 9))
-		type = "text/plain; charset=utf-8";
 	r = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
 	if (!r) {
 		close(fd);
 		return MHD_NO;
 	}
 	add_common_headers(r);
+	/* A run directory's HTML and SVG (stoke's -f html report, its
+	 * flame graph: scripts, but files anyone could have written) open in
+	 * a sandbox: an origin of their own, so a script in them can
+	 * neither read the dashboard nor use its cookie. */
+	if (!html_ok && (!strncmp(type, "text/html", 9) || !strcmp(type, "image/svg+xml")))
+		MHD_add_response_header(r, "Content-Security-Policy",
+					"sandbox allow-scripts; default-src 'none'; "
+					"script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+					"img-src data:");
 	MHD_add_response_header(r, "Content-Type", type);
 	if (attach) {
 		char cd[300];

@@ -3,9 +3,8 @@
  * prefix tree of stacks, samples, threads and metadata.
  *
  * Every table is a growable array indexed by id plus, where lookups by value
- * are needed, an open-addressing hash index (linear probing, power-of-two
- * size, load factor at most 1/2) that stores ids only. Keys live in the
- * arrays, so the index is rebuilt from them when it grows. All insertions and
+ * are needed, an index of ids by hash (common/hashmap.h): keys live in the
+ * arrays, the index holds ids and their hashes only. All insertions and
  * lookups are amortised O(1): a profile with 10^6 samples and 10^5 stacks
  * must not cost more than a few passes over its tables.
  */
@@ -15,18 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hashmap.h"
 #include "common/util.h"
 #include "formats/spans.h"
 
 /* Ids are uint32_t and 0 is reserved in every table. */
 #define ID_LIMIT ((size_t)UINT32_MAX)
-
-/* An open-addressing index of ids; 0 marks an empty slot. */
-struct idtab {
-	uint32_t *slots;
-	size_t mask; /* size - 1; size is 0 or a power of two */
-	size_t count;
-};
 
 struct stoke_profile {
 	/* strings: bytes in one pool, each NUL-terminated; id 0 is "" */
@@ -34,19 +27,18 @@ struct stoke_profile {
 	size_t pool_len, pool_cap;
 	size_t *str_off;
 	size_t *str_len;
-	uint32_t *str_hash;
-	size_t nstr, str_cap, str_len_cap, str_hash_cap;
-	struct idtab str_idx;
+	size_t nstr, str_cap, str_len_cap;
+	struct stoke_hashmap str_idx;
 
 	/* frames: index 0 is an unused placeholder so ids index directly */
 	struct stoke_pframe *frames;
 	size_t nframes, frames_cap; /* nframes counts the placeholder */
-	struct idtab frame_idx;
+	struct stoke_hashmap frame_idx;
 
 	/* stacks: index 0 is the empty stack {0, 0, 0} */
 	struct stoke_pstack *stacks;
 	size_t nstacks, stacks_cap; /* counts the empty stack */
-	struct idtab stack_idx;
+	struct stoke_hashmap stack_idx;
 
 	struct stoke_psample *samples;
 	size_t nsamples, samples_cap;
@@ -55,65 +47,16 @@ struct stoke_profile {
 	/* threads in first-seen order; the index maps tid -> position + 1 */
 	struct stoke_pthread *threads;
 	size_t nthreads, threads_cap;
-	struct idtab thread_idx;
+	struct stoke_hashmap thread_idx;
 
 	struct stoke_pmeta meta;
 
 	struct stoke_pspans *spans; /* formats/spans.c; NULL: none */
 };
 
-/* --- the generic id index ------------------------------------------------ */
-
-typedef uint64_t (*idtab_hash_fn)(const struct stoke_profile *p, uint32_t id);
-
-static void idtab_free(struct idtab *t)
-{
-	free(t->slots);
-	*t = (struct idtab){ 0 };
-}
-
-static void idtab_put(struct idtab *t, uint64_t h, uint32_t id)
-{
-	size_t i = (size_t)h & t->mask;
-
-	while (t->slots[i])
-		i = (i + 1) & t->mask;
-	t->slots[i] = id;
-}
-
-/*
- * Make room for one more id. Growing rehashes every stored id, which is what
- * keeps the load factor at 1/2 and probe sequences short.
- */
-static int idtab_reserve(struct idtab *t, const struct stoke_profile *p, idtab_hash_fn hash)
-{
-	size_t size = t->mask + 1, nsize;
-	uint32_t *old = t->slots;
-
-	if (old && (t->count + 1) * 2 <= size)
-		return 0;
-	nsize = old ? size * 2 : 64;
-	if (nsize > SIZE_MAX / sizeof(*old) || nsize < size)
-		return -ENOMEM;
-	t->slots = calloc(nsize, sizeof(*old));
-	if (!t->slots) {
-		t->slots = old;
-		return -ENOMEM;
-	}
-	t->mask = nsize - 1;
-	if (old) {
-		for (size_t i = 0; i < size; i++)
-			if (old[i])
-				idtab_put(t, hash(p, old[i]), old[i]);
-	}
-	free(old);
-	return 0;
-}
-
 /* --- lifetime -------------------------------------------------------------- */
 
-static int add_string(struct stoke_profile *p, const char *s, size_t len, uint32_t h,
-		      uint32_t *ret);
+static int add_string(struct stoke_profile *p, const char *s, size_t len, uint32_t *ret);
 
 int stoke_profile_new(struct stoke_profile **ret)
 {
@@ -127,7 +70,7 @@ int stoke_profile_new(struct stoke_profile **ret)
 	/* Id 0 of each table is a placeholder, so ids index the arrays. The
 	 * empty string is never entered in the string index: intern
 	 * short-circuits it. */
-	r = add_string(p, "", 0, 0, &id);
+	r = add_string(p, "", 0, &id);
 	if (r >= 0)
 		r = STOKE_GROW(p->frames, p->frames_cap, 1);
 	if (r >= 0)
@@ -151,16 +94,15 @@ void stoke_profile_free(struct stoke_profile *p)
 	free(p->pool);
 	free(p->str_off);
 	free(p->str_len);
-	free(p->str_hash);
-	idtab_free(&p->str_idx);
+	stoke_hashmap_free(&p->str_idx);
 	free(p->frames);
-	idtab_free(&p->frame_idx);
+	stoke_hashmap_free(&p->frame_idx);
 	free(p->stacks);
-	idtab_free(&p->stack_idx);
+	stoke_hashmap_free(&p->stack_idx);
 	free(p->samples);
 	free(p->threads);
+	stoke_hashmap_free(&p->thread_idx);
 	stoke_pspans_free(p->spans);
-	idtab_free(&p->thread_idx);
 	free(p);
 }
 
@@ -176,22 +118,8 @@ void stoke_profile_set_spans(struct stoke_profile *p, struct stoke_pspans *t)
 
 /* --- strings --------------------------------------------------------------- */
 
-static uint32_t string_hash(const char *s, size_t len)
-{
-	uint64_t h = stoke_hash_bytes(STOKE_HASH_INIT, s, len);
-
-	/* Fold the high bits in: slot indices use the low bits only. */
-	return (uint32_t)(h ^ (h >> 32));
-}
-
-static uint64_t string_rehash(const struct stoke_profile *p, uint32_t id)
-{
-	return p->str_hash[id];
-}
-
 /* Append s to the pool and the per-id arrays; does not touch the index. */
-static int add_string(struct stoke_profile *p, const char *s, size_t len, uint32_t h,
-		      uint32_t *ret)
+static int add_string(struct stoke_profile *p, const char *s, size_t len, uint32_t *ret)
 {
 	size_t need;
 
@@ -200,7 +128,6 @@ static int add_string(struct stoke_profile *p, const char *s, size_t len, uint32
 	need = p->nstr + 1;
 	if (STOKE_GROW(p->str_off, p->str_cap, need) < 0 ||
 	    STOKE_GROW(p->str_len, p->str_len_cap, need) < 0 ||
-	    STOKE_GROW(p->str_hash, p->str_hash_cap, need) < 0 ||
 	    STOKE_GROW(p->pool, p->pool_cap, p->pool_len + len + 1) < 0)
 		return -ENOMEM;
 	if (len)
@@ -208,7 +135,6 @@ static int add_string(struct stoke_profile *p, const char *s, size_t len, uint32
 	p->pool[p->pool_len + len] = '\0';
 	p->str_off[p->nstr] = p->pool_len;
 	p->str_len[p->nstr] = len;
-	p->str_hash[p->nstr] = h;
 	p->pool_len += len + 1;
 	*ret = (uint32_t)p->nstr++;
 	return 0;
@@ -216,9 +142,10 @@ static int add_string(struct stoke_profile *p, const char *s, size_t len, uint32
 
 int stoke_profile_intern_n(struct stoke_profile *p, const char *s, size_t len, uint32_t *ret)
 {
-	struct idtab *t = &p->str_idx;
-	uint32_t h, id;
-	size_t i;
+	struct stoke_hashmap *t = &p->str_idx;
+	struct stoke_hashmap_iter it;
+	uint64_t h;
+	uint32_t id;
 	int r;
 
 	if (len == 0) {
@@ -227,25 +154,21 @@ int stoke_profile_intern_n(struct stoke_profile *p, const char *s, size_t len, u
 	}
 	if (!s)
 		return -EINVAL;
-	h = string_hash(s, len);
-	if (t->slots) {
-		for (i = h & t->mask; (id = t->slots[i]); i = (i + 1) & t->mask) {
-			if (p->str_hash[id] == h && p->str_len[id] == len &&
-			    memcmp(p->pool + p->str_off[id], s, len) == 0) {
-				*ret = id;
-				return 0;
-			}
+	h = stoke_hash_bytes(STOKE_HASH_INIT, s, len);
+	for (id = stoke_hashmap_first(t, h, &it); id; id = stoke_hashmap_next(t, &it)) {
+		if (p->str_len[id] == len && memcmp(p->pool + p->str_off[id], s, len) == 0) {
+			*ret = id;
+			return 0;
 		}
 	}
 	/* Reserve first so that a failure leaves no unindexed string behind. */
-	r = idtab_reserve(t, p, string_rehash);
+	r = stoke_hashmap_reserve(t, 1);
 	if (r < 0)
 		return r;
-	r = add_string(p, s, len, h, &id);
+	r = add_string(p, s, len, &id);
 	if (r < 0)
 		return r;
-	idtab_put(t, h, id);
-	t->count++;
+	stoke_hashmap_put(t, h, id);
 	*ret = id;
 	return 0;
 }
@@ -294,18 +217,13 @@ static bool frame_eq(const struct stoke_pframe *a, const struct stoke_pframe *b)
 	       a->decl_line == b->decl_line;
 }
 
-static uint64_t frame_rehash(const struct stoke_profile *p, uint32_t id)
-{
-	return frame_hash(&p->frames[id]);
-}
-
 int stoke_profile_frame(struct stoke_profile *p, const struct stoke_pframe *f, uint32_t *ret)
 {
-	struct idtab *t = &p->frame_idx;
+	struct stoke_hashmap *t = &p->frame_idx;
+	struct stoke_hashmap_iter it;
 	struct stoke_pframe *nf;
 	uint64_t h;
 	uint32_t id;
-	size_t i;
 	int r;
 
 	if (!f || f->name >= p->nstr || f->file >= p->nstr || f->module >= p->nstr ||
@@ -313,17 +231,15 @@ int stoke_profile_frame(struct stoke_profile *p, const struct stoke_pframe *f, u
 	    f->kind > STOKE_PFRAME_SYNTHETIC)
 		return -EINVAL;
 	h = frame_hash(f);
-	if (t->slots) {
-		for (i = h & t->mask; (id = t->slots[i]); i = (i + 1) & t->mask) {
-			if (frame_eq(&p->frames[id], f)) {
-				*ret = id;
-				return 0;
-			}
+	for (id = stoke_hashmap_first(t, h, &it); id; id = stoke_hashmap_next(t, &it)) {
+		if (frame_eq(&p->frames[id], f)) {
+			*ret = id;
+			return 0;
 		}
 	}
 	if (p->nframes >= ID_LIMIT)
 		return -ENOMEM;
-	r = idtab_reserve(t, p, frame_rehash);
+	r = stoke_hashmap_reserve(t, 1);
 	if (r < 0)
 		return r;
 	r = STOKE_GROW(p->frames, p->frames_cap, p->nframes + 1);
@@ -342,8 +258,7 @@ int stoke_profile_frame(struct stoke_profile *p, const struct stoke_pframe *f, u
 	nf->inlined = f->inlined;
 	nf->decl_file = f->decl_file;
 	nf->decl_line = f->decl_line;
-	idtab_put(t, h, id);
-	t->count++;
+	stoke_hashmap_put(t, h, id);
 	*ret = id;
 	return 0;
 }
@@ -367,35 +282,28 @@ static uint64_t stack_hash(uint32_t parent, uint32_t frame)
 	return stoke_hash_u64((uint64_t)parent << 32 | frame);
 }
 
-static uint64_t stack_rehash(const struct stoke_profile *p, uint32_t id)
-{
-	return stack_hash(p->stacks[id].parent, p->stacks[id].frame);
-}
-
 int stoke_profile_stack(struct stoke_profile *p, uint32_t parent, uint32_t frame, uint32_t *ret)
 {
-	struct idtab *t = &p->stack_idx;
+	struct stoke_hashmap *t = &p->stack_idx;
+	struct stoke_hashmap_iter it;
 	struct stoke_pstack *s;
 	uint64_t h;
 	uint32_t id;
-	size_t i;
 	int r;
 
 	if (parent >= p->nstacks || frame == 0 || frame >= p->nframes)
 		return -EINVAL;
 	h = stack_hash(parent, frame);
-	if (t->slots) {
-		for (i = h & t->mask; (id = t->slots[i]); i = (i + 1) & t->mask) {
-			s = &p->stacks[id];
-			if (s->parent == parent && s->frame == frame) {
-				*ret = id;
-				return 0;
-			}
+	for (id = stoke_hashmap_first(t, h, &it); id; id = stoke_hashmap_next(t, &it)) {
+		s = &p->stacks[id];
+		if (s->parent == parent && s->frame == frame) {
+			*ret = id;
+			return 0;
 		}
 	}
 	if (p->nstacks >= ID_LIMIT)
 		return -ENOMEM;
-	r = idtab_reserve(t, p, stack_rehash);
+	r = stoke_hashmap_reserve(t, 1);
 	if (r < 0)
 		return r;
 	r = STOKE_GROW(p->stacks, p->stacks_cap, p->nstacks + 1);
@@ -408,8 +316,7 @@ int stoke_profile_stack(struct stoke_profile *p, uint32_t parent, uint32_t frame
 		.frame = frame,
 		.depth = p->stacks[parent].depth + 1,
 	};
-	idtab_put(t, h, id);
-	t->count++;
+	stoke_hashmap_put(t, h, id);
 	*ret = id;
 	return 0;
 }
@@ -444,21 +351,15 @@ size_t stoke_profile_stack_frames(const struct stoke_profile *p, uint32_t stack,
 
 /* --- threads --------------------------------------------------------------- */
 
-static uint64_t thread_rehash(const struct stoke_profile *p, uint32_t pos1)
-{
-	return stoke_hash_u64(p->threads[pos1 - 1].tid);
-}
-
 /* The thread with tid, or NULL. Pure lookup: no state changes. */
 static struct stoke_pthread *thread_lookup(const struct stoke_profile *p, uint32_t tid)
 {
-	const struct idtab *t = &p->thread_idx;
+	const struct stoke_hashmap *t = &p->thread_idx;
+	struct stoke_hashmap_iter it;
 	uint32_t pos1;
-	size_t i;
 
-	if (!t->slots)
-		return NULL;
-	for (i = stoke_hash_u64(tid) & t->mask; (pos1 = t->slots[i]); i = (i + 1) & t->mask)
+	for (pos1 = stoke_hashmap_first(t, stoke_hash_u64(tid), &it); pos1;
+	     pos1 = stoke_hashmap_next(t, &it))
 		if (p->threads[pos1 - 1].tid == tid)
 			return &p->threads[pos1 - 1];
 	return NULL;
@@ -467,12 +368,12 @@ static struct stoke_pthread *thread_lookup(const struct stoke_profile *p, uint32
 static int thread_add(struct stoke_profile *p, uint32_t pid, uint32_t tid, uint32_t name,
 		      struct stoke_pthread **ret)
 {
-	struct idtab *t = &p->thread_idx;
+	struct stoke_hashmap *t = &p->thread_idx;
 	int r;
 
 	if (p->nthreads >= ID_LIMIT)
 		return -ENOMEM;
-	r = idtab_reserve(t, p, thread_rehash);
+	r = stoke_hashmap_reserve(t, 1);
 	if (r < 0)
 		return r;
 	r = STOKE_GROW(p->threads, p->threads_cap, p->nthreads + 1);
@@ -484,8 +385,7 @@ static int thread_add(struct stoke_profile *p, uint32_t pid, uint32_t tid, uint3
 		.name = name,
 	};
 	p->nthreads++;
-	idtab_put(t, stoke_hash_u64(tid), (uint32_t)p->nthreads);
-	t->count++;
+	stoke_hashmap_put(t, stoke_hash_u64(tid), (uint32_t)p->nthreads);
 	*ret = &p->threads[p->nthreads - 1];
 	return 0;
 }

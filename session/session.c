@@ -28,6 +28,7 @@
 
 #include "common/log.h"
 #include "session/driver.h"
+#include "session/resources.h"
 #include "session/spans.h"
 #include "symbolizer/symbolizer.h"
 #include "common/util.h"
@@ -117,6 +118,8 @@ struct stoke_session {
 	int error; /* first error seen inside the record callback */
 	bool stopped;
 	uint64_t window_end_ns; /* events disabled at (wall clock); 0: not yet */
+	/* The targets' RSS and CPU over the window (from the first target). */
+	struct stoke_rsampler *rsampler;
 	/* Kernel counters at the last rotation: each profile reports its own
 	 * share of lost and throttled samples. */
 	uint64_t lost_base, throttled_base;
@@ -540,6 +543,10 @@ static int session_fork(struct stoke_session *s, const struct stoke_task *t)
 	const struct stoke_pthread *parent = stoke_profile_find_thread(s->profile, t->ptid);
 	const char *name = parent ? stoke_profile_string(s->profile, parent->name) : NULL;
 
+	/* A new process: the resource timeline follows it as the events do
+	 * (best effort: the timeline never fails the recording). */
+	if (t->pid == t->tid && t->pid != t->ppid && s->rsampler)
+		(void)stoke_rsampler_add(s->rsampler, (pid_t)t->pid, true);
 	if (stoke_profile_find_thread(s->profile, t->tid))
 		return 0;
 	return stoke_profile_thread(s->profile, t->pid, t->tid, name);
@@ -635,6 +642,7 @@ void stoke_session_free(struct stoke_session *s)
 	free(s->pending);
 	free(s->settle_fids);
 	free(s->targets);
+	stoke_rsampler_free(s->rsampler);
 	free(s->exe);
 	free(s->build_id);
 	free(s);
@@ -672,6 +680,7 @@ void stoke_session_run_info(const struct stoke_session *s, struct stoke_run_info
 	ret->unwind_failed = st.unwind_no_cfi + st.unwind_bad_frame;
 	ret->truncated = st.unwind_truncated + st.unwind_max_depth;
 	ret->stitched = st.unwind_stitched;
+	ret->resources = stoke_rsampler_series(s->rsampler);
 }
 
 static int add_target(struct stoke_session *s, pid_t pid)
@@ -681,6 +690,10 @@ static int add_target(struct stoke_session *s, pid_t pid)
 	if (STOKE_GROW(s->targets, s->targets_cap, s->ntargets + 1) < 0)
 		return -ENOMEM;
 	s->targets[s->ntargets++] = (struct target){ pid, true };
+	if (pid > 0 && !s->rsampler && stoke_rsampler_new(0, &s->rsampler) < 0)
+		return -ENOMEM;
+	if (pid > 0 && stoke_rsampler_add(s->rsampler, pid, false) < 0)
+		return -ENOMEM;
 	if (!m->pid && pid > 0) /* -1: every process (record -a) */
 		m->pid = (uint32_t)pid;
 	note_exe(s, pid);
@@ -772,9 +785,23 @@ int stoke_session_process(struct stoke_session *s)
 {
 	int r = stoke_sampler_drain(s->sampler);
 
+	/* The resource timeline, when a reading is due: the driver's poll
+	 * timeout is bounded by stoke_session_resources_due_ns. */
+	if (!s->window_end_ns)
+		(void)stoke_rsampler_tick(s->rsampler, mono_ns(), false);
 	if (s->error)
 		return s->error;
 	return r;
+}
+
+uint64_t stoke_session_resources_due_ns(const struct stoke_session *s)
+{
+	return s->window_end_ns ? 0 : stoke_rsampler_next_ns(s->rsampler);
+}
+
+const struct stoke_rseries *stoke_session_resources(const struct stoke_session *s)
+{
+	return stoke_rsampler_series(s->rsampler);
 }
 
 void stoke_session_target_exited(struct stoke_session *s, pid_t pid)
@@ -827,6 +854,8 @@ void stoke_session_end_window(struct stoke_session *s)
 	if (s->window_end_ns)
 		return;
 	stoke_sampler_disable(s->sampler);
+	/* The timeline's last reading, at the window's end. */
+	(void)stoke_rsampler_tick(s->rsampler, mono_ns(), true);
 	/* No sample is taken after this: the window ends here. */
 	s->window_end_ns = wall_ns();
 }

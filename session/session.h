@@ -109,6 +109,13 @@ const char *stoke_session_event_name(const struct stoke_session *s);
 bool stoke_session_event_fell_back(const struct stoke_session *s);
 bool stoke_session_kernel_dropped(const struct stoke_session *s);
 
+/* The resource timeline (session/resources.h): the targets' RSS and CPU,
+ * read every 100 ms while the window is open. The driver bounds its poll
+ * timeout by the next reading's time (CLOCK_MONOTONIC ns; 0: none due),
+ * and stoke_session_process takes the reading. NULL before the first. */
+uint64_t stoke_session_resources_due_ns(const struct stoke_session *s);
+const struct stoke_rseries *stoke_session_resources(const struct stoke_session *s);
+
 /* What run.json needs beyond the profile: the first target's executable
  * path and build-id (valid until stoke_session_free) and the unwind
  * failure counts. */

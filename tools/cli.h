@@ -47,6 +47,14 @@ int cmd_report(int argc, char **argv);
 enum { CLI_SVG_TITLE, CLI_SVG_WIDTH, CLI_SVG_INVERTED, CLI_SVG_MINWIDTH };
 struct stoke_output_opts;
 int cli_parse_svg_option(int which, const char *arg, struct stoke_output_opts *o);
+/* The resource timeline of a run directory's run.json into rs (defined in
+ * cmd-report.c): its number of points, 0 when input is not a run
+ * directory or has none, or -errno with *err saying what is wrong. */
+struct stoke_rseries;
+int cli_load_resources(const char *input, struct stoke_rseries *rs, const char **err);
+/* tree's --threshold PCT (color false) or --color auto|always|never
+ * (defined in cmd-report.c). Returns 0 or -EINVAL. */
+int cli_parse_tree_option(bool color, const char *arg, struct stoke_output_opts *o);
 int cmd_symbolize(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_annotate(int argc, char **argv);

@@ -746,6 +746,18 @@ reaped:
 	rec->child_end = mono_s();
 }
 
+/* Until the duration's deadline or the resource timeline's next reading,
+ * whichever comes first (at most POLL_MS): nothing else wakes the loop. */
+static int record_timeout(struct recorder *rec, double now, double deadline)
+{
+	uint64_t due = stoke_session_resources_due_ns(rec->session);
+	int timeout = stoke_driver_timeout_ms(now, deadline, POLL_MS);
+
+	if (due)
+		timeout = stoke_driver_timeout_ms(now, (double)due / 1e9, timeout);
+	return timeout;
+}
+
 static int record_loop(struct recorder *rec)
 {
 	const int *ringfds;
@@ -767,7 +779,7 @@ static int record_loop(struct recorder *rec)
 
 		if (deadline && now >= deadline)
 			break;
-		timeout = stoke_driver_timeout_ms(now, deadline, POLL_MS);
+		timeout = record_timeout(rec, now, deadline);
 		if (live)
 			timeout = stoke_driver_timeout_ms(now, next_tick, timeout);
 		r = record_poll(rec, pfd, nring, timeout);

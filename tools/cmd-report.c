@@ -10,12 +10,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
 #include <math.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/atomicfile.h"
 #include "tools/cli.h"
@@ -23,6 +26,7 @@
 #include "common/log.h"
 #include "formats/output.h"
 #include "formats/pprof.h"
+#include "formats/resource.h"
 #include "common/util.h"
 
 static void usage(FILE *f)
@@ -34,9 +38,10 @@ static void usage(FILE *f)
 	      "also be folded stacks or `perf script` output, and - reads stdin:\n"
 	      "  perf script | stoke report - -o flame.svg\n"
 	      "\n"
-	      "  -f, --format FORMAT  folded, svg, speedscope, pstats, txt, pprof or\n"
-	      "                       callgrind (default: from -o's extension; folded\n"
-	      "                       on stdout)\n"
+	      "  -f, --format FORMAT  folded, svg, speedscope, pstats, txt, pprof,\n"
+	      "                       callgrind, html (a self-contained report) or\n"
+	      "                       tree (a call tree for the terminal) (default:\n"
+	      "                       from -o's extension; folded on stdout)\n"
 	      "  -o, --output FILE    output file (default - for stdout)\n"
 	      "      --per-thread     folded: prefix stacks with comm-PID/TID\n"
 	      "      --lines          one frame per source line, not per function\n"
@@ -45,7 +50,11 @@ static void usage(FILE *f)
 	      "      --title TEXT     svg: the title\n"
 	      "      --width PX       svg: image width (default 1200)\n"
 	      "      --inverted       svg: icicle graph (root at the top)\n"
-	      "      --minwidth PX    svg: omit boxes narrower than this (default 0.1)\n",
+	      "      --minwidth PX    svg: omit boxes narrower than this (default 0.1)\n"
+	      "      --threshold PCT  tree: fold away frames under PCT%% of the samples\n"
+	      "                       (default 1; 0 shows every frame)\n"
+	      "      --color WHEN     tree: auto (default: on a terminal, unless\n"
+	      "                       NO_COLOR is set), always or never\n",
 	      f);
 }
 
@@ -82,6 +91,121 @@ int cli_parse_svg_option(int which, const char *arg, struct stoke_output_opts *o
 	}
 }
 
+/* The "resources" series of run.json (formats/resource.h) back into the
+ * model: point times are clock_ns + whole milliseconds, so they come back
+ * exact and the HTML report is the one record wrote. */
+static int resources_from_json(struct json_object *res, struct stoke_rseries *rs)
+{
+	struct json_object *v, *series, *t, *rss, *cpu;
+	int64_t clock_ns;
+	size_t n;
+
+	if (!json_object_object_get_ex(res, "clock_ns", &v) ||
+	    !json_object_is_type(v, json_type_int))
+		return -EINVAL;
+	clock_ns = json_object_get_int64(v);
+	if (!json_object_object_get_ex(res, "interval_ms", &v) ||
+	    !json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
+		return -EINVAL;
+	rs->interval_ns = (uint64_t)json_object_get_int64(v) * 1000000;
+	if (!json_object_object_get_ex(res, "cpu_ns", &v) || !json_object_is_type(v, json_type_int) ||
+	    json_object_get_int64(v) < 0)
+		return -EINVAL;
+	rs->cpu_ns = (uint64_t)json_object_get_int64(v);
+	if (!json_object_object_get_ex(res, "series", &series) ||
+	    !json_object_object_get_ex(series, "t_s", &t) ||
+	    !json_object_object_get_ex(series, "rss_bytes", &rss) ||
+	    !json_object_object_get_ex(series, "cpu", &cpu) ||
+	    !json_object_is_type(t, json_type_array) || !json_object_is_type(rss, json_type_array) ||
+	    !json_object_is_type(cpu, json_type_array))
+		return -EINVAL;
+	n = json_object_array_length(t);
+	if (json_object_array_length(rss) != n || json_object_array_length(cpu) != n)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *a = json_object_array_get_idx(t, i);
+		struct json_object *b = json_object_array_get_idx(rss, i);
+		struct json_object *c = json_object_array_get_idx(cpu, i);
+		struct stoke_rpoint pt = { .procs = 1 };
+		double ts;
+
+		if (!(json_object_is_type(a, json_type_double) || json_object_is_type(a, json_type_int)) ||
+		    !json_object_is_type(b, json_type_int) ||
+		    !(json_object_is_type(c, json_type_double) || json_object_is_type(c, json_type_int)))
+			return -EINVAL;
+		ts = json_object_get_double(a);
+		if (!(ts >= 0 && ts < 1e9) || json_object_get_int64(b) < 0)
+			return -EINVAL;
+		pt.t_ns = (uint64_t)(clock_ns + (int64_t)llround(ts * 1000) * 1000000);
+		pt.rss = (uint64_t)json_object_get_int64(b);
+		pt.cpu = json_object_get_double(c);
+		if (i && pt.t_ns < rs->points[i - 1].t_ns)
+			return -EINVAL;
+		if (stoke_rseries_add(rs, &pt) < 0)
+			return -ENOMEM;
+	}
+	if (n)
+		rs->mono_start_ns = rs->points[0].t_ns;
+	return 0;
+}
+
+int cli_load_resources(const char *input, struct stoke_rseries *rs, const char **err)
+{
+	struct json_object *root, *res;
+	char path[4096];
+	struct stat st;
+	int r = 0;
+
+	*err = NULL;
+	if (stat(input, &st) < 0 || !S_ISDIR(st.st_mode))
+		return 0; /* only a run directory has run.json */
+	snprintf(path, sizeof(path), "%s/run.json", input);
+	if (access(path, F_OK) < 0)
+		return 0;
+	root = json_object_from_file(path);
+	if (!root) {
+		*err = "run.json is not valid JSON";
+		return -EINVAL;
+	}
+	/* schema 1 had no resources; null: none were recorded */
+	if (json_object_object_get_ex(root, "resources", &res) && res) {
+		if (!json_object_is_type(res, json_type_object))
+			r = -EINVAL;
+		else
+			r = resources_from_json(res, rs);
+		if (r < 0) {
+			*err = "run.json has a malformed \"resources\" object";
+			stoke_rseries_free(rs);
+		}
+	}
+	json_object_put(root);
+	return r < 0 ? r : (int)rs->n;
+}
+
+int cli_parse_tree_option(bool color, const char *arg, struct stoke_output_opts *o)
+{
+	char *end;
+	double v;
+
+	if (color) {
+		if (!strcmp(arg, "auto"))
+			o->color = STOKE_COLOR_AUTO;
+		else if (!strcmp(arg, "always"))
+			o->color = STOKE_COLOR_ALWAYS;
+		else if (!strcmp(arg, "never"))
+			o->color = STOKE_COLOR_NEVER;
+		else
+			return -EINVAL;
+		return 0;
+	}
+	errno = 0;
+	v = strtod(arg, &end);
+	if (errno || *end || end == arg || !(v >= 0) || v > 100)
+		return -EINVAL;
+	o->min_percent = v;
+	return 0;
+}
+
 static int load(const char *path, struct stoke_profile **ret)
 {
 	const char *err = NULL;
@@ -95,7 +219,7 @@ static int load(const char *path, struct stoke_profile **ret)
 int cmd_report(int argc, char **argv)
 {
 	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH, OPT_LINES,
-	       OPT_TIMELINE };
+	       OPT_TIMELINE, OPT_THRESHOLD, OPT_COLOR };
 	static const struct option longopts[] = {
 		{ "format", required_argument, NULL, 'f' },
 		{ "output", required_argument, NULL, 'o' },
@@ -106,12 +230,16 @@ int cmd_report(int argc, char **argv)
 		{ "minwidth", required_argument, NULL, OPT_MINWIDTH },
 		{ "lines", no_argument, NULL, OPT_LINES },
 		{ "timeline", no_argument, NULL, OPT_TIMELINE },
+		{ "threshold", required_argument, NULL, OPT_THRESHOLD },
+		{ "color", required_argument, NULL, OPT_COLOR },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct stoke_output_opts oopts;
 	struct stoke_atomic_file af;
 	struct stoke_profile *p = NULL;
+	struct stoke_rseries res = { 0 };
+	const char *err = NULL;
 	const char *output = "-";
 	enum stoke_format format = STOKE_FORMAT_FOLDED;
 	bool format_set = false;
@@ -127,7 +255,7 @@ int cmd_report(int argc, char **argv)
 				if (stoke_format_hint(optarg))
 					return die_usage("%s", stoke_format_hint(optarg));
 				return die_usage("unknown format '%s' (folded, svg, speedscope, "
-						 "pstats, txt, pprof, callgrind)",
+						 "pstats, txt, pprof, callgrind, html, tree)",
 						 optarg);
 			}
 			format_set = true;
@@ -143,6 +271,12 @@ int cmd_report(int argc, char **argv)
 			break;
 		case OPT_TIMELINE:
 			oopts.timeline = true;
+			break;
+		case OPT_THRESHOLD:
+		case OPT_COLOR:
+			if (cli_parse_tree_option(c == OPT_COLOR, optarg, &oopts) < 0)
+				return die_usage("invalid value '%s' for --%s", optarg,
+						 c == OPT_COLOR ? "color" : "threshold");
 			break;
 		case OPT_TITLE:
 		case OPT_WIDTH:
@@ -177,9 +311,19 @@ int cmd_report(int argc, char **argv)
 		stoke_atomic_abort(&af);
 		return 1;
 	}
+	/* A run directory's resource timeline goes into the HTML report (the
+	 * other formats do not read it). */
+	if (format == STOKE_FORMAT_HTML && cli_load_resources(argv[optind], &res, &err) < 0) {
+		log_error("cannot read '%s': %s", argv[optind], err);
+		stoke_atomic_abort(&af);
+		stoke_profile_free(p);
+		return 1;
+	}
+	oopts.resources = res.n ? &res : NULL;
 	r = stoke_output_write_atomic(p, format, &oopts, &af);
 	if (r < 0)
 		log_error("cannot write '%s': %s", output, stoke_atomic_strerror(r));
+	stoke_rseries_free(&res);
 	stoke_profile_free(p);
 	return r < 0 ? 1 : 0;
 }

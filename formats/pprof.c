@@ -30,6 +30,7 @@
 
 #include "formats/pb.h"
 #include "common/util.h"
+#include "formats/spans.h"
 
 /* profile.proto field numbers */
 enum {
@@ -510,10 +511,16 @@ static int write_timeline_samples(struct pprof_enc *e)
 	uint32_t k_tid = extra_string(e, "thread_id");
 	uint32_t k_time = extra_string(e, "time");
 	uint32_t u_ns = extra_string(e, "nanoseconds");
+	uint32_t k_span = 0, *tags = NULL;
 	const struct stoke_psample *s;
 	struct pb_buf packed = { 0 };
 	size_t n;
 
+	/* The innermost span each sample was taken in (formats/spans.h). */
+	if (stoke_span_sample_names(e->p, &tags) < 0)
+		return -ENOMEM;
+	if (stoke_profile_spans(e->p, &n))
+		k_span = extra_string(e, "span");
 	s = stoke_profile_samples(e->p, &n);
 	for (size_t i = 0; i < n; i++) {
 		const struct stoke_pthread *th = stoke_profile_find_thread(e->p, s[i].tid);
@@ -529,11 +536,14 @@ static int write_timeline_samples(struct pprof_enc *e)
 		label(&e->sub, &e->sub2, k_thread, th ? th->name : 0, 0, 0);
 		label(&e->sub, &e->sub2, k_tid, 0, s[i].tid, 0);
 		label(&e->sub, &e->sub2, k_time, 0, m->start_ns + (s[i].time - m->time_first), u_ns);
+		if (tags && tags[i])
+			label(&e->sub, &e->sub2, k_span, tags[i], 0, 0);
 		pb_message(&e->out, PROFILE_SAMPLE, &e->sub);
 		if (packed.error)
 			e->out.error = packed.error;
 	}
 	pb_free(&packed);
+	free(tags);
 	return e->out.error;
 }
 
@@ -544,11 +554,17 @@ static int write_samples(struct pprof_enc *e)
 	uint64_t period = stoke_profile_cmeta(e->p)->period_ns;
 	const struct stoke_psample *s;
 	struct pb_buf packed = { 0 };
-	uint32_t *slots = NULL, *first = NULL, ngroups = 0;
+	uint32_t *slots = NULL, *first = NULL, ngroups = 0, *tags = NULL, k_span = 0;
 	uint64_t *sums = NULL;
 	size_t n, mask = 1;
 	int r = 0;
 
+	/* Samples in different spans are different Samples, with a "span"
+	 * label: the innermost span they were taken in (formats/spans.h). */
+	if (stoke_profile_spans(e->p, &n))
+		k_span = extra_string(e, "span");
+	if (k_span && stoke_span_sample_names(e->p, &tags) < 0)
+		return -ENOMEM;
 	s = stoke_profile_samples(e->p, &n);
 	while (mask < 2 * n + 2)
 		mask <<= 1;
@@ -566,7 +582,8 @@ static int write_samples(struct pprof_enc *e)
 
 		while (slots[j] && (s[first[slots[j] - 1]].stack != s[i].stack ||
 				    s[first[slots[j] - 1]].tid != s[i].tid ||
-				    s[first[slots[j] - 1]].kind != s[i].kind))
+				    s[first[slots[j] - 1]].kind != s[i].kind ||
+				    (tags && tags[first[slots[j] - 1]] != tags[i])))
 			j = (j + 1) & mask;
 		if (!slots[j]) {
 			first[ngroups] = (uint32_t)i;
@@ -594,6 +611,8 @@ static int write_samples(struct pprof_enc *e)
 		packed.len = 0;
 		label(&e->sub, &e->sub2, k_thread, th ? th->name : 0, 0, 0);
 		label(&e->sub, &e->sub2, k_tid, 0, x->tid, 0);
+		if (tags && tags[first[g]])
+			label(&e->sub, &e->sub2, k_span, tags[first[g]], 0, 0);
 		pb_message(&e->out, PROFILE_SAMPLE, &e->sub);
 		if (packed.error)
 			e->out.error = packed.error;
@@ -604,6 +623,7 @@ out:
 	free(slots);
 	free(first);
 	free(sums);
+	free(tags);
 	return r;
 }
 

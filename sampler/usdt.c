@@ -52,6 +52,9 @@ static uint64_t vaddr_to_offset(const struct image *im, const Elf64_Ehdr *eh, ui
 		memcpy(&ph, im->p + off, sizeof(ph));
 		if (ph.p_type != PT_LOAD || va < ph.p_vaddr || va - ph.p_vaddr >= ph.p_filesz)
 			continue;
+		/* A segment past the end of the file: no offset inside it. */
+		if (!in_image(im, ph.p_offset, ph.p_filesz))
+			return 0;
 		return va - ph.p_vaddr + ph.p_offset;
 	}
 	return 0;

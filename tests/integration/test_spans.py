@@ -126,6 +126,31 @@ def test_diff_by_span(d):
     check(p.returncode == 0, "under the threshold, exit %d: %s" % (p.returncode, p.stderr))
 
 
+def test_pprof_label(d):
+    """The pprof has a "span" label on each sample taken in a span, the
+    innermost one (read by go tool pprof, as users would)."""
+    uprobe_pmu()
+    go = shutil.which("go")
+    check(go is not None, "go (tools/setup installs it) not found: pprof labels unchecked")
+    _, _, rundir, _ = record_run(d, "label", [4, 60, 20])
+    stacks = parse_folded(os.path.join(rundir, "profile.folded"))
+    in_burn = sum(c for fr, c in stacks if "burn" in fr)
+    p = subprocess.run([go, "tool", "pprof", "-sample_index=0", "-tags",
+                        os.path.join(rundir, "profile.pb.gz")],
+                       capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0, "go tool pprof failed: %s" % p.stderr)
+    print(p.stdout)
+    section = p.stdout.split(" span:")[1].split("\n\n")[0] if " span:" in p.stdout else ""
+    tagged = {}
+    for ln in section.splitlines()[1:]:
+        if "):" in ln:
+            tagged[ln.split("):")[1].strip()] = float(ln.split()[0])
+    check(tagged.get("compute", 0) >= 0.95 * in_burn,
+          "span=compute labels %r, samples in burn %d" % (tagged, in_burn))
+    check("request" not in tagged or tagged["request"] < 0.05 * in_burn,
+          "samples labelled with the outer span: %r" % tagged)
+
+
 PY_TARGET = r"""
 import json, os, sys, time
 sys.path.insert(0, os.path.join(os.environ["STOKE_SOURCE_ROOT"], "contrib", "python"))
@@ -230,6 +255,7 @@ def test_python_untraced(d):
 
 
 TESTS = {
+    "pprof_label": test_pprof_label,
     "python": test_python,
     "python_untraced": test_python_untraced,
     "fixture": test_fixture,

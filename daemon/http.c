@@ -307,6 +307,14 @@ static int read_facts(pid_t pid, struct target_facts *ret)
 		return n == -ENOENT ? -ESRCH : (int)n;
 	if (stoke_auth_parse_status(text, (size_t)n, &st) < 0)
 		return -EINVAL;
+	/* A thread id opens /proc/TID too: only a process's own pid names
+	 * it (so stoked's threads are never a target either). */
+	{
+		const char *tg = strstr(text, "\nTgid:");
+
+		if (!tg || strtol(tg + 6, NULL, 10) != pid)
+			return -ESRCH;
+	}
 	ret->pid = pid;
 	memcpy(ret->uid, st.uid, sizeof(ret->uid));
 	ret->egid = st.gid[1];
@@ -677,6 +685,9 @@ static int run_scrape(struct scrape *sc)
 	double end;
 	int r;
 
+	/* Below the loop thread, as the sessions' workers are (nice is per
+	 * thread on Linux; this one ends with its connection). */
+	(void)!setpriority(PRIO_PROCESS, (id_t)gettid(), 5);
 	stoke_session_opts_init(&so);
 	so.max_samples = STOKED_DEFAULT_MAX_SAMPLES;
 	/* Files the targets name are opened with the (first) target's ids:

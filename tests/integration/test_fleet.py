@@ -189,6 +189,20 @@ def test_pid_not_allowed(d):
               "a refused pid and a missing one answer differently: %r / %r" % (body, body2))
         status, body = daemon.get("/debug/pprof/profile?seconds=1&pid=%d" % daemon.proc.pid)
         check(status == 403, "stoked itself: status %d" % status)
+        # A thread id is not a pid, even of a listed user's process.
+        mt = subprocess.Popen(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
+                               "--clear-groups", fixture("split-mt"), "2", "30"],
+                              stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while len(os.listdir("/proc/%d/task" % mt.pid)) < 3:
+                check(time.monotonic() < deadline, "split-mt started no threads")
+                time.sleep(0.05)
+            tid = max(int(t) for t in os.listdir("/proc/%d/task" % mt.pid))
+            status, body = daemon.get("/debug/pprof/profile?seconds=1&pid=%d" % tid)
+            check(status == 403, "thread %d of uid 65534's process: status %d" % (tid, status))
+        finally:
+            kill(mt)
         status, body = daemon.get("/debug/pprof/profile?seconds=1&pid=%d" % theirs.pid)
         check(status == 200, "a listed uid's process: status %d: %r" % (status, body[:200]))
         status, body = daemon.get("/debug/pprof/profile?seconds=1&comm=split")

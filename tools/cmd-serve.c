@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tools/cli.h"
 #include "tools/serve/serve.h"
@@ -30,8 +31,8 @@ static void usage(FILE *f)
 	      "  -p, --port N          port (default 8470; 0: any free port)\n"
 	      "      --bind ADDR       IPv4 address to listen on (default 127.0.0.1)\n"
 	      "      --speedscope DIR  speedscope's static build (its npm package's\n"
-	      "                        dist/release; default " STOKE_SPEEDSCOPE_DIR ",\n"
-	      "                        or $STOKE_SPEEDSCOPE_DIR)\n",
+	      "                        dist/release; default $STOKE_SPEEDSCOPE_DIR, or\n"
+	      "                        " STOKE_SPEEDSCOPE_DIR ")\n",
 	      f);
 }
 
@@ -48,8 +49,16 @@ int cmd_serve(int argc, char **argv)
 	struct serve_opts o = { .port = 8470 };
 	int c;
 
-	o.speedscope = getenv("STOKE_SPEEDSCOPE_DIR") ? getenv("STOKE_SPEEDSCOPE_DIR")
-						      : STOKE_SPEEDSCOPE_DIR;
+	o.speedscope = getenv("STOKE_SPEEDSCOPE_DIR");
+	if (!o.speedscope) {
+		o.speedscope = STOKE_SPEEDSCOPE_DIR;
+#ifdef STOKE_SPEEDSCOPE_SRC
+		/* Not installed yet: the source tree's copy (tests/readers). */
+		if (access(STOKE_SPEEDSCOPE_DIR "/index.html", R_OK) < 0 &&
+		    access(STOKE_SPEEDSCOPE_SRC "/index.html", R_OK) == 0)
+			o.speedscope = STOKE_SPEEDSCOPE_SRC;
+#endif
+	}
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {

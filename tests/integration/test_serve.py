@@ -18,7 +18,10 @@ token).
              page escapes a hostile command line.
   suites     per-scenario statistics equal suite.json's; two suites compare
              (their merged profiles) with a gate verdict.
-  no_dot     without graphviz the call graph page says so, clearly.
+  launch_suite  a suite file launched by POST runs, its job page refreshes
+             until it ends, and the suite and its runs appear.
+  missing_tools  without graphviz the call graph page says so, clearly; so
+             does the run page without speedscope's build.
 """
 import http.client
 import json
@@ -62,8 +65,8 @@ def record(runs, pct, seconds="1"):
 class Server:
     """stoke serve on a free loopback port; url is the printed one."""
 
-    def __init__(self, dirs, env=None):
-        self.p = subprocess.Popen([STOKE, "serve", "--port", "0", "--speedscope", SPEEDSCOPE]
+    def __init__(self, dirs, env=None, speedscope=SPEEDSCOPE):
+        self.p = subprocess.Popen([STOKE, "serve", "--port", "0", "--speedscope", speedscope]
                                   + dirs, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env=env)
         ready, _, _ = select.select([self.p.stdout], [], [], 30)
@@ -255,14 +258,54 @@ def test_suites(d):
         srv.stop()
 
 
-def test_no_dot(d):
+def test_launch_suite(d):
+    runs = os.path.join(d, "runs")
+    os.mkdir(runs)
+    suite = os.path.join(d, "suite.json")
+    with open(suite, "w") as f:
+        json.dump({"scenarios": [{"name": "web-launched", "repeat": 2,
+                                  "command": [fixture("split"), "0.3", "60"]}]}, f)
+    srv = Server([runs])
+    try:
+        form = "kind=suite&file=%s&token=%s" % (suite, srv.token)
+        st, body, r = srv.request("POST", "/launch", body=form, headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        check(st == 303 and r.getheader("Location") == "/jobs", "launch: %d %s" % (st, body))
+        deadline = time.monotonic() + 240
+        while True:
+            st, body, _ = srv.request("GET", "/jobs", headers=srv.cookie())
+            check(st == 200, "jobs: %d" % st)
+            if "class=\"pass done\"" in body or "class=\"fail done\"" in body:
+                break
+            check('http-equiv="refresh"' in body and "running" in body,
+                  "a running job's page does not refresh itself")
+            check(time.monotonic() < deadline, "the suite did not finish:\n" + body[-2000:])
+            time.sleep(0.5)
+        check("class=\"pass done\"" in body, "the suite failed:\n" + body[-3000:])
+        check('href="/suite?run=0/web-launched"' in body,
+              "the new suite is not linked from its job:\n" + body[-3000:])
+        check(body.count('class="new-run" href="/run?run=0/web-launched/') == 2,
+              "its 2 repetitions are not linked")
+        check(os.path.isfile(os.path.join(runs, "web-launched", "suite.json")),
+              "no suite.json in the first DIR")
+        st, body, _ = srv.request("GET", "/suite?run=0/web-launched", headers=srv.cookie())
+        check(st == 200 and "2 of 2 repetitions completed" in body, "suite page: %d" % st)
+    finally:
+        srv.stop()
+
+
+def test_missing_tools(d):
     runs = os.path.join(d, "runs")
     os.mkdir(runs)
     record(runs, 50, "0.3")
     run = os.listdir(runs)[0]
     env = dict(os.environ, STOKE_DOT=os.path.join(d, "no-such-dot"))
-    srv = Server([runs], env=env)
+    srv = Server([runs], env=env, speedscope=os.path.join(d, "no-speedscope"))
     try:
+        st, body, _ = srv.request("GET", "/run?run=0/%s" % run, headers=srv.cookie())
+        check(st == 200 and 'id="no-speedscope"' in body and "no-speedscope" in body,
+              "no message without speedscope: %d" % st)
+        check("<iframe" not in body, "an iframe to a missing viewer")
         st, body, _ = srv.request("GET", "/callgraph?run=0/%s" % run, headers=srv.cookie())
         check(st == 200 and 'id="no-dot"' in body and "graphviz" in body,
               "no message without dot: %d %s" % (st, body[-500:]))
@@ -274,4 +317,4 @@ def test_no_dot(d):
 
 if __name__ == "__main__":
     run_tests({"browser": test_browser, "refusals": test_refusals, "suites": test_suites,
-               "no_dot": test_no_dot})
+               "launch_suite": test_launch_suite, "missing_tools": test_missing_tools})

@@ -850,6 +850,12 @@ void stoked_http_rotation(uint64_t id, pid_t pid, const char *comm,
 	}
 	label_target_free(&lt);
 	pthread_mutex_lock(&H.lock);
+	/* stoked_http_stop may have emptied the table meanwhile. */
+	if (atomic_load(&H.stopping)) {
+		pthread_mutex_unlock(&H.lock);
+		free(gz);
+		return;
+	}
 	for (size_t i = 0; i < H.nrots && !stored; i++)
 		if (H.rots[i].id == id) {
 			free(H.rots[i].gz);

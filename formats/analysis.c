@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "formats/folded.h"
+#include "common/hashmap.h"
 #include "common/util.h"
 
 #define NAME_MAX_LEN 4096
@@ -22,12 +23,9 @@ struct stoke_analysis_priv {
 	size_t pool_len, pool_cap;
 	uint32_t *name_off;  /* per function: offset of its name in the pool */
 	size_t funcs_cap;
-	/* name → function index (open addressing, index + 1; 0 = empty) */
-	uint32_t *fslots;
-	size_t fslots_cap;
-	/* (caller, callee) → edge index + 1 */
-	uint32_t *eslots;
-	size_t eslots_cap, edges_cap;
+	struct stoke_hashmap fn_index;   /* name → function index + 1 */
+	struct stoke_hashmap edge_index; /* (caller, callee) → edge index + 1 */
+	size_t edges_cap;
 	/* per function: best line and its weights, for file:line */
 	uint64_t *line_self, *line_total;
 };
@@ -37,42 +35,15 @@ static uint64_t name_hash(const char *s)
 	return stoke_hash_bytes(STOKE_HASH_INIT, s, strlen(s));
 }
 
-static int rehash_funcs(struct stoke_analysis *a)
-{
-	struct stoke_analysis_priv *pv = a->priv;
-	size_t cap = pv->fslots_cap ? pv->fslots_cap * 2 : 1024;
-	uint32_t *slots = calloc(cap, sizeof(*slots));
-
-	if (!slots)
-		return -ENOMEM;
-	for (size_t i = 0; i < a->nfuncs; i++) {
-		size_t j = name_hash(pv->pool + pv->name_off[i]) & (cap - 1);
-
-		while (slots[j])
-			j = (j + 1) & (cap - 1);
-		slots[j] = (uint32_t)i + 1;
-	}
-	free(pv->fslots);
-	pv->fslots = slots;
-	pv->fslots_cap = cap;
-	return 0;
-}
-
 long stoke_analysis_find(const struct stoke_analysis *a, const char *name)
 {
 	const struct stoke_analysis_priv *pv = a->priv;
-	size_t j;
+	struct stoke_hashmap_iter it;
 
-	if (!pv->fslots_cap)
-		return -1;
-	j = name_hash(name) & (pv->fslots_cap - 1);
-	while (pv->fslots[j]) {
-		uint32_t i = pv->fslots[j] - 1;
-
-		if (!strcmp(pv->pool + pv->name_off[i], name))
-			return (long)i;
-		j = (j + 1) & (pv->fslots_cap - 1);
-	}
+	for (uint32_t i = stoke_hashmap_first(&pv->fn_index, name_hash(name), &it); i;
+	     i = stoke_hashmap_next(&pv->fn_index, &it))
+		if (!strcmp(pv->pool + pv->name_off[i - 1], name))
+			return (long)i - 1;
 	return -1;
 }
 
@@ -85,7 +56,7 @@ static long func_for_name(struct stoke_analysis *a, const char *name)
 
 	if (i >= 0)
 		return i;
-	if ((a->nfuncs + 1) * 2 > pv->fslots_cap && rehash_funcs(a) < 0)
+	if (stoke_hashmap_reserve(&pv->fn_index, 1) < 0)
 		return -ENOMEM;
 	if (STOKE_GROW(pv->pool, pv->pool_cap, pv->pool_len + len) < 0)
 		return -ENOMEM;
@@ -100,13 +71,7 @@ static long func_for_name(struct stoke_analysis *a, const char *name)
 	pv->name_off[a->nfuncs] = (uint32_t)pv->pool_len;
 	pv->pool_len += len;
 	a->funcs[a->nfuncs] = (struct stoke_func_stat){ 0 };
-	{
-		size_t j = name_hash(name) & (pv->fslots_cap - 1);
-
-		while (pv->fslots[j])
-			j = (j + 1) & (pv->fslots_cap - 1);
-		pv->fslots[j] = (uint32_t)a->nfuncs + 1;
-	}
+	stoke_hashmap_put(&pv->fn_index, name_hash(name), (uint32_t)a->nfuncs + 1);
 	return (long)a->nfuncs++;
 }
 
@@ -115,46 +80,21 @@ static uint64_t edge_hash(uint32_t from, uint32_t to)
 	return stoke_hash_u64(((uint64_t)from << 32) | to);
 }
 
-static int rehash_edges(struct stoke_analysis *a)
-{
-	struct stoke_analysis_priv *pv = a->priv;
-	size_t cap = pv->eslots_cap ? pv->eslots_cap * 2 : 1024;
-	uint32_t *slots = calloc(cap, sizeof(*slots));
-
-	if (!slots)
-		return -ENOMEM;
-	for (size_t i = 0; i < a->nedges; i++) {
-		size_t j = edge_hash(a->edges[i].caller, a->edges[i].callee) & (cap - 1);
-
-		while (slots[j])
-			j = (j + 1) & (cap - 1);
-		slots[j] = (uint32_t)i + 1;
-	}
-	free(pv->eslots);
-	pv->eslots = slots;
-	pv->eslots_cap = cap;
-	return 0;
-}
-
 static long edge_for(struct stoke_analysis *a, uint32_t from, uint32_t to)
 {
 	struct stoke_analysis_priv *pv = a->priv;
-	size_t j;
+	uint64_t h = edge_hash(from, to);
+	struct stoke_hashmap_iter it;
 
-	if ((a->nedges + 1) * 2 > pv->eslots_cap && rehash_edges(a) < 0)
-		return -ENOMEM;
-	j = edge_hash(from, to) & (pv->eslots_cap - 1);
-	while (pv->eslots[j]) {
-		uint32_t i = pv->eslots[j] - 1;
-
-		if (a->edges[i].caller == from && a->edges[i].callee == to)
-			return i;
-		j = (j + 1) & (pv->eslots_cap - 1);
-	}
-	if (STOKE_GROW(a->edges, pv->edges_cap, a->nedges + 1) < 0)
+	for (uint32_t i = stoke_hashmap_first(&pv->edge_index, h, &it); i;
+	     i = stoke_hashmap_next(&pv->edge_index, &it))
+		if (a->edges[i - 1].caller == from && a->edges[i - 1].callee == to)
+			return (long)i - 1;
+	if (stoke_hashmap_reserve(&pv->edge_index, 1) < 0 ||
+	    STOKE_GROW(a->edges, pv->edges_cap, a->nedges + 1) < 0)
 		return -ENOMEM;
 	a->edges[a->nedges] = (struct stoke_func_edge){ from, to, 0 };
-	pv->eslots[j] = (uint32_t)a->nedges + 1;
+	stoke_hashmap_put(&pv->edge_index, h, (uint32_t)a->nedges + 1);
 	return (long)a->nedges++;
 }
 
@@ -365,8 +305,8 @@ void stoke_analysis_free(struct stoke_analysis *a)
 	if (a->priv) {
 		free(a->priv->pool);
 		free(a->priv->name_off);
-		free(a->priv->fslots);
-		free(a->priv->eslots);
+		stoke_hashmap_free(&a->priv->fn_index);
+		stoke_hashmap_free(&a->priv->edge_index);
 		free(a->priv->line_self);
 		free(a->priv->line_total);
 		free(a->priv);

@@ -22,6 +22,7 @@
 
 #include "formats/escape.h"
 #include "formats/folded.h"
+#include "common/hashmap.h"
 #include "common/util.h"
 
 #define NAME_MAX_LEN 4096
@@ -40,13 +41,11 @@ struct cg {
 	const struct stoke_profile *p;
 	struct cfunc *funcs;
 	size_t nfuncs, funcs_cap;
-	uint32_t *fn_slots;
-	size_t fn_mask;
+	struct stoke_hashmap fn_index;   /* (name, file, module) -> index + 1 */
 	uint32_t *frame_fn;  /* per frame id: function index + 1 */
 	struct cost *costs;
 	size_t ncosts, costs_cap;
-	uint32_t *cost_slots;
-	size_t cost_mask;
+	struct stoke_hashmap cost_index; /* the four keys -> index + 1 */
 	uint32_t *path;
 	size_t path_cap;
 };
@@ -71,29 +70,13 @@ static uint64_t fn_hash(const char *name, const char *file, const char *module)
 	return stoke_hash_bytes(h, module, strlen(module) + 1);
 }
 
-static int rehash(uint32_t **slots, size_t *mask, size_t n, size_t *ret_size)
-{
-	size_t size = *slots ? *mask + 1 : 0;
-
-	*ret_size = size;
-	if (*slots && (n + 1) * 2 <= size)
-		return 0;
-	size = size ? size * 2 : 1024;
-	free(*slots);
-	*slots = calloc(size, sizeof(**slots));
-	if (!*slots)
-		return -ENOMEM;
-	*mask = size - 1;
-	*ret_size = 0; /* tell the caller to reinsert */
-	return 0;
-}
-
 static int function_of(struct cg *c, uint32_t frame, uint32_t *ret)
 {
 	const struct stoke_pframe *f = stoke_profile_get_frame(c->p, frame);
 	char buf[NAME_MAX_LEN];
 	char *name, *file, *module;
-	size_t size, j;
+	struct stoke_hashmap_iter it;
+	uint64_t h;
 	uint32_t e;
 
 	if (c->frame_fn[frame]) {
@@ -111,18 +94,11 @@ static int function_of(struct cg *c, uint32_t frame, uint32_t *ret)
 									     : f->file));
 	if (!name || !module || !file)
 		goto nomem;
-	if (rehash(&c->fn_slots, &c->fn_mask, c->nfuncs, &size) < 0)
+	if (stoke_hashmap_reserve(&c->fn_index, 1) < 0)
 		goto nomem;
-	if (!size) {
-		for (size_t i = 0; i < c->nfuncs; i++) {
-			j = fn_hash(c->funcs[i].name, c->funcs[i].file, c->funcs[i].module) & c->fn_mask;
-			while (c->fn_slots[j])
-				j = (j + 1) & c->fn_mask;
-			c->fn_slots[j] = (uint32_t)i + 1;
-		}
-	}
-	j = fn_hash(name, file, module) & c->fn_mask;
-	for (; (e = c->fn_slots[j]); j = (j + 1) & c->fn_mask) {
+	h = fn_hash(name, file, module);
+	for (e = stoke_hashmap_first(&c->fn_index, h, &it); e;
+	     e = stoke_hashmap_next(&c->fn_index, &it)) {
 		struct cfunc *g = &c->funcs[e - 1];
 
 		if (!strcmp(g->name, name) && !strcmp(g->file, file) && !strcmp(g->module, module))
@@ -136,7 +112,8 @@ static int function_of(struct cg *c, uint32_t frame, uint32_t *ret)
 		if (STOKE_GROW(c->funcs, c->funcs_cap, c->nfuncs + 1) < 0)
 			goto nomem;
 		c->funcs[c->nfuncs] = (struct cfunc){ name, file, module, 0 };
-		e = c->fn_slots[j] = (uint32_t)++c->nfuncs;
+		e = (uint32_t)++c->nfuncs;
+		stoke_hashmap_put(&c->fn_index, h, e);
 	}
 	c->frame_fn[frame] = e;
 	*ret = e - 1;
@@ -157,23 +134,12 @@ static uint64_t cost_hash(uint32_t fn, uint32_t line, uint32_t callee, uint32_t 
 static int cost_of(struct cg *c, uint32_t fn, uint32_t line, uint32_t callee, uint32_t cline,
 		   struct cost **ret)
 {
-	size_t size, j;
+	uint64_t h = cost_hash(fn, line, callee, cline);
+	struct stoke_hashmap_iter it;
 	uint32_t e;
 
-	if (rehash(&c->cost_slots, &c->cost_mask, c->ncosts, &size) < 0)
-		return -ENOMEM;
-	if (!size) {
-		for (size_t i = 0; i < c->ncosts; i++) {
-			struct cost *k = &c->costs[i];
-
-			j = cost_hash(k->fn, k->line, k->callee, k->callee_line) & c->cost_mask;
-			while (c->cost_slots[j])
-				j = (j + 1) & c->cost_mask;
-			c->cost_slots[j] = (uint32_t)i + 1;
-		}
-	}
-	j = cost_hash(fn, line, callee, cline) & c->cost_mask;
-	for (; (e = c->cost_slots[j]); j = (j + 1) & c->cost_mask) {
+	for (e = stoke_hashmap_first(&c->cost_index, h, &it); e;
+	     e = stoke_hashmap_next(&c->cost_index, &it)) {
 		struct cost *k = &c->costs[e - 1];
 
 		if (k->fn == fn && k->line == line && k->callee == callee && k->callee_line == cline) {
@@ -181,10 +147,11 @@ static int cost_of(struct cg *c, uint32_t fn, uint32_t line, uint32_t callee, ui
 			return 0;
 		}
 	}
-	if (STOKE_GROW(c->costs, c->costs_cap, c->ncosts + 1) < 0)
+	if (stoke_hashmap_reserve(&c->cost_index, 1) < 0 ||
+	    STOKE_GROW(c->costs, c->costs_cap, c->ncosts + 1) < 0)
 		return -ENOMEM;
 	c->costs[c->ncosts] = (struct cost){ fn, line, callee, cline, 0, 0, 0 };
-	c->cost_slots[j] = (uint32_t)++c->ncosts;
+	stoke_hashmap_put(&c->cost_index, h, (uint32_t)++c->ncosts);
 	*ret = &c->costs[c->ncosts - 1];
 	return 0;
 }
@@ -400,10 +367,10 @@ out:
 		free(c.funcs[i].module);
 	}
 	free(c.funcs);
-	free(c.fn_slots);
+	stoke_hashmap_free(&c.fn_index);
 	free(c.frame_fn);
 	free(c.costs);
-	free(c.cost_slots);
+	stoke_hashmap_free(&c.cost_index);
 	free(c.path);
 	free(weight);
 	return r;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hashmap.h"
 #include "common/util.h"
 
 #define NOT_RENDERED SIZE_MAX
@@ -203,8 +204,7 @@ struct folded {
 
 	struct entry *entries;
 	size_t nentries, entries_cap;
-	uint32_t *slots; /* hash index of entries, position + 1; 0 = empty */
-	size_t mask;
+	struct stoke_hashmap index; /* entries by (thread, stack): position + 1 */
 
 	struct strbuf frames;   /* sanitised frame names */
 	size_t *frame_off;      /* per frame id, or NOT_RENDERED */
@@ -220,7 +220,7 @@ struct folded {
 static void folded_done(struct folded *fo)
 {
 	free(fo->entries);
-	free(fo->slots);
+	stoke_hashmap_free(&fo->index);
 	free(fo->frames.buf);
 	free(fo->frame_off);
 	free(fo->stacks.buf);
@@ -236,30 +236,6 @@ static uint64_t entry_hash(uint32_t thread, uint32_t stack)
 	return stoke_hash_u64((uint64_t)thread << 32 | stack);
 }
 
-static int entries_grow_index(struct folded *fo)
-{
-	size_t size = fo->slots ? fo->mask + 1 : 0, nsize;
-
-	if (fo->slots && (fo->nentries + 1) * 2 <= size)
-		return 0;
-	nsize = size ? size * 2 : 256;
-	if (nsize < size || nsize > SIZE_MAX / sizeof(*fo->slots))
-		return -ENOMEM;
-	free(fo->slots);
-	fo->slots = calloc(nsize, sizeof(*fo->slots));
-	if (!fo->slots)
-		return -ENOMEM;
-	fo->mask = nsize - 1;
-	for (size_t e = 0; e < fo->nentries; e++) {
-		size_t i = entry_hash(fo->entries[e].thread, fo->entries[e].stack) & fo->mask;
-
-		while (fo->slots[i])
-			i = (i + 1) & fo->mask;
-		fo->slots[i] = (uint32_t)(e + 1);
-	}
-	return 0;
-}
-
 /* Pass 1: sum the weights of each distinct (thread, stack). */
 static int aggregate(struct folded *fo)
 {
@@ -272,7 +248,8 @@ static int aggregate(struct folded *fo)
 	threads = stoke_profile_threads(fo->p, &nthreads);
 	for (size_t k = 0; k < n; k++) {
 		uint32_t thread = 0, stack = samples[k].stack, e;
-		size_t i;
+		struct stoke_hashmap_iter it;
+		uint64_t h;
 
 		if (fo->opts->per_thread) {
 			/* add_sample made a thread for every tid it saw. */
@@ -281,21 +258,20 @@ static int aggregate(struct folded *fo)
 				return -EINVAL;
 			thread = (uint32_t)(th - threads) + 1;
 		}
-		if (fo->slots) {
-			i = entry_hash(thread, stack) & fo->mask;
-			for (; (e = fo->slots[i]); i = (i + 1) & fo->mask) {
-				struct entry *en = &fo->entries[e - 1];
+		h = entry_hash(thread, stack);
+		for (e = stoke_hashmap_first(&fo->index, h, &it); e;
+		     e = stoke_hashmap_next(&fo->index, &it)) {
+			struct entry *en = &fo->entries[e - 1];
 
-				if (en->thread == thread && en->stack == stack)
-					break;
-			}
-			if (e) {
-				/* No overflow: the profile's total did not. */
-				fo->entries[e - 1].weight += samples[k].weight;
-				continue;
-			}
+			if (en->thread == thread && en->stack == stack)
+				break;
 		}
-		r = entries_grow_index(fo);
+		if (e) {
+			/* No overflow: the profile's total did not. */
+			fo->entries[e - 1].weight += samples[k].weight;
+			continue;
+		}
+		r = stoke_hashmap_reserve(&fo->index, 1);
 		if (r < 0)
 			return r;
 		r = STOKE_GROW(fo->entries, fo->entries_cap, fo->nentries + 1);
@@ -307,10 +283,7 @@ static int aggregate(struct folded *fo)
 			.weight = samples[k].weight,
 		};
 		fo->nentries++;
-		i = entry_hash(thread, stack) & fo->mask;
-		while (fo->slots[i])
-			i = (i + 1) & fo->mask;
-		fo->slots[i] = (uint32_t)fo->nentries;
+		stoke_hashmap_put(&fo->index, h, (uint32_t)fo->nentries);
 	}
 	return 0;
 }

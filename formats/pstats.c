@@ -21,6 +21,7 @@
 
 #include "formats/escape.h"
 #include "formats/folded.h"
+#include "common/hashmap.h"
 #include "common/util.h"
 
 #define NAME_MAX_LEN 4096
@@ -30,8 +31,7 @@ struct pcalc {
 	struct stoke_pstats *st;
 	const struct stoke_profile *p;
 	uint32_t *frame_fn;      /* per frame id: function index + 1 */
-	uint32_t *fn_slots;      /* hash of keys -> function index + 1 */
-	size_t fn_mask;
+	struct stoke_hashmap fn_index; /* keys -> function index + 1 */
 	uint64_t *fn_stamp;      /* last stack that counted cc/ct */
 	size_t fn_stamp_cap;
 	struct pedge {
@@ -39,8 +39,7 @@ struct pcalc {
 		uint64_t nc, cc, tt, ct, stamp;
 	} *edges;
 	size_t nedges, edges_cap;
-	uint32_t *edge_slots;
-	size_t edge_mask;
+	struct stoke_hashmap edge_index; /* (caller, callee) -> edge index + 1 */
 	uint32_t *path;          /* function indices of one stack, root first */
 	size_t path_cap;
 };
@@ -65,47 +64,18 @@ static uint64_t key_hash(const char *file, uint32_t line, const char *name)
 	return stoke_hash_u64(h ^ line);
 }
 
-static int grow_fn_index(struct pcalc *c)
-{
-	struct stoke_pstats *st = c->st;
-	size_t size = c->fn_slots ? c->fn_mask + 1 : 0, nsize;
-
-	if (c->fn_slots && (st->nfuncs + 1) * 2 <= size)
-		return 0;
-	nsize = size ? size * 2 : 256;
-	free(c->fn_slots);
-	c->fn_slots = calloc(nsize, sizeof(*c->fn_slots));
-	if (!c->fn_slots)
-		return -ENOMEM;
-	c->fn_mask = nsize - 1;
-	for (size_t i = 0; i < st->nfuncs; i++) {
-		const struct stoke_pstats_func *f = &st->funcs[i];
-		/* file/name are offsets into the pool until finish() */
-		const char *file = st->pool + (size_t)(uintptr_t)f->file;
-		const char *name = st->pool + (size_t)(uintptr_t)f->name;
-		size_t j = key_hash(file, f->line, name) & c->fn_mask;
-
-		while (c->fn_slots[j])
-			j = (j + 1) & c->fn_mask;
-		c->fn_slots[j] = (uint32_t)i + 1;
-	}
-	return 0;
-}
-
 /* The function index of key (file, line, name), added if new. */
 static int function_of(struct pcalc *c, const char *file, uint32_t line, const char *name,
 		       uint32_t *ret)
 {
 	struct stoke_pstats *st = c->st;
-	size_t j, foff, noff;
+	struct stoke_hashmap_iter it;
+	uint64_t h = key_hash(file, line, name);
+	size_t foff, noff;
 	uint32_t fi;
-	int r;
 
-	r = grow_fn_index(c);
-	if (r < 0)
-		return r;
-	j = key_hash(file, line, name) & c->fn_mask;
-	for (; (fi = c->fn_slots[j]); j = (j + 1) & c->fn_mask) {
+	for (fi = stoke_hashmap_first(&c->fn_index, h, &it); fi;
+	     fi = stoke_hashmap_next(&c->fn_index, &it)) {
 		const struct stoke_pstats_func *f = &st->funcs[fi - 1];
 
 		if (f->line == line && !strcmp(st->pool + (uintptr_t)f->file, file) &&
@@ -114,7 +84,8 @@ static int function_of(struct pcalc *c, const char *file, uint32_t line, const c
 			return 0;
 		}
 	}
-	if (STOKE_GROW(st->funcs, st->funcs_cap, st->nfuncs + 1) < 0 ||
+	if (stoke_hashmap_reserve(&c->fn_index, 1) < 0 ||
+	    STOKE_GROW(st->funcs, st->funcs_cap, st->nfuncs + 1) < 0 ||
 	    STOKE_GROW(c->fn_stamp, c->fn_stamp_cap, st->nfuncs + 1) < 0)
 		return -ENOMEM;
 	if (pool_add(st, file, &foff) < 0 || pool_add(st, name, &noff) < 0)
@@ -125,7 +96,7 @@ static int function_of(struct pcalc *c, const char *file, uint32_t line, const c
 		.name = (const char *)(uintptr_t)noff,
 	};
 	c->fn_stamp[st->nfuncs] = 0;
-	c->fn_slots[j] = (uint32_t)st->nfuncs + 1;
+	stoke_hashmap_put(&c->fn_index, h, (uint32_t)st->nfuncs + 1);
 	*ret = (uint32_t)st->nfuncs++;
 	return 0;
 }
@@ -180,38 +151,21 @@ static int frame_function(struct pcalc *c, uint32_t frame, uint32_t *ret)
 static int edge_of(struct pcalc *c, uint32_t caller, uint32_t callee, struct pedge **ret)
 {
 	uint64_t h = stoke_hash_u64((uint64_t)caller << 32 | callee);
-	size_t size = c->edge_slots ? c->edge_mask + 1 : 0, j;
+	struct stoke_hashmap_iter it;
 	uint32_t e;
 
-	for (j = h & c->edge_mask; size && (e = c->edge_slots[j]); j = (j + 1) & c->edge_mask) {
+	for (e = stoke_hashmap_first(&c->edge_index, h, &it); e;
+	     e = stoke_hashmap_next(&c->edge_index, &it)) {
 		if (c->edges[e - 1].caller == caller && c->edges[e - 1].callee == callee) {
 			*ret = &c->edges[e - 1];
 			return 0;
 		}
 	}
-	if ((c->nedges + 1) * 2 > size) {
-		size_t nsize = size ? size * 2 : 256;
-
-		free(c->edge_slots);
-		c->edge_slots = calloc(nsize, sizeof(*c->edge_slots));
-		if (!c->edge_slots)
-			return -ENOMEM;
-		c->edge_mask = nsize - 1;
-		for (size_t k = 0; k < c->nedges; k++) {
-			uint64_t hk = stoke_hash_u64((uint64_t)c->edges[k].caller << 32 |
-						     c->edges[k].callee);
-
-			for (j = hk & c->edge_mask; c->edge_slots[j]; j = (j + 1) & c->edge_mask)
-				;
-			c->edge_slots[j] = (uint32_t)k + 1;
-		}
-		for (j = h & c->edge_mask; c->edge_slots[j]; j = (j + 1) & c->edge_mask)
-			;
-	}
-	if (STOKE_GROW(c->edges, c->edges_cap, c->nedges + 1) < 0)
+	if (stoke_hashmap_reserve(&c->edge_index, 1) < 0 ||
+	    STOKE_GROW(c->edges, c->edges_cap, c->nedges + 1) < 0)
 		return -ENOMEM;
 	c->edges[c->nedges] = (struct pedge){ .caller = caller, .callee = callee };
-	c->edge_slots[j] = (uint32_t)c->nedges + 1;
+	stoke_hashmap_put(&c->edge_index, h, (uint32_t)c->nedges + 1);
 	*ret = &c->edges[c->nedges++];
 	return 0;
 }
@@ -414,10 +368,10 @@ int stoke_pstats_compute(const struct stoke_profile *p, struct stoke_pstats *ret
 out:
 	free(stack_weight);
 	free(c.frame_fn);
-	free(c.fn_slots);
+	stoke_hashmap_free(&c.fn_index);
 	free(c.fn_stamp);
 	free(c.edges);
-	free(c.edge_slots);
+	stoke_hashmap_free(&c.edge_index);
 	free(c.path);
 	if (r < 0)
 		stoke_pstats_done(ret);

@@ -19,6 +19,7 @@
 
 #include "formats/escape.h"
 #include "formats/folded.h"
+#include "common/hashmap.h"
 #include "common/util.h"
 
 #define NAME_MAX_LEN 4096
@@ -34,8 +35,7 @@ struct sctx {
 	uint32_t *first_frame;     /* per speedscope index: a frame id */
 	char **names;              /* per speedscope index */
 	uint32_t nindex;
-	uint32_t *slots;           /* hash over speedscope indices + 1 */
-	size_t mask;
+	struct stoke_hashmap index; /* (name, file, line) -> speedscope index + 1 */
 	size_t *order;             /* sample indices in output order */
 	size_t *thread_pos;        /* per sample: its thread's position */
 	uint32_t *scratch;
@@ -51,26 +51,26 @@ static uint64_t skey_hash(const char *name, uint32_t file, uint32_t line)
 
 static int assign_frames(struct sctx *c)
 {
-	size_t n = stoke_profile_nframes(c->p), size = 64;
+	size_t n = stoke_profile_nframes(c->p);
 	char name[NAME_MAX_LEN];
 
-	while (size < 2 * n + 2)
-		size *= 2;
-	c->slots = calloc(size, sizeof(*c->slots));
+	if (stoke_hashmap_reserve(&c->index, n) < 0)
+		return -ENOMEM;
 	c->frame_index = calloc(n + 1, sizeof(*c->frame_index));
 	c->first_frame = calloc(n + 1, sizeof(*c->first_frame));
 	c->names = calloc(n + 1, sizeof(*c->names));
-	if (!c->slots || !c->frame_index || !c->first_frame || !c->names)
+	if (!c->frame_index || !c->first_frame || !c->names)
 		return -ENOMEM;
-	c->mask = size - 1;
 	for (uint32_t id = 1; id <= n; id++) {
 		const struct stoke_pframe *f = stoke_profile_get_frame(c->p, id);
-		size_t i;
+		struct stoke_hashmap_iter it;
+		uint64_t h;
 		uint32_t e;
 
 		stoke_frame_display(c->p, f, name, sizeof(name));
-		i = skey_hash(name, f->file, f->line) & c->mask;
-		for (; (e = c->slots[i]); i = (i + 1) & c->mask) {
+		h = skey_hash(name, f->file, f->line);
+		for (e = stoke_hashmap_first(&c->index, h, &it); e;
+		     e = stoke_hashmap_next(&c->index, &it)) {
 			const struct stoke_pframe *g = stoke_profile_get_frame(c->p,
 									      c->first_frame[e - 1]);
 
@@ -82,7 +82,8 @@ static int assign_frames(struct sctx *c)
 			if (!c->names[c->nindex])
 				return -ENOMEM;
 			c->first_frame[c->nindex] = id;
-			e = c->slots[i] = ++c->nindex;
+			e = ++c->nindex;
+			stoke_hashmap_put(&c->index, h, e);
 		}
 		c->frame_index[id] = e - 1;
 	}
@@ -217,7 +218,7 @@ static void sctx_done(struct sctx *c)
 	free(c->names);
 	free(c->frame_index);
 	free(c->first_frame);
-	free(c->slots);
+	stoke_hashmap_free(&c->index);
 	free(c->order);
 	free(c->thread_pos);
 	free(c->scratch);

@@ -23,6 +23,7 @@
 
 #include "formats/escape.h"
 #include "formats/folded.h"
+#include "common/hashmap.h"
 #include "common/util.h"
 
 #define FRAME_HEIGHT 16
@@ -50,8 +51,7 @@ struct svg {
 	char *names;          /* pool of NUL-terminated names */
 	size_t names_len, names_cap;
 	uint32_t *frame_name; /* per frame id: offset + 1 into names */
-	uint32_t *slots;      /* hash (parent, name) -> node index + 1 */
-	size_t mask;
+	struct stoke_hashmap index; /* (parent, name) -> node index + 1 */
 	uint32_t *path;
 	size_t path_cap;
 	uint32_t max_depth;
@@ -66,28 +66,6 @@ struct svg {
 static uint64_t child_hash(uint32_t parent, const char *name)
 {
 	return stoke_hash_u64(stoke_hash_bytes(STOKE_HASH_INIT, name, strlen(name)) ^ parent);
-}
-
-static int grow_index(struct svg *g)
-{
-	size_t size = g->slots ? g->mask + 1 : 0, nsize;
-
-	if (g->slots && (g->nnodes + 1) * 2 <= size)
-		return 0;
-	nsize = size ? size * 2 : 1024;
-	free(g->slots);
-	g->slots = calloc(nsize, sizeof(*g->slots));
-	if (!g->slots)
-		return -ENOMEM;
-	g->mask = nsize - 1;
-	for (size_t i = 1; i < g->nnodes; i++) {
-		size_t j = child_hash(g->nodes[i].parent, g->names + g->nodes[i].name) & g->mask;
-
-		while (g->slots[j])
-			j = (j + 1) & g->mask;
-		g->slots[j] = (uint32_t)i + 1;
-	}
-	return 0;
 }
 
 static int name_of_frame(struct svg *g, uint32_t frame, uint32_t *ret)
@@ -112,17 +90,18 @@ static int name_of_frame(struct svg *g, uint32_t frame, uint32_t *ret)
 static int child(struct svg *g, uint32_t parent, uint32_t frame, uint32_t *ret)
 {
 	const struct stoke_pframe *f = stoke_profile_get_frame(g->p, frame);
+	struct stoke_hashmap_iter it;
 	uint32_t name, e;
-	size_t j;
+	uint64_t h;
 	int r;
 
 	r = name_of_frame(g, frame, &name);
 	if (r >= 0)
-		r = grow_index(g);
+		r = stoke_hashmap_reserve(&g->index, 1);
 	if (r < 0)
 		return r;
-	j = child_hash(parent, g->names + name) & g->mask;
-	for (; (e = g->slots[j]); j = (j + 1) & g->mask) {
+	h = child_hash(parent, g->names + name);
+	for (e = stoke_hashmap_first(&g->index, h, &it); e; e = stoke_hashmap_next(&g->index, &it)) {
 		if (g->nodes[e - 1].parent == parent &&
 		    !strcmp(g->names + g->nodes[e - 1].name, g->names + name)) {
 			*ret = e - 1;
@@ -139,7 +118,7 @@ static int child(struct svg *g, uint32_t parent, uint32_t frame, uint32_t *ret)
 		.inlined = f->inlined,
 	};
 	g->max_depth = STOKE_MAX(g->max_depth, g->nodes[g->nnodes].depth);
-	g->slots[j] = (uint32_t)g->nnodes + 1;
+	stoke_hashmap_put(&g->index, h, (uint32_t)g->nnodes + 1);
 	*ret = (uint32_t)g->nnodes++;
 	return 0;
 }
@@ -501,7 +480,7 @@ static void svg_free(struct svg *g)
 	free(g->nodes);
 	free(g->names);
 	free(g->frame_name);
-	free(g->slots);
+	stoke_hashmap_free(&g->index);
 	free(g->path);
 	free(g->delta);
 }
@@ -521,12 +500,11 @@ int stoke_svg_write(const struct stoke_profile *p, const struct stoke_output_opt
 /* The node of b under parent with this name, or -1. */
 static long find_child(const struct svg *b, uint32_t parent, const char *name)
 {
+	struct stoke_hashmap_iter it;
 	uint32_t e;
 
-	if (!b->slots)
-		return -1;
-	for (size_t j = child_hash(parent, name) & b->mask; (e = b->slots[j]);
-	     j = (j + 1) & b->mask)
+	for (e = stoke_hashmap_first(&b->index, child_hash(parent, name), &it); e;
+	     e = stoke_hashmap_next(&b->index, &it))
 		if (b->nodes[e - 1].parent == parent && !strcmp(b->names + b->nodes[e - 1].name, name))
 			return (long)e - 1;
 	return -1;

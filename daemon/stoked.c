@@ -366,8 +366,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->debuginfod = optarg;
 			break;
 		case O_HTTP:
-			if (stoked_http_option(longopts[idx].name, optarg) < 0)
-				goto bad_value;
+			if (stoked_http_option(longopts[idx].name, optarg) < 0) {
+				fprintf(stderr,
+					"stoked: invalid value '%s' for --%s (see 'stoked --help')\n",
+					optarg, longopts[idx].name);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);

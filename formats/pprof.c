@@ -29,6 +29,7 @@
 #include <zlib.h>
 
 #include "formats/pb.h"
+#include "common/hashmap.h"
 #include "common/util.h"
 #include "formats/spans.h"
 
@@ -65,16 +66,14 @@ struct pprof_enc {
 	uint32_t *frame_function;  /* per frame id: function id, 0 = no line */
 	uint32_t *func_frame;      /* per function id: a frame with its name/file */
 	uint32_t nfunctions;
-	uint32_t *fn_slots;        /* hash (name, file) -> function id */
-	size_t fn_mask;
+	struct stoke_hashmap fn_index;  /* (name, file, definition) -> function id */
 	/* Locations: id i + 1 holds loc_frames[locs[i].start ..+ len], leaf
 	 * (innermost) first. */
 	struct { uint32_t start, len; } *locs;
 	size_t nlocs, locs_cap;
 	uint32_t *loc_frames;
 	size_t nloc_frames, loc_frames_cap;
-	uint32_t *loc_slots;       /* hash (frame sequence) -> location id */
-	size_t loc_mask;
+	struct stoke_hashmap loc_index; /* frame sequence -> location id */
 	uint32_t *stack_loc;       /* per stack id: the Location starting there */
 	uint32_t *stack_next;      /* per stack id: the node after that Location */
 	uint32_t *frame_home;      /* per frame id: first Location holding it */
@@ -146,26 +145,24 @@ static void value_type(struct pprof_enc *e, uint32_t field, const char *type, co
  * function's lines are in the file that defines it). */
 static int assign_functions(struct pprof_enc *e)
 {
-	size_t nframes = stoke_profile_nframes(e->p), size = 64;
+	size_t nframes = stoke_profile_nframes(e->p);
 
-	while (size < nframes * 2 + 2)
-		size *= 2;
-	e->fn_slots = calloc(size, sizeof(*e->fn_slots));
 	e->frame_function = calloc(nframes + 1, sizeof(*e->frame_function));
 	e->func_frame = calloc(nframes + 1, sizeof(*e->func_frame));
-	if (!e->fn_slots || !e->frame_function || !e->func_frame)
+	if (stoke_hashmap_reserve(&e->fn_index, nframes) < 0 || !e->frame_function ||
+	    !e->func_frame)
 		return -ENOMEM;
-	e->fn_mask = size - 1;
 	for (uint32_t id = 1; id <= nframes; id++) {
 		const struct stoke_pframe *f = stoke_profile_get_frame(e->p, id);
-		size_t i = stoke_hash_u64(((uint64_t)f->name << 32 | f->file) ^
-					  ((uint64_t)f->decl_file << 32 | f->decl_line)) &
-			   e->fn_mask;
+		uint64_t h = stoke_hash_u64(((uint64_t)f->name << 32 | f->file) ^
+					    ((uint64_t)f->decl_file << 32 | f->decl_line));
+		struct stoke_hashmap_iter it;
 		uint32_t fn;
 
 		if (!f->name && !f->file && !f->line)
 			continue;
-		for (; (fn = e->fn_slots[i]); i = (i + 1) & e->fn_mask) {
+		for (fn = stoke_hashmap_first(&e->fn_index, h, &it); fn;
+		     fn = stoke_hashmap_next(&e->fn_index, &it)) {
 			const struct stoke_pframe *g = stoke_profile_get_frame(e->p, e->func_frame[fn]);
 
 			if (g->name == f->name && g->file == f->file &&
@@ -175,7 +172,7 @@ static int assign_functions(struct pprof_enc *e)
 		if (!fn) {
 			fn = ++e->nfunctions;
 			e->func_frame[fn] = id;
-			e->fn_slots[i] = fn;
+			stoke_hashmap_put(&e->fn_index, h, fn);
 		}
 		e->frame_function[id] = fn;
 	}
@@ -287,35 +284,15 @@ static uint64_t seq_hash(const uint32_t *f, size_t n)
 	return stoke_hash_u64(stoke_hash_bytes(0xcbf29ce484222325ULL ^ n, f, n * sizeof(*f)));
 }
 
-static int loc_rehash(struct pprof_enc *e)
-{
-	size_t size = (e->loc_mask + 1) * 2;
-	uint32_t *slots = calloc(size, sizeof(*slots));
-
-	if (!slots)
-		return -ENOMEM;
-	for (size_t id = 1; id <= e->nlocs; id++) {
-		size_t i = seq_hash(e->loc_frames + e->locs[id - 1].start, e->locs[id - 1].len) &
-			   (size - 1);
-
-		while (slots[i])
-			i = (i + 1) & (size - 1);
-		slots[i] = (uint32_t)id;
-	}
-	free(e->loc_slots);
-	e->loc_slots = slots;
-	e->loc_mask = size - 1;
-	return 0;
-}
-
 /* The Location of frames f[0..n) (leaf first), created on first use. */
 static int intern_location(struct pprof_enc *e, const uint32_t *f, size_t n, uint32_t *ret)
 {
-	size_t i = seq_hash(f, n) & e->loc_mask;
+	uint64_t h = seq_hash(f, n);
+	struct stoke_hashmap_iter it;
 	uint32_t id;
-	int r;
 
-	for (; (id = e->loc_slots[i]); i = (i + 1) & e->loc_mask) {
+	for (id = stoke_hashmap_first(&e->loc_index, h, &it); id;
+	     id = stoke_hashmap_next(&e->loc_index, &it)) {
 		if (e->locs[id - 1].len == n &&
 		    !memcmp(e->loc_frames + e->locs[id - 1].start, f, n * sizeof(*f))) {
 			*ret = id;
@@ -324,7 +301,8 @@ static int intern_location(struct pprof_enc *e, const uint32_t *f, size_t n, uin
 	}
 	if (e->nlocs >= UINT32_MAX - 1 || e->nloc_frames + n >= UINT32_MAX)
 		return -E2BIG;
-	if (STOKE_GROW(e->locs, e->locs_cap, e->nlocs + 1) < 0 ||
+	if (stoke_hashmap_reserve(&e->loc_index, 1) < 0 ||
+	    STOKE_GROW(e->locs, e->locs_cap, e->nlocs + 1) < 0 ||
 	    STOKE_GROW(e->loc_frames, e->loc_frames_cap, e->nloc_frames + n) < 0)
 		return -ENOMEM;
 	id = (uint32_t)++e->nlocs;
@@ -332,15 +310,10 @@ static int intern_location(struct pprof_enc *e, const uint32_t *f, size_t n, uin
 	e->locs[id - 1].len = (uint32_t)n;
 	memcpy(e->loc_frames + e->nloc_frames, f, n * sizeof(*f));
 	e->nloc_frames += n;
-	e->loc_slots[i] = id;
+	stoke_hashmap_put(&e->loc_index, h, id);
 	for (size_t k = 0; k < n; k++)
 		if (!e->frame_home[f[k]])
 			e->frame_home[f[k]] = id;
-	if (e->nlocs * 2 > e->loc_mask) {
-		r = loc_rehash(e);
-		if (r < 0)
-			return r;
-	}
 	*ret = id;
 	return 0;
 }
@@ -394,12 +367,10 @@ static int assign_locations(struct pprof_enc *e)
 	uint32_t id;
 	int r;
 
-	e->loc_mask = 63;
-	e->loc_slots = calloc(e->loc_mask + 1, sizeof(*e->loc_slots));
 	e->stack_loc = calloc(nstacks + 1, sizeof(*e->stack_loc));
 	e->stack_next = calloc(nstacks + 1, sizeof(*e->stack_next));
 	e->frame_home = calloc(nframes + 1, sizeof(*e->frame_home));
-	if (!e->loc_slots || !e->stack_loc || !e->stack_next || !e->frame_home)
+	if (!e->stack_loc || !e->stack_next || !e->frame_home)
 		return -ENOMEM;
 	s = stoke_profile_samples(e->p, &n);
 	for (size_t i = 0; i < n; i++) {
@@ -554,9 +525,10 @@ static int write_samples(struct pprof_enc *e)
 	uint64_t period = stoke_profile_cmeta(e->p)->period_ns;
 	const struct stoke_psample *s;
 	struct pb_buf packed = { 0 };
-	uint32_t *slots = NULL, *first = NULL, ngroups = 0, *tags = NULL, k_span = 0;
+	uint32_t *first = NULL, ngroups = 0, *tags = NULL, k_span = 0;
+	struct stoke_hashmap groups = { 0 }; /* (stack, tid, kind, span) -> group + 1 */
 	uint64_t *sums = NULL;
-	size_t n, mask = 1;
+	size_t n;
 	int r = 0;
 
 	/* Samples in different spans are different Samples, with a "span"
@@ -566,35 +538,37 @@ static int write_samples(struct pprof_enc *e)
 	if (k_span && stoke_span_sample_names(e->p, &tags) < 0)
 		return -ENOMEM;
 	s = stoke_profile_samples(e->p, &n);
-	while (mask < 2 * n + 2)
-		mask <<= 1;
-	slots = calloc(mask, sizeof(*slots));
 	first = calloc(n + 1, sizeof(*first));
 	sums = calloc(n + 1, sizeof(*sums));
 	e->sample_group = calloc(n + 1, sizeof(*e->sample_group));
-	if (!slots || !first || !sums || !e->sample_group) {
+	if (stoke_hashmap_reserve(&groups, n) < 0 || !first || !sums || !e->sample_group) {
 		r = -ENOMEM;
 		goto out;
 	}
-	mask--;
 	for (size_t i = 0; i < n; i++) {
-		size_t j = stoke_hash_u64((uint64_t)s[i].stack << 32 | s[i].tid) & mask;
+		uint64_t h = stoke_hash_u64((uint64_t)s[i].stack << 32 | s[i].tid);
+		struct stoke_hashmap_iter it;
+		uint32_t g;
 
-		while (slots[j] && (s[first[slots[j] - 1]].stack != s[i].stack ||
-				    s[first[slots[j] - 1]].tid != s[i].tid ||
-				    s[first[slots[j] - 1]].kind != s[i].kind ||
-				    (tags && tags[first[slots[j] - 1]] != tags[i])))
-			j = (j + 1) & mask;
-		if (!slots[j]) {
-			first[ngroups] = (uint32_t)i;
-			slots[j] = ++ngroups;
+		for (g = stoke_hashmap_first(&groups, h, &it); g;
+		     g = stoke_hashmap_next(&groups, &it)) {
+			const struct stoke_psample *x = &s[first[g - 1]];
+
+			if (x->stack == s[i].stack && x->tid == s[i].tid && x->kind == s[i].kind &&
+			    (!tags || tags[first[g - 1]] == tags[i]))
+				break;
 		}
-		e->sample_group[i] = slots[j] - 1;
-		if (sums[slots[j] - 1] + s[i].weight < s[i].weight) {
+		if (!g) {
+			first[ngroups] = (uint32_t)i;
+			g = ++ngroups;
+			stoke_hashmap_put(&groups, h, g);
+		}
+		e->sample_group[i] = g - 1;
+		if (sums[g - 1] + s[i].weight < s[i].weight) {
 			r = -EOVERFLOW;
 			goto out;
 		}
-		sums[slots[j] - 1] += s[i].weight;
+		sums[g - 1] += s[i].weight;
 	}
 	for (uint32_t g = 0; g < ngroups; g++) {
 		const struct stoke_psample *x = &s[first[g]];
@@ -620,7 +594,7 @@ static int write_samples(struct pprof_enc *e)
 	r = e->out.error;
 out:
 	pb_free(&packed);
-	free(slots);
+	stoke_hashmap_free(&groups);
 	free(first);
 	free(sums);
 	free(tags);
@@ -755,10 +729,10 @@ static void enc_done(struct pprof_enc *e)
 	free(e->mapping_module);
 	free(e->frame_function);
 	free(e->func_frame);
-	free(e->fn_slots);
+	stoke_hashmap_free(&e->fn_index);
 	free(e->locs);
 	free(e->loc_frames);
-	free(e->loc_slots);
+	stoke_hashmap_free(&e->loc_index);
 	free(e->stack_loc);
 	free(e->stack_next);
 	free(e->frame_home);

@@ -25,6 +25,7 @@
 #include <zlib.h>
 
 #include "formats/pb.h"
+#include "common/hashmap.h"
 #include "common/util.h"
 
 #define READ_MAX_INPUT (256u << 20)        /* compressed or plain bytes read */
@@ -36,52 +37,11 @@
 #define MAX_RATIO 200
 #define MAX_DEPTH 65536               /* frames per sample */
 
-/* uint64 id -> position + 1, open addressing. */
-struct idmap {
-	uint64_t *keys;
-	uint32_t *vals;
-	size_t mask;
-};
-
-static int idmap_init(struct idmap *m, size_t n)
+/* Each id table (common/hashmap.h) maps a uint64 id to its position + 1. */
+static bool id_put(struct stoke_u64map *m, uint64_t key, uint32_t val)
 {
-	size_t size = 16;
-
-	while (size < n * 2 + 2)
-		size *= 2;
-	m->keys = calloc(size, sizeof(*m->keys));
-	m->vals = calloc(size, sizeof(*m->vals));
-	m->mask = size - 1;
-	return m->keys && m->vals ? 0 : -ENOMEM;
-}
-
-static void idmap_free(struct idmap *m)
-{
-	free(m->keys);
-	free(m->vals);
-}
-
-/* Returns false for a duplicate id. */
-static bool idmap_put(struct idmap *m, uint64_t key, uint32_t val)
-{
-	size_t i = stoke_hash_u64(key) & m->mask;
-
-	for (; m->vals[i]; i = (i + 1) & m->mask)
-		if (m->keys[i] == key)
-			return false;
-	m->keys[i] = key;
-	m->vals[i] = val;
-	return true;
-}
-
-static uint32_t idmap_get(const struct idmap *m, uint64_t key)
-{
-	size_t i = stoke_hash_u64(key) & m->mask;
-
-	for (; m->vals[i]; i = (i + 1) & m->mask)
-		if (m->keys[i] == key)
-			return m->vals[i];
-	return 0;
+	/* Room for every id was reserved: -EEXIST is the only failure. */
+	return stoke_u64map_add(m, key, val) == 0;
 }
 
 struct pmapping {
@@ -142,11 +102,11 @@ struct dec {
 	bool has_period_type;
 	/* decoded tables */
 	struct pmapping *mappings;
-	struct idmap mapping_ids;
+	struct stoke_u64map mapping_ids;
 	struct pfunction *functions;
-	struct idmap function_ids;
+	struct stoke_u64map function_ids;
 	struct plocation *locations;
-	struct idmap location_ids;
+	struct stoke_u64map location_ids;
 	uint32_t *frames; /* model frame ids of all locations */
 	size_t nframes, frames_cap;
 	struct pline *lines; /* lines of all locations */
@@ -328,7 +288,7 @@ static int decode_mappings(struct dec *d)
 	int r;
 
 	d->mappings = calloc(d->nmappings + 1, sizeof(*d->mappings));
-	if (!d->mappings || (r = idmap_init(&d->mapping_ids, d->nmappings)) < 0)
+	if (!d->mappings || (r = stoke_u64map_reserve(&d->mapping_ids, d->nmappings)) < 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < d->nmappings; i++) {
 		struct pb_reader m = d->mappings_msg[i];
@@ -349,7 +309,7 @@ static int decode_mappings(struct dec *d)
 		}
 		if (m.p != m.end)
 			FAIL(d, "malformed mapping");
-		if (!id || !idmap_put(&d->mapping_ids, id, (uint32_t)i + 1))
+		if (!id || !id_put(&d->mapping_ids, id, (uint32_t)i + 1))
 			FAIL(d, "a mapping id is zero or duplicated");
 	}
 	return 0;
@@ -358,7 +318,7 @@ static int decode_mappings(struct dec *d)
 static int decode_functions(struct dec *d)
 {
 	d->functions = calloc(d->nfunctions + 1, sizeof(*d->functions));
-	if (!d->functions || idmap_init(&d->function_ids, d->nfunctions) < 0)
+	if (!d->functions || stoke_u64map_reserve(&d->function_ids, d->nfunctions) < 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < d->nfunctions; i++) {
 		struct pb_reader m = d->functions_msg[i];
@@ -379,7 +339,7 @@ static int decode_functions(struct dec *d)
 		}
 		if (m.p != m.end)
 			FAIL(d, "malformed function");
-		if (!id || !idmap_put(&d->function_ids, id, (uint32_t)i + 1))
+		if (!id || !id_put(&d->function_ids, id, (uint32_t)i + 1))
 			FAIL(d, "a function id is zero or duplicated");
 	}
 	return 0;
@@ -448,7 +408,7 @@ static int decode_location(struct dec *d, size_t i)
 			}
 			if (lm.p != lm.end)
 				FAIL(d, "malformed line");
-			fi = idmap_get(&d->function_ids, fn);
+			fi = (uint32_t)stoke_u64map_get(&d->function_ids, fn);
 			if (!fi)
 				FAIL(d, "a line names an unknown function");
 			if (STOKE_GROW(d->lines, d->lines_cap, d->nlines + 1) < 0)
@@ -467,11 +427,11 @@ static int decode_location(struct dec *d, size_t i)
 	}
 	if (m.p != m.end)
 		FAIL(d, "malformed location");
-	if (!id || !idmap_put(&d->location_ids, id, (uint32_t)i + 1))
+	if (!id || !id_put(&d->location_ids, id, (uint32_t)i + 1))
 		FAIL(d, "a location id is zero or duplicated");
 	loc->offset = address;
 	if (mapping) {
-		uint32_t mi = idmap_get(&d->mapping_ids, mapping);
+		uint32_t mi = (uint32_t)stoke_u64map_get(&d->mapping_ids, mapping);
 
 		if (!mi)
 			FAIL(d, "a location names an unknown mapping");
@@ -670,7 +630,7 @@ static int decode_locations(struct dec *d)
 	int r;
 
 	d->locations = calloc(d->nlocations + 1, sizeof(*d->locations));
-	if (!d->locations || idmap_init(&d->location_ids, d->nlocations) < 0)
+	if (!d->locations || stoke_u64map_reserve(&d->location_ids, d->nlocations) < 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < d->nlocations; i++) {
 		r = decode_location(d, i);
@@ -969,7 +929,7 @@ static int decode_sample(struct dec *d, struct pb_reader m, uint32_t **stackbuf,
 				if (!pb_read_varint(&packed, &v))
 					FAIL(d, "malformed sample");
 one_location:;
-				uint32_t li = idmap_get(&d->location_ids, v);
+				uint32_t li = (uint32_t)stoke_u64map_get(&d->location_ids, v);
 
 				if (!li)
 					FAIL(d, "a sample names an unknown location");
@@ -1108,11 +1068,11 @@ static void dec_done(struct dec *d)
 	free(d->locations_msg);
 	free(d->comments);
 	free(d->mappings);
-	idmap_free(&d->mapping_ids);
+	stoke_u64map_free(&d->mapping_ids);
 	free(d->functions);
-	idmap_free(&d->function_ids);
+	stoke_u64map_free(&d->function_ids);
 	free(d->locations);
-	idmap_free(&d->location_ids);
+	stoke_u64map_free(&d->location_ids);
 	free(d->frames);
 	free(d->lines);
 	free(d->grp_stack);

@@ -50,8 +50,9 @@ def test_launch_split(d):
     check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
     check("samples" in p.stderr and out in p.stderr, "no summary line: %r" % p.stderr)
     stacks = parse_folded(out)
-    # The machine is shared: assert a floor far below the nominal 3000, not a rate.
-    check(total(stacks) > 750, "too few samples for 3 s at 999 Hz: %d" % total(stacks))
+    # The machine is shared: assert a floor far below the nominal 3000, not a rate
+    # (an ASan build at load 27 got 619).
+    check(total(stacks) > 300, "too few samples for 3 s at 999 Hz: %d" % total(stacks))
     assert_split(stacks, 75, ["main", "run", "work_round"])
 
 

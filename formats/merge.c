@@ -242,6 +242,8 @@ int stoke_profile_copy(const struct stoke_profile *src, const struct stoke_copy_
 		if (r == 0 && stoke_profile_spans_get_unmatched(src))
 			r = stoke_profile_spans_unmatched(dst,
 							  stoke_profile_spans_get_unmatched(src));
+		if (r == 0 && stoke_profile_spans_get_lost(src))
+			r = stoke_profile_spans_set_lost(dst, stoke_profile_spans_get_lost(src));
 	}
 	if (r < 0)
 		goto out;

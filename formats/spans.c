@@ -71,6 +71,23 @@ uint64_t stoke_profile_spans_get_unmatched(const struct stoke_profile *p)
 	return t ? t->unmatched : 0;
 }
 
+int stoke_profile_spans_set_lost(struct stoke_profile *p, uint64_t n)
+{
+	struct stoke_pspans *t = table(p);
+
+	if (!t)
+		return -ENOMEM;
+	t->lost = n;
+	return 0;
+}
+
+uint64_t stoke_profile_spans_get_lost(const struct stoke_profile *p)
+{
+	const struct stoke_pspans *t = stoke_profile_get_spans(p);
+
+	return t ? t->lost : 0;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -254,7 +271,8 @@ int stoke_spans_json(const struct stoke_profile *p, FILE *out)
 	if (r < 0)
 		return r;
 	if (!n) {
-		fputs("null", out);
+		fprintf(out, "null,\n  \"span_events_lost\": %" PRIu64,
+			stoke_profile_spans_get_lost(p));
 		return 0;
 	}
 	fputs("[", out);
@@ -273,7 +291,7 @@ int stoke_spans_json(const struct stoke_profile *p, FILE *out)
 			st[i].count, st[i].total_ns, st[i].mean_ns, st[i].p50_ns, st[i].p95_ns,
 			st[i].max_ns, st[i].samples);
 	}
-	fputs("\n  ]", out);
+	fprintf(out, "\n  ],\n  \"span_events_lost\": %" PRIu64, stoke_profile_spans_get_lost(p));
 	return 0;
 }
 
@@ -293,10 +311,11 @@ int stoke_spans_text(const struct stoke_profile *p, FILE *out)
 	size_t n;
 	int r = stoke_span_stats(p, &st, &n);
 	uint64_t unmatched = stoke_profile_spans_get_unmatched(p);
+	uint64_t lost = stoke_profile_spans_get_lost(p);
 
 	if (r < 0)
 		return r;
-	if (!n && !unmatched)
+	if (!n && !unmatched && !lost)
 		return 0;
 	fprintf(out, "\nspans:\n%-24s %8s %12s %12s %12s %12s %12s %8s\n", "span", "count",
 		"total", "mean", "p50", "p95", "max", "samples");
@@ -315,5 +334,9 @@ int stoke_spans_text(const struct stoke_profile *p, FILE *out)
 		fprintf(out, "(%" PRIu64 " span events made no span: unmatched ends, or spans "
 			     "open at the end)\n",
 			unmatched);
+	if (lost)
+		fprintf(out, "(%" PRIu64 " span events lost before they were read: these "
+			     "statistics miss them)\n",
+			lost);
 	return 0;
 }

@@ -30,6 +30,9 @@ struct stoke_pspans {
 	/* Span events that made no span: an end with no open span of its
 	 * name, spans still open at the end, nesting past the limit. */
 	uint64_t unmatched;
+	/* Span events lost before they were read (a full span ring): the
+	 * statistics miss them, and pairs around them may be wrong. */
+	uint64_t lost;
 };
 
 void stoke_pspans_free(struct stoke_pspans *t);
@@ -41,6 +44,9 @@ const struct stoke_pspan *stoke_profile_spans(const struct stoke_profile *p, siz
 /* Count span events that made no span. */
 int stoke_profile_spans_unmatched(struct stoke_profile *p, uint64_t n);
 uint64_t stoke_profile_spans_get_unmatched(const struct stoke_profile *p);
+/* Set the count of span events lost. */
+int stoke_profile_spans_set_lost(struct stoke_profile *p, uint64_t n);
+uint64_t stoke_profile_spans_get_lost(const struct stoke_profile *p);
 
 /* One span name's durations. */
 struct stoke_span_stat {
@@ -62,7 +68,8 @@ int stoke_span_stats(const struct stoke_profile *p, struct stoke_span_stat **ret
 int stoke_span_sample_names(const struct stoke_profile *p, uint32_t **ret);
 
 /* The "spans" value of run.json: an array of per-name objects (FORMATS.md
- * "run.json"), or null when the profile has no spans. */
+ * "run.json"), or null when the profile has no spans. Then the key
+ * "span_events_lost" and its count. */
 int stoke_spans_json(const struct stoke_profile *p, FILE *out);
 /* The text output's spans table (nothing when there are no spans). */
 int stoke_spans_text(const struct stoke_profile *p, FILE *out);

@@ -870,8 +870,16 @@ int stoke_session_stop(struct stoke_session *s)
 	s->stopped = true;
 	r = stoke_sampler_flush(s->sampler);
 	if (r >= 0) {
+		struct stoke_sampler_stats st;
 		int e = stoke_span_tracker_finish(s->spans, s->profile);
 
+		stoke_sampler_get_stats(s->sampler, &st);
+		if (e == 0 && st.span_lost) {
+			log_warn("%llu span events lost (the span ring was full): the span "
+				 "statistics miss them",
+				 (unsigned long long)st.span_lost);
+			e = stoke_profile_spans_set_lost(s->profile, st.span_lost);
+		}
 		r = e < 0 ? e : r;
 	}
 	return fill_meta(s, r, true, s->window_end_ns);

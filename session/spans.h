@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "formats/profile.h"
+#include "formats/spans.h"
 #include "sampler/sample.h"
 
 struct stoke_span_tracker;

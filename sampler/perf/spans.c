@@ -31,7 +31,10 @@
  * function the probe is in, at most STOKE_SPAN_MAX_PAYLOAD (384) bytes plus
  * spills above the stack pointer. */
 #define SPAN_STACK_COPY 1024
-#define SPAN_RING_PAGES 128
+/* 2 MB per CPU: about 1700 hits, drained every 100 ms by stoke record.
+ * Halved while the mlock limit refuses it. */
+#define SPAN_RING_PAGES 512
+#define SPAN_RING_PAGES_MIN 8
 #define SPAN_MAX_PAYLOAD 512
 
 struct span_probe {
@@ -174,11 +177,15 @@ static int ring_join(struct stoke_perf_spans *sp, struct span_ring *sr, int fd)
 
 	if (sr->fd >= 0)
 		return ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, sr->fd) < 0 ? -errno : 0;
-	len = (SPAN_RING_PAGES + 1) * sp->page_size;
-	base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (base == MAP_FAILED)
-		return -errno;
-	r = stoke_ring_init(&sr->ring, base, sp->page_size, SPAN_RING_PAGES * sp->page_size);
+	for (size_t pages = SPAN_RING_PAGES;; pages /= 2) {
+		len = (pages + 1) * sp->page_size;
+		base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (base != MAP_FAILED)
+			break;
+		if ((errno != EPERM && errno != ENOMEM) || pages <= SPAN_RING_PAGES_MIN)
+			return -errno;
+	}
+	r = stoke_ring_init(&sr->ring, base, sp->page_size, len - sp->page_size);
 	if (r < 0) {
 		munmap(base, len);
 		return r;

@@ -290,6 +290,25 @@ def test_launch_suite(d):
               "no suite.json in the first DIR")
         st, body, _ = srv.request("GET", "/suite?run=0/web-launched", headers=srv.cookie())
         check(st == 200 and "2 of 2 repetitions completed" in body, "suite page: %d" % st)
+        # The command launched runs with a clean signal mask (serve blocks
+        # SIGINT/SIGTERM for itself, and a mask survives exec; record
+        # resets its target's too, so this holds the whole chain).
+        form = "kind=record&command=/bin/grep+SigBlk+/proc/self/status&token=" + srv.token
+        st, body, r = srv.request("POST", "/launch", body=form, headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        check(st == 303, "launch: %d %s" % (st, body))
+        deadline = time.monotonic() + 120
+        while True:
+            st, body, _ = srv.request("GET", "/jobs", headers=srv.cookie())
+            job = body[body.find('id="job-2"'):]
+            job = job[:job.find("</div>")]
+            if "done" in job or "failed" in job:
+                break
+            check(time.monotonic() < deadline, "the record did not finish:\n" + job)
+            time.sleep(0.5)
+        m = re.search(r"SigBlk:\s*([0-9a-f]+)", job)
+        check(m and int(m.group(1), 16) == 0, "a launched command's signal mask: %s" %
+              (m.group(1) if m else job[-1500:]))
     finally:
         srv.stop()
 

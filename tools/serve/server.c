@@ -1118,6 +1118,18 @@ static enum MHD_Result page_compare(struct server *s, struct MHD_Connection *c, 
 
 /* ---- the call graph (graphviz dot) ---- */
 
+/* In a forked child before exec: the signal mask and SIGPIPE's
+ * disposition survive exec, and serve blocks SIGINT/SIGTERM (for sigwait)
+ * and ignores SIGPIPE; the programs it runs get the defaults back. */
+static void child_signals(void)
+{
+	sigset_t none;
+
+	sigemptyset(&none);
+	signal(SIGPIPE, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 /* dot from STOKE_DOT or PATH, or NULL. */
 static char *find_dot(void)
 {
@@ -1231,6 +1243,7 @@ static int run_dot(const char *dot, const char *src, size_t srclen, char **ret, 
 	}
 	pid = fork();
 	if (pid == 0) {
+		child_signals();
 		dup2(in, 0);
 		dup2(out[1], 1);
 		execl(dot, "dot", "-Tsvg", (char *)NULL);
@@ -1529,7 +1542,9 @@ static enum MHD_Result launch(struct server *s, struct MHD_Connection *c, const 
 	es = scan(s, &nes);
 	pid = fork();
 	if (pid == 0) {
-		/* The child of a threaded process: only dup2 and exec. */
+		/* The child of a threaded process: only async-signal-safe
+		 * calls until exec. */
+		child_signals();
 		dup2(devnull, 0);
 		dup2(logfd, 1);
 		dup2(logfd, 2);

@@ -20,6 +20,9 @@ struct record_result {
 	int child_status;   /* waitpid status of a launched command */
 	unsigned long long samples, lost;
 	char *run_dir;      /* with --output-dir: the run directory (malloc'd) */
+	/* The resource timeline's summary (0 when it has no point). */
+	unsigned long long peak_rss, mean_rss; /* bytes */
+	double cpu_util;    /* CPU time over elapsed time, in cores */
 };
 int record_run(int argc, char **argv, struct record_result *res);
 

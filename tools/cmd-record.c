@@ -31,6 +31,7 @@
 #include "common/atomicfile.h"
 #include "tools/cli.h"
 #include "formats/output.h"
+#include "formats/resource.h"
 #include "common/log.h"
 #include "session/driver.h"
 #include "session/session.h"
@@ -980,6 +981,14 @@ static void fill_result(struct recorder *rec, struct record_result *res)
 	res->child_status = rec->child_status;
 	res->wall_s = (rec->child_end ? rec->child_end : mono_s()) - rec->start;
 	res->run_dir = TAKE_PTR(rec->run_dir);
+	if (stoke_session_resources(rec->session)) {
+		struct stoke_rsummary rs;
+
+		stoke_rseries_summary(stoke_session_resources(rec->session), &rs);
+		res->peak_rss = rs.peak_rss;
+		res->mean_rss = rs.mean_rss;
+		res->cpu_util = rs.mean_cpu;
+	}
 }
 
 int record_run(int argc, char **argv, struct record_result *res)

@@ -51,6 +51,8 @@ struct rep {
 	int exit_code;
 	double wall_s, cpu_s;
 	unsigned long long samples, lost;
+	unsigned long long peak_rss, mean_rss; /* the resource timeline (0: none) */
+	double cpu_util;
 };
 
 static void usage(FILE *f)
@@ -182,6 +184,9 @@ static int run_rep(const struct scenario *s, const char *dir, long k, struct rep
 	ret->wall_s = res.wall_s;
 	ret->samples = res.samples;
 	ret->lost = res.lost;
+	ret->peak_rss = res.peak_rss;
+	ret->mean_rss = res.mean_rss;
+	ret->cpu_util = res.cpu_util;
 	ret->path = res.run_dir;
 	free(argv);
 	return WIFSIGNALED(res.child_status) &&
@@ -227,6 +232,12 @@ static int write_suite_json(const struct scenario *s, const char *dir, const str
 	for (size_t i = 0; i < n; i++)
 		v[i] = (double)reps[i].samples;
 	json_stats(f, "samples", v, n);
+	for (size_t i = 0; i < n; i++)
+		v[i] = (double)reps[i].peak_rss;
+	json_stats(f, "peak_rss_bytes", v, n);
+	for (size_t i = 0; i < n; i++)
+		v[i] = reps[i].cpu_util;
+	json_stats(f, "cpu_utilization", v, n);
 	fputs("  \"repetitions\": [\n", f);
 	for (size_t i = 0; i < n; i++) {
 		fprintf(f, "    {\"index\": %zu, \"path\": ", i + 1);
@@ -235,10 +246,12 @@ static int write_suite_json(const struct scenario *s, const char *dir, const str
 		else
 			fputs("null", f);
 		fprintf(f, ", \"status\": \"%s\", \"exit_code\": %d, \"wall_s\": %.6f, "
-			   "\"cpu_s\": %.6f, \"samples\": %llu, \"lost\": %llu}%s\n",
+			   "\"cpu_s\": %.6f, \"samples\": %llu, \"lost\": %llu, "
+			   "\"peak_rss_bytes\": %llu, \"mean_rss_bytes\": %llu, "
+			   "\"cpu_utilization\": %.4f}%s\n",
 			reps[i].exit_code == 0 && reps[i].path ? "ok" : "failed", reps[i].exit_code,
 			reps[i].wall_s, reps[i].cpu_s, reps[i].samples, reps[i].lost,
-			i + 1 < n ? "," : "");
+			reps[i].peak_rss, reps[i].mean_rss, reps[i].cpu_util, i + 1 < n ? "," : "");
 	}
 	fputs("  ],\n  \"merged\": \"merged.pb.gz\"\n}\n", f);
 	free(v);
@@ -278,25 +291,35 @@ static int write_merged(const char *dir, const struct rep *reps, size_t n)
 static void print_row(const struct scenario *s, const struct rep *reps, size_t n)
 {
 	double *w = calloc(n + 1, sizeof(*w)), *c = calloc(n + 1, sizeof(*c));
-	struct stats sw, sc;
+	double *m = calloc(n + 1, sizeof(*m)), *u = calloc(n + 1, sizeof(*u));
+	struct stats sw, sc, sm, su;
 	size_t failed = 0;
 
-	if (!w || !c) {
+	if (!w || !c || !m || !u) {
 		free(w);
 		free(c);
+		free(m);
+		free(u);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
 		w[i] = reps[i].wall_s;
 		c[i] = reps[i].cpu_s;
+		m[i] = (double)reps[i].peak_rss / (1 << 20);
+		u[i] = 100 * reps[i].cpu_util;
 		failed += reps[i].exit_code != 0 || !reps[i].path;
 	}
 	stats_of(w, n, &sw);
 	stats_of(c, n, &sc);
-	printf("%-24s %5zu %10.3f %9.3f %9.3f %10.3f %9.3f %7zu\n", s->name, n, sw.median,
-	       sw.stddev, sw.p95, sc.median, sc.stddev, failed);
+	stats_of(m, n, &sm);
+	stats_of(u, n, &su);
+	/* The resource timeline's medians: peak RSS and CPU use (% of a core). */
+	printf("%-24s %5zu %10.3f %9.3f %9.3f %10.3f %9.3f %7zu %11.1f %7.0f%%\n", s->name, n,
+	       sw.median, sw.stddev, sw.p95, sc.median, sc.stddev, failed, sm.median, su.median);
 	free(w);
 	free(c);
+	free(m);
+	free(u);
 }
 
 /* Returns 0 when every repetition succeeded, 1 when one failed, or a
@@ -573,8 +596,8 @@ int cmd_suite(int argc, char **argv)
 	}
 	if (!a.outdir)
 		a.outdir = file_outdir ? file_outdir : "stoke-suite";
-	printf("%-24s %5s %10s %9s %9s %10s %9s %7s\n", "scenario", "runs", "wall med", "stddev",
-	       "p95", "cpu med", "stddev", "failed");
+	printf("%-24s %5s %10s %9s %9s %10s %9s %7s %11s %8s\n", "scenario", "runs", "wall med",
+	       "stddev", "p95", "cpu med", "stddev", "failed", "rss MB med", "cpu% med");
 	for (size_t i = 0; i < n; i++) {
 		int r = run_scenario(&sc[i], a.outdir);
 

@@ -12,6 +12,7 @@
 #include "formats/analysis.h"
 #include "tools/cli.h"
 #include "formats/load.h"
+#include "formats/resource.h"
 #include "common/log.h"
 
 #define TOP_NEIGHBOURS 3
@@ -63,6 +64,22 @@ static void neighbours(const struct stoke_analysis *a, uint32_t fn, bool callers
 	putchar('\n');
 }
 
+/* A run directory's resource timeline, summed up (nothing without one). */
+static void resources_line(const char *input)
+{
+	struct stoke_rseries rs = { 0 };
+	struct stoke_rsummary sum;
+	const char *err;
+
+	if (cli_load_resources(input, &rs, &err) <= 0)
+		return;
+	stoke_rseries_summary(&rs, &sum);
+	printf("resources: peak RSS %.1f MB, mean RSS %.1f MB, CPU %.0f%% of a core (peak %.0f%%)\n",
+	       (double)sum.peak_rss / (1 << 20), (double)sum.mean_rss / (1 << 20),
+	       100 * sum.mean_cpu, 100 * sum.peak_cpu);
+	stoke_rseries_free(&rs);
+}
+
 static void header(const char *input, const struct stoke_profile *p,
 		   const struct stoke_analysis *a)
 {
@@ -81,9 +98,11 @@ static void header(const char *input, const struct stoke_profile *p,
 		snprintf(rate, sizeof(rate), ", every %.3g ms", (double)m->period_ns / 1e6);
 	printf("%s\n", input);
 	printf("samples %" PRIu64 " (%zu thread%s), duration %.2f s%s%s%s, lost %" PRIu64
-	       ", unwind failures %" PRIu64 ", truncated %" PRIu64 "\n\n",
+	       ", unwind failures %" PRIu64 ", truncated %" PRIu64 "\n",
 	       a->total, nthreads, nthreads == 1 ? "" : "s", dur, rate, event && *event ? " " : "",
 	       event && *event ? event : "", m->lost, a->unwind_failed, a->truncated);
+	resources_line(input);
+	putchar('\n');
 }
 
 int cmd_top(int argc, char **argv)

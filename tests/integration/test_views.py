@@ -249,12 +249,45 @@ def test_resource_target_exits(tmp):
     check(all(v > 0 for v in r["series"]["rss_bytes"]), "a point without the target")
 
 
+def test_resource_summaries(tmp):
+    """stoke top on a run directory and stoke suite show the timeline's
+    summary: peak and mean RSS, CPU use, as run.json has them."""
+    require_perf(tmp)
+    out = os.path.join(tmp, "suite")
+    p = run_stoke(["suite", "--repeat", "2", "--output-dir", out, "--", fixture("rss-step"),
+                   "1", "50", os.path.join(tmp, "t.txt")], timeout=120)
+    check(p.returncode == 0, "suite failed: %s" % p.stderr)
+    check(re.search(r"rss MB med +cpu% med", p.stdout), "no resource columns:\n" + p.stdout)
+    js = json.load(open(os.path.join(out, "rss-step", "suite.json")))
+    for r in js["repetitions"]:
+        check(abs(r["peak_rss_bytes"] - 50 * 2**20) <= 5 * 2**20, "peak %r" % r)
+        check(0 < r["mean_rss_bytes"] < r["peak_rss_bytes"] and r["cpu_utilization"] > 0,
+              "repetition %r" % r)
+    vals = sorted(r["peak_rss_bytes"] for r in js["repetitions"])
+    check(abs(js["peak_rss_bytes"]["median"] - sum(vals) / 2) < 1, "median %r" % js)
+    m = re.search(r"^rss-step +2 .* (\d+\.\d) +(\d+)%$", p.stdout, re.M)
+    check(m and abs(float(m.group(1)) - sum(vals) / 2 / 2**20) < 0.06, "row: %r" % p.stdout)
+    rundir = js["repetitions"][0]["path"]
+    info, r = resources_of(rundir)
+    p = run_stoke(["top", rundir, "-n", "1"])
+    m = re.search(r"^resources: peak RSS (\d+\.\d) MB, mean RSS (\d+\.\d) MB, CPU (\d+)% of a "
+                  r"core \(peak (\d+)%\)$", p.stdout, re.M)
+    check(m, "no resources line in top:\n" + p.stdout)
+    check(abs(float(m.group(1)) - r["peak_rss_bytes"] / 2**20) < 0.06 and
+          abs(float(m.group(2)) - r["mean_rss_bytes"] / 2**20) < 0.06 and
+          abs(int(m.group(3)) - 100 * r["cpu_utilization"]) <= 0.51, "top %r, run.json %r" %
+          (m.groups(), {k: v for k, v in r.items() if k != "series"}))
+    p = run_stoke(["top", os.path.join(rundir, "profile.pb.gz"), "-n", "1"])
+    check(p.returncode == 0 and "resources:" not in p.stdout, "a pprof file has no timeline")
+
+
 TESTS = {
     "tree_matches_top": test_tree_matches_top,
     "html_report": test_html_report,
     "html_hostile_names": test_html_hostile_names,
     "resource_step": test_resource_step,
     "resource_target_exits": test_resource_target_exits,
+    "resource_summaries": test_resource_summaries,
 }
 
 if __name__ == "__main__":

@@ -122,6 +122,13 @@ static void usage(FILE *f)
 	      "      --minwidth PX       svg: omit boxes narrower than this (default 0.1)\n"
 	      "      --no-kernel         do not sample kernel stacks\n",
 	      f);
+	fputs("      --threshold PCT     tree (-f tree: the call tree on the terminal):\n"
+	      "                          fold away frames under PCT% of the samples\n"
+	      "                          (default 1; 0 shows every frame)\n"
+	      "      --color WHEN        tree: auto (default: on a terminal, unless\n"
+	      "                          NO_COLOR is set), always or never\n"
+	      "                          (-f html writes one self-contained report)\n",
+	      f);
 	/* (two strings: ISO C's 4095-byte limit on one) */
 	fputs("      --no-spans          do not record spans (on when the target's\n"
 	      "                          modules have span probes: stoke/span.h)\n"
@@ -242,6 +249,9 @@ static int resolve_output(struct record_args *a, bool output_set)
 		a->quiet = true;
 		return 0;
 	}
+	/* The call tree is for the terminal: stdout unless -o says otherwise. */
+	if (a->format_set && a->format == STOKE_FORMAT_TREE && !output_set)
+		a->output = "-";
 	if (a->format_set || !strcmp(a->output, "-"))
 		return 0; /* stdout without -f: folded, the default format */
 	if (stoke_format_from_path(a->output, &a->format) < 0)
@@ -258,7 +268,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 	enum { OPT_PER_THREAD = 256, OPT_TITLE, OPT_WIDTH, OPT_INVERTED, OPT_MINWIDTH,
 	       OPT_OUTPUT_DIR, OPT_NAME, OPT_NO_KERNEL, OPT_DEBUGINFO_PATH, OPT_DEMANGLE,
 	       OPT_LINES, OPT_TIMELINE, OPT_SAMPLER, OPT_SIGNAL_NUMBER, OPT_OFF_CPU,
-	       OPT_OFF_CPU_MIN, OPT_BPF_MAP_SIZE };
+	       OPT_OFF_CPU_MIN, OPT_BPF_MAP_SIZE, OPT_THRESHOLD, OPT_COLOR };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "freq", required_argument, NULL, 'F' },
@@ -286,6 +296,8 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		{ "off-cpu", no_argument, NULL, OPT_OFF_CPU },
 		{ "off-cpu-min", required_argument, NULL, OPT_OFF_CPU_MIN },
 		{ "bpf-map-size", required_argument, NULL, OPT_BPF_MAP_SIZE },
+		{ "threshold", required_argument, NULL, OPT_THRESHOLD },
+		{ "color", required_argument, NULL, OPT_COLOR },
 		{ "tid", required_argument, NULL, 't' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "mmap-pages", required_argument, NULL, 'm' },
@@ -366,7 +378,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 				if (stoke_format_hint(optarg))
 					return die_usage("%s", stoke_format_hint(optarg));
 				return die_usage("unknown format '%s' (folded, svg, speedscope, "
-						 "pstats, txt, pprof, callgrind)",
+						 "pstats, txt, pprof, callgrind, html, tree)",
 						 optarg);
 			}
 			a->format_set = true;
@@ -389,6 +401,13 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 				return die_usage("invalid value '%s' for --%s", optarg,
 						 c == OPT_WIDTH ? "width (100..100000)"
 								: "minwidth (0..10000)");
+			break;
+		case OPT_THRESHOLD:
+		case OPT_COLOR:
+			if (cli_parse_tree_option(c == OPT_COLOR, optarg, &a->oopts) < 0)
+				return die_usage("invalid value '%s' for --%s", optarg,
+						 c == OPT_COLOR ? "color (auto, always, never)"
+								: "threshold (0..100)");
 			break;
 		case OPT_LINES:
 			a->oopts.lines = true;

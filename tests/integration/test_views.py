@@ -110,6 +110,13 @@ def test_tree_matches_top(tmp):
     check("\033[" in p.stdout, "--color always gave no colour")
     p = run_stoke(["report", rundir, "-f", "tree", "--threshold", "101"])
     check(p.returncode == 2, "--threshold 101 accepted")
+    # record -f tree prints the tree (stdout without -o)
+    p = run_stoke(["record", "-q", "-f", "tree", "--threshold", "5", "--", fixture("split"),
+                   "0.5", str(PCT_A)], cwd=tmp)
+    check(p.returncode == 0, "record -f tree failed: %s" % p.stderr)
+    names = [n for _, _, _, n in parse_tree(p.stdout)]
+    check("leaf_a" in names and "work_round" in names, "record -f tree:\n" + p.stdout)
+    check(not os.path.exists(os.path.join(tmp, "stoke.folded")), "record -f tree wrote a file")
 
 
 def test_html_report(tmp):

@@ -18,6 +18,8 @@ token).
              page escapes a hostile command line.
   suites     per-scenario statistics equal suite.json's; two suites compare
              (their merged profiles) with a gate verdict.
+  run_page   the runs list and the run page show run.json's numbers, and
+             the resource chart its series.
   launch_suite  a suite file launched by POST runs, its job page refreshes
              until it ends, and the suite and its runs appear.
   missing_tools  without graphviz the call graph page says so, clearly; so
@@ -258,6 +260,49 @@ def test_suites(d):
         srv.stop()
 
 
+def test_run_page(d):
+    runs = os.path.join(d, "runs")
+    os.mkdir(runs)
+    record(runs, 50, "0.6")
+    run = os.listdir(runs)[0]
+    with open(os.path.join(runs, run, "run.json")) as f:
+        rj = json.load(f)
+    srv = Server([runs])
+    try:
+        st, body, _ = srv.request("GET", "/", headers=srv.cookie())
+        row = re.search(r'<tr class="run">(.*?)</tr>', body, re.S)
+        check(st == 200 and row, "no run row")
+        vals = [float(v) for v in re.findall(r'data-v="([^"]+)"', row.group(1))]
+        check(vals == [rj["samples"], rj["duration_s"], rj["lost_samples"],
+                       rj["unwind_failures"]],
+              "runs list %r against run.json %r" % (vals, [rj["samples"], rj["duration_s"],
+                                                           rj["lost_samples"],
+                                                           rj["unwind_failures"]]))
+        st, body, _ = srv.request("GET", "/run?run=0/%s" % run, headers=srv.cookie())
+        check(st == 200, "run page: %d" % st)
+        meta = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]*)</td></tr>", body))
+        for label, key in (("samples", "samples"), ("lost", "lost_samples"),
+                           ("unwind failures", "unwind_failures"), ("event", "event")):
+            check(meta.get(label) == str(rj[key]), "metadata %s: %r, run.json %r" %
+                  (label, meta.get(label), rj[key]))
+        check(meta.get("command") == rj["target"]["cmd"], "metadata command")
+        res = rj.get("resources")
+        if res is not None:
+            m = re.search(r'<p id="resources">peak RSS ([\d.]+) MiB, mean RSS ([\d.]+) MiB, '
+                          r'CPU ([\d.]+) cores', body)
+            check(m, "no resource summary")
+            check(abs(float(m.group(1)) - res["peak_rss_bytes"] / 1048576.0) < 0.06 and
+                  abs(float(m.group(3)) - res["cpu_utilization"]) < 0.006,
+                  "resources %r against run.json" % (m.groups(),))
+            lines = re.findall(r'<polyline [^>]*points="([^"]*)"', body)
+            npts = len(res["series"]["t_s"])
+            check(len(lines) == 2 and all(len(ln.split()) == npts for ln in lines),
+                  "the chart has %r points, run.json %d" % ([len(ln.split()) for ln in lines],
+                                                             npts))
+    finally:
+        srv.stop()
+
+
 def test_launch_suite(d):
     runs = os.path.join(d, "runs")
     os.mkdir(runs)
@@ -336,4 +381,4 @@ def test_missing_tools(d):
 
 if __name__ == "__main__":
     run_tests({"browser": test_browser, "refusals": test_refusals, "suites": test_suites,
-               "launch_suite": test_launch_suite, "missing_tools": test_missing_tools})
+               "run_page": test_run_page, "launch_suite": test_launch_suite, "missing_tools": test_missing_tools})

@@ -512,7 +512,7 @@ static void num_cell(FILE *f, double v, int prec)
 		fputs("<td class=\"n\" data-v=\"-1\">-</td>", f);
 		return;
 	}
-	fprintf(f, "<td class=\"n\" data-v=\"%g\">", v);
+	fprintf(f, "<td class=\"n\" data-v=\"%.15g\">", v);
 	if (prec >= 0)
 		fprintf(f, "%.*f", prec, v);
 	else
@@ -791,6 +791,72 @@ static void artifacts(FILE *f, const char *id, const char *root, const char *rel
 	fputs("</ul>\n", f);
 }
 
+/* The "series" arrays of run.json's resources, or false. */
+static bool series(json_object *res, const char *key, json_object **ret)
+{
+	json_object *ser;
+
+	return json_object_object_get_ex(res, "series", &ser) &&
+	       json_object_object_get_ex(ser, key, ret) && json_object_is_type(*ret, json_type_array);
+}
+
+/* One line of a resource chart: values scaled to top, times to duration,
+ * in a 1000 x 100 box. */
+static void polyline(FILE *f, json_object *t, json_object *v, double duration, double top,
+		     const char *color)
+{
+	size_t n = json_object_array_length(t);
+
+	if (json_object_array_length(v) < n)
+		n = json_object_array_length(v);
+	fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
+		   "vector-effect=\"non-scaling-stroke\" points=\"",
+		color);
+	for (size_t i = 0; i < n; i++) {
+		double x = json_object_get_double(json_object_array_get_idx(t, i));
+		double y = json_object_get_double(json_object_array_get_idx(v, i));
+
+		fprintf(f, "%s%.2f,%.2f", i ? " " : "", 1000.0 * x / duration,
+			100.0 - 100.0 * (y > top ? top : y) / top);
+	}
+	fputs("\"/>", f);
+}
+
+/* run.json's resources (schema 2): the summary, and RSS and CPU over the
+ * recording drawn on the run's time axis, so the chart lines up with the
+ * time-ordered view below it. Only numbers reach the page. */
+static void resources(FILE *f, json_object *j)
+{
+	json_object *res, *t, *rss, *cpu;
+	double duration = jnum(j, "duration_s", NULL), peak, peak_cpu;
+
+	if (!json_object_object_get_ex(j, "resources", &res) ||
+	    !json_object_is_type(res, json_type_object))
+		return;
+	peak = jnum(res, "peak_rss_bytes", NULL);
+	peak_cpu = jnum(res, "peak_cpu_utilization", NULL);
+	fputs("<h2>Resources</h2>\n", f);
+	fprintf(f, "<p id=\"resources\">peak RSS %.1f MiB, mean RSS %.1f MiB, CPU %.2f cores "
+		   "(peak %.2f)</p>\n",
+		peak / 1048576.0, jnum(res, "mean_rss_bytes", NULL) / 1048576.0,
+		jnum(res, "cpu_utilization", NULL), peak_cpu);
+	if (!(duration > 0) || !series(res, "t_s", &t) || !series(res, "rss_bytes", &rss) ||
+	    !series(res, "cpu", &cpu) || json_object_array_length(t) == 0)
+		return;
+	fputs("<p><small><span style=\"color:#1f5fbf\">&#9632; RSS</span> (top: peak) "
+	      "<span style=\"color:#c0392b\">&#9632; CPU</span> (top: one core, or the peak "
+	      "when higher) over the recording's ",
+	      f);
+	fprintf(f, "%.2f s</small></p>\n", duration);
+	fputs("<svg id=\"resource-chart\" viewBox=\"0 0 1000 100\" preserveAspectRatio=\"none\" "
+	      "style=\"width:100%;height:120px;border:1px solid #ccc;background:#fafafa\">",
+	      f);
+	if (peak > 0)
+		polyline(f, t, rss, duration, peak, "#1f5fbf");
+	polyline(f, t, cpu, duration, peak_cpu > 1 ? peak_cpu : 1, "#c0392b");
+	fputs("</svg>\n", f);
+}
+
 static enum MHD_Result page_run(struct server *s, struct MHD_Connection *c, const char *id)
 {
 	static const char *const keys[] = { "target.cmd", "target.pid", "target.exe", "start",
@@ -838,7 +904,9 @@ static enum MHD_Result page_run(struct server *s, struct MHD_Connection *c, cons
 	      "style=\"width:100%\" data=\"/flame?run=",
 	      f);
 	escurl(f, id);
-	fputs("\"></object>\n<h2>Timeline (per thread)</h2>\n", f);
+	fputs("\"></object>\n", f);
+	resources(f, j);
+	fputs("<h2>Timeline (per thread)</h2>\n", f);
 	if (!s->speedscope) {
 		fputs("<p class=\"warn\" id=\"no-speedscope\">The speedscope viewer is not installed: "
 		      "no static build (index.html) found at <code>",

@@ -132,7 +132,8 @@ def test_browser(d):
     srv = Server([runs])
     try:
         cfg = {"url": srv.url, "shots": shots, "base_cmd": base_cmd, "new_cmd": new_cmd,
-               "top_fn": top_fn, "top_self": top_self, "leaf_grew": "leaf_b",
+               "top_fn": top_fn, "top_self": top_self, "top_caller": "work_round",
+               "leaf_grew": "leaf_b",
                # leaf_b grows by about 60 points (20% -> 80%)
                "fail_max": 5, "pass_max": 95,
                "launch_cmd": "%s 1 50" % fixture("split")}
@@ -256,6 +257,16 @@ def test_suites(d):
               (st, m and m.group(2)))
         check("leaf_b" in re.search(r'<ul id="regressions">(.*?)</ul>', body, re.S).group(1),
               "leaf_b is not named as grown")
+        with open(os.path.join(runs, "lo", "suite.json")) as f:
+            sj2 = json.load(f)
+        side = re.search(r'<table id="suite-compare">(.*?)</table>', body, re.S)
+        check(side, "no side-by-side statistics for two suites")
+        row = re.search(r"<tr><th>wall_s</th>(.*?)</tr>", side.group(1))
+        vals = [float(v) for v in re.findall(r'data-v="([^"]+)"', row.group(1))]
+        check(len(vals) == 2 and abs(vals[0] - sj["wall_s"]["median"]) < 1e-4 and
+              abs(vals[1] - sj2["wall_s"]["median"]) < 1e-4,
+              "wall medians %r against %r, %r" % (vals, sj["wall_s"]["median"],
+                                                  sj2["wall_s"]["median"]))
     finally:
         srv.stop()
 

@@ -3,7 +3,7 @@
 //   node serve_check.js CONFIG.json
 // CONFIG: { url, shots (screenshot directory), base_cmd, new_cmd (the
 // command lines of two runs), top_fn, top_self (what `stoke top` says of
-// base), leaf_grew (the function whose share grew from base to new),
+// base), top_caller (its caller), leaf_grew (the function whose share grew from base to new),
 // fail_max, pass_max (gate thresholds that fail and pass), launch_cmd }.
 // Prints one "ok ..." line per step; exits 1 with "FAIL: ..." otherwise.
 'use strict';
@@ -58,7 +58,17 @@ async function runId(page, cmd) {
       .filter((r) => r.style.display !== 'none').map((r) => r.cells[1].textContent.trim()));
     if (visible.length !== 1 || visible[0] !== cfg.base_cmd)
       fail(`the filter left ${JSON.stringify(visible)}`);
-    console.log('ok runs list (2 runs, filter)');
+    await page.$eval('#filter', (i) => { i.value = ''; i.dispatchEvent(new Event('input')); });
+    // Sort by samples, both ways: the rows follow the numbers.
+    const samplesTh = '#runs thead th:nth-child(3)';
+    const order = async () => page.$$eval('#runs tr.run', (rows) => rows.map((r) => Number(r.cells[2].dataset.v)));
+    await page.click(samplesTh);
+    const up = await order();
+    await page.click(samplesTh);
+    const down = await order();
+    if (!(up[0] <= up[1]) || !(down[0] >= down[1]) || up[0] !== down[1])
+      fail(`sorting by samples gave ${JSON.stringify(up)} then ${JSON.stringify(down)}`);
+    console.log('ok runs list (2 runs, filter, sort)');
 
     // 2. Click the base run: its top function and share are stoke top's.
     await Promise.all([
@@ -67,10 +77,13 @@ async function runId(page, cmd) {
         .find((r) => r.cells[1].textContent.trim() === c).querySelector('a').click(), cfg.base_cmd),
     ]);
     const top = await page.$eval('#top tbody tr', (r) => ({
-      fn: r.querySelector('.fn').textContent, self: r.querySelector('.self').textContent }));
+      fn: r.querySelector('.fn').textContent, self: r.querySelector('.self').textContent,
+      callers: r.cells[6].textContent }));
     if (top.fn !== cfg.top_fn || top.self !== cfg.top_self)
       fail(`run page top: ${top.fn} ${top.self}; stoke top: ${cfg.top_fn} ${cfg.top_self}`);
-    console.log(`ok run page top function ${top.fn} ${top.self} (as stoke top)`);
+    if (!top.callers.includes(cfg.top_caller))
+      fail(`the top function's callers "${top.callers}" lack ${cfg.top_caller}`);
+    console.log(`ok run page top function ${top.fn} ${top.self} (as stoke top), called by ${top.callers}`);
     // The flame graph and speedscope's timeline load.
     const flame = await page.$eval('#flame', (o) => o.getAttribute('data'));
     const fr = await page.evaluate(async (u) => {

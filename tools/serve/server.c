@@ -1093,6 +1093,40 @@ static bool parse_pct(const char *s, double def, double *ret)
 	return !errno && !*end && *ret >= 0 && *ret <= 100;
 }
 
+/* Two suites compared: their statistics across repetitions side by side
+ * (medians, and the change). Nothing when either is a single run. */
+static void suites_side_by_side(const struct server *s, FILE *f, const char *a_id,
+				const char *b_id)
+{
+	static const char *const keys[] = { "wall_s", "cpu_s", "samples", NULL };
+	const char *ra, *rb, *la, *lb;
+	json_object *ja, *jb;
+
+	if (!parse_id(s, a_id, &ra, &la) || !parse_id(s, b_id, &rb, &lb))
+		return;
+	ja = read_json(ra, la, "suite.json");
+	jb = read_json(rb, lb, "suite.json");
+	if (ja && jb) {
+		fputs("<h2>Suites</h2>\n<table id=\"suite-compare\"><thead><tr><th>median</th>"
+		      "<th>base</th><th>new</th><th>change</th></tr></thead><tbody>\n",
+		      f);
+		for (size_t i = 0; keys[i]; i++) {
+			double x = jnum(ja, keys[i], "median"), y = jnum(jb, keys[i], "median");
+
+			fprintf(f, "<tr><th>%s</th>", keys[i]);
+			num_cell(f, x, -1);
+			num_cell(f, y, -1);
+			if (x > 0 && y >= 0)
+				fprintf(f, "<td class=\"n\">%+.1f%%</td></tr>\n", 100.0 * (y - x) / x);
+			else
+				fputs("<td class=\"n\">-</td></tr>\n", f);
+		}
+		fputs("</tbody></table>\n", f);
+	}
+	json_object_put(ja);
+	json_object_put(jb);
+}
+
 static enum MHD_Result page_compare(struct server *s, struct MHD_Connection *c, const char *a_id,
 				    const char *b_id, const char *max_s)
 {
@@ -1153,6 +1187,7 @@ static enum MHD_Result page_compare(struct server *s, struct MHD_Connection *c, 
 	}
 	if (bad)
 		fputs("</ul>\n", f);
+	suites_side_by_side(s, f, a_id, b_id);
 	fputs("<h2>By function</h2>\n<table id=\"diff\"><thead><tr><th>function</th><th>self base</th>"
 	      "<th>self new</th><th>&Delta;self</th><th>total base</th><th>total new</th>"
 	      "<th>&Delta;total</th></tr></thead><tbody>\n",

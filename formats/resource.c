@@ -17,6 +17,36 @@ int stoke_rseries_add(struct stoke_rseries *s, const struct stoke_rpoint *pt)
 	return 0;
 }
 
+int stoke_rseries_clip(const struct stoke_rseries *s, uint64_t wall_from, uint64_t wall_to,
+		       struct stoke_rseries *ret)
+{
+	size_t skipped = 0;
+
+	*ret = (struct stoke_rseries){ .interval_ns = s->interval_ns,
+				       .mono_start_ns = s->mono_start_ns,
+				       .wall_start_ns = s->wall_start_ns };
+	for (size_t i = 0; i < s->n; i++) {
+		uint64_t wall = s->wall_start_ns + (s->points[i].t_ns - s->mono_start_ns);
+
+		if (wall + 1000000 < wall_from || (wall_to && wall > wall_to + 1000000)) {
+			skipped++;
+			continue;
+		}
+		if (stoke_rseries_add(ret, &s->points[i]) < 0) {
+			stoke_rseries_free(ret);
+			return -ENOMEM;
+		}
+		if (ret->n > 1)
+			ret->cpu_ns += (uint64_t)(s->points[i].cpu *
+						  (double)(s->points[i].t_ns - s->points[i - 1].t_ns));
+	}
+	/* Nothing left out: the sampler's own sum, not one rebuilt from the
+	 * points. */
+	if (!skipped)
+		ret->cpu_ns = s->cpu_ns;
+	return 0;
+}
+
 void stoke_rseries_free(struct stoke_rseries *s)
 {
 	free(s->points);

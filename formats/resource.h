@@ -35,6 +35,14 @@ struct stoke_rsummary {
 	size_t points;
 };
 
+/* The points of s whose wall-clock time is within [wall_from, wall_to]
+ * (1 ms of slack at each end: point times are rounded to whole ms), into
+ * *ret (freed with stoke_rseries_free). cpu_ns is what the kept points
+ * saw after the first of them. A profile written after a rotation
+ * (stoked's continuous mode) gets its own part of the session's series.
+ * Returns 0 or -ENOMEM. */
+int stoke_rseries_clip(const struct stoke_rseries *s, uint64_t wall_from, uint64_t wall_to,
+		       struct stoke_rseries *ret);
 /* Append a point (the series grows as needed). Returns 0 or -ENOMEM. */
 int stoke_rseries_add(struct stoke_rseries *s, const struct stoke_rpoint *pt);
 void stoke_rseries_free(struct stoke_rseries *s);

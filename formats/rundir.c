@@ -382,6 +382,8 @@ int stoke_rundir_write(const struct stoke_profile *p, const struct stoke_run_inf
 	char base[256], tmp[PATH_MAX];
 	unsigned written = 0, all = 0;
 	struct stoke_output_opts with_res;
+	struct stoke_run_info clipped_info;
+	struct stoke_rseries clipped = { 0 };
 	int dirfd, r;
 
 	if (!p)
@@ -399,11 +401,17 @@ int stoke_rundir_write(const struct stoke_profile *p, const struct stoke_run_inf
 		all |= 1u << f;
 	/* The HTML report shows the resource timeline too. */
 	if (info && info->resources) {
+		/* The part of the timeline this profile covers (after a
+		 * rotation, the session's series is longer). */
+		r = stoke_rseries_clip(info->resources, m->start_ns, m->end_ns, &clipped);
+		clipped_info = *info;
+		clipped_info.resources = &clipped;
+		info = &clipped_info;
 		if (opts)
 			with_res = *opts;
 		else
 			stoke_output_opts_init(&with_res);
-		with_res.resources = info->resources;
+		with_res.resources = &clipped;
 		opts = &with_res;
 	}
 	for (int f = 0; f < STOKE_FORMAT_COUNT && r >= 0; f++) {
@@ -423,5 +431,6 @@ int stoke_rundir_write(const struct stoke_profile *p, const struct stoke_run_inf
 	if (r < 0)
 		remove_tmpdir(parent_dirfd, tmp, dirfd, all);
 	close(dirfd);
+	stoke_rseries_free(&clipped);
 	return r;
 }

@@ -285,6 +285,36 @@ START_TEST(runjson_resources)
 }
 END_TEST
 
+/* A rotated profile gets its own part of the session's timeline. */
+START_TEST(resources_clip)
+{
+	struct stoke_rseries rs = { .interval_ns = 100000000, .mono_start_ns = 1000000000,
+				    .wall_start_ns = 1700000000000000000ULL, .cpu_ns = 123 };
+	struct stoke_rseries c;
+
+	for (int i = 0; i < 5; i++) {
+		struct stoke_rpoint pt = { .t_ns = 1000000000 + (uint64_t)i * 100000000,
+					   .rss = (uint64_t)i << 20, .cpu = i * 0.25 };
+
+		ck_assert_int_eq(stoke_rseries_add(&rs, &pt), 0);
+	}
+	ck_assert_int_eq(stoke_rseries_clip(&rs, rs.wall_start_ns + 150000000,
+					    rs.wall_start_ns + 350000000, &c), 0);
+	ck_assert_uint_eq(c.n, 2);
+	ck_assert_uint_eq(c.points[0].rss, 2u << 20);
+	ck_assert_uint_eq(c.points[1].rss, 3u << 20);
+	ck_assert_uint_eq(c.cpu_ns, 75000000); /* 0.75 of a core for 0.1 s */
+	stoke_rseries_free(&c);
+	/* the whole window: everything, and the sampler's own CPU sum */
+	ck_assert_int_eq(stoke_rseries_clip(&rs, rs.wall_start_ns, rs.wall_start_ns + 400000000, &c),
+			 0);
+	ck_assert_uint_eq(c.n, 5);
+	ck_assert_uint_eq(c.cpu_ns, 123);
+	stoke_rseries_free(&c);
+	stoke_rseries_free(&rs);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("tree");
@@ -299,6 +329,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, html_escaped);
 	tcase_add_test(tc, html_resources);
 	tcase_add_test(tc, runjson_resources);
+	tcase_add_test(tc, resources_clip);
 	suite_add_tcase(s, tc);
 	return s;
 }

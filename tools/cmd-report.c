@@ -134,7 +134,8 @@ static int resources_from_json(struct json_object *res, struct stoke_rseries *rs
 		    !(json_object_is_type(c, json_type_double) || json_object_is_type(c, json_type_int)))
 			return -EINVAL;
 		ts = json_object_get_double(a);
-		if (!(ts >= 0 && ts < 1e9) || json_object_get_int64(b) < 0)
+		/* (a rotated profile's first point may be 1 ms before it) */
+		if (!(ts >= -1 && ts < 1e9) || json_object_get_int64(b) < 0)
 			return -EINVAL;
 		pt.t_ns = (uint64_t)(clock_ns + (int64_t)llround(ts * 1000) * 1000000);
 		pt.rss = (uint64_t)json_object_get_int64(b);

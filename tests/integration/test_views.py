@@ -216,7 +216,9 @@ def test_resource_step(tmp):
           (step, t0, t1))
     check(all(v < half for v in s["rss_bytes"][:first]), "RSS high before the step")
     gaps = [b - a for a, b in zip(s["t_s"], s["t_s"][1:])]
-    check(gaps and min(gaps) > 0.05 and sorted(gaps)[len(gaps) // 2] < 0.15,
+    # On cadence: a late reading (a busy machine) is followed by an early
+    # one, so the median gap is the interval.
+    check(gaps and min(gaps) > 0 and 0.08 <= sorted(gaps)[len(gaps) // 2] <= 0.15,
           "readings not every 100 ms: %r" % gaps)
     check(r["points"] >= 20, "only %d points in 3 s" % r["points"])
     seen = r["cpu_ns"] / 1e9

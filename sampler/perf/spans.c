@@ -271,16 +271,15 @@ int stoke_perf_spans_add_file(struct stoke_perf_spans *sp, const char *path)
 	r = stoke_usdt_read_file(path, &probes, &n);
 	if (r < 0)
 		return 0; /* not an ELF we read: no probes */
-	for (size_t i = 0; i < n; i++) {
-		bool begin;
+	/* Ends first, then begins: the kernel raises a probe's semaphore with
+	 * its first event, so a program that sees the begin semaphore up
+	 * (stoke_span.traced()) finds every end probe enabled already. */
+	for (size_t k = 0; k < 2 * n; k++) {
+		size_t i = k % n;
+		bool begin = k >= n;
 
-		if (strcmp(probes[i].provider, "stoke"))
-			continue;
-		if (!strcmp(probes[i].name, "span_begin"))
-			begin = true;
-		else if (!strcmp(probes[i].name, "span_end"))
-			begin = false;
-		else
+		if (strcmp(probes[i].provider, "stoke") ||
+		    strcmp(probes[i].name, begin ? "span_begin" : "span_end"))
 			continue;
 		if (sp->pmu_type < 0) {
 			if (!sp->warned)

@@ -290,6 +290,23 @@ def test_resource_summaries(tmp):
     check(p.returncode == 0 and "resources:" not in p.stdout, "a pprof file has no timeline")
 
 
+def test_resource_children(tmp):
+    """The processes a target forks are followed too: two rss-step children
+    of a shell touching 40 MB each make a peak of at least 80 MB."""
+    require_perf(tmp)
+    step = fixture("rss-step")
+    script = "%s 3 40 %s/a & %s 3 40 %s/b; wait" % (step, tmp, step, tmp)
+    p = run_stoke(["record", "-q", "--output-dir", tmp, "--name", "kids", "--", "sh", "-c",
+                   script], timeout=120)
+    check(p.returncode == 0, "record failed: %s" % p.stderr)
+    rundir = os.path.join(tmp, [d for d in os.listdir(tmp) if d.endswith("_kids")][0])
+    _, r = resources_of(rundir)
+    check(r["peak_rss_bytes"] >= 0.95 * 80 * 2**20,
+          "peak %.1f MB for two children of 40 MB" % (r["peak_rss_bytes"] / 2**20))
+    check(r["peak_rss_bytes"] <= 1.1 * 80 * 2**20 + 10 * 2**20, "peak %.1f MB" %
+          (r["peak_rss_bytes"] / 2**20))
+
+
 TESTS = {
     "tree_matches_top": test_tree_matches_top,
     "html_report": test_html_report,
@@ -297,6 +314,7 @@ TESTS = {
     "resource_step": test_resource_step,
     "resource_target_exits": test_resource_target_exits,
     "resource_summaries": test_resource_summaries,
+    "resource_children": test_resource_children,
 }
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@
 #include <sys/auxv.h>
 #include <unistd.h>
 
+#include "common/hashmap.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "symbolizer/addrspace.h"
@@ -140,8 +141,7 @@ struct proc {
 struct stoke_unwinder {
 	struct stoke_elfcache *elfs;
 	struct stoke_strpool *pool;
-	struct image **images; /* open addressing by key */
-	size_t nimages, nslots;
+	struct stoke_u64map images; /* module pointer -> struct image * */
 	struct proc procs[UNWIND_MAX_PROCS];
 	uint64_t procs_born;
 	/* vDSO */
@@ -339,52 +339,24 @@ static void image_load_module(struct stoke_unwinder *u, struct image *img,
 		log_debug("unwind: %s: no usable .eh_frame_hdr", stoke_module_path(mod));
 }
 
-static size_t image_slot(const struct stoke_unwinder *u, const void *key)
-{
-	size_t i = stoke_hash_u64((uintptr_t)key) & (u->nslots - 1);
-
-	while (u->images[i] && u->images[i]->key != key)
-		i = (i + 1) & (u->nslots - 1);
-	return i;
-}
-
-static int images_grow(struct stoke_unwinder *u)
-{
-	struct stoke_unwinder n = { .nslots = u->nslots * 2 };
-
-	n.images = calloc(n.nslots, sizeof(*n.images));
-	if (!n.images)
-		return -ENOMEM;
-	for (size_t i = 0; i < u->nslots; i++)
-		if (u->images[i])
-			n.images[image_slot(&n, u->images[i]->key)] = u->images[i];
-	free(u->images);
-	u->images = n.images;
-	u->nslots = n.nslots;
-	return 0;
-}
-
 /* The image of mod, parsed on first use; NULL only on ENOMEM. A module
  * that cannot be read gets an image with ok == false. */
 static struct image *image_get(struct stoke_unwinder *u, struct stoke_module *mod)
 {
-	size_t i = image_slot(u, mod);
-	struct image *img;
+	struct image *img = (struct image *)(uintptr_t)stoke_u64map_get(&u->images,
+									 (uintptr_t)mod);
 
-	if (u->images[i])
-		return u->images[i];
-	if ((u->nimages + 1) * 2 > u->nslots) {
-		if (images_grow(u) < 0)
-			return NULL;
-		i = image_slot(u, mod);
-	}
+	if (img)
+		return img;
+	if (stoke_u64map_reserve(&u->images, 1) < 0)
+		return NULL;
 	img = calloc(1, sizeof(*img));
 	if (!img)
 		return NULL;
 	img->key = mod;
 	image_load_module(u, img, mod);
-	u->images[i] = img;
-	u->nimages++;
+	/* Cannot fail: the key is new and room was reserved. */
+	stoke_u64map_add(&u->images, (uintptr_t)mod, (uintptr_t)img);
 	return img;
 }
 
@@ -759,30 +731,24 @@ int stoke_unwinder_new(struct stoke_elfcache *elfs, struct stoke_strpool *pool,
 		return -ENOMEM;
 	u->elfs = elfs;
 	u->pool = pool;
-	u->nslots = 64;
-	u->images = calloc(u->nslots, sizeof(*u->images));
-	if (!u->images) {
-		free(u);
-		return -ENOMEM;
-	}
 	*ret = u;
 	return 0;
 }
 
 void stoke_unwinder_free(struct stoke_unwinder *u)
 {
+	uint64_t v;
+
 	if (!u)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(u->procs); i++)
 		if (u->procs[i].as)
 			unw_destroy_addr_space(u->procs[i].as);
-	for (size_t i = 0; i < u->nslots; i++) {
-		if (u->images[i]) {
-			image_clear(u->images[i]);
-			free(u->images[i]);
-		}
+	for (size_t pos = 0; stoke_u64map_next(&u->images, &pos, NULL, &v);) {
+		image_clear((struct image *)(uintptr_t)v);
+		free((struct image *)(uintptr_t)v);
 	}
-	free(u->images);
+	stoke_u64map_free(&u->images);
 	image_clear(&u->vdso);
 	free(u->vdso_copy);
 	free(u->vsyms);

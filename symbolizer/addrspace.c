@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hashmap.h"
 #include "common/util.h"
 
 /* Index of the first mapping whose end is above addr (n when none). */
@@ -99,8 +100,7 @@ const struct stoke_mapping *stoke_addrspace_find(const struct stoke_addrspace *a
 /* ---- pid table ---- */
 
 struct stoke_proctable {
-	struct stoke_addrspace **slots; /* power-of-two size, NULL: empty */
-	size_t nslots, count;
+	struct stoke_u64map procs; /* pid -> struct stoke_addrspace * */
 	struct stoke_addrspace *last; /* samples come in runs of one pid */
 };
 
@@ -110,78 +110,47 @@ int stoke_proctable_new(struct stoke_proctable **ret)
 
 	if (!t)
 		return -ENOMEM;
-	t->nslots = 64;
-	t->slots = calloc(t->nslots, sizeof(*t->slots));
-	if (!t->slots) {
-		free(t);
-		return -ENOMEM;
-	}
 	*ret = t;
 	return 0;
 }
 
 void stoke_proctable_free(struct stoke_proctable *t)
 {
+	uint64_t v;
+
 	if (!t)
 		return;
-	for (size_t i = 0; i < t->nslots; i++) {
-		if (t->slots[i]) {
-			free(t->slots[i]->maps);
-			free(t->slots[i]);
-		}
+	for (size_t pos = 0; stoke_u64map_next(&t->procs, &pos, NULL, &v);) {
+		struct stoke_addrspace *as = (struct stoke_addrspace *)(uintptr_t)v;
+
+		free(as->maps);
+		free(as);
 	}
-	free(t->slots);
+	stoke_u64map_free(&t->procs);
 	free(t);
-}
-
-static size_t slot_of(const struct stoke_proctable *t, uint32_t pid)
-{
-	size_t i = stoke_hash_u64(pid) & (t->nslots - 1);
-
-	while (t->slots[i] && t->slots[i]->pid != pid)
-		i = (i + 1) & (t->nslots - 1);
-	return i;
 }
 
 struct stoke_addrspace *stoke_proctable_find(struct stoke_proctable *t, uint32_t pid)
 {
 	if (t->last && t->last->pid == pid)
 		return t->last;
-	t->last = t->slots[slot_of(t, pid)];
+	t->last = (struct stoke_addrspace *)(uintptr_t)stoke_u64map_get(&t->procs, pid);
 	return t->last;
-}
-
-static int proctable_grow(struct stoke_proctable *t)
-{
-	struct stoke_proctable n = { .nslots = t->nslots * 2 };
-
-	n.slots = calloc(n.nslots, sizeof(*n.slots));
-	if (!n.slots)
-		return -ENOMEM;
-	for (size_t i = 0; i < t->nslots; i++)
-		if (t->slots[i])
-			n.slots[slot_of(&n, t->slots[i]->pid)] = t->slots[i];
-	free(t->slots);
-	t->slots = n.slots;
-	t->nslots = n.nslots;
-	return 0;
 }
 
 int stoke_proctable_get(struct stoke_proctable *t, uint32_t pid, struct stoke_addrspace **ret)
 {
 	struct stoke_addrspace *as = stoke_proctable_find(t, pid);
-	size_t i;
 
 	if (!as) {
-		if ((t->count + 1) * 2 > t->nslots && proctable_grow(t) < 0)
+		if (stoke_u64map_reserve(&t->procs, 1) < 0)
 			return -ENOMEM;
 		as = calloc(1, sizeof(*as));
 		if (!as)
 			return -ENOMEM;
 		as->pid = pid;
-		i = slot_of(t, pid);
-		t->slots[i] = as;
-		t->count++;
+		/* Cannot fail: the pid is new and room was reserved. */
+		stoke_u64map_add(&t->procs, pid, (uintptr_t)as);
 		t->last = as;
 	}
 	*ret = as;
@@ -190,5 +159,5 @@ int stoke_proctable_get(struct stoke_proctable *t, uint32_t pid, struct stoke_ad
 
 size_t stoke_proctable_count(const struct stoke_proctable *t)
 {
-	return t->count;
+	return t->procs.count;
 }

@@ -35,18 +35,21 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "symbolizer/demangle.h"
 #include "common/log.h"
 #include "symbolizer/srcline.h"
 #include "symbolizer/symtab.h"
+#include "common/hashmap.h"
 #include "common/util.h"
 #include "common/u64set.h"
 
@@ -115,9 +118,10 @@ struct stoke_elfcache {
 	/* Names and paths libdw hands out stay put while their Dwarf lives (as
 	 * long as the cache), so the interned (demangled, joined) form is
 	 * memoized by the pointers: per address, no demangling, joining or
-	 * string hashing is left. Open addressing, power-of-two size. */
+	 * string hashing is left. */
 	struct name_memo *memo;
-	size_t memo_slots, memo_count;
+	size_t memo_count, memo_cap;
+	struct stoke_hashmap memo_index; /* (key, key2) -> memo position + 1 */
 	struct stoke_u64set no_debuginfo; /* build-ids already reported */
 };
 
@@ -261,12 +265,74 @@ static void report_no_debuginfo(struct stoke_elfcache *c, Dwfl_Module *dm, const
 		return;
 	stoke_u64set_add(&c->no_debuginfo,
 			 stoke_hash_bytes(0xcbf29ce484222325ULL, bits, (size_t)n) | 1);
+	hex[0] = '\0';
 	for (int i = 0; i < n && i < 20; i++)
 		snprintf(hex + 2 * i, 3, "%02x", bits[i]);
 	log_warn("symbolizer: %s: debug info for build-id %s unavailable (not found locally, "
 		 "debuginfod %s did not provide it: timed out, unreachable or missing); "
 		 "named from its symbols, without file:line",
 		 modname, hex, urls);
+}
+
+/*
+ * Build-ids whose debug info was not found (locally nor from debuginfod),
+ * for the whole process and NEG_TTL_S: libdwfl may ask again for each lookup
+ * it makes of a module (its DWARF, its symbol table) and every session
+ * has its own caches, so a server that times out would cost its timeout
+ * on every stoked scrape (each is a session of its own). One lookup
+ * against a server that never answers costs its timeout times its tries:
+ * 11 s for a 1 s `stoke record` with DEBUGINFOD_TIMEOUT=3 and the default
+ * DEBUGINFOD_RETRY_LIMIT (2), 5 s with 0. Direct-mapped: a collision only forgets a failure. Only while
+ * debuginfod is configured (without it, a local lookup is cheap). Ten
+ * minutes, as libdebuginfod remembers a file the server does not have.
+ */
+#define NEG_SLOTS 256
+#define NEG_TTL_S 600.0
+static struct {
+	uint64_t key;
+	double at;
+} neg_cache[NEG_SLOTS];
+static pthread_mutex_t neg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static double neg_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The key of dm's build-id while debuginfod is configured, else 0. */
+static uint64_t neg_key(Dwfl_Module *dm)
+{
+	const char *urls = getenv("DEBUGINFOD_URLS");
+	const unsigned char *bits;
+	GElf_Addr vaddr;
+	int n;
+
+	if (!urls || !*urls)
+		return 0;
+	n = dwfl_module_build_id(dm, &bits, &vaddr);
+	return n > 0 ? stoke_hash_bytes(0xcbf29ce484222325ULL, bits, (size_t)n) | 1 : 0;
+}
+
+static bool neg_has(uint64_t key)
+{
+	bool r;
+
+	pthread_mutex_lock(&neg_lock);
+	r = neg_cache[key % NEG_SLOTS].key == key &&
+	    neg_now() - neg_cache[key % NEG_SLOTS].at < NEG_TTL_S;
+	pthread_mutex_unlock(&neg_lock);
+	return r;
+}
+
+static void neg_add(uint64_t key)
+{
+	pthread_mutex_lock(&neg_lock);
+	neg_cache[key % NEG_SLOTS].key = key;
+	neg_cache[key % NEG_SLOTS].at = neg_now();
+	pthread_mutex_unlock(&neg_lock);
 }
 
 /* libdwfl opens separate debuginfo by path (next to the main file, in its
@@ -278,15 +344,23 @@ static int find_debuginfo_as_requester(Dwfl_Module *dm, void **userdata, const c
 				       char **debuginfo_file_name)
 {
 	struct stoke_elfcache *c = *userdata;
+	uint64_t key = neg_key(dm);
 	struct creds_save save;
 	int fd;
 
+	if (key && neg_has(key)) {
+		if (c)
+			report_no_debuginfo(c, dm, modname);
+		return -1;
+	}
 	if (c && creds_enter(&c->creds, &save) < 0)
 		return -1;
 	fd = dwfl_standard_find_debuginfo(dm, userdata, modname, base, file_name, debuglink_file,
 					  debuglink_crc, debuginfo_file_name);
 	if (c)
 		creds_leave(&save);
+	if (fd < 0 && key)
+		neg_add(key);
 	if (fd < 0 && c)
 		report_no_debuginfo(c, dm, modname);
 	return fd;
@@ -360,6 +434,7 @@ void stoke_elfcache_free(struct stoke_elfcache *c)
 	free(c->buckets);
 	free(c->debuginfo_path);
 	free(c->memo);
+	stoke_hashmap_free(&c->memo_index);
 	stoke_u64set_clear(&c->no_debuginfo);
 	free(c);
 }
@@ -870,29 +945,9 @@ static const char *intern_path(struct stoke_elfcache *c, const char *dir, const 
 	return stoke_strpool_intern_n(c->pool, buf, (size_t)len);
 }
 
-static size_t memo_slot(const struct name_memo *memo, size_t nslots, const void *key,
-			const void *key2)
+static uint64_t memo_hash(const void *key, const void *key2)
 {
-	size_t i = stoke_hash_u64((uintptr_t)key ^ stoke_hash_u64((uintptr_t)key2)) & (nslots - 1);
-
-	while (memo[i].key && (memo[i].key != key || memo[i].key2 != key2))
-		i = (i + 1) & (nslots - 1);
-	return i;
-}
-
-static void memo_grow(struct stoke_elfcache *c)
-{
-	size_t n = c->memo_slots ? c->memo_slots * 2 : 4096;
-	struct name_memo *m = calloc(n, sizeof(*m));
-
-	if (!m)
-		return; /* memoizing is an optimization */
-	for (size_t i = 0; i < c->memo_slots; i++)
-		if (c->memo[i].key)
-			m[memo_slot(m, n, c->memo[i].key, c->memo[i].key2)] = c->memo[i];
-	free(c->memo);
-	c->memo = m;
-	c->memo_slots = n;
+	return stoke_hash_u64((uintptr_t)key ^ stoke_hash_u64((uintptr_t)key2));
 }
 
 /* A libdw function name (key2 NULL) or file (key2 its directory, or a
@@ -902,21 +957,20 @@ static const char *memo_intern(struct stoke_elfcache *c, const char *s, const ch
 {
 	static const char no_dir;
 	const void *key2 = is_path ? (dir ? (const void *)dir : &no_dir) : NULL;
+	uint64_t h = memo_hash(s, key2);
+	struct stoke_hashmap_iter it;
 	const char *v;
-	size_t i;
 
-	if ((c->memo_count + 1) * 2 > c->memo_slots)
-		memo_grow(c);
-	if (c->memo_slots) {
-		i = memo_slot(c->memo, c->memo_slots, s, key2);
-		if (c->memo[i].key)
-			return c->memo[i].interned;
-	}
+	for (uint32_t id = stoke_hashmap_first(&c->memo_index, h, &it); id;
+	     id = stoke_hashmap_next(&c->memo_index, &it))
+		if (c->memo[id - 1].key == s && c->memo[id - 1].key2 == key2)
+			return c->memo[id - 1].interned;
 	v = is_path ? intern_path(c, dir, s) : intern_function(c, s);
-	if (v && (c->memo_count + 1) * 2 <= c->memo_slots) {
-		i = memo_slot(c->memo, c->memo_slots, s, key2);
-		c->memo[i] = (struct name_memo){ .key = s, .key2 = key2, .interned = v };
-		c->memo_count++;
+	/* Memoizing is an optimization: without memory, v is just not kept. */
+	if (v && c->memo_count < UINT32_MAX && stoke_hashmap_reserve(&c->memo_index, 1) >= 0 &&
+	    STOKE_GROW(c->memo, c->memo_cap, c->memo_count + 1) >= 0) {
+		c->memo[c->memo_count++] = (struct name_memo){ .key = s, .key2 = key2, .interned = v };
+		stoke_hashmap_put(&c->memo_index, h, (uint32_t)c->memo_count);
 	}
 	return v;
 }

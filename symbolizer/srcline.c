@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hashmap.h"
 #include "common/util.h"
 
 #define NO_NODE UINT32_MAX
@@ -106,8 +107,7 @@ struct sl_build {
 
 struct stoke_srcline {
 	Dwfl_Module *mod;
-	struct sl_cu **slots; /* open addressing by offset, power of two */
-	size_t nslots, count;
+	struct stoke_u64map cus; /* CU DIE offset -> struct sl_cu * */
 	struct sl_build build;
 };
 
@@ -118,12 +118,6 @@ int stoke_srcline_new(Dwfl_Module *mod, struct stoke_srcline **ret)
 	if (!sl)
 		return -ENOMEM;
 	sl->mod = mod;
-	sl->nslots = 64;
-	sl->slots = calloc(sl->nslots, sizeof(*sl->slots));
-	if (!sl->slots) {
-		free(sl);
-		return -ENOMEM;
-	}
 	*ret = sl;
 	return 0;
 }
@@ -143,11 +137,13 @@ static void cu_free(struct sl_cu *cu)
 
 void stoke_srcline_free(struct stoke_srcline *sl)
 {
+	uint64_t v;
+
 	if (!sl)
 		return;
-	for (size_t i = 0; i < sl->nslots; i++)
-		cu_free(sl->slots[i]);
-	free(sl->slots);
+	for (size_t pos = 0; stoke_u64map_next(&sl->cus, &pos, NULL, &v);)
+		cu_free((struct sl_cu *)(uintptr_t)v);
+	stoke_u64map_free(&sl->cus);
 	free(sl->build.nodes);
 	free(sl->build.ranges);
 	free(sl->build.tmp);
@@ -156,7 +152,7 @@ void stoke_srcline_free(struct stoke_srcline *sl)
 
 size_t stoke_srcline_cus_indexed(const struct stoke_srcline *sl)
 {
-	return sl->count;
+	return sl->cus.count;
 }
 
 /* ---- building a CU's index ---- */
@@ -606,50 +602,21 @@ static int cu_build(struct sl_cu *cu, struct sl_build *b)
 	return cu_take_walk(cu, b);
 }
 
-static size_t cu_slot(const struct stoke_srcline *sl, Dwarf_Off off)
-{
-	size_t i = stoke_hash_u64(off) & (sl->nslots - 1);
-
-	while (sl->slots[i] && sl->slots[i]->off != off)
-		i = (i + 1) & (sl->nslots - 1);
-	return i;
-}
-
-static int grow_slots(struct stoke_srcline *sl)
-{
-	struct stoke_srcline n = { .nslots = sl->nslots * 2 };
-
-	n.slots = calloc(n.nslots, sizeof(*n.slots));
-	if (!n.slots)
-		return -ENOMEM;
-	for (size_t i = 0; i < sl->nslots; i++)
-		if (sl->slots[i])
-			n.slots[cu_slot(&n, sl->slots[i]->off)] = sl->slots[i];
-	free(sl->slots);
-	sl->slots = n.slots;
-	sl->nslots = n.nslots;
-	return 0;
-}
-
 /* The index of the CU cudie, built on first use. A CU whose walk ran out of
  * memory is not kept, so a later lookup retries. */
 static int get_cu(struct stoke_srcline *sl, Dwarf_Die *cudie, struct sl_cu **ret)
 {
 	Dwarf_Off off = dwarf_dieoffset(cudie);
-	size_t i = cu_slot(sl, off);
-	struct sl_cu *cu;
+	struct sl_cu *cu = (struct sl_cu *)(uintptr_t)stoke_u64map_get(&sl->cus, off);
 	int r;
 
-	if (sl->slots[i]) {
-		*ret = sl->slots[i];
+	if (cu) {
+		*ret = cu;
 		return 0;
 	}
-	if ((sl->count + 1) * 2 > sl->nslots) {
-		r = grow_slots(sl);
-		if (r < 0)
-			return r;
-		i = cu_slot(sl, off);
-	}
+	r = stoke_u64map_reserve(&sl->cus, 1);
+	if (r < 0)
+		return r;
 	cu = calloc(1, sizeof(*cu));
 	if (!cu)
 		return -ENOMEM;
@@ -665,8 +632,8 @@ static int get_cu(struct stoke_srcline *sl, Dwarf_Die *cudie, struct sl_cu **ret
 		cu_free(cu);
 		return r;
 	}
-	sl->slots[i] = cu;
-	sl->count++;
+	/* Cannot fail: the offset is new and room was reserved. */
+	stoke_u64map_add(&sl->cus, off, (uintptr_t)cu);
 	*ret = cu;
 	return 0;
 }

@@ -47,6 +47,7 @@
 
 #include "symbolizer/addrspace.h"
 #include "symbolizer/elfcache.h"
+#include "common/hashmap.h"
 #include "common/log.h"
 #include "symbolizer/perfmap.h"
 #include "stack/stack.h"
@@ -54,8 +55,9 @@
 #include "common/util.h"
 
 #define KERNEL_MODULE "[kernel.kallsyms]"
-/* Enough for ~10^6 unique addresses; an entry is 40 bytes. */
-#define RESULT_CACHE_MAX_SLOTS (1u << 22)
+/* The most addresses the result cache keeps (then results are no longer
+ * kept): what its former 2^22-slot table held at 3/4 full. */
+#define RESULT_CACHE_MAX (3u << 20)
 
 /* Frames kept per address: the inline chain plus the physical function. */
 #define MAX_ADDR_FRAMES STOKE_MODULE_MAX_FRAMES
@@ -120,8 +122,9 @@ struct stoke_symbolizer {
 	char kernel_key; /* its address is the kernel's module key */
 	const char *kernel_module;
 	const char *vdso_module;
-	struct result *results; /* NULL mod: empty slot */
-	size_t nresults, nslots;
+	struct result *results; /* the result cache, in the order added */
+	size_t nresults, results_cap;
+	struct stoke_hashmap result_index; /* (mod, addr) -> position + 1 */
 	struct stoke_symbolizer_stats stats;
 	struct stoke_unwinder *unwinder; /* DWARF mode; created on first use */
 	struct stoke_module *last_elf; /* stoke_symbolizer_elf_frames' last file */
@@ -177,9 +180,7 @@ int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
 	r = -ENOMEM;
 	s->kernel_module = stoke_strpool_intern(s->pool, KERNEL_MODULE);
 	s->vdso_module = stoke_strpool_intern(s->pool, "[vdso]");
-	s->nslots = 1024;
-	s->results = calloc(s->nslots, sizeof(*s->results));
-	if (!s->kernel_module || !s->vdso_module || !s->results)
+	if (!s->kernel_module || !s->vdso_module)
 		goto fail;
 	*ret = s;
 	return 0;
@@ -193,6 +194,7 @@ void stoke_symbolizer_free(struct stoke_symbolizer *s)
 	if (!s)
 		return;
 	free(s->results);
+	stoke_hashmap_free(&s->result_index);
 	free(s->locs);
 	free(s->walk);
 	while (s->inl_chunks) {
@@ -298,42 +300,22 @@ int stoke_symbolizer_record(struct stoke_symbolizer *s, const struct stoke_recor
 
 /* ---- result cache ---- */
 
-static size_t result_slot(const struct stoke_symbolizer *s, const void *mod, uint64_t addr)
+static uint64_t result_hash(const void *mod, uint64_t addr)
 {
-	size_t i = stoke_hash_u64(addr ^ stoke_hash_u64((uintptr_t)mod)) & (s->nslots - 1);
-
-	while (s->results[i].mod && (s->results[i].mod != mod || s->results[i].addr != addr))
-		i = (i + 1) & (s->nslots - 1);
-	return i;
+	return stoke_hash_u64(addr ^ stoke_hash_u64((uintptr_t)mod));
 }
 
 static const struct result *result_find(struct stoke_symbolizer *s, const void *mod, uint64_t addr)
 {
-	size_t i;
+	struct stoke_hashmap_iter it;
 
 	if (s->no_result_cache)
 		return NULL;
-	i = result_slot(s, mod, addr);
-
-	return s->results[i].mod ? &s->results[i] : NULL;
-}
-
-static void results_grow(struct stoke_symbolizer *s)
-{
-	struct stoke_symbolizer n = { .nslots = s->nslots * 2 };
-
-	if (n.nslots > RESULT_CACHE_MAX_SLOTS)
-		return;
-	n.results = calloc(n.nslots, sizeof(*n.results));
-	if (!n.results)
-		return; /* keep the old table; it stays usable */
-	for (size_t i = 0; i < s->nslots; i++)
-		if (s->results[i].mod)
-			n.results[result_slot(&n, s->results[i].mod, s->results[i].addr)] =
-				s->results[i];
-	free(s->results);
-	s->results = n.results;
-	s->nslots = n.nslots;
+	for (uint32_t id = stoke_hashmap_first(&s->result_index, result_hash(mod, addr), &it); id;
+	     id = stoke_hashmap_next(&s->result_index, &it))
+		if (s->results[id - 1].mod == mod && s->results[id - 1].addr == addr)
+			return &s->results[id - 1];
+	return NULL;
 }
 
 /* A copy of an inline chain in the arena, or NULL on ENOMEM. */
@@ -363,22 +345,19 @@ static const struct stoke_module_frame *inl_store(struct stoke_symbolizer *s,
 static void result_add(struct stoke_symbolizer *s, const struct result *res)
 {
 	struct result copy = *res;
-	size_t i;
 
-	if (s->no_result_cache)
-		return;
-	if ((s->nresults + 1) * 2 > s->nslots)
-		results_grow(s);
-	if ((s->nresults + 1) * 4 > s->nslots * 3)
+	if (s->no_result_cache || s->nresults >= RESULT_CACHE_MAX ||
+	    stoke_hashmap_reserve(&s->result_index, 1) < 0 ||
+	    STOKE_GROW(s->results, s->results_cap, s->nresults + 1) < 0)
 		return;
 	if (copy.ninl) {
 		copy.inl = inl_store(s, copy.inl, copy.ninl);
 		if (!copy.inl)
 			return;
 	}
-	i = result_slot(s, copy.mod, copy.addr);
-	s->results[i] = copy;
-	s->nresults++;
+	s->results[s->nresults++] = copy;
+	stoke_hashmap_put(&s->result_index, result_hash(copy.mod, copy.addr),
+			  (uint32_t)s->nresults);
 }
 
 /* ---- lookups ---- */

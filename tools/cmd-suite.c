@@ -196,6 +196,8 @@ static int run_rep(const struct scenario *s, const char *dir, long k, struct rep
 		       : 0;
 }
 
+static int write_suite_spans(FILE *f, const struct rep *reps, size_t n);
+
 static int write_suite_json(const struct scenario *s, const char *dir, const struct rep *reps,
 			    size_t n)
 {
@@ -238,6 +240,12 @@ static int write_suite_json(const struct scenario *s, const char *dir, const str
 	for (size_t i = 0; i < n; i++)
 		v[i] = reps[i].cpu_util;
 	json_stats(f, "cpu_utilization", v, n);
+	r = write_suite_spans(f, reps, n);
+	if (r < 0) {
+		free(v);
+		stoke_atomic_abort(&af);
+		return r;
+	}
 	fputs("  \"repetitions\": [\n", f);
 	for (size_t i = 0; i < n; i++) {
 		fprintf(f, "    {\"index\": %zu, \"path\": ", i + 1);
@@ -256,6 +264,119 @@ static int write_suite_json(const struct scenario *s, const char *dir, const str
 	fputs("  ],\n  \"merged\": \"merged.pb.gz\"\n}\n", f);
 	free(v);
 	return stoke_atomic_commit(&af);
+}
+
+/* ---- spans ---- */
+
+struct span_agg {
+	char *name;
+	double *mean, *total; /* per repetition that has the span */
+	size_t n;
+	unsigned long long count;
+};
+
+static void stats_obj(FILE *f, const char *key, const double *v, size_t n)
+{
+	struct stats st;
+
+	stats_of(v, n, &st);
+	fprintf(f, "\"%s\": {\"min\": %.0f, \"median\": %.0f, \"mean\": %.0f, "
+		   "\"stddev\": %.0f, \"p95\": %.0f}",
+		key, st.min, st.median, st.mean, st.stddev, st.p95);
+}
+
+/* One repetition's run.json "spans" into the aggregates. */
+static int spans_of_rep(const char *rundir, size_t nreps, struct span_agg **aggs, size_t *naggs)
+{
+	_cleanup_free_ char *path = NULL, *buf = NULL;
+	struct json_object *root, *spans;
+	int r = 0;
+
+	if (asprintf(&path, "%s/run.json", rundir) < 0)
+		return -ENOMEM;
+	if (stoke_read_file(path, &buf, SUITE_MAX_FILE * 64) < 0)
+		return 0;
+	root = json_tokener_parse(buf);
+	if (!root)
+		return 0;
+	if (!json_object_object_get_ex(root, "spans", &spans) ||
+	    !json_object_is_type(spans, json_type_array))
+		goto out;
+	for (size_t i = 0; r == 0 && i < json_object_array_length(spans); i++) {
+		struct json_object *e = json_object_array_get_idx(spans, i), *nm, *cnt, *mean, *tot;
+		struct span_agg *g = NULL;
+		const char *name;
+
+		if (!json_object_object_get_ex(e, "name", &nm) ||
+		    !json_object_object_get_ex(e, "count", &cnt) ||
+		    !json_object_object_get_ex(e, "mean_ns", &mean) ||
+		    !json_object_object_get_ex(e, "total_ns", &tot) ||
+		    !json_object_is_type(nm, json_type_string))
+			continue;
+		name = json_object_get_string(nm);
+		for (size_t j = 0; j < *naggs; j++)
+			if (!strcmp((*aggs)[j].name, name))
+				g = &(*aggs)[j];
+		if (!g) {
+			struct span_agg *na = realloc(*aggs, (*naggs + 1) * sizeof(**aggs));
+
+			if (!na) {
+				r = -ENOMEM;
+				break;
+			}
+			*aggs = na;
+			g = &na[(*naggs)++];
+			memset(g, 0, sizeof(*g));
+			g->name = strdup(name);
+			g->mean = calloc(nreps + 1, sizeof(double));
+			g->total = calloc(nreps + 1, sizeof(double));
+			if (!g->name || !g->mean || !g->total) {
+				r = -ENOMEM;
+				break;
+			}
+		}
+		if (g->n == nreps)
+			continue; /* a name twice in one run.json */
+		g->mean[g->n] = json_object_get_double(mean);
+		g->total[g->n++] = json_object_get_double(tot);
+		g->count += (unsigned long long)json_object_get_int64(cnt);
+	}
+out:
+	json_object_put(root);
+	return r;
+}
+
+/* "spans": each span name's count over every repetition and the spread of
+ * its per-repetition mean and total duration (ns); null without spans. */
+static int write_suite_spans(FILE *f, const struct rep *reps, size_t n)
+{
+	struct span_agg *aggs = NULL;
+	size_t naggs = 0;
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < n; i++)
+		if (reps[i].path)
+			r = spans_of_rep(reps[i].path, n, &aggs, &naggs);
+	fputs("  \"spans\": ", f);
+	if (!naggs)
+		fputs("null", f);
+	for (size_t j = 0; j < naggs; j++) {
+		fputs(j ? ",\n    {\"name\": " : "[\n    {\"name\": ", f);
+		stoke_json_string(f, aggs[j].name);
+		fprintf(f, ", \"repetitions\": %zu, \"count\": %llu, ", aggs[j].n, aggs[j].count);
+		stats_obj(f, "mean_ns", aggs[j].mean, aggs[j].n);
+		fputs(", ", f);
+		stats_obj(f, "total_ns", aggs[j].total, aggs[j].n);
+		fputs("}", f);
+	}
+	fputs(naggs ? "\n  ],\n" : ",\n", f);
+	for (size_t j = 0; j < naggs; j++) {
+		free(aggs[j].name);
+		free(aggs[j].mean);
+		free(aggs[j].total);
+	}
+	free(aggs);
+	return r;
 }
 
 /* Merge every repetition's stored profile into dir/merged.pb.gz. */

@@ -126,6 +126,28 @@ def test_diff_by_span(d):
     check(p.returncode == 0, "under the threshold, exit %d: %s" % (p.returncode, p.stderr))
 
 
+def test_suite(d):
+    """suite aggregates each span over its repetitions (suite.json)."""
+    uprobe_pmu()
+    reps, per = 3, 4
+    p = run_stoke(["suite", "-q", "--repeat", str(reps), "--output-dir", d, "--name", "sp",
+                   "--", fixture("spans"), str(per), "20", "10"])
+    check(p.returncode == 0, "suite exit %d: %s" % (p.returncode, p.stderr))
+    suite = json.load(open(os.path.join(d, "sp", "suite.json")))
+    check(suite["spans"] is not None, "suite.json has no spans")
+    spans = {s["name"]: s for s in suite["spans"]}
+    check(set(spans) == {"request", "compute", "wait"}, "span names: %r" % sorted(spans))
+    for name, s in spans.items():
+        print(name, s["count"], s["mean_ns"])
+        check(s["repetitions"] == reps and s["count"] == reps * per,
+              "%s: %d repetitions, count %d (want %d, %d)"
+              % (name, s["repetitions"], s["count"], reps, reps * per))
+        m = s["mean_ns"]
+        check(0 < m["min"] <= m["median"] <= m["p95"], "%s: mean_ns spread %r" % (name, m))
+        check(abs(s["total_ns"]["mean"] - per * m["mean"]) <= 0.01 * s["total_ns"]["mean"],
+              "%s: total and mean disagree" % name)
+
+
 def test_pprof_label(d):
     """The pprof has a "span" label on each sample taken in a span, the
     innermost one (read by go tool pprof, as users would)."""
@@ -260,6 +282,7 @@ def test_python_untraced(d):
 
 TESTS = {
     "pprof_label": test_pprof_label,
+    "suite": test_suite,
     "python": test_python,
     "python_untraced": test_python_untraced,
     "fixture": test_fixture,

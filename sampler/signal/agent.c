@@ -421,7 +421,12 @@ static uint64_t hash_line(const char *s, size_t n)
 }
 
 /* Whether the line was announced already; remembers it if not. Caller
- * holds g.lock. */
+ * holds g.lock.
+ * This small fixed table is the agent's own, not common/hashmap, on
+ * purpose: the agent is preloaded into the target and links nothing of
+ * stoke's (sampler/signal/meson.build), and announcing maps (after dlopen,
+ * in a forked child) must not grow memory through the target's malloc; a
+ * crowded table only means a line is announced again. */
 static bool seen_line(const char *s, size_t n)
 {
 	uint64_t h = hash_line(s, n);

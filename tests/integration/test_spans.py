@@ -11,10 +11,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stoketest import (Skip, check, fixture, parse_folded, run_stoke,  # noqa: E402
-                       run_tests)
+from stoketest import (Skip, check, fixture, kill, parse_folded, run_stoke,  # noqa: E402
+                       run_tests, spawn)
 
 
 def uprobe_pmu():
@@ -146,6 +147,31 @@ def test_suite(d):
         check(0 < m["min"] <= m["median"] <= m["p95"], "%s: mean_ns spread %r" % (name, m))
         check(abs(s["total_ns"]["mean"] - per * m["mean"]) <= 0.01 * s["total_ns"]["mean"],
               "%s: total and mean disagree" % name)
+
+
+def test_attach(d):
+    """stoke record -p (stoked's sessions attach the same way): the probes
+    of a running program are found through its maps and enabled."""
+    uprobe_pmu()
+    proc = spawn([fixture("spans"), "1000", "20", "10"])
+    try:
+        time.sleep(0.3)  # let it exec; spans before the attach are not expected
+        out = os.path.join(d, "att")
+        p = run_stoke(["record", "-q", "-p", str(proc.pid), "-d", "2", "--output-dir", out,
+                       "--name", "att"])
+        check(p.returncode == 0, "record -p exit %d: %s" % (p.returncode, p.stderr))
+        check(proc.poll() is None, "the target did not keep running")
+    finally:
+        kill(proc)
+    run = json.load(open(glob.glob(os.path.join(out, "*_att", "run.json"))[0]))
+    spans = by_name(run)
+    print({n: (s["count"], s["samples"]) for n, s in spans.items()})
+    # 2 s of ~30+ ms requests (more on a loaded machine): several of each.
+    for name in ("request", "compute", "wait"):
+        check(name in spans and spans[name]["count"] >= 3, "%s: %r" % (name, spans.get(name)))
+    check(spans["compute"]["parent"] == "request", "nesting: %r" % spans["compute"])
+    check(spans["compute"]["samples"] > 0.8 * run["samples"],
+          "compute holds %d of %d samples" % (spans["compute"]["samples"], run["samples"]))
 
 
 def test_pprof_label(d):
@@ -282,6 +308,7 @@ def test_python_untraced(d):
 
 TESTS = {
     "pprof_label": test_pprof_label,
+    "attach": test_attach,
     "suite": test_suite,
     "python": test_python,
     "python_untraced": test_python_untraced,

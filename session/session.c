@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/hashmap.h"
 #include "common/log.h"
 #include "session/driver.h"
 #include "session/resources.h"
@@ -86,16 +87,14 @@ struct stoke_session {
 	struct stoke_symbol frames[SESSION_MAX_FRAMES];
 	struct stoke_frame_loc locbuf[SESSION_MAX_FRAMES];
 
-	/* Raw stacks since the last settle (see the file comment). Hash
-	 * tables are open addressing over ids + 1 (0: empty slot). */
+	/* Raw stacks since the last settle (see the file comment), each
+	 * table indexed by common/hashmap over ids + 1. */
 	struct stoke_frame_loc *locs;
 	size_t nlocs, locs_cap;
-	uint32_t *loc_slots;
-	size_t loc_nslots;
+	struct stoke_hashmap loc_index;
 	struct raw_node *nodes;
 	size_t nnodes, nodes_cap;
-	uint32_t *node_slots;
-	size_t node_nslots;
+	struct stoke_hashmap node_index;
 	struct pending *pending;
 	size_t npending, pending_cap;
 	/* Settle scratch, indexed by location and node id. */
@@ -206,69 +205,29 @@ static bool loc_eq(const struct stoke_frame_loc *a, const struct stoke_frame_loc
 	       a->kind == b->kind && a->lookup == b->lookup;
 }
 
-/* Grow an id table to twice its size, rehashing with hash(id). */
-static int slots_grow(uint32_t **slots, size_t *nslots, size_t count,
-		      uint64_t (*hash)(const struct stoke_session *, uint32_t),
-		      const struct stoke_session *s)
-{
-	size_t n = *nslots ? *nslots * 2 : 4096;
-	uint32_t *t;
-
-	if ((count + 1) * 2 <= *nslots)
-		return 0;
-	t = calloc(n, sizeof(*t));
-	if (!t)
-		return -ENOMEM;
-	for (size_t i = 0; i < *nslots; i++) {
-		uint32_t id = (*slots)[i];
-		size_t j;
-
-		if (!id)
-			continue;
-		for (j = hash(s, id - 1) & (n - 1); t[j]; j = (j + 1) & (n - 1))
-			;
-		t[j] = id;
-	}
-	free(*slots);
-	*slots = t;
-	*nslots = n;
-	return 0;
-}
-
-static uint64_t loc_id_hash(const struct stoke_session *s, uint32_t id)
-{
-	return loc_hash(&s->locs[id]);
-}
-
 static uint64_t node_hash(uint32_t parent, uint32_t loc)
 {
 	return stoke_hash_u64(((uint64_t)parent << 32 | loc) ^ 0x9e3779b97f4a7c15ULL);
 }
 
-static uint64_t node_id_hash(const struct stoke_session *s, uint32_t id)
-{
-	return node_hash(s->nodes[id].parent, s->nodes[id].loc);
-}
-
 /* The id of loc in the location table, added when new. */
 static int loc_intern(struct stoke_session *s, const struct stoke_frame_loc *loc, uint32_t *ret)
 {
-	size_t i;
-	int r;
+	uint64_t h = loc_hash(loc);
+	struct stoke_hashmap_iter it;
+	uint32_t id;
 
-	r = slots_grow(&s->loc_slots, &s->loc_nslots, s->nlocs, loc_id_hash, s);
-	if (r < 0)
-		return r;
-	for (i = loc_hash(loc) & (s->loc_nslots - 1); s->loc_slots[i];
-	     i = (i + 1) & (s->loc_nslots - 1))
-		if (loc_eq(&s->locs[s->loc_slots[i] - 1], loc)) {
-			*ret = s->loc_slots[i] - 1;
+	for (id = stoke_hashmap_first(&s->loc_index, h, &it); id;
+	     id = stoke_hashmap_next(&s->loc_index, &it))
+		if (loc_eq(&s->locs[id - 1], loc)) {
+			*ret = id - 1;
 			return 0;
 		}
-	if (s->nlocs >= UINT32_MAX - 1 || STOKE_GROW(s->locs, s->locs_cap, s->nlocs + 1) < 0)
+	if (s->nlocs >= UINT32_MAX - 1 || stoke_hashmap_reserve(&s->loc_index, 1) < 0 ||
+	    STOKE_GROW(s->locs, s->locs_cap, s->nlocs + 1) < 0)
 		return -ENOMEM;
 	s->locs[s->nlocs] = *loc;
-	s->loc_slots[i] = (uint32_t)++s->nlocs;
+	stoke_hashmap_put(&s->loc_index, h, (uint32_t)++s->nlocs);
 	*ret = (uint32_t)(s->nlocs - 1);
 	return 0;
 }
@@ -276,25 +235,24 @@ static int loc_intern(struct stoke_session *s, const struct stoke_frame_loc *loc
 /* The child of parent for location loc, added when new. */
 static int node_intern(struct stoke_session *s, uint32_t parent, uint32_t loc, uint32_t *ret)
 {
-	size_t i;
-	int r;
+	uint64_t h = node_hash(parent, loc);
+	struct stoke_hashmap_iter it;
+	uint32_t id;
 
-	r = slots_grow(&s->node_slots, &s->node_nslots, s->nnodes, node_id_hash, s);
-	if (r < 0)
-		return r;
-	for (i = node_hash(parent, loc) & (s->node_nslots - 1); s->node_slots[i];
-	     i = (i + 1) & (s->node_nslots - 1)) {
-		const struct raw_node *n = &s->nodes[s->node_slots[i] - 1];
+	for (id = stoke_hashmap_first(&s->node_index, h, &it); id;
+	     id = stoke_hashmap_next(&s->node_index, &it)) {
+		const struct raw_node *n = &s->nodes[id - 1];
 
 		if (n->parent == parent && n->loc == loc) {
-			*ret = s->node_slots[i] - 1;
+			*ret = id - 1;
 			return 0;
 		}
 	}
-	if (s->nnodes >= UINT32_MAX - 1 || STOKE_GROW(s->nodes, s->nodes_cap, s->nnodes + 1) < 0)
+	if (s->nnodes >= UINT32_MAX - 1 || stoke_hashmap_reserve(&s->node_index, 1) < 0 ||
+	    STOKE_GROW(s->nodes, s->nodes_cap, s->nnodes + 1) < 0)
 		return -ENOMEM;
 	s->nodes[s->nnodes] = (struct raw_node){ parent, loc };
-	s->node_slots[i] = (uint32_t)++s->nnodes;
+	stoke_hashmap_put(&s->node_index, h, (uint32_t)++s->nnodes);
 	*ret = (uint32_t)(s->nnodes - 1);
 	return 0;
 }
@@ -470,10 +428,8 @@ static void raw_reset(struct stoke_session *s)
 	s->nnodes = 0;
 	s->npending = 0;
 	s->nsettle_fids = 0;
-	if (s->loc_slots)
-		memset(s->loc_slots, 0, s->loc_nslots * sizeof(*s->loc_slots));
-	if (s->node_slots)
-		memset(s->node_slots, 0, s->node_nslots * sizeof(*s->node_slots));
+	stoke_hashmap_reset(&s->loc_index);
+	stoke_hashmap_reset(&s->node_index);
 }
 
 /* Name the pending samples' stacks and add the samples to the profile.
@@ -636,9 +592,9 @@ void stoke_session_free(struct stoke_session *s)
 	stoke_profile_free(s->profile);
 	stoke_span_tracker_free(s->spans);
 	free(s->locs);
-	free(s->loc_slots);
+	stoke_hashmap_free(&s->loc_index);
 	free(s->nodes);
-	free(s->node_slots);
+	stoke_hashmap_free(&s->node_index);
 	free(s->pending);
 	free(s->settle_fids);
 	free(s->targets);

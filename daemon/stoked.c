@@ -475,14 +475,18 @@ int main(int argc, char **argv)
 		unsetenv("DEBUGINFOD_URLS");
 	if (getenv("DEBUGINFOD_URLS")) {
 		/* libdebuginfod caches under $HOME, which a service may not
-		 * have, and waits 90 s for a server by default: a dead server
-		 * would stall each module's symbolization that long. */
+		 * have, and waits 90 s for a server, three times, by default:
+		 * a server that does not answer would stall a module's
+		 * symbolization (and a scrape) 270 s. The symbolizer then
+		 * leaves the build-id alone for 10 minutes. */
 		if (!getenv("DEBUGINFOD_CACHE_PATH")) {
 			setenv("DEBUGINFOD_CACHE_PATH", DEFAULT_DEBUGINFOD_CACHE, 1);
 			(void)!stoke_mkdir_p(DEFAULT_DEBUGINFOD_CACHE);
 		}
 		if (!getenv("DEBUGINFOD_TIMEOUT"))
-			setenv("DEBUGINFOD_TIMEOUT", "10", 1);
+			setenv("DEBUGINFOD_TIMEOUT", "5", 1);
+		if (!getenv("DEBUGINFOD_RETRY_LIMIT"))
+			setenv("DEBUGINFOD_RETRY_LIMIT", "0", 1);
 	}
 	if (!d.opt.foreground) {
 		if (!d.opt.log)

@@ -32,7 +32,9 @@
 #pragma GCC diagnostic ignored "-Woverlength-strings"
 #include "bpfprof.skel.h"
 #pragma GCC diagnostic pop
+#include "common/hashmap.h"
 #include "common/log.h"
+#include "common/u64set.h"
 #include "sampler/maps.h"
 #include "sampler/perf/perf.h"
 #include "sampler/perf/record.h"
@@ -52,7 +54,7 @@ struct reason {
 	char *name;
 };
 
-/* A thread's name as last delivered (open addressing on tid; 0: empty). */
+/* A thread's name as last delivered (tid 0: a new entry, not named yet). */
 struct tname {
 	uint32_t tid, tgid;
 	char comm[BPFPROF_COMM_LEN];
@@ -76,9 +78,8 @@ struct stoke_bpf_sampler {
 	uint64_t last_drain;
 	uint64_t off_residual; /* off-CPU ns not yet a whole sample */
 
-	/* Processes whose mappings were delivered (open addressing; 0 empty). */
-	uint32_t *procs;
-	size_t procs_cap, nprocs;
+	/* Processes whose mappings were delivered. */
+	struct stoke_u64set procs;
 	/* Processes that mapped a file since: read again once the loader
 	 * is done (BPF_MMAP_SETTLE_NS), once however many mmaps it made. */
 	struct dirty {
@@ -86,8 +87,8 @@ struct stoke_bpf_sampler {
 		uint64_t when;
 	} *dirty;
 	size_t ndirty, dirty_cap;
-	struct tname *tnames;
-	size_t tnames_cap, ntnames;
+	struct stoke_u64map tnames; /* tid -> struct tname * */
+	size_t ntnames;
 
 	/* Scratch for a drain round. */
 	struct bpfprof_key *keys;
@@ -99,9 +100,9 @@ struct stoke_bpf_sampler {
 	size_t nreasons, reasons_cap;
 
 	/* DWARF off-CPU: each blocked thread's stack copy until it runs
-	 * again (open addressing on pid; NULL: empty). */
-	struct bpfprof_offstack **copies;
-	size_t copies_cap, ncopies;
+	 * again (pid -> struct bpfprof_offstack *). */
+	struct stoke_u64map copies;
+	size_t ncopies;
 	uint64_t copy_residual;
 
 	struct stoke_sampler_stats stats;
@@ -182,6 +183,8 @@ int stoke_bpf_new(const struct stoke_sampler_opts *opts, stoke_sampler_cb cb, vo
 
 void stoke_bpf_free(struct stoke_bpf_sampler *b)
 {
+	uint64_t v;
+
 	if (!b)
 		return;
 	for (size_t i = 0; i < b->nperf; i++) {
@@ -194,17 +197,19 @@ void stoke_bpf_free(struct stoke_bpf_sampler *b)
 	bpfprof__destroy(b->skel);
 	if (b->stats_fd >= 0)
 		close(b->stats_fd);
-	free(b->procs);
+	stoke_u64set_clear(&b->procs);
 	free(b->dirty);
-	free(b->tnames);
+	for (size_t pos = 0; stoke_u64map_next(&b->tnames, &pos, NULL, &v);)
+		free((struct tname *)(uintptr_t)v);
+	stoke_u64map_free(&b->tnames);
 	free(b->keys);
 	free(b->used_stacks);
 	for (size_t i = 0; i < b->nreasons; i++)
 		free(b->reasons[i].name);
 	free(b->reasons);
-	for (size_t i = 0; i < b->copies_cap; i++)
-		free(b->copies[i]);
-	free(b->copies);
+	for (size_t pos = 0; stoke_u64map_next(&b->copies, &pos, NULL, &v);)
+		free((struct bpfprof_offstack *)(uintptr_t)v);
+	stoke_u64map_free(&b->copies);
 	free(b);
 }
 
@@ -212,69 +217,27 @@ void stoke_bpf_free(struct stoke_bpf_sampler *b)
 
 static bool proc_known(struct stoke_bpf_sampler *b, uint32_t tgid, bool add)
 {
-	size_t i;
-
-	if (add && (b->nprocs + 1) * 2 > b->procs_cap) {
-		size_t cap = b->procs_cap ? b->procs_cap * 2 : 256;
-		uint32_t *n = calloc(cap, sizeof(*n));
-
-		if (!n)
-			return false;
-		for (size_t j = 0; j < b->procs_cap; j++) {
-			uint32_t v = b->procs[j];
-
-			if (!v)
-				continue;
-			for (i = (v * 2654435761u) & (cap - 1); n[i]; i = (i + 1) & (cap - 1))
-				;
-			n[i] = v;
-		}
-		free(b->procs);
-		b->procs = n;
-		b->procs_cap = cap;
-	}
-	if (!b->procs_cap)
-		return false;
-	for (i = (tgid * 2654435761u) & (b->procs_cap - 1); b->procs[i];
-	     i = (i + 1) & (b->procs_cap - 1))
-		if (b->procs[i] == tgid)
-			return true;
-	if (add) {
-		b->procs[i] = tgid;
-		b->nprocs++;
-	}
+	if (stoke_u64set_has(&b->procs, tgid))
+		return true;
+	if (add)
+		stoke_u64set_add(&b->procs, tgid); /* without memory: read again */
 	return false;
 }
 
-/* The slot of tid (found, or the empty one where it goes). */
+/* The name entry of tid, a new zeroed one (tid 0) when it has none; NULL
+ * without memory. */
 static struct tname *tname_slot(struct stoke_bpf_sampler *b, uint32_t tid)
 {
-	size_t i;
+	struct tname *t = (struct tname *)(uintptr_t)stoke_u64map_get(&b->tnames, tid);
 
-	if ((b->ntnames + 1) * 2 > b->tnames_cap) {
-		size_t cap = b->tnames_cap ? b->tnames_cap * 2 : 256;
-		struct tname *n = calloc(cap, sizeof(*n));
-
-		if (!n)
-			return NULL;
-		for (size_t j = 0; j < b->tnames_cap; j++) {
-			struct tname *t = &b->tnames[j];
-
-			if (!t->tid)
-				continue;
-			for (i = (t->tid * 2654435761u) & (cap - 1); n[i].tid; i = (i + 1) & (cap - 1))
-				;
-			n[i] = *t;
-		}
-		free(b->tnames);
-		b->tnames = n;
-		b->tnames_cap = cap;
+	if (t)
+		return t;
+	t = calloc(1, sizeof(*t));
+	if (t && stoke_u64map_add(&b->tnames, tid, (uintptr_t)t) < 0) {
+		free(t);
+		return NULL;
 	}
-	for (i = (tid * 2654435761u) & (b->tnames_cap - 1); b->tnames[i].tid;
-	     i = (i + 1) & (b->tnames_cap - 1))
-		if (b->tnames[i].tid == tid)
-			break;
-	return &b->tnames[i];
+	return t;
 }
 
 static int deliver_comm(struct stoke_bpf_sampler *b, uint32_t tgid, uint32_t tid, const char *comm,
@@ -361,51 +324,22 @@ static int learn_process(struct stoke_bpf_sampler *b, uint32_t tgid, bool exec, 
 
 static const char *reason_of(struct stoke_bpf_sampler *b, uint32_t state, int64_t syscall);
 
-/* The slot of pid's stack copy (found, or the empty one where it goes);
- * NULL without memory. */
-static struct bpfprof_offstack **copy_slot(struct stoke_bpf_sampler *b, uint32_t pid)
-{
-	size_t i;
-
-	if ((b->ncopies + 1) * 2 > b->copies_cap) {
-		size_t cap = b->copies_cap ? b->copies_cap * 2 : 64;
-		struct bpfprof_offstack **n = calloc(cap, sizeof(*n));
-
-		if (!n)
-			return NULL;
-		for (size_t j = 0; j < b->copies_cap; j++) {
-			struct bpfprof_offstack *c = b->copies[j];
-
-			if (!c)
-				continue;
-			for (i = (c->pid * 2654435761u) & (cap - 1); n[i]; i = (i + 1) & (cap - 1))
-				;
-			n[i] = c;
-		}
-		free(b->copies);
-		b->copies = n;
-		b->copies_cap = cap;
-	}
-	for (i = (pid * 2654435761u) & (b->copies_cap - 1); b->copies[i];
-	     i = (i + 1) & (b->copies_cap - 1))
-		if (b->copies[i]->pid == pid)
-			break;
-	return &b->copies[i];
-}
-
 static int keep_copy(struct stoke_bpf_sampler *b, const struct bpfprof_offstack *e)
 {
-	struct bpfprof_offstack **slot = copy_slot(b, e->pid);
+	struct bpfprof_offstack *c =
+		(struct bpfprof_offstack *)(uintptr_t)stoke_u64map_get(&b->copies, e->pid);
 
-	if (!slot)
-		return -ENOMEM;
-	if (!*slot) {
-		*slot = malloc(sizeof(**slot));
-		if (!*slot)
+	if (!c) {
+		c = malloc(sizeof(*c));
+		if (!c)
 			return -ENOMEM;
+		if (stoke_u64map_add(&b->copies, e->pid, (uintptr_t)c) < 0) {
+			free(c);
+			return -ENOMEM;
+		}
 		b->ncopies++;
 	}
-	memcpy(*slot, e, sizeof(*e));
+	memcpy(c, e, sizeof(*e));
 	return 0;
 }
 
@@ -414,15 +348,13 @@ static int keep_copy(struct stoke_bpf_sampler *b, const struct bpfprof_offstack 
  * which the pipeline unwinds as it does perf_event's. */
 static int deliver_copy(struct stoke_bpf_sampler *b, const struct bpfprof_offend *e)
 {
-	struct bpfprof_offstack **slot = copy_slot(b, e->pid), *c;
+	struct bpfprof_offstack *c =
+		(struct bpfprof_offstack *)(uintptr_t)stoke_u64map_get(&b->copies, e->pid);
 	uint64_t kips[BPFPROF_MAX_DEPTH], value, reps;
 	struct stoke_record rec = { .type = STOKE_REC_SAMPLE };
 	size_t n = 0;
 	int r;
 
-	if (!slot)
-		return -ENOMEM;
-	c = *slot;
 	if (!c || c->start != e->start || !e->ns)
 		return 0; /* no copy (lost), or too short to count */
 	b->stats.off_cpu_ns += e->ns;

@@ -897,6 +897,8 @@ static int write_output(struct recorder *rec)
 		return 0;
 	if (!a->output_dir) {
 		rec->out_open = false;
+		/* -f html shows the resource timeline too */
+		a->oopts.resources = stoke_session_resources(rec->session);
 		r = stoke_output_write_atomic(p, a->format, &a->oopts, &rec->out);
 		if (r < 0)
 			log_error("cannot write '%s': %s", a->output, stoke_atomic_strerror(r));

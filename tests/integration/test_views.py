@@ -143,7 +143,10 @@ def test_html_report(tmp):
     check(res["hit"]["flame_hits"] >= 1, "search did not mark the flamegraph")
     check(res["flame_boxes"] > 5 and res["zoom_info"].startswith("zoomed on ") and
           res["reset_info"] == "", "flamegraph: %r" % res)
-    check(res["timelines"] == 1, "timelines %r" % res["timelines"])
+    info = json.load(open(os.path.join(rundir, "run.json")))
+    sampled = [t for t in info["threads"] if t["samples"]]
+    check(res["timelines"] == min(64, len(sampled)) and res["timelines"] >= 1,
+          "%r timelines, %d threads with samples" % (res["timelines"], len(sampled)))
     check(res["resource_chart"] == 1, "no resource chart")
     check(res["img"] == 0 and res["scripts"] == 2, "elements %r" % res)
     out = os.path.join(tmp, "again.html")
@@ -151,6 +154,14 @@ def test_html_report(tmp):
     check(p.returncode == 0, p.stderr)
     check(open(out, "rb").read() == open(html, "rb").read(),
           "report -f html of the run directory differs from record's report.html")
+    # record -o x.html: the same report, with its resource timeline
+    out = os.path.join(tmp, "direct.html")
+    p = run_stoke(["record", "-q", "-o", out, "--", fixture("split"), "0.5", str(PCT_A)])
+    check(p.returncode == 0, p.stderr)
+    data = json.loads(re.search(r'id="stoke-data">(.*?)</script>',
+                                open(out, encoding="utf-8").read(), re.S).group(1))
+    check(data["resources"] and data["resources"]["peak_rss"] > 0, "record -o x.html: %r" %
+          data["resources"])
 
 
 def test_html_hostile_names(tmp):

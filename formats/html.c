@@ -98,15 +98,27 @@ static void make_axis(const struct stoke_profile *p, const struct stoke_rseries 
 	ax->span_s = (double)(ax->bin_ns * STOKE_HTML_BINS) / 1e9;
 }
 
-/* Each thread with samples: its weight per bin and the heaviest leaf. */
+static int cmp_thread_samples(const void *a, const void *b, void *ctx)
+{
+	const struct stoke_pthread *th = ctx;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	if (th[x].samples != th[y].samples)
+		return th[x].samples > th[y].samples ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+/* Each thread with samples (the heaviest STOKE_HTML_THREADS): its weight
+ * per bin and the heaviest leaf. */
 static int write_threads(const struct stoke_profile *p, const struct stoke_ctree *t,
 			 const uint32_t *name_map, const struct axis *ax, FILE *out)
 {
 	const struct stoke_pthread *th;
 	const struct stoke_psample *s;
 	struct binned *b;
-	size_t nth, n, at = 0;
-	bool first = true;
+	size_t nth, n, at = 0, nsampled = 0;
+	uint32_t *rank;
+	bool first = true, *keep;
 
 	th = stoke_profile_threads(p, &nth);
 	s = stoke_profile_samples(p, &n);
@@ -125,13 +137,32 @@ static int write_threads(const struct stoke_profile *p, const struct stoke_ctree
 		};
 	}
 	qsort(b, n, sizeof(*b), cmp_binned);
-	fputs("\"threads\": [", out);
+	/* The STOKE_HTML_THREADS threads with the most samples (a system-wide
+	 * profile may have thousands): heaviest first, ties in table order. */
+	keep = calloc(nth ? nth : 1, sizeof(*keep));
+	rank = calloc(nth ? nth : 1, sizeof(*rank));
+	if (!keep || !rank) {
+		free(keep);
+		free(rank);
+		free(b);
+		return -ENOMEM;
+	}
+	for (size_t ti = 0; ti < nth; ti++)
+		if (th[ti].samples)
+			rank[nsampled++] = (uint32_t)ti;
+	qsort_r(rank, nsampled, sizeof(*rank), cmp_thread_samples, (void *)th);
+	for (size_t k = 0; k < nsampled && k < STOKE_HTML_THREADS; k++)
+		keep[rank[k]] = true;
+	fprintf(out, "\"nthreads\": %zu, \"threads\": [", nsampled);
 	for (size_t ti = 0; ti < nth; ti++) {
 		uint64_t w[STOKE_HTML_BINS] = { 0 }, best[STOKE_HTML_BINS] = { 0 };
 		long top[STOKE_HTML_BINS];
 
-		if (!th[ti].samples)
+		if (!keep[ti]) {
+			while (at < n && b[at].thread == ti)
+				at++;
 			continue;
+		}
 		for (size_t k = 0; k < STOKE_HTML_BINS; k++)
 			top[k] = -1;
 		/* Runs of (bin, name): sum each run, keep the heaviest per bin. */
@@ -162,6 +193,8 @@ static int write_threads(const struct stoke_profile *p, const struct stoke_ctree
 		first = false;
 	}
 	fputs("],\n", out);
+	free(keep);
+	free(rank);
 	free(b);
 	return 0;
 }

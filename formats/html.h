@@ -15,6 +15,8 @@
 
 /* Bins of each thread's timeline. */
 #define STOKE_HTML_BINS 500
+/* Threads whose timelines the report holds at most (the heaviest). */
+#define STOKE_HTML_THREADS 256
 
 int stoke_html_write(const struct stoke_profile *p, const struct stoke_output_opts *opts,
 		     FILE *out);

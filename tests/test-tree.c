@@ -285,6 +285,37 @@ START_TEST(runjson_resources)
 }
 END_TEST
 
+/* A profile with many threads keeps the timelines of the heaviest only. */
+START_TEST(html_thread_cap)
+{
+	struct stoke_profile *p = NULL;
+	struct stoke_output_opts o;
+	uint32_t f, st;
+	size_t count = 0;
+	char *buf, *at;
+
+	ck_assert_int_eq(stoke_profile_new(&p), 0);
+	f = synth_frame(p, "work", NULL, 0, NULL, 0, STOKE_PFRAME_USER, false);
+	st = SYNTH_STACK(p, f);
+	for (uint32_t i = 0; i < STOKE_HTML_THREADS + 44; i++) {
+		ck_assert_int_eq(stoke_profile_thread(p, 1, 1000 + i, "t"), 0);
+		ck_assert_int_eq(stoke_profile_add_sample(p, 1000 + i, 1000 + i, st, 1 + i), 0);
+	}
+	stoke_output_opts_init(&o);
+	buf = render(p, STOKE_FORMAT_HTML, &o);
+	ck_assert_ptr_nonnull(strstr(buf, "\"nthreads\": 300,"));
+	for (at = buf; (at = strstr(at, "{\"pid\": 1, \"tid\": ")); at++)
+		count++;
+	ck_assert_uint_eq(count, STOKE_HTML_THREADS);
+	/* the 44 lightest are left out, the heaviest kept */
+	ck_assert_ptr_null(strstr(buf, "\"tid\": 1043,"));
+	ck_assert_ptr_nonnull(strstr(buf, "\"tid\": 1044,"));
+	ck_assert_ptr_nonnull(strstr(buf, "\"tid\": 1299,"));
+	free(buf);
+	stoke_profile_free(p);
+}
+END_TEST
+
 /* A rotated profile gets its own part of the session's timeline. */
 START_TEST(resources_clip)
 {
@@ -330,6 +361,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, html_resources);
 	tcase_add_test(tc, runjson_resources);
 	tcase_add_test(tc, resources_clip);
+	tcase_add_test(tc, html_thread_cap);
 	suite_add_tcase(s, tc);
 	return s;
 }

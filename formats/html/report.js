@@ -38,7 +38,7 @@
   document.title = 'stoke: ' + (D.cmd || 'profile');
   let sum = D.total + ' samples of ' + (D.event || '?');
   if (D.frequency) sum += ' at ' + D.frequency + ' Hz';
-  sum += ', ' + D.duration_s.toFixed(3) + ' s, ' + D.lost + ' lost, ' + D.threads.length + ' threads';
+  sum += ', ' + D.duration_s.toFixed(3) + ' s, ' + D.lost + ' lost, ' + D.nthreads + ' threads';
   if (D.resources) sum += '; peak RSS ' + mb(D.resources.peak_rss) + ', mean RSS ' + mb(D.resources.mean_rss) +
     ', CPU ' + (100 * D.resources.cpu_util).toFixed(0) + '% of a core (peak ' + (100 * D.resources.peak_cpu).toFixed(0) + '%)';
   $('summary').textContent = sum;
@@ -245,8 +245,9 @@
     });
     strips.push([c, th]);
   }
-  if (threads.length > maxThreads)
-    $('timelines').append(el('div', 'note', (threads.length - maxThreads) + ' more threads with fewer samples not shown'));
+  if (D.nthreads > Math.min(maxThreads, threads.length))
+    $('timelines').append(el('div', 'note', (D.nthreads - Math.min(maxThreads, threads.length)) +
+      ' more threads with fewer samples not shown'));
   function drawTimelines() {
     const binW = D.bin_s / span;
     const full = D.period_ns ? D.bin_s * 1e9 / D.period_ns : 0;

@@ -64,7 +64,6 @@ struct load_seg {
 };
 
 struct stoke_module {
-	struct stoke_module *next; /* hash chain */
 	uint64_t hash;
 	/* identity */
 	bool by_inode;
@@ -96,8 +95,9 @@ struct stoke_module {
 
 struct stoke_elfcache {
 	struct stoke_strpool *pool;
-	struct stoke_module **buckets;
-	size_t nbuckets;
+	struct stoke_module **mods; /* in the order first met */
+	size_t mods_cap;
+	struct stoke_hashmap mod_index; /* identity -> position in mods + 1 */
 	uint32_t count, failed;
 	/* Offline callbacks: the main file comes from our fd; separate
 	 * debuginfo is found by build-id (.build-id/xx/….debug under each
@@ -309,12 +309,6 @@ int stoke_elfcache_new(struct stoke_strpool *pool, struct stoke_elfcache **ret)
 		.section_address = dwfl_offline_section_address,
 		.debuginfo_path = &c->debuginfo_path,
 	};
-	c->nbuckets = 256;
-	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
-	if (!c->buckets) {
-		free(c);
-		return -ENOMEM;
-	}
 	*ret = c;
 	return 0;
 }
@@ -351,15 +345,10 @@ void stoke_elfcache_free(struct stoke_elfcache *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->nbuckets; i++) {
-		while (c->buckets[i]) {
-			struct stoke_module *next = c->buckets[i]->next;
-
-			module_free(c->buckets[i]);
-			c->buckets[i] = next;
-		}
-	}
-	free(c->buckets);
+	for (size_t i = 0; i < c->count; i++)
+		module_free(c->mods[i]);
+	free(c->mods);
+	stoke_hashmap_free(&c->mod_index);
 	free(c->debuginfo_path);
 	free(c->memo);
 	stoke_hashmap_free(&c->memo_index);
@@ -516,42 +505,22 @@ static void module_open(struct stoke_elfcache *c, struct stoke_module *mod,
 			  r < 0 ? strerror(-r) : "no candidate matches");
 }
 
-static int cache_grow(struct stoke_elfcache *c)
-{
-	size_t n = c->nbuckets * 2;
-	struct stoke_module **b = calloc(n, sizeof(*b));
-
-	if (!b)
-		return -ENOMEM;
-	for (size_t i = 0; i < c->nbuckets; i++) {
-		while (c->buckets[i]) {
-			struct stoke_module *mod = c->buckets[i];
-
-			c->buckets[i] = mod->next;
-			mod->next = b[mod->hash & (n - 1)];
-			b[mod->hash & (n - 1)] = mod;
-		}
-	}
-	free(c->buckets);
-	c->buckets = b;
-	c->nbuckets = n;
-	return 0;
-}
-
 int stoke_elfcache_get(struct stoke_elfcache *c, const struct stoke_mmap *m,
 		       struct stoke_module **ret)
 {
 	struct stoke_module key, *mod;
-	size_t b;
+	struct stoke_hashmap_iter it;
 
 	module_key(m, &key);
-	for (mod = c->buckets[key.hash & (c->nbuckets - 1)]; mod; mod = mod->next) {
-		if (module_match(mod, &key, m->filename)) {
-			*ret = mod;
+	for (uint32_t id = stoke_hashmap_first(&c->mod_index, key.hash, &it); id;
+	     id = stoke_hashmap_next(&c->mod_index, &it)) {
+		if (module_match(c->mods[id - 1], &key, m->filename)) {
+			*ret = c->mods[id - 1];
 			return 0;
 		}
 	}
-	if (c->count >= c->nbuckets && cache_grow(c) < 0)
+	if (c->count >= UINT32_MAX || stoke_hashmap_reserve(&c->mod_index, 1) < 0 ||
+	    STOKE_GROW(c->mods, c->mods_cap, c->count + 1) < 0)
 		return -ENOMEM;
 	mod = malloc(sizeof(*mod));
 	if (!mod)
@@ -572,10 +541,8 @@ int stoke_elfcache_get(struct stoke_elfcache *c, const struct stoke_mmap *m,
 	else
 		log_debug("symbolizer: %s: not opened (%d modules open)", mod->path,
 			  STOKE_ELFCACHE_MAX_OPEN);
-	b = mod->hash & (c->nbuckets - 1);
-	mod->next = c->buckets[b];
-	c->buckets[b] = mod;
-	c->count++;
+	c->mods[c->count++] = mod;
+	stoke_hashmap_put(&c->mod_index, mod->hash, (uint32_t)c->count);
 	*ret = mod;
 	return 0;
 }

@@ -7,6 +7,12 @@
  * file offset inside the image, NUL-terminated strings, and its argument
  * string parses or is refused cleanly; each parsed argument is evaluated
  * against a small stack copy, inside it or refused.
+ *
+ * Seed (corpus/usdt/probes-begin-end.elf, 1.4 KB): `int main(void) {
+ * STOKE_SPAN_BEGIN("s", "k=v"); STOKE_SPAN_END("s"); return 0; }` built with
+ * gcc -Os -static -nostdlib -nostartfiles -e main -fno-asynchronous-unwind-
+ * tables -Wl,-z,max-page-size=16 -Wl,-z,noseparate-code -Wl,--build-id=none,
+ * then strip --keep-section=.note.stapsdt --keep-section=.stapsdt.base.
  */
 #include <errno.h>
 #include <stdint.h>

@@ -53,6 +53,7 @@
 #include <errno.h>
 #include <gelf.h>
 #include <libunwind.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -722,11 +723,28 @@ static unw_accessors_t accessors = {
 
 /* ---- unwinder ---- */
 
+/* libunwind initializes its globals lazily, on the first address space or
+ * cursor, behind a flag it reads without a lock: two stoked sessions
+ * unwinding at once on their own threads race on it (TSan saw it). Creating
+ * one address space once, before any unwinder exists, does that work while a
+ * single thread runs it. */
+static pthread_once_t libunwind_once = PTHREAD_ONCE_INIT;
+
+static void libunwind_init(void)
+{
+	unw_addr_space_t as = unw_create_addr_space(&accessors, 0);
+
+	if (as)
+		unw_destroy_addr_space(as);
+}
+
 int stoke_unwinder_new(struct stoke_elfcache *elfs, struct stoke_strpool *pool,
 		       struct stoke_unwinder **ret)
 {
-	struct stoke_unwinder *u = calloc(1, sizeof(*u));
+	struct stoke_unwinder *u;
 
+	pthread_once(&libunwind_once, libunwind_init);
+	u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
 	u->elfs = elfs;

@@ -73,11 +73,12 @@ END_TEST
 
 START_TEST(test_relpath)
 {
-	static const char *const good[] = { ".", "a", "a/b", "2026-11-30T00-47-29_split",
-					    "suite/fast/fast-1", "a.b/..c/c..", NULL };
-	static const char *const bad[] = { "", "/", "/etc/passwd", "..", "../a", "a/..",
-					   "a/../b", "./a", "a/.", "a/./b", "a//b", "a/",
-					   "a\nb", "a\x7f", NULL };
+	static const char *const good[] = {
+		".",	       "a", "a/b", "2026-11-30T00-47-29_split", "suite/fast/fast-1",
+		"a.b/..c/c..", NULL};
+	static const char *const bad[] = {"",	  "/",	    "/etc/passwd", "..",    "../a",
+					  "a/..", "a/../b", "./a",	   "a/.",   "a/./b",
+					  "a//b", "a/",	    "a\nb",	   "a\x7f", NULL};
 
 	for (size_t i = 0; good[i]; i++)
 		ck_assert_msg(serve_relpath_ok(good[i]), "refused '%s'", good[i]);

@@ -39,14 +39,14 @@ static void usage(FILE *f)
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "port", required_argument, NULL, 'p' },
-		{ "bind", required_argument, NULL, 'b' },
-		{ "speedscope", required_argument, NULL, 's' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"port", required_argument, NULL, 'p'},
+		{"bind", required_argument, NULL, 'b'},
+		{"speedscope", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
-	static const char *const here[] = { "." };
-	struct serve_opts o = { .port = 8470 };
+	static const char *const here[] = {"."};
+	struct serve_opts o = {.port = 8470};
 	int c;
 
 	o.speedscope = getenv("STOKE_SPEEDSCOPE_DIR");

@@ -157,8 +157,8 @@ char *serve_url_encode(const char *s)
 	if (!out)
 		return NULL;
 	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-		if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
-		    strchr("-._~/", *c)) {
+		if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+		    (*c >= '0' && *c <= '9') || strchr("-._~/", *c)) {
 			*o++ = (char)*c;
 		} else {
 			*o++ = '%';

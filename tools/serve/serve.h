@@ -9,9 +9,9 @@
 struct serve_opts {
 	const char *const *dirs; /* served directories (new runs go to dirs[0]) */
 	size_t ndirs;
-	const char *addr;        /* IPv4 address to bind, default 127.0.0.1 */
-	unsigned port;           /* 0: any free port */
-	const char *speedscope;  /* speedscope's static build (index.html), or NULL */
+	const char *addr;	/* IPv4 address to bind, default 127.0.0.1 */
+	unsigned port;		/* 0: any free port */
+	const char *speedscope; /* speedscope's static build (index.html), or NULL */
 };
 
 /* Serve until SIGINT or SIGTERM. Prints the URL (with its token) on stdout

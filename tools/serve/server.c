@@ -46,18 +46,18 @@
 #include "tools/cli.h"
 #include "tools/serve/check.h"
 
-#define MAX_ENTRIES 5000      /* runs and suites listed */
-#define MAX_DEPTH 4           /* directory levels searched below a DIR */
-#define MAX_JSON (4 << 20)    /* run.json / suite.json read at most */
-#define MAX_POST (64 << 10)   /* a launch form */
-#define MAX_JOBS 64
-#define TOP_ROWS 50
-#define DIFF_ROWS 40
+#define MAX_ENTRIES   5000	 /* runs and suites listed */
+#define MAX_DEPTH     4		 /* directory levels searched below a DIR */
+#define MAX_JSON      (4 << 20)	 /* run.json / suite.json read at most */
+#define MAX_POST      (64 << 10) /* a launch form */
+#define MAX_JOBS      64
+#define TOP_ROWS      50
+#define DIFF_ROWS     40
 #define DOT_TIMEOUT_S 30
 
 struct entry {
-	char *id;       /* "N/rel": root index and path below it */
-	bool suite;     /* suite.json (a scenario of a suite), else run.json */
+	char *id;	/* "N/rel": root index and path below it */
+	bool suite;	/* suite.json (a scenario of a suite), else run.json */
 	json_object *j; /* parsed metadata */
 	time_t mtime;
 };
@@ -66,10 +66,10 @@ struct job {
 	pid_t pid;
 	bool done;
 	int status;
-	char *what;     /* the command shown */
-	char *log;      /* its stdout+stderr file */
+	char *what; /* the command shown */
+	char *log;  /* its stdout+stderr file */
 	time_t start, end;
-	char **before;  /* entry ids that existed at launch */
+	char **before; /* entry ids that existed at launch */
 	size_t nbefore;
 };
 
@@ -159,8 +159,7 @@ static void add_common_headers(struct MHD_Response *r)
 static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned code, const char *type,
 				char *buf, size_t len, const char *cookie)
 {
-	struct MHD_Response *r =
-		MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
 	enum MHD_Result ret;
 
 	if (!r) {
@@ -210,7 +209,8 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const
 
 static enum MHD_Result redirect(struct MHD_Connection *c, const char *to, const char *cookie)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	enum MHD_Result ret;
 
 	if (!r)
@@ -227,8 +227,7 @@ static enum MHD_Result redirect(struct MHD_Connection *c, const char *to, const 
 /* ---- files below the served directories ---- */
 
 /* Split an entry id "N/rel" into its root and rel; false when malformed. */
-static bool parse_id(const struct server *s, const char *id, const char **root,
-		     const char **rel)
+static bool parse_id(const struct server *s, const char *id, const char **root, const char **rel)
 {
 	char *end;
 	unsigned long n;
@@ -357,7 +356,6 @@ static void scan_dir(const struct server *s, size_t ri, const char *rel, int dep
 		     struct entry **es, size_t *n)
 {
 	const char *root = s->roots[ri];
-	_cleanup_free_ char *full = NULL;
 	json_object *j;
 	DIR *d;
 	struct dirent *de;
@@ -378,7 +376,7 @@ static void scan_dir(const struct server *s, size_t ri, const char *rel, int dep
 				return;
 			}
 			*es = ne;
-			ne[*n] = (struct entry){ .id = id, .suite = k, .j = j };
+			ne[*n] = (struct entry){.id = id, .suite = k, .j = j};
 			(*n)++;
 		} else {
 			json_object_put(j);
@@ -559,9 +557,12 @@ static enum MHD_Result page_index(struct server *s, struct MHD_Connection *c)
 	fputs("</p>\n<h2>Runs</h2>\n<p><input id=\"filter\" placeholder=\"filter\" "
 	      "oninput=\"stokeFilter(this,'runs')\"> <small>click a column to sort</small></p>\n"
 	      "<table id=\"runs\"><thead><tr><th onclick=\"stokeSort(this)\">time</th>"
-	      "<th onclick=\"stokeSort(this)\">command</th><th onclick=\"stokeSort(this)\">samples</th>"
-	      "<th onclick=\"stokeSort(this)\">duration (s)</th><th onclick=\"stokeSort(this)\">lost</th>"
-	      "<th onclick=\"stokeSort(this)\">unwind failures</th><th>directory</th></tr></thead><tbody>\n",
+	      "<th onclick=\"stokeSort(this)\">command</th><th "
+	      "onclick=\"stokeSort(this)\">samples</th>"
+	      "<th onclick=\"stokeSort(this)\">duration (s)</th><th "
+	      "onclick=\"stokeSort(this)\">lost</th>"
+	      "<th onclick=\"stokeSort(this)\">unwind "
+	      "failures</th><th>directory</th></tr></thead><tbody>\n",
 	      f);
 	for (size_t i = 0; i < n; i++) {
 		const struct entry *e = &es[i];
@@ -584,11 +585,13 @@ static enum MHD_Result page_index(struct server *s, struct MHD_Connection *c)
 		fputs("</small></td></tr>\n", f);
 	}
 	fputs("</tbody></table>\n<h2>Suites</h2>\n<table id=\"suites\"><thead><tr>"
-	      "<th onclick=\"stokeSort(this)\">scenario</th><th onclick=\"stokeSort(this)\">command</th>"
+	      "<th onclick=\"stokeSort(this)\">scenario</th><th "
+	      "onclick=\"stokeSort(this)\">command</th>"
 	      "<th onclick=\"stokeSort(this)\">repetitions</th>"
 	      "<th onclick=\"stokeSort(this)\">wall median (s)</th>"
 	      "<th onclick=\"stokeSort(this)\">CPU median (s)</th>"
-	      "<th onclick=\"stokeSort(this)\">samples median</th><th>directory</th></tr></thead><tbody>\n",
+	      "<th onclick=\"stokeSort(this)\">samples "
+	      "median</th><th>directory</th></tr></thead><tbody>\n",
 	      f);
 	for (size_t i = 0; i < n; i++) {
 		const struct entry *e = &es[i];
@@ -607,8 +610,9 @@ static enum MHD_Result page_index(struct server *s, struct MHD_Connection *c)
 				json_object *a = json_object_array_get_idx(cmd, k);
 
 				fputs(k ? " " : "", f);
-				esc(f, json_object_is_type(a, json_type_string) ? json_object_get_string(a)
-									       : "?");
+				esc(f, json_object_is_type(a, json_type_string)
+					       ? json_object_get_string(a)
+					       : "?");
 			}
 		fputs("</td>", f);
 		num_cell(f, jnum(e->j, "completed", NULL), 0);
@@ -709,7 +713,8 @@ static void top_table(FILE *f, const struct stoke_analysis *a)
 			"<tr><td class=\"n\">%zu</td><td class=\"n self\">%.1f%%</td>"
 			"<td class=\"n total\">%.1f%%</td><td class=\"n\">%" PRIu64
 			"</td><td class=\"fn\">",
-			i + 1, stoke_pct(fs->self, a->total), stoke_pct(fs->total, a->total), fs->self);
+			i + 1, stoke_pct(fs->self, a->total), stoke_pct(fs->total, a->total),
+			fs->self);
 		esc(f, fs->name);
 		fputs("</td><td><small>", f);
 		if (fs->file && fs->line) {
@@ -764,7 +769,6 @@ static bool file_exists_beneath(const char *root, const char *rel, const char *n
 static void artifacts(FILE *f, const char *id, const char *root, const char *rel)
 {
 	int fd = serve_open_beneath(root, rel, O_RDONLY | O_DIRECTORY);
-	struct dirent **names = NULL;
 	DIR *d;
 	struct dirent *de;
 
@@ -775,7 +779,6 @@ static void artifacts(FILE *f, const char *id, const char *root, const char *rel
 		fputs("</ul>", f);
 		return;
 	}
-	(void)names;
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.' || de->d_type != DT_REG)
 			continue;
@@ -797,7 +800,8 @@ static bool series(json_object *res, const char *key, json_object **ret)
 	json_object *ser;
 
 	return json_object_object_get_ex(res, "series", &ser) &&
-	       json_object_object_get_ex(ser, key, ret) && json_object_is_type(*ret, json_type_array);
+	       json_object_object_get_ex(ser, key, ret) &&
+	       json_object_is_type(*ret, json_type_array);
 }
 
 /* One line of a resource chart: values scaled to top, times to duration,
@@ -809,8 +813,9 @@ static void polyline(FILE *f, json_object *t, json_object *v, double duration, d
 
 	if (json_object_array_length(v) < n)
 		n = json_object_array_length(v);
-	fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
-		   "vector-effect=\"non-scaling-stroke\" points=\"",
+	fprintf(f,
+		"<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
+		"vector-effect=\"non-scaling-stroke\" points=\"",
 		color);
 	for (size_t i = 0; i < n; i++) {
 		double x = json_object_get_double(json_object_array_get_idx(t, i));
@@ -836,8 +841,9 @@ static void resources(FILE *f, json_object *j)
 	peak = jnum(res, "peak_rss_bytes", NULL);
 	peak_cpu = jnum(res, "peak_cpu_utilization", NULL);
 	fputs("<h2>Resources</h2>\n", f);
-	fprintf(f, "<p id=\"resources\">peak RSS %.1f MiB, mean RSS %.1f MiB, CPU %.2f cores "
-		   "(peak %.2f)</p>\n",
+	fprintf(f,
+		"<p id=\"resources\">peak RSS %.1f MiB, mean RSS %.1f MiB, CPU %.2f cores "
+		"(peak %.2f)</p>\n",
 		peak / 1048576.0, jnum(res, "mean_rss_bytes", NULL) / 1048576.0,
 		jnum(res, "cpu_utilization", NULL), peak_cpu);
 	if (!(duration > 0) || !series(res, "t_s", &t) || !series(res, "rss_bytes", &rss) ||
@@ -859,14 +865,15 @@ static void resources(FILE *f, json_object *j)
 
 static enum MHD_Result page_run(struct server *s, struct MHD_Connection *c, const char *id)
 {
-	static const char *const keys[] = { "target.cmd", "target.pid", "target.exe", "start",
-					    "duration_s", "event", "frequency", "call_graph",
-					    "samples", "lost_samples", "unwind_failures",
-					    "truncated_stacks", "host.hostname", NULL };
-	static const char *const labels[] = { "command", "pid", "executable", "start",
-					      "duration (s)", "event", "frequency (Hz)",
-					      "call graph", "samples", "lost", "unwind failures",
-					      "truncated stacks", "host", NULL };
+	static const char *const keys[] = {
+		"target.cmd",	   "target.pid",       "target.exe",	"start",   "duration_s",
+		"event",	   "frequency",	       "call_graph",	"samples", "lost_samples",
+		"unwind_failures", "truncated_stacks", "host.hostname", NULL};
+	static const char *const labels[] = {
+		"command",	"pid",	 "executable",	    "start",
+		"duration (s)", "event", "frequency (Hz)",  "call graph",
+		"samples",	"lost",	 "unwind failures", "truncated stacks",
+		"host",		NULL};
 	const char *root, *rel, *err = NULL;
 	struct stoke_profile *p = NULL;
 	struct stoke_analysis *a = NULL;
@@ -878,7 +885,8 @@ static enum MHD_Result page_run(struct server *s, struct MHD_Connection *c, cons
 		return send_error(c, MHD_HTTP_NOT_FOUND, "no such run", id ? id : "(none)");
 	j = read_json(root, rel, "run.json");
 	if (!j)
-		return send_error(c, MHD_HTTP_NOT_FOUND, "no such run", "no readable run.json there");
+		return send_error(c, MHD_HTTP_NOT_FOUND, "no such run",
+				  "no readable run.json there");
 	if (page_open(&pg) < 0) {
 		json_object_put(j);
 		return MHD_NO;
@@ -888,15 +896,17 @@ static enum MHD_Result page_run(struct server *s, struct MHD_Connection *c, cons
 	fputs("<h2>Metadata</h2>\n", f);
 	json_table(f, j, keys, labels);
 	fputs("<details><summary>run.json</summary><pre id=\"runjson\">", f);
-	esc(f, json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	esc(f, json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
+							 JSON_C_TO_STRING_NOSLASHESCAPE));
 	fputs("</pre></details>\n<h2>Top functions</h2>\n", f);
 	if (load_entry(s, id, &p, &a, &err) < 0) {
 		fputs("<p class=\"warn\">cannot read the profile: ", f);
 		esc(f, err);
 		fputs("</p>\n", f);
 	} else {
-		fprintf(f, "<p id=\"summary\">%" PRIu64 " samples, unwind failures %" PRIu64
-			   ", truncated %" PRIu64 "</p>\n",
+		fprintf(f,
+			"<p id=\"summary\">%" PRIu64 " samples, unwind failures %" PRIu64
+			", truncated %" PRIu64 "</p>\n",
 			a->total, a->unwind_failed, a->truncated);
 		top_table(f, a);
 	}
@@ -908,7 +918,8 @@ static enum MHD_Result page_run(struct server *s, struct MHD_Connection *c, cons
 	resources(f, j);
 	fputs("<h2>Timeline (per thread)</h2>\n", f);
 	if (!s->speedscope) {
-		fputs("<p class=\"warn\" id=\"no-speedscope\">The speedscope viewer is not installed: "
+		fputs("<p class=\"warn\" id=\"no-speedscope\">The speedscope viewer is not "
+		      "installed: "
 		      "no static build (index.html) found at <code>",
 		      f);
 		esc(f, s->speedscope_wanted ? s->speedscope_wanted : "(none)");
@@ -924,14 +935,16 @@ static enum MHD_Result page_run(struct server *s, struct MHD_Connection *c, cons
 		 * cookie authorises it. */
 		if (eid && asprintf(&url, "/file?run=%s&name=profile.speedscope.json", eid) >= 0 &&
 		    (enc = serve_url_encode(url))) {
-			fputs("<iframe id=\"speedscope\" style=\"width:100%;height:600px;border:1px solid #ccc\" "
+			fputs("<iframe id=\"speedscope\" "
+			      "style=\"width:100%;height:600px;border:1px solid #ccc\" "
 			      "src=\"/speedscope/index.html#profileURL=",
 			      f);
 			esc(f, enc);
 			fputs("\"></iframe>\n", f);
 		}
 	}
-	fputs("<h2>Call graph</h2>\n<form id=\"callgraph-form\" method=\"get\" action=\"/callgraph\">"
+	fputs("<h2>Call graph</h2>\n<form id=\"callgraph-form\" method=\"get\" "
+	      "action=\"/callgraph\">"
 	      "<input type=\"hidden\" name=\"run\" value=\"",
 	      f);
 	esc(f, id);
@@ -950,8 +963,8 @@ static enum MHD_Result page_run(struct server *s, struct MHD_Connection *c, cons
 
 static enum MHD_Result page_suite(struct server *s, struct MHD_Connection *c, const char *id)
 {
-	static const char *const stats[] = { "wall_s", "cpu_s", "samples", NULL };
-	static const char *const cols[] = { "min", "median", "mean", "stddev", "p95", NULL };
+	static const char *const stats[] = {"wall_s", "cpu_s", "samples", NULL};
+	static const char *const cols[] = {"min", "median", "mean", "stddev", "p95", NULL};
 	const char *root, *rel, *err = NULL;
 	struct stoke_profile *p = NULL;
 	struct stoke_analysis *a = NULL;
@@ -1052,7 +1065,8 @@ static enum MHD_Result send_svg(struct MHD_Connection *c, const struct stoke_pro
 	fclose(pg.f);
 	if (r < 0) {
 		free(pg.buf);
-		return send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot write the flame graph\n");
+		return send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				 "cannot write the flame graph\n");
 	}
 	return send_buf(c, MHD_HTTP_OK, "image/svg+xml", pg.buf, pg.len, NULL);
 }
@@ -1070,7 +1084,8 @@ static enum MHD_Result flame(struct server *s, struct MHD_Connection *c, const c
 	if (b_id && load_entry(s, b_id, &pb, &ab, &err) < 0) {
 		ret = send_text(c, MHD_HTTP_NOT_FOUND, err);
 	} else {
-		ret = b_id ? send_svg(c, pa, pb, "Differential Flame Graph (red: grew, blue: shrank)")
+		ret = b_id ? send_svg(c, pa, pb,
+				      "Differential Flame Graph (red: grew, blue: shrank)")
 			   : send_svg(c, NULL, pa, NULL);
 	}
 	stoke_analysis_free(aa);
@@ -1095,10 +1110,9 @@ static bool parse_pct(const char *s, double def, double *ret)
 
 /* Two suites compared: their statistics across repetitions side by side
  * (medians, and the change). Nothing when either is a single run. */
-static void suites_side_by_side(const struct server *s, FILE *f, const char *a_id,
-				const char *b_id)
+static void suites_side_by_side(const struct server *s, FILE *f, const char *a_id, const char *b_id)
 {
-	static const char *const keys[] = { "wall_s", "cpu_s", "samples", NULL };
+	static const char *const keys[] = {"wall_s", "cpu_s", "samples", NULL};
 	const char *ra, *rb, *la, *lb;
 	json_object *ja, *jb;
 
@@ -1117,7 +1131,8 @@ static void suites_side_by_side(const struct server *s, FILE *f, const char *a_i
 			num_cell(f, x, -1);
 			num_cell(f, y, -1);
 			if (x > 0 && y >= 0)
-				fprintf(f, "<td class=\"n\">%+.1f%%</td></tr>\n", 100.0 * (y - x) / x);
+				fprintf(f, "<td class=\"n\">%+.1f%%</td></tr>\n",
+					100.0 * (y - x) / x);
 			else
 				fputs("<td class=\"n\">-</td></tr>\n", f);
 		}
@@ -1168,12 +1183,14 @@ static enum MHD_Result page_compare(struct server *s, struct MHD_Connection *c, 
 			bad++;
 	/* The same rule as `stoke diff --max-regression`. */
 	if (bad)
-		fprintf(f, "<p id=\"verdict\" class=\"fail\">FAIL: %zu function%s self share grew "
-			   "by more than %g points</p>\n<ul id=\"regressions\">",
+		fprintf(f,
+			"<p id=\"verdict\" class=\"fail\">FAIL: %zu function%s self share grew "
+			"by more than %g points</p>\n<ul id=\"regressions\">",
 			bad, bad == 1 ? "'s" : "s'", max);
 	else
-		fprintf(f, "<p id=\"verdict\" class=\"pass\">PASS: no function's self share grew by "
-			   "more than %g points</p>\n",
+		fprintf(f,
+			"<p id=\"verdict\" class=\"pass\">PASS: no function's self share grew by "
+			"more than %g points</p>\n",
 			max);
 	for (size_t i = 0; bad && i < n; i++) {
 		double d = rows[i].self_new - rows[i].self_base;
@@ -1188,7 +1205,8 @@ static enum MHD_Result page_compare(struct server *s, struct MHD_Connection *c, 
 	if (bad)
 		fputs("</ul>\n", f);
 	suites_side_by_side(s, f, a_id, b_id);
-	fputs("<h2>By function</h2>\n<table id=\"diff\"><thead><tr><th>function</th><th>self base</th>"
+	fputs("<h2>By function</h2>\n<table id=\"diff\"><thead><tr><th>function</th><th>self "
+	      "base</th>"
 	      "<th>self new</th><th>&Delta;self</th><th>total base</th><th>total new</th>"
 	      "<th>&Delta;total</th></tr></thead><tbody>\n",
 	      f);
@@ -1198,8 +1216,10 @@ static enum MHD_Result page_compare(struct server *s, struct MHD_Connection *c, 
 		fputs("<tr><td class=\"fn\">", f);
 		esc(f, r->name);
 		fprintf(f,
-			"</td><td class=\"n\">%.1f%%</td><td class=\"n\">%.1f%%</td><td class=\"n\">%+.1f</td>"
-			"<td class=\"n\">%.1f%%</td><td class=\"n\">%.1f%%</td><td class=\"n\">%+.1f</td></tr>\n",
+			"</td><td class=\"n\">%.1f%%</td><td class=\"n\">%.1f%%</td><td "
+			"class=\"n\">%+.1f</td>"
+			"<td class=\"n\">%.1f%%</td><td class=\"n\">%.1f%%</td><td "
+			"class=\"n\">%+.1f</td></tr>\n",
 			r->self_base, r->self_new, r->self_new - r->self_base, r->total_base,
 			r->total_new, r->total_new - r->total_base);
 	}
@@ -1311,9 +1331,11 @@ static int write_dot(FILE *f, const struct stoke_analysis *a, double node_min, d
 			continue;
 		/* The label is the callee's total share that came through this
 		 * call, and the edge's share of all samples. */
-		fprintf(f, "  f%u -> f%u [label=\"%.2f%%\\n(%.0f%% of callee)\", penwidth=%.2f, color=",
-			e->caller, e->callee, w,
-			stoke_pct(e->weight, a->funcs[e->callee].total), 0.5 + w / 10.0);
+		fprintf(f,
+			"  f%u -> f%u [label=\"%.2f%%\\n(%.0f%% of callee)\", penwidth=%.2f, "
+			"color=",
+			e->caller, e->callee, w, stoke_pct(e->weight, a->funcs[e->callee].total),
+			0.5 + w / 10.0);
 		dot_color(f, w);
 		fputs("];\n", f);
 	}
@@ -1325,8 +1347,8 @@ static int write_dot(FILE *f, const struct stoke_analysis *a, double node_min, d
 /* Run dot -Tsvg on src; the SVG is returned malloc'd. */
 static int run_dot(const char *dot, const char *src, size_t srclen, char **ret, size_t *ret_n)
 {
-	int in = memfd_create("stoke-dot", MFD_CLOEXEC), out[2] = { -1, -1 };
-	struct page pg = { 0 };
+	int in = memfd_create("stoke-dot", MFD_CLOEXEC), out[2] = {-1, -1};
+	struct page pg = {0};
 	time_t deadline = time(NULL) + DOT_TIMEOUT_S;
 	pid_t pid;
 	int st = 0;
@@ -1421,21 +1443,25 @@ static enum MHD_Result callgraph(struct server *s, struct MHD_Connection *c, con
 		fprintf(pg.f, "<form method=\"get\" action=\"/callgraph\"><input type=\"hidden\" "
 			      "name=\"run\" value=\"");
 		esc(pg.f, id);
-		fprintf(pg.f, "\"><label>hide functions under <input name=\"node\" value=\"%g\" "
-			      "size=\"4\">%% of samples</label> <label>and calls under <input "
-			      "name=\"edge\" value=\"%g\" size=\"4\">%%</label> <button "
-			      "type=\"submit\">redraw</button></form>\n",
+		fprintf(pg.f,
+			"\"><label>hide functions under <input name=\"node\" value=\"%g\" "
+			"size=\"4\">%% of samples</label> <label>and calls under <input "
+			"name=\"edge\" value=\"%g\" size=\"4\">%%</label> <button "
+			"type=\"submit\">redraw</button></form>\n",
 			node, edge);
 		if (!dot) {
 			fputs("<p class=\"warn\" id=\"no-dot\">The call graph needs graphviz: its "
 			      "<code>dot</code> program was not found",
 			      pg.f);
 			fputs(getenv("STOKE_DOT") ? " at STOKE_DOT" : " in PATH", pg.f);
-			fputs(". Install it (Debian: <code>apt install graphviz</code>).</p>\n", pg.f);
+			fputs(". Install it (Debian: <code>apt install graphviz</code>).</p>\n",
+			      pg.f);
 		} else {
-			fprintf(pg.f, "<p><small>Boxes: function, total %% of samples (self %%); "
-				      "arrows: the share of all samples through that call.</small></p>\n"
-				      "<img id=\"callgraph\" alt=\"call graph\" src=\"/callgraph.svg?run=");
+			fprintf(pg.f,
+				"<p><small>Boxes: function, total %% of samples (self %%); "
+				"arrows: the share of all samples through that call.</small></p>\n"
+				"<img id=\"callgraph\" alt=\"call graph\" "
+				"src=\"/callgraph.svg?run=");
 			escurl(pg.f, id);
 			fprintf(pg.f, "&amp;node=%g&amp;edge=%g\">\n", node, edge);
 		}
@@ -1458,7 +1484,8 @@ static enum MHD_Result callgraph(struct server *s, struct MHD_Connection *c, con
 	stoke_analysis_free(a);
 	stoke_profile_free(p);
 	if (r < 0)
-		return send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "dot failed to draw the graph\n");
+		return send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				 "dot failed to draw the graph\n");
 	ret = send_buf(c, MHD_HTTP_OK, "image/svg+xml", svg, svglen, NULL);
 	return ret;
 }
@@ -1470,13 +1497,18 @@ static const char *content_type(const char *name, bool *attachment)
 	static const struct {
 		const char *ext, *type;
 	} types[] = {
-		{ ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript" },
-		{ ".css", "text/css" },                  { ".json", "application/json" },
-		{ ".svg", "image/svg+xml" },             { ".png", "image/png" },
-		{ ".ico", "image/x-icon" },              { ".wasm", "application/wasm" },
-		{ ".woff2", "font/woff2" },              { ".txt", "text/plain; charset=utf-8" },
-		{ ".folded", "text/plain; charset=utf-8" },
-		{ ".stoke", "text/plain; charset=utf-8" },
+		{".html", "text/html; charset=utf-8"},
+		{".js", "text/javascript"},
+		{".css", "text/css"},
+		{".json", "application/json"},
+		{".svg", "image/svg+xml"},
+		{".png", "image/png"},
+		{".ico", "image/x-icon"},
+		{".wasm", "application/wasm"},
+		{".woff2", "font/woff2"},
+		{".txt", "text/plain; charset=utf-8"},
+		{".folded", "text/plain; charset=utf-8"},
+		{".stoke", "text/plain; charset=utf-8"},
 	};
 	size_t n = strlen(name);
 
@@ -1507,7 +1539,8 @@ static enum MHD_Result send_file(struct MHD_Connection *c, const char *root, con
 
 	if (fd < 0)
 		return send_text(c, fd == -EACCES ? MHD_HTTP_FORBIDDEN : MHD_HTTP_NOT_FOUND,
-				 fd == -EACCES ? "outside the served directories\n" : "not found\n");
+				 fd == -EACCES ? "outside the served directories\n"
+					       : "not found\n");
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		return send_text(c, MHD_HTTP_NOT_FOUND, "not a file\n");
@@ -1627,7 +1660,8 @@ static enum MHD_Result launch(struct server *s, struct MHD_Connection *c, const 
 		if (asprintf(&what, "suite %s", file) < 0)
 			what = NULL;
 	} else {
-		return send_error(c, MHD_HTTP_BAD_REQUEST, "unknown launch", "kind is record or suite");
+		return send_error(c, MHD_HTTP_BAD_REQUEST, "unknown launch",
+				  "kind is record or suite");
 	}
 	argv[n] = NULL;
 	if (!what || asprintf(&log, "%s/job-%zu.log", s->logdir, s->njobs + 1) < 0)
@@ -1658,11 +1692,12 @@ static enum MHD_Result launch(struct server *s, struct MHD_Connection *c, const 
 	close(devnull);
 	if (pid < 0) {
 		entries_free(es, nes);
-		return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot launch", strerror(errno));
+		return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot launch",
+				  strerror(errno));
 	}
 	j = &s->jobs[s->njobs++];
-	*j = (struct job){ .pid = pid, .what = TAKE_PTR(what), .log = TAKE_PTR(log),
-			   .start = time(NULL) };
+	*j = (struct job){
+		.pid = pid, .what = TAKE_PTR(what), .log = TAKE_PTR(log), .start = time(NULL)};
 	j->before = calloc(nes + 1, sizeof(*j->before));
 	for (size_t i = 0; j->before && i < nes; i++)
 		j->before[j->nbefore++] = TAKE_PTR(es[i].id);
@@ -1829,8 +1864,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 			return send_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET or POST only\n");
 		if (get && !serve_token_equal(s->token, qtoken) &&
 		    !serve_token_equal(s->token, ctoken))
-			return send_text(c, MHD_HTTP_FORBIDDEN,
-					 "refused: no valid token (open the URL stoke serve printed)\n");
+			return send_text(
+				c, MHD_HTTP_FORBIDDEN,
+				"refused: no valid token (open the URL stoke serve printed)\n");
 		cn = calloc(1, sizeof(*cn));
 		if (!cn)
 			return MHD_NO;
@@ -1864,7 +1900,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		 * another site's form start a process. */
 		token = cn->body ? form_value(cn->body, "token") : NULL;
 		if (!serve_token_equal(s->token, token))
-			return send_text(c, MHD_HTTP_FORBIDDEN, "refused: no valid token in the form\n");
+			return send_text(c, MHD_HTTP_FORBIDDEN,
+					 "refused: no valid token in the form\n");
 		if (strcmp(url, "/launch"))
 			return send_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
 		kind = form_value(cn->body, "kind");
@@ -1877,8 +1914,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		 * token leaves the address bar. */
 		char cookie[200];
 
-		snprintf(cookie, sizeof(cookie), "%s=%s; HttpOnly; SameSite=Strict; Path=/", s->cookie,
-			 s->token);
+		snprintf(cookie, sizeof(cookie), "%s=%s; HttpOnly; SameSite=Strict; Path=/",
+			 s->cookie, s->token);
 		if (!strcmp(url, "/"))
 			return redirect(c, "/", cookie);
 	}
@@ -1927,7 +1964,7 @@ static bool is_dir_with_index(const char *dir)
 int serve_run(const struct serve_opts *o)
 {
 	struct server *s = calloc(1, sizeof(*s));
-	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct sockaddr_in sin = {.sin_family = AF_INET};
 	struct MHD_Daemon *d = NULL;
 	const union MHD_DaemonInfo *info;
 	sigset_t set;

@@ -29,6 +29,8 @@
 #include "common/hashmap.h"
 #include "common/log.h"
 #include "session/driver.h"
+#include "stack/cpython/source.h"
+#include "stack/interp.h"
 #include "session/resources.h"
 #include "session/spans.h"
 #include "symbolizer/symbolizer.h"
@@ -86,6 +88,15 @@ struct stoke_session {
 
 	struct stoke_symbol frames[SESSION_MAX_FRAMES];
 	struct stoke_frame_loc locbuf[SESSION_MAX_FRAMES];
+
+	/* Interpreter frames (CPython) spliced into samples' stacks. */
+	struct stoke_interp_source interp;
+	struct stoke_interp_frame iframes[256];
+	struct stoke_interp_slot islots[SESSION_MAX_FRAMES];
+	struct stoke_frame_loc ibuf[SESSION_MAX_FRAMES];
+	uint64_t naddrs[SESSION_MAX_FRAMES];
+	bool nuser[SESSION_MAX_FRAMES];
+	uint64_t python_samples, python_approx;
 
 	/* Raw stacks since the last settle (see the file comment), each
 	 * table indexed by common/hashmap over ids + 1. */
@@ -268,6 +279,62 @@ static bool over_limit(struct stoke_session *s)
 	return held + s->npending - s->settle_done >= s->opts.max_samples;
 }
 
+/* ---- interpreter frames ---- */
+
+/* A Python frame's location: named already (lookup NAMED), told from other
+ * named locations by its module string; the file's interned pointer is in
+ * look, the line in addr, the definition's line in offset. The module says
+ * whether the frames were read at the sample or after it. */
+static const char py_module[] = "[python]";
+static const char py_module_approx[] = "[python approximate]";
+
+static bool is_py_loc(const struct stoke_frame_loc *l)
+{
+	return l->lookup == STOKE_LOC_NAMED && (l->module == py_module || l->module == py_module_approx);
+}
+
+/* Replace the evaluator's native frames of locbuf[0..n) by the Python
+ * frames they run. Returns the new count. */
+static int splice_interp(struct stoke_session *s, const struct stoke_sample *sample, int n)
+{
+	bool approx = false;
+	int np = s->interp.ops->frames(s->interp.impl, sample, s->iframes, ARRAY_SIZE(s->iframes),
+				       &approx);
+	size_t m;
+
+	if (np <= 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		s->naddrs[i] = s->locbuf[i].addr;
+		s->nuser[i] = s->locbuf[i].kind == STOKE_FRAME_USER &&
+			      s->locbuf[i].lookup != STOKE_LOC_NAMED;
+	}
+	m = stoke_interp_splice(&s->interp, sample->pid, s->naddrs, s->nuser, (size_t)n, s->iframes,
+				(size_t)np, s->islots, SESSION_MAX_FRAMES);
+	for (size_t i = 0; i < m; i++) {
+		const struct stoke_interp_slot *sl = &s->islots[i];
+
+		if (sl->native_idx >= 0) {
+			s->ibuf[i] = s->locbuf[sl->native_idx];
+			continue;
+		}
+		const struct stoke_interp_frame *f = &s->iframes[sl->interp_idx];
+		s->ibuf[i] = (struct stoke_frame_loc){
+			.function = f->function,
+			.module = approx ? py_module_approx : py_module,
+			.look = (uintptr_t)f->file,
+			.addr = f->line > 0 ? (uint64_t)f->line : 0,
+			.offset = f->first_line > 0 ? (uint64_t)f->first_line : 0,
+			.kind = STOKE_FRAME_USER,
+			.lookup = STOKE_LOC_NAMED,
+		};
+	}
+	memcpy(s->locbuf, s->ibuf, m * sizeof(*s->ibuf));
+	s->python_samples++;
+	s->python_approx += approx;
+	return (int)m;
+}
+
 static int session_sample(struct stoke_session *s, const struct stoke_sample *sample)
 {
 	uint32_t node = 0;
@@ -292,6 +359,8 @@ static int session_sample(struct stoke_session *s, const struct stoke_sample *sa
 	} else {
 		n = stoke_symbolizer_sample_locs(s->symbolizer, sample, s->locbuf,
 						 SESSION_MAX_FRAMES);
+		if (s->interp.ops && n > 0)
+			n = splice_interp(s, sample, n);
 	}
 	if (!s->nnodes) { /* node 0, the root, is in no hash slot */
 		if (STOKE_GROW(s->nodes, s->nodes_cap, 1) < 0)
@@ -328,10 +397,25 @@ static int session_sample(struct stoke_session *s, const struct stoke_sample *sa
 static int settle_loc(struct stoke_session *s, uint32_t id)
 {
 	struct loc_named *ln = &s->loc_named[id];
+	const struct stoke_frame_loc *l = &s->locs[id];
 	int n, r;
 
-	n = stoke_symbolizer_loc_frames(s->symbolizer, &s->locs[id], s->frames,
-					SESSION_MAX_FRAMES);
+	if (is_py_loc(l)) {
+		/* qualname at file:line, keyed by (file, first line, qualname)
+		 * as cProfile keys a function */
+		s->frames[0] = (struct stoke_symbol){
+			.function = l->function,
+			.file = (const char *)(uintptr_t)l->look,
+			.line = (uint32_t)l->addr,
+			.decl_file = (const char *)(uintptr_t)l->look,
+			.decl_line = (uint32_t)l->offset,
+			.module = l->module,
+			.kind = STOKE_FRAME_USER,
+		};
+		n = 1;
+	} else {
+		n = stoke_symbolizer_loc_frames(s->symbolizer, l, s->frames, SESSION_MAX_FRAMES);
+	}
 	if (n < 1 || n > UINT16_MAX)
 		return -EINVAL;
 	if (STOKE_GROW(s->settle_fids, s->settle_fids_cap, s->nsettle_fids + (size_t)n) < 0)
@@ -543,6 +627,16 @@ static int session_record(const struct stoke_record *rec, void *userdata)
 	return r;
 }
 
+/* Why a process gets no Python frames: a CPython stoke cannot read is
+ * worth a line; a process that is no CPython at all is the common case. */
+static void python_note(void *ctx, int level, const char *why)
+{
+	if (level > 0)
+		log_warn("no Python frames: %s", why);
+	else
+		log_debug("no Python frames: %s", why);
+}
+
 int stoke_session_new(const struct stoke_session_opts *opts, struct stoke_session **ret)
 {
 	struct stoke_symbolizer_opts sopts = {
@@ -562,8 +656,17 @@ int stoke_session_new(const struct stoke_session_opts *opts, struct stoke_sessio
 	r = stoke_profile_new(&s->profile);
 	if (r == 0)
 		r = stoke_symbolizer_new(&sopts, &s->symbolizer);
-	if (r == 0)
-		r = stoke_sampler_new(&opts->sampler, session_record, s, &s->sampler);
+	/* the frame source first: its BPF program goes on the sampler's
+	 * events as they are opened */
+	if (r == 0 && !opts->no_python)
+		r = stoke_cpython_source_new(python_note, s, &s->interp);
+	if (r == 0) {
+		struct stoke_sampler_opts so = opts->sampler;
+
+		if (s->interp.ops && stoke_cpython_source_prog_fd(&s->interp) > 0)
+			so.overflow_prog_fd = stoke_cpython_source_prog_fd(&s->interp);
+		r = stoke_sampler_new(&so, session_record, s, &s->sampler);
+	}
 	if (r < 0) {
 		stoke_session_free(s);
 		return r;
@@ -588,6 +691,7 @@ void stoke_session_free(struct stoke_session *s)
 	if (!s)
 		return;
 	stoke_sampler_free(s->sampler);
+	stoke_interp_free(&s->interp);
 	stoke_symbolizer_free(s->symbolizer);
 	stoke_profile_free(s->profile);
 	stoke_span_tracker_free(s->spans);
@@ -944,6 +1048,8 @@ void stoke_session_get_stats(const struct stoke_session *s, struct stoke_session
 		ret->unwind_fp_links = ss.unwind_fp_links;
 		ret->unwind_stitched = ss.unwind_stitched;
 	}
+	ret->python_samples = s->python_samples;
+	ret->python_approx = s->python_approx;
 	ret->threads = (uint32_t)nthreads;
 	ret->targets_alive = stoke_session_targets_alive(s);
 }

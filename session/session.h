@@ -32,6 +32,8 @@ struct stoke_session_opts {
 	 * fails with -E2BIG: the daemon bounds each session's memory so.
 	 * Samples read past it are counted as lost (lost_limit). */
 	uint64_t max_samples;
+	/* Do not splice Python frames into CPython processes' stacks (#14). */
+	bool no_python;
 };
 
 struct stoke_session_stats {
@@ -52,6 +54,8 @@ struct stoke_session_stats {
 	uint64_t unwind_max_depth;  /* [truncated]: frame limit */
 	uint64_t unwind_fp_links;   /* frames spliced from frame pointers */
 	uint64_t unwind_stitched;   /* truncated stacks stitched complete */
+	uint64_t python_samples;    /* samples given Python frames */
+	uint64_t python_approx;     /* … of them read after the sample */
 	uint32_t threads;      /* threads seen with samples or names */
 	uint32_t targets_alive;
 };

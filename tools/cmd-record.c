@@ -132,6 +132,9 @@ static void usage(FILE *f)
 	/* (two strings: ISO C's 4095-byte limit on one) */
 	fputs("      --no-spans          do not record spans (on when the target's\n"
 	      "                          modules have span probes: stoke/span.h)\n"
+	      "      --no-python         no Python frames in CPython processes (on by\n"
+	      "                          default: each _PyEval_EvalFrameDefault frame\n"
+	      "                          becomes the Python functions it runs)\n"
 	      "      --debuginfo-path DIRS  more roots for separate debug info (colon-\n"
 	      "                          separated: .build-id/ and .gnu_debuglink)\n"
 	      "      --demangle=MODE     short (default: no parameter lists), full, none\n"
@@ -269,6 +272,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 	       OPT_OUTPUT_DIR, OPT_NAME, OPT_NO_KERNEL, OPT_DEBUGINFO_PATH, OPT_DEMANGLE,
 	       OPT_LINES, OPT_TIMELINE, OPT_SAMPLER, OPT_SIGNAL_NUMBER, OPT_OFF_CPU,
 	       OPT_OFF_CPU_MIN, OPT_BPF_MAP_SIZE, OPT_THRESHOLD, OPT_COLOR };
+	enum { OPT_NO_PYTHON = 600 }; /* past the enums above */
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "freq", required_argument, NULL, 'F' },
@@ -296,6 +300,7 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 		{ "off-cpu", no_argument, NULL, OPT_OFF_CPU },
 		{ "off-cpu-min", required_argument, NULL, OPT_OFF_CPU_MIN },
 		{ "bpf-map-size", required_argument, NULL, OPT_BPF_MAP_SIZE },
+		{ "no-python", no_argument, NULL, OPT_NO_PYTHON },
 		{ "threshold", required_argument, NULL, OPT_THRESHOLD },
 		{ "color", required_argument, NULL, OPT_COLOR },
 		{ "tid", required_argument, NULL, 't' },
@@ -430,6 +435,9 @@ static int parse_record(int argc, char **argv, struct record_args *a)
 			break;
 		case 'a':
 			a->system_wide = true;
+			break;
+		case OPT_NO_PYTHON:
+			a->sopts.no_python = true;
 			break;
 		case OPT_OFF_CPU:
 			a->sopts.sampler.off_cpu = true;
@@ -966,6 +974,11 @@ static void summary(struct recorder *rec, double elapsed)
 			     : strcmp(rec->args->output, "-") ? rec->args->output : "stdout");
 	if (st.unwind_samples)
 		unwind_summary(&st);
+	if (st.python_samples)
+		fprintf(stderr,
+			"stoke: python: %llu samples with Python frames, %llu of them read after "
+			"the sample (approximate)\n",
+			(unsigned long long)st.python_samples, (unsigned long long)st.python_approx);
 }
 
 /* An empty profile is almost always a surprise: say why it may be empty. */

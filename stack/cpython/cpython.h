@@ -48,6 +48,10 @@ void stoke_py_close(struct stoke_py *py);
 const char *stoke_py_version(const struct stoke_py *py);
 const char *stoke_py_binary(const struct stoke_py *py);
 
+/* Whether addr (in the process) is inside _PyEval_EvalFrameDefault, as its
+ * .dynsym entry sizes it (a compiler-split ".cold" part is not). */
+bool stoke_py_is_eval_addr(const struct stoke_py *py, uint64_t addr);
+
 /* The interpreter's threads (main interpreter), at most max. Returns the
  * count, or -errno. */
 int stoke_py_threads(struct stoke_py *py, struct stoke_py_thread *out, int max);
@@ -56,6 +60,15 @@ int stoke_py_threads(struct stoke_py *py, struct stoke_py_thread *out, int max);
  * Returns the count (the last frame is "[python-truncated]" when the chain
  * did not validate to its end), or -errno. */
 int stoke_py_stack(struct stoke_py *py, uint64_t tstate, struct stoke_py_frame *out, int max);
+
+/* One frame from what was read of it elsewhere (at the sample, by BPF):
+ * its code object and instruction pointer. Returns 0, or -EFAULT with a
+ * "[python-truncated]" frame when code is not a code object (any more). */
+int stoke_py_frame_at(struct stoke_py *py, uint64_t code, uint64_t instr, bool is_entry,
+		      struct stoke_py_frame *out);
+
+/* The layout (offsets.h) used for this interpreter. */
+const struct stoke_py_offsets *stoke_py_layout(const struct stoke_py *py);
 
 /* The line of code unit index instr_idx, from a 3.11+ co_linetable
  * (PEP 626 location table), starting at firstlineno. -1 if the table has

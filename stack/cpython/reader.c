@@ -24,7 +24,9 @@
 #include "offsets.h"
 
 #define MAX_THREADS 4096
-#define CODE_CACHE  512
+/* Code objects named so far, by address: open addressing, at most half
+ * full; past CODE_MAX entries it starts again empty. */
+#define CODE_MAX 65536
 
 struct code_entry {
 	uint64_t addr, filename, qualname; /* validated against reuse */
@@ -41,8 +43,10 @@ struct stoke_py {
 	char version[32];
 	char binary[PATH_MAX];
 	uint64_t runtime, code_type, unicode_type;
+	uint64_t eval_lo, eval_hi; /* _PyEval_EvalFrameDefault's code, or 0 */
 	struct stoke_py_offsets own; /* 3.13: from _Py_DebugOffsets */
-	struct code_entry cache[CODE_CACHE];
+	struct code_entry *cache;
+	size_t ncache, cache_slots;
 };
 
 static int rd(pid_t pid, uint64_t addr, void *buf, size_t len)
@@ -70,6 +74,7 @@ static int rd_ptr(pid_t pid, uint64_t addr, uint64_t *ret)
 
 struct syms {
 	uint64_t runtime, version, code_type, unicode_type;
+	uint64_t eval, eval_size; /* _PyEval_EvalFrameDefault */
 	uint64_t first_load_vaddr;
 	bool is_dyn;
 };
@@ -124,6 +129,8 @@ static int elf_syms(const char *path, struct syms *s)
 					s->code_type = sym.st_value;
 				else if (!strcmp(nm, "PyUnicode_Type"))
 					s->unicode_type = sym.st_value;
+				else if (!strcmp(nm, "_PyEval_EvalFrameDefault"))
+					s->eval = sym.st_value, s->eval_size = sym.st_size;
 			}
 		}
 		if (s->runtime)
@@ -250,6 +257,10 @@ int stoke_py_open(pid_t pid, struct stoke_py **ret, unsigned long *version_hex, 
 	py->runtime = c->s.runtime + bias;
 	py->code_type = c->s.code_type + bias;
 	py->unicode_type = c->s.unicode_type + bias;
+	if (c->s.eval && c->s.eval_size) {
+		py->eval_lo = c->s.eval + bias;
+		py->eval_hi = py->eval_lo + c->s.eval_size;
+	}
 	free(c);
 	*ret = py;
 	return 0;
@@ -259,8 +270,9 @@ void stoke_py_close(struct stoke_py *py)
 {
 	if (!py)
 		return;
-	for (int i = 0; i < CODE_CACHE; i++)
+	for (size_t i = 0; i < py->cache_slots; i++)
 		free(py->cache[i].table);
+	free(py->cache);
 	free(py);
 }
 
@@ -272,6 +284,11 @@ const char *stoke_py_version(const struct stoke_py *py)
 const char *stoke_py_binary(const struct stoke_py *py)
 {
 	return py->binary;
+}
+
+bool stoke_py_is_eval_addr(const struct stoke_py *py, uint64_t addr)
+{
+	return addr >= py->eval_lo && addr < py->eval_hi;
 }
 
 int stoke_py_threads(struct stoke_py *py, struct stoke_py_thread *out, int max)
@@ -435,13 +452,67 @@ int stoke_py_linetable_line(const uint8_t *t, size_t len, int firstlineno, long 
 	return -1;
 }
 
+static size_t code_hash(uint64_t code, size_t slots)
+{
+	return (size_t)((code >> 4) * 0x9e3779b97f4a7c15ULL >> 20) & (slots - 1);
+}
+
+/* The slot of code: its entry, or a free one for it (addr 0). NULL only
+ * without memory. */
+static struct code_entry *code_slot(struct stoke_py *py, uint64_t code)
+{
+	size_t i;
+
+	if ((py->ncache + 1) * 2 > py->cache_slots) {
+		size_t n = py->cache_slots ? py->cache_slots * 2 : 1024;
+		struct code_entry *t;
+
+		if (py->ncache >= CODE_MAX) { /* start again */
+			for (size_t k = 0; k < py->cache_slots; k++)
+				free(py->cache[k].table);
+			memset(py->cache, 0, py->cache_slots * sizeof(*py->cache));
+			py->ncache = 0;
+			n = py->cache_slots;
+		}
+		if (n != py->cache_slots) {
+			t = calloc(n, sizeof(*t));
+			if (!t)
+				return NULL;
+			for (size_t k = 0; k < py->cache_slots; k++) {
+				if (!py->cache[k].addr)
+					continue;
+				for (i = code_hash(py->cache[k].addr, n); t[i].addr; i = (i + 1) & (n - 1))
+					;
+				t[i] = py->cache[k];
+			}
+			free(py->cache);
+			py->cache = t;
+			py->cache_slots = n;
+		}
+	}
+	for (i = code_hash(code, py->cache_slots); py->cache[i].addr;
+	     i = (i + 1) & (py->cache_slots - 1))
+		if (py->cache[i].addr == code)
+			return &py->cache[i];
+	return &py->cache[i];
+}
+
 static struct code_entry *code_get(struct stoke_py *py, uint64_t code)
 {
 	const struct stoke_py_offsets *o = py->o;
-	struct code_entry *c = &py->cache[(code >> 4) % CODE_CACHE];
+	struct code_entry *c = code_slot(py, code);
 	uint64_t type, filename, qualname, linetable;
+	int r;
 
-	if (rd_ptr(py->pid, code + o->ob_type, &type) < 0 || type != py->code_type ||
+	if (!c)
+		return NULL;
+	r = rd_ptr(py->pid, code + o->ob_type, &type);
+
+	/* the process has exited (its last samples are read after it): what
+	 * the cache has is what its code was */
+	if (r == -ESRCH && c->addr == code)
+		return c;
+	if (r < 0 || type != py->code_type ||
 	    rd_ptr(py->pid, code + o->code_filename, &filename) < 0 ||
 	    rd_ptr(py->pid, code + o->code_qualname, &qualname) < 0 ||
 	    rd_ptr(py->pid, code + o->code_linetable, &linetable) < 0)
@@ -450,6 +521,9 @@ static struct code_entry *code_get(struct stoke_py *py, uint64_t code)
 	if (c->addr == code && c->filename == filename && c->qualname == qualname &&
 	    c->linetable == linetable)
 		return c;
+	if (!c->addr)
+		py->ncache++;
+	/* a failed read below leaves a hole: entries after it are read again */
 	free(c->table);
 	memset(c, 0, sizeof(*c));
 	int32_t first;
@@ -578,6 +652,29 @@ static int walk(struct stoke_py *py, uint64_t tstate, struct stoke_py_frame *out
 cut: /* deeper than max, or a read or check failed: n <= max - 1 here */
 	truncated(&out[n++]);
 	return n;
+}
+
+int stoke_py_frame_at(struct stoke_py *py, uint64_t code, uint64_t instr, bool is_entry,
+		      struct stoke_py_frame *out)
+{
+	struct code_entry *c = (code & 7) ? NULL : code_get(py, code);
+
+	if (!c) {
+		truncated(out);
+		return -EFAULT;
+	}
+	*out = c->f;
+	out->is_entry = is_entry;
+	long idx = ((long)instr - (long)(code + py->o->code_adaptive)) / 2;
+	out->lineno = c->table ? stoke_py_linetable_line(c->table, c->tablelen, c->f.firstlineno,
+							 idx)
+			       : -1;
+	return 0;
+}
+
+const struct stoke_py_offsets *stoke_py_layout(const struct stoke_py *py)
+{
+	return py->o;
 }
 
 /* Whether the chain still is frames[]/codes[] from its top, its callers

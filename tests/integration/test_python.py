@@ -3,9 +3,18 @@
 dump_*: `stoke dump PID` on the pyspin.py fixture: every frame's file:line
 is checked against the fixture's source (the line is inside the named
 function, and a caller's line calls its callee), no mock anywhere.
+
+record_*: Python frames at sample time in `stoke record` (the BPF frame
+reader on the sampling events): pyspin.py's 70/30 CPU split between leaf_a
+and leaf_b shows in the leaves, every Python sample carries its chain to
+<module>, file:line checked as above; json.dumps's C frames under their
+Python caller; attach and detach; pstats keyed as cProfile keys.
 """
 import ast
+import json
 import os
+import pstats
+import re
 import subprocess
 import sys
 import time
@@ -241,8 +250,189 @@ def dump_native_c_extension(tmp):
         stop(p)
 
 
+# ---- record: Python frames at sample time ----
+
+PY_LINE = re.compile(r"stoke: python: (\d+) samples with Python frames, (\d+) of them read "
+                     r"after the sample")
+
+
+def record(tmp, out, args, target=None):
+    """stoke record ARGS -o OUT [-- python3.11 TARGET...]: the stderr, and
+    (python samples, approximate ones) from its summary."""
+    cmd = ["record", "-F", "999", "-o", out] + args
+    if target:
+        cmd += ["--", PYTHON] + target
+    r = run_stoke(cmd, timeout=90)
+    check(r.returncode == 0, "record failed (%d): %s" % (r.returncode, r.stderr))
+    m = PY_LINE.search(r.stderr)
+    return r.stderr, (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def speedscope_stacks(path):
+    """[(tid-profile name, [(name, file, line)] innermost first, 1)]: each
+    sample counts once (its weight is its period in ns)"""
+    d = json.load(open(path))
+    frames = d["shared"]["frames"]
+    out = []
+    for prof in d["profiles"]:
+        for st in prof["samples"]:
+            fr = [(frames[i]["name"], frames[i].get("file", ""), frames[i].get("line", -1))
+                  for i in st]
+            out.append((prof["name"], fr[::-1], 1))
+    return out
+
+
+def check_exact(py, approx):
+    check(py > 0, "no sample has Python frames")
+    # the first samples of a process (until its thread states are known to
+    # the BPF reader) are read after the fact; nearly all others at the sample
+    check(approx <= py * 0.5, "%d of %d Python samples read after the sample, not at it"
+          % (approx, py))
+
+
+def check_profile(stacks, outermost, funcs, src):
+    """Leaf shares, full chains and file:line of a pyspin.py profile."""
+    leaves = {"leaf_a": 0, "leaf_b": 0}
+    pysamples = bad_chain = bad_line = 0
+    for _, st, w in stacks:
+        py = [fr for fr in st if is_py(fr) or fr[0] == "[python-truncated]"]
+        if not py:
+            continue
+        pysamples += w
+        names = [fr[0] for fr in py]
+        if "[python-truncated]" in names or names[-1] not in outermost:
+            bad_chain += w
+            if bad_chain <= 5 * w:
+                print("chain: %s" % names)
+            continue
+        ours = [fr for fr in py if fr[1] == SRC]
+        inner = ours[0][0] if ours else None
+        if inner in leaves:
+            leaves[inner] += w
+            if names.index("loop") < names.index(inner):
+                bad_chain += w
+        if ours and check_stack(py, funcs, src) is not None:
+            bad_line += w
+            if bad_line <= 5 * w:
+                print("line: %s: %s" % (check_stack(py, funcs, src), py))
+    n = leaves["leaf_a"] + leaves["leaf_b"]
+    check(n >= 300, "only %d samples in leaf_a/leaf_b: %s" % (n, leaves))
+    share = 100.0 * leaves["leaf_a"] / n
+    # +-5 points, which is 3.3 standard deviations from 760 samples on; a
+    # machine so loaded that the target got fewer gets the 3.3 sigma bound
+    tol = max(5.0, 3.3 * 100 * (0.21 / n) ** 0.5)
+    print("leaf_a %.1f%% of %d leaf samples; %d Python samples, %d bad chains, %d bad lines"
+          % (share, n, pysamples, bad_chain, bad_line))
+    check(abs(share - 70) <= tol, "leaf_a has %.1f%% of the leaf samples, expected 70 +- %.1f"
+          % (share, tol))
+    check(bad_chain <= pysamples * 0.01, "%d of %d Python samples lack the full chain"
+          % (bad_chain, pysamples))
+    check(bad_line <= pysamples * 0.01, "%d of %d Python samples have a wrong file:line"
+          % (bad_line, pysamples))
+
+
+def record_single(tmp):
+    funcs, src = functions(), open(SRC).read().splitlines()
+    out = os.path.join(tmp, "p.speedscope.json")
+    _, (py, approx) = record(tmp, out, ["--lines"], [SRC, "single", "8"])
+    check_exact(py, approx)
+    stacks = speedscope_stacks(out)
+    check_profile(stacks, {"<module>"}, funcs, src)
+    # the evaluator's frames are replaced, the native root stays
+    names = {fr[0] for _, st, _ in stacks for fr in st}
+    check("_PyEval_EvalFrameDefault" not in names or
+          sum(w for _, st, w in stacks if st and st[0][0].startswith("_PyEval")) <
+          0.05 * sum(w for _, _, w in stacks), "evaluator frames left in the stacks")
+    check("Py_RunMain" in names, "no native frames under <module>")
+
+
+def record_threads(tmp):
+    funcs, src = functions(), open(SRC).read().splitlines()
+    out = os.path.join(tmp, "p.speedscope.json")
+    _, (py, approx) = record(tmp, out, ["--lines"], [SRC, "threads", "6"])
+    check_exact(py, approx)
+    stacks = speedscope_stacks(out)
+    # workers run loop under Thread._bootstrap; the main thread waits in join
+    check_profile(stacks, {"Thread._bootstrap", "<module>"}, funcs, src)
+    workers = {name for name, st, _ in stacks
+               if any(fr[0] == "loop" for fr in st)}
+    check(len(workers) >= 2, "loop seen in %d threads: %s" % (len(workers), workers))
+
+
+def record_c_extension(tmp):
+    """json.dumps of a big object: the C encoder's frames under (inner to)
+    JSONEncoder.iterencode, under encode_big, under <module>."""
+    src = os.path.join(os.path.dirname(SRC), "pyjson.py")
+    p = start("", src)
+    try:
+        out = os.path.join(tmp, "p.speedscope.json")
+        _, (py, approx) = record(tmp, out, ["-p", str(p.pid), "-d", "3", "--lines"])
+        check_exact(py, approx)
+        total = seen = 0
+        for _, st, w in speedscope_stacks(out):
+            pyi = [i for i, fr in enumerate(st) if is_py(fr)]
+            if not pyi:
+                continue
+            total += w
+            names = [fr[0] for fr in st]
+            if (names[pyi[0]] == "JSONEncoder.iterencode" and pyi[0] > 0 and
+                    "encode_big" in names[pyi[0]:] and names[pyi[-1]] == "<module>"):
+                seen += w
+        check(total > 0 and seen >= 0.5 * total,
+              "native frames under JSONEncoder.iterencode in %d of %d samples" % (seen, total))
+    finally:
+        stop(p)
+
+
+def record_attach_detach(tmp):
+    """Attach by PID to a running Python loop, detach: the target runs on."""
+    funcs, src = functions(), open(SRC).read().splitlines()
+    p = start("single")
+    try:
+        out = os.path.join(tmp, "p.speedscope.json")
+        _, (py, approx) = record(tmp, out, ["-p", str(p.pid), "-d", "8", "--lines"])
+        check_exact(py, approx)
+        check_profile(speedscope_stacks(out), {"<module>"}, funcs, src)
+        t0, _ = cpu_ticks(p.pid)
+        time.sleep(0.5)
+        t1, state = cpu_ticks(p.pid)
+        check(p.poll() is None and state in "RS" and t1 > t0,
+              "the target did not run on after the detach: state %s, ticks %d -> %d"
+              % (state, t0, t1))
+    finally:
+        stop(p)
+
+
+def record_pstats(tmp):
+    """pstats loads in pstats.Stats; its top 5 by tottime names leaf_a and
+    leaf_b, keyed (file, first line, name) as cProfile keys them."""
+    funcs = functions()
+    out = os.path.join(tmp, "p.pstats")
+    _, (py, approx) = record(tmp, out, [], [SRC, "single", "3"])
+    check_exact(py, approx)
+    st = pstats.Stats(out)
+    top = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:5]
+    keys = [k for k, _ in top]
+    for name in ("leaf_a", "leaf_b"):
+        want = (SRC, funcs[name][0], name)
+        check(want in keys, "%s not in the top 5 by tottime: %s" % (want, keys))
+
+
+def record_no_python(tmp):
+    out = os.path.join(tmp, "p.folded")
+    err, (py, _) = record(tmp, out, ["--no-python"], [SRC, "single", "2"])
+    check(py == 0, "--no-python: %d samples with Python frames" % py)
+    text = open(out).read()
+    check("leaf_a" not in text and "_PyEval_EvalFrameDefault" in text,
+          "--no-python: Python frames, or no evaluator frames: " + text[:300])
+
+
 if __name__ == "__main__":
-    run_tests({"dump_native_merged": dump_native_merged,
+    run_tests({"record_single": record_single, "record_threads": record_threads,
+               "record_c_extension": record_c_extension,
+               "record_attach_detach": record_attach_detach, "record_pstats": record_pstats,
+               "record_no_python": record_no_python,
+               "dump_native_merged": dump_native_merged,
                "dump_native_c_extension": dump_native_c_extension,
                "dump_single": dump_single, "dump_threads": dump_threads,
                "dump_not_python": dump_not_python, "dump_bad_pid": dump_bad_pid})

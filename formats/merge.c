@@ -202,6 +202,7 @@ int stoke_profile_copy(const struct stoke_profile *src, const struct stoke_copy_
 	const struct stoke_pthread *threads;
 	const struct stoke_psample *samples;
 	struct stoke_pmeta *dm;
+	uint32_t *tags = NULL;
 	size_t n;
 	int r = -ENOMEM;
 
@@ -225,12 +226,20 @@ int stoke_profile_copy(const struct stoke_profile *src, const struct stoke_copy_
 			r = stoke_profile_thread(dst, threads[i].pid, threads[i].tid,
 						 stoke_profile_string(src, threads[i].name));
 	samples = stoke_profile_samples(src, &n);
-	for (size_t i = 0; r == 0 && i < n; i++)
-		if (keep_tid(o, samples[i].tid) &&
-		    (!o->kind_plus1 || samples[i].kind + 1 == o->kind_plus1))
+	/* Each kept sample keeps its span (formats/spans.h) explicitly. */
+	if (r == 0 && stoke_profile_get_spans(src))
+		r = stoke_span_sample_names(src, &tags);
+	for (size_t i = 0, kept = 0; r == 0 && i < n; i++)
+		if (keep_tid(o, samples[i].tid) && (!o->keep || o->keep[i]) &&
+		    (!o->kind_plus1 || samples[i].kind + 1 == o->kind_plus1)) {
 			r = stoke_profile_add_sample_kind(dst, samples[i].tid, samples[i].time,
 							  smap[samples[i].stack],
 							  samples[i].weight, samples[i].kind);
+			if (r == 0 && tags && tags[i])
+				r = stoke_profile_set_sample_span(dst, kept, tags[i]);
+			kept++;
+		}
+	free(tags);
 	/* Spans (formats/spans.h) of the threads kept: string ids are the
 	 * same in both. */
 	if (r == 0) {

@@ -490,7 +490,7 @@ static int write_timeline_samples(struct pprof_enc *e)
 	/* The innermost span each sample was taken in (formats/spans.h). */
 	if (stoke_span_sample_names(e->p, &tags) < 0)
 		return -ENOMEM;
-	if (stoke_profile_spans(e->p, &n))
+	if (stoke_profile_get_spans(e->p))
 		k_span = extra_string(e, "span");
 	s = stoke_profile_samples(e->p, &n);
 	for (size_t i = 0; i < n; i++) {
@@ -533,7 +533,7 @@ static int write_samples(struct pprof_enc *e)
 
 	/* Samples in different spans are different Samples, with a "span"
 	 * label: the innermost span they were taken in (formats/spans.h). */
-	if (stoke_profile_spans(e->p, &n))
+	if (stoke_profile_get_spans(e->p))
 		k_span = extra_string(e, "span");
 	if (k_span && stoke_span_sample_names(e->p, &tags) < 0)
 		return -ENOMEM;

@@ -27,6 +27,7 @@
 #include "formats/pb.h"
 #include "common/hashmap.h"
 #include "common/util.h"
+#include "formats/spans.h"
 
 #define READ_MAX_INPUT (256u << 20)        /* compressed or plain bytes read */
 #define MAX_INFLATED (2048ull << 20)  /* decompressed profile.proto */
@@ -97,6 +98,7 @@ struct dec {
 	uint64_t timeline_str;
 	uint32_t *grp_stack, *grp_tid;
 	uint8_t *grp_kind;
+	uint64_t *grp_span; /* a group's "span" label string (0: none) */
 	size_t ngrp, grp_cap;
 	struct pb_reader period_type; /* ValueType, when has_period_type */
 	bool has_period_type;
@@ -866,6 +868,7 @@ static int decode_comments(struct dec *d)
 
 struct sample_labels {
 	uint64_t tid, time, thread_str;
+	uint64_t span_str; /* "span" (formats/spans.h): the sample's span */
 	bool has_tid;
 };
 
@@ -898,9 +901,27 @@ static int decode_labels(struct dec *d, struct pb_reader m, struct sample_labels
 		sl->time = num;
 	} else if (LKEY("thread")) {
 		sl->thread_str = str;
+	} else if (LKEY("span")) {
+		sl->span_str = str;
 	}
 #undef LKEY
 	return 0;
+}
+
+/* The last sample added was taken in span str (a "span" label). */
+static int sample_span(struct dec *d, uint64_t str)
+{
+	char *name = string_dup(d, str);
+	uint32_t id;
+	size_t n;
+	int r;
+
+	if (!name)
+		return -ENOMEM;
+	r = stoke_profile_intern(d->p, name, &id);
+	free(name);
+	stoke_profile_samples(d->p, &n);
+	return r < 0 ? r : stoke_profile_set_sample_span(d->p, n - 1, id);
 }
 
 static int decode_sample(struct dec *d, struct pb_reader m, uint32_t **stackbuf, size_t *stackcap)
@@ -997,6 +1018,10 @@ one_location:;
 		d->grp_kind = realloc(d->grp_kind, d->grp_cap * sizeof(*d->grp_kind));
 		if (!d->grp_kind)
 			return -ENOMEM;
+		d->grp_span = realloc(d->grp_span, d->grp_cap * sizeof(*d->grp_span));
+		if (!d->grp_span)
+			return -ENOMEM;
+		d->grp_span[d->ngrp] = sl.span_str;
 		d->grp_kind[d->ngrp] = kind;
 		d->grp_stack[d->ngrp] = stack;
 		d->grp_tid[d->ngrp++] = (uint32_t)sl.tid;
@@ -1005,6 +1030,8 @@ one_location:;
 	if (d->time_wall) /* back to the perf timestamp (see pprof.h) */
 		sl.time = sl.time - d->meta.start_ns + d->meta.time_first;
 	r = stoke_profile_add_sample_kind(d->p, (uint32_t)sl.tid, sl.time, stack, weight, kind);
+	if (r == 0 && sl.span_str)
+		r = sample_span(d, sl.span_str);
 	return r == -EINVAL ? (d->err = "sample weights overflow", r) : r;
 }
 
@@ -1037,6 +1064,8 @@ static int replay_timeline(struct dec *d)
 		time = neg ? time - dt : time + dt;
 		r = stoke_profile_add_sample_kind(d->p, d->grp_tid[g], time, d->grp_stack[g], w,
 						  d->grp_kind[g]);
+		if (r == 0 && d->grp_span[g])
+			r = sample_span(d, d->grp_span[g]);
 		if (r < 0)
 			return r == -EINVAL ? (d->err = "sample weights overflow", r) : r;
 	}
@@ -1078,6 +1107,7 @@ static void dec_done(struct dec *d)
 	free(d->grp_stack);
 	free(d->grp_tid);
 	free(d->grp_kind);
+	free(d->grp_span);
 }
 
 int stoke_pprof_decode(const uint8_t *buf, size_t len, struct stoke_profile **ret,

@@ -162,6 +162,8 @@ struct stoke_copy_opts {
 	bool by_function;     /* one frame per function: line 0, one file */
 	uint8_t kind_plus1;   /* keep only samples of kind kind_plus1 - 1
 			       * (0: every kind) */
+	const uint8_t *keep;  /* per sample (in order): keep it when nonzero;
+			       * NULL: every sample */
 };
 
 /*

@@ -17,6 +17,7 @@ void stoke_pspans_free(struct stoke_pspans *t)
 	if (!t)
 		return;
 	free(t->spans);
+	free(t->tags);
 	free(t);
 }
 
@@ -117,11 +118,26 @@ static int cmp_span(const void *a, const void *b)
 	return x->depth < y->depth ? -1 : x->depth > y->depth;
 }
 
+int stoke_profile_set_sample_span(struct stoke_profile *p, size_t i, uint32_t name)
+{
+	struct stoke_pspans *t = table(p);
+
+	if (!t || STOKE_GROW(t->tags, t->tags_cap, i + 1) < 0)
+		return -ENOMEM;
+	if (name >= stoke_profile_nstrings(p))
+		return -EINVAL;
+	for (; t->ntags <= i; t->ntags++)
+		t->tags[t->ntags] = 0;
+	t->tags[i] = name;
+	return 0;
+}
+
 int stoke_span_sample_names(const struct stoke_profile *p, uint32_t **ret)
 {
 	size_t ns, nsp;
 	const struct stoke_psample *samples = stoke_profile_samples(p, &ns);
 	const struct stoke_pspan *spans = stoke_profile_spans(p, &nsp);
+	const struct stoke_pspans *t = stoke_profile_get_spans(p);
 	uint32_t *out, *order;
 
 	*ret = NULL;
@@ -130,6 +146,11 @@ int stoke_span_sample_names(const struct stoke_profile *p, uint32_t **ret)
 	out = calloc(ns, sizeof(*out));
 	if (!out)
 		return -ENOMEM;
+	if (t && t->ntags) {
+		memcpy(out, t->tags, (t->ntags < ns ? t->ntags : ns) * sizeof(*out));
+		*ret = out;
+		return 0;
+	}
 	if (!nsp) {
 		*ret = out;
 		return 0;
@@ -178,6 +199,38 @@ int stoke_span_sample_names(const struct stoke_profile *p, uint32_t **ret)
 	free(order);
 	*ret = out;
 	return 0;
+}
+
+int stoke_span_filter(const struct stoke_profile *p, const char *name,
+		      struct stoke_profile **ret)
+{
+	struct stoke_copy_opts o = { 0 };
+	uint32_t *tags = NULL;
+	uint8_t *keep = NULL;
+	size_t ns, kept = 0;
+	int r;
+
+	stoke_profile_samples(p, &ns);
+	r = stoke_span_sample_names(p, &tags);
+	if (r < 0)
+		return r;
+	keep = calloc(ns + 1, 1);
+	if (!keep) {
+		free(tags);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; tags && i < ns; i++)
+		if (tags[i] && !strcmp(stoke_profile_string(p, tags[i]), name))
+			kept += keep[i] = 1;
+	free(tags);
+	if (!kept) {
+		free(keep);
+		return -ENOENT;
+	}
+	o.keep = keep;
+	r = stoke_profile_copy(p, &o, ret);
+	free(keep);
+	return r;
 }
 
 struct name_acc {

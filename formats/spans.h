@@ -33,6 +33,11 @@ struct stoke_pspans {
 	/* Span events lost before they were read (a full span ring): the
 	 * statistics miss them, and pairs around them may be wrong. */
 	uint64_t lost;
+	/* Each sample's span as a string id (0: none), when it was read
+	 * rather than derived (a pprof's "span" labels): ntags <= samples,
+	 * samples past it have none. Preferred over the spans when set. */
+	uint32_t *tags;
+	size_t ntags, tags_cap;
 };
 
 void stoke_pspans_free(struct stoke_pspans *t);
@@ -66,6 +71,15 @@ int stoke_span_stats(const struct stoke_profile *p, struct stoke_span_stat **ret
  * the innermost span of its thread open at its time, or 0. *ret is
  * malloc'ed (NULL when p has no samples). Returns 0 or -ENOMEM. */
 int stoke_span_sample_names(const struct stoke_profile *p, uint32_t **ret);
+
+/* Sample i's span, as read from a stored profile (string id of p). */
+int stoke_profile_set_sample_span(struct stoke_profile *p, size_t i, uint32_t name);
+
+/* A new profile with only the samples whose innermost span is name (their
+ * frames, threads and metadata). Returns 0, -ENOENT (no sample in such a
+ * span) or -ENOMEM. */
+int stoke_span_filter(const struct stoke_profile *p, const char *name,
+		      struct stoke_profile **ret);
 
 /* The "spans" value of run.json: an array of per-name objects (FORMATS.md
  * "run.json"), or null when the profile has no spans. Then the key

@@ -5,6 +5,7 @@
  * writers use.
  */
 #include <check.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,6 +141,43 @@ START_TEST(test_percentiles)
 }
 END_TEST
 
+START_TEST(test_read_tags_and_filter)
+{
+	struct stoke_profile *p, *f;
+	struct stoke_pframe fr = { 0 };
+	uint32_t frame, stack, a, *tags;
+	size_t n;
+
+	ck_assert_int_eq(stoke_profile_new(&p), 0);
+	ck_assert_int_eq(stoke_profile_intern(p, "leaf", &fr.name), 0);
+	ck_assert_int_eq(stoke_profile_frame(p, &fr, &frame), 0);
+	ck_assert_int_eq(stoke_profile_stack(p, 0, frame, &stack), 0);
+	ck_assert_int_eq(stoke_profile_intern(p, "A", &a), 0);
+	for (uint32_t i = 0; i < 5; i++)
+		ck_assert_int_eq(stoke_profile_add_sample(p, 1, i, stack, 1), 0);
+	/* as a pprof reader does: samples 1 and 3 in A, no span intervals */
+	ck_assert_int_eq(stoke_profile_set_sample_span(p, 1, a), 0);
+	ck_assert_int_eq(stoke_profile_set_sample_span(p, 3, a), 0);
+	ck_assert_int_eq(stoke_profile_set_sample_span(p, 9, 12345), -EINVAL);
+	ck_assert_int_eq(stoke_span_sample_names(p, &tags), 0);
+	ck_assert_uint_eq(tags[0], 0);
+	ck_assert_uint_eq(tags[1], a);
+	ck_assert_uint_eq(tags[4], 0);
+	free(tags);
+	ck_assert_int_eq(stoke_span_filter(p, "B", &f), -ENOENT);
+	ck_assert_int_eq(stoke_span_filter(p, "A", &f), 0);
+	stoke_profile_samples(f, &n);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(stoke_profile_total(f), 2);
+	ck_assert_int_eq(stoke_span_sample_names(f, &tags), 0);
+	ck_assert_str_eq(stoke_profile_string(f, tags[0]), "A");
+	ck_assert_str_eq(stoke_profile_string(f, tags[1]), "A");
+	free(tags);
+	stoke_profile_free(f);
+	stoke_profile_free(p);
+}
+END_TEST
+
 static Suite *spans_suite(void)
 {
 	Suite *s = suite_create("spans");
@@ -147,6 +185,7 @@ static Suite *spans_suite(void)
 
 	tcase_add_test(tc, test_nesting_and_stats);
 	tcase_add_test(tc, test_percentiles);
+	tcase_add_test(tc, test_read_tags_and_filter);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -29,6 +29,7 @@
 #include "tools/cli.h"
 #include "formats/load.h"
 #include "formats/resource.h"
+#include "formats/spans.h"
 #include "common/log.h"
 #include "session/session.h"
 #include "common/util.h"
@@ -49,6 +50,8 @@ static void usage(FILE *f)
 	      "  -n, --count N      functions to show (default 20; live: as many as\n"
 	      "                     the terminal holds)\n"
 	      "      --by KEY       rank by self (default) or total time\n"
+	      "      --span NAME    only the samples taken in span NAME (innermost;\n"
+	      "                     see README \"Spans\")\n"
 	      "\n"
 	      "live:\n"
 	      "  -p, --pid PID      attach to a running process (every thread)\n"
@@ -138,6 +141,9 @@ static void header(const char *input, const struct stoke_profile *p,
 	putchar('\n');
 }
 
+/* --span NAME: the stored table of that span's samples only. */
+static const char *top_span;
+
 /* The stored profile's table. */
 static int top_stored(const char *input, long count, bool by_total)
 {
@@ -151,6 +157,21 @@ static int top_stored(const char *input, long count, bool by_total)
 	if (r < 0) {
 		log_error("cannot read '%s': %s", input, err);
 		return 1;
+	}
+	if (top_span) {
+		struct stoke_profile *f = NULL;
+
+		r = stoke_span_filter(p, top_span, &f);
+		stoke_profile_free(p);
+		p = f;
+		if (r == -ENOENT) {
+			log_error("'%s' has no sample taken in span '%s'", input, top_span);
+			return 1;
+		}
+		if (r < 0) {
+			log_error("out of memory");
+			return 1;
+		}
 	}
 	r = stoke_analysis_new(p, &a);
 	order = r == 0 ? calloc(a->nfuncs + 1, sizeof(*order)) : NULL;
@@ -675,10 +696,12 @@ static const char *short_flag(int c)
 
 int cmd_top(int argc, char **argv)
 {
-	enum { OPT_BY = 256, OPT_NO_KERNEL, OPT_SAMPLER, OPT_DEBUGINFO_PATH, OPT_DEMANGLE };
+	enum { OPT_BY = 256, OPT_NO_KERNEL, OPT_SAMPLER, OPT_DEBUGINFO_PATH, OPT_DEMANGLE,
+	       OPT_SPAN };
 	static const struct option longopts[] = {
 		{ "count", required_argument, NULL, 'n' },
 		{ "by", required_argument, NULL, OPT_BY },
+		{ "span", required_argument, NULL, OPT_SPAN },
 		{ "pid", required_argument, NULL, 'p' },
 		{ "window", required_argument, NULL, 'w' },
 		{ "output", required_argument, NULL, 'o' },
@@ -722,6 +745,9 @@ int cmd_top(int argc, char **argv)
 			count = strtol(optarg, &end, 10);
 			if (errno || *end || count < 1)
 				return cli_usage_error("top", "invalid count '%s'", optarg);
+			break;
+		case OPT_SPAN:
+			top_span = optarg;
 			break;
 		case OPT_BY:
 			if (!strcmp(optarg, "self"))
@@ -791,6 +817,8 @@ int cmd_top(int argc, char **argv)
 			return cli_usage_error("top", "%s", "give exactly one INPUT");
 		return top_stored(argv[optind], count ? count : 20, by_total);
 	}
+	if (top_span)
+		return cli_usage_error("top", "%s", "--span reads a stored profile, not a live one");
 	if (pid && dashdash)
 		return cli_usage_error("top", "%s", "give either -p PID or -- CMD, not both");
 	if (!dashdash && optind != argc)

@@ -174,6 +174,30 @@ def test_attach(d):
           "compute holds %d of %d samples" % (spans["compute"]["samples"], run["samples"]))
 
 
+def test_top_span(d):
+    """stoke top --span NAME reads a stored profile's span labels and keeps
+    only that span's samples; stoke report keeps the labels."""
+    uprobe_pmu()
+    _, _, rundir, _ = record_run(d, "top", [4, 50, 40])
+    p = run_stoke(["top", "--span", "compute", rundir])
+    check(p.returncode == 0, "top --span exit %d: %s" % (p.returncode, p.stderr))
+    rows = [ln.split() for ln in p.stdout.splitlines() if ln.strip()[:1].isdigit()]
+    print(p.stdout)
+    check(rows and rows[0][4] == "burn" and float(rows[0][1].rstrip("%")) >= 80,
+          "compute's top function is not burn: %r" % rows[:3])
+    p = run_stoke(["top", "--span", "wait", rundir])
+    check(p.returncode == 1 and "no sample taken in span 'wait'" in p.stderr,
+          "a span without samples: exit %d, %r" % (p.returncode, p.stderr))
+    p = run_stoke(["top", "--span", "nosuch", rundir])
+    check(p.returncode == 1, "an unknown span: exit %d" % p.returncode)
+    # The labels survive stoke report (pprof → model → pprof).
+    out = os.path.join(d, "again.pb.gz")
+    p = run_stoke(["report", os.path.join(rundir, "profile.pb.gz"), "-o", out])
+    check(p.returncode == 0, "report: %s" % p.stderr)
+    p = run_stoke(["top", "--span", "compute", out])
+    check(p.returncode == 0 and "burn" in p.stdout, "labels lost by report: %s" % p.stderr)
+
+
 def test_pprof_label(d):
     """The pprof has a "span" label on each sample taken in a span, the
     innermost one (read by go tool pprof, as users would)."""
@@ -308,6 +332,7 @@ def test_python_untraced(d):
 
 TESTS = {
     "pprof_label": test_pprof_label,
+    "top_span": test_top_span,
     "attach": test_attach,
     "suite": test_suite,
     "python": test_python,

@@ -21,6 +21,7 @@
 #include "formats/folded.h"
 #include "common/hashmap.h"
 #include "common/util.h"
+#include "formats/spans.h"
 
 #define NAME_MAX_LEN 4096
 
@@ -158,8 +159,8 @@ static int write_stack(struct sctx *c, uint32_t stack, FILE *out)
 	return 0;
 }
 
-/* One profile over order[begin, end), all of one thread. */
-static int write_profile(struct sctx *c, size_t begin, size_t end, FILE *out)
+/* One profile over order[begin, end), all of one thread (or named title). */
+static int write_profile(struct sctx *c, size_t begin, size_t end, const char *title, FILE *out)
 {
 	const struct stoke_psample *s = stoke_profile_samples(c->p, &(size_t){ 0 });
 	const struct stoke_pthread *th = stoke_profile_find_thread(c->p, s[c->order[begin]].tid);
@@ -170,7 +171,9 @@ static int write_profile(struct sctx *c, size_t begin, size_t end, FILE *out)
 
 	fputs("{\"type\":\"sampled\",\"name\":", out);
 	/* "NAME (TID)": the JSON escaper handles whatever the name holds */
-	{
+	if (title) {
+		stoke_json_string(out, title);
+	} else {
 		const char *name = stoke_profile_string(c->p, th->name);
 		size_t len = strlen(name);
 		char *full = malloc(len + sizeof(label));
@@ -209,6 +212,58 @@ static int write_profile(struct sctx *c, size_t begin, size_t end, FILE *out)
 	}
 	fputs("]}", out);
 	return 0;
+}
+
+/* Spans (formats/spans.h): after the threads' profiles, one per span name,
+ * "span: NAME", of the samples taken in it (their innermost span), every
+ * thread's, each thread's in time order. */
+static int write_span_profiles(struct sctx *c, size_t n, size_t *nprofiles, FILE *out)
+{
+	size_t *all = c->order, *idx = NULL, m;
+	uint32_t *tags = NULL, *done = NULL;
+	size_t ndone = 0;
+	int r = stoke_span_sample_names(c->p, &tags);
+
+	if (r < 0 || !tags)
+		return r;
+	idx = malloc((n + 1) * sizeof(*idx));
+	done = malloc((n + 1) * sizeof(*done));
+	if (!idx || !done)
+		r = -ENOMEM;
+	for (size_t k = 0; r >= 0 && k < n; k++) {
+		uint32_t t = tags[all[k]];
+		const char *name;
+		char *title;
+		bool seen = !t;
+
+		for (size_t j = 0; !seen && j < ndone; j++)
+			seen = done[j] == t;
+		if (seen)
+			continue;
+		done[ndone++] = t;
+		m = 0;
+		for (size_t j = k; j < n; j++)
+			if (tags[all[j]] == t)
+				idx[m++] = all[j];
+		name = stoke_profile_string(c->p, t);
+		title = malloc(strlen(name) + sizeof("span: "));
+		if (!title) {
+			r = -ENOMEM;
+			break;
+		}
+		strcpy(title, "span: ");
+		strcat(title, name);
+		fputs(",\n", out);
+		c->order = idx;
+		r = write_profile(c, 0, m, title, out);
+		c->order = all;
+		free(title);
+		(*nprofiles)++;
+	}
+	free(idx);
+	free(done);
+	free(tags);
+	return r;
 }
 
 static void sctx_done(struct sctx *c)
@@ -260,10 +315,12 @@ int stoke_speedscope_write(const struct stoke_profile *p, const struct stoke_out
 			best = w;
 			active = nprofiles;
 		}
-		r = write_profile(&c, k, end, out);
+		r = write_profile(&c, k, end, NULL, out);
 		nprofiles++;
 		k = end;
 	}
+	if (r >= 0)
+		r = write_span_profiles(&c, n, &nprofiles, out);
 	if (r < 0)
 		goto out;
 	/* speedscope rejects a file without profiles: an empty one says "nothing" */

@@ -77,6 +77,14 @@ def test_fixture(d):
           "only %d of %d samples in burn are attributed to compute"
           % (spans["compute"]["samples"], in_burn))
     check(spans["compute"]["samples"] <= sum(c for _, c in stacks), "more tagged than taken")
+    # speedscope: a profile of its own per span ("span: compute").
+    ss = json.load(open(os.path.join(rundir, "profile.speedscope.json")))
+    prof = {p["name"]: p for p in ss["profiles"]}
+    check("span: compute" in prof, "no speedscope profile for compute: %r" % sorted(prof))
+    n = sum(prof["span: compute"]["weights"]) / run["period_ns"]
+    check(abs(n - spans["compute"]["samples"]) <= 1,
+          "speedscope's compute profile holds %.1f samples, run.json %d"
+          % (n, spans["compute"]["samples"]))
     txt = open(os.path.join(rundir, "profile.txt")).read()
     check("\nspans:\n" in txt and "compute" in txt.split("\nspans:\n")[1],
           "no spans table in the text output")

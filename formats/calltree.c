@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hashmap.h"
 #include "common/util.h"
 #include "formats/folded.h"
 
@@ -21,8 +22,7 @@
 struct build {
 	struct stoke_ctree *t;
 	size_t nodes_cap;
-	uint32_t *slots; /* node index + 1 */
-	size_t mask;
+	struct stoke_hashmap index; /* (parent, name) -> node index + 1 */
 };
 
 static uint64_t key_hash(uint32_t parent, uint32_t name)
@@ -30,48 +30,23 @@ static uint64_t key_hash(uint32_t parent, uint32_t name)
 	return stoke_hash_u64((uint64_t)parent << 32 | name);
 }
 
-static int grow_slots(struct build *b)
-{
-	size_t size = b->slots ? b->mask + 1 : 0, nsize = size ? size * 2 : 1024;
-	uint32_t *s;
-
-	if (b->slots && (b->t->nnodes + 1) * 2 <= size)
-		return 0;
-	s = calloc(nsize, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	free(b->slots);
-	b->slots = s;
-	b->mask = nsize - 1;
-	for (size_t i = 1; i < b->t->nnodes; i++) {
-		const struct stoke_ctree_node *n = &b->t->nodes[i];
-		size_t j = key_hash(n->parent, n->name) & b->mask;
-
-		while (b->slots[j])
-			j = (j + 1) & b->mask;
-		b->slots[j] = (uint32_t)i + 1;
-	}
-	return 0;
-}
-
 static int child(struct build *b, uint32_t parent, uint32_t name, uint8_t kind, uint32_t *ret)
 {
 	struct stoke_ctree *t = b->t;
-	size_t j;
-	int r;
+	uint64_t h = key_hash(parent, name);
+	struct stoke_hashmap_iter it;
 
-	r = grow_slots(b);
-	if (r < 0)
-		return r;
-	for (j = key_hash(parent, name) & b->mask; b->slots[j]; j = (j + 1) & b->mask) {
-		const struct stoke_ctree_node *n = &t->nodes[b->slots[j] - 1];
+	for (uint32_t id = stoke_hashmap_first(&b->index, h, &it); id;
+	     id = stoke_hashmap_next(&b->index, &it)) {
+		const struct stoke_ctree_node *n = &t->nodes[id - 1];
 
 		if (n->parent == parent && n->name == name) {
-			*ret = b->slots[j] - 1;
+			*ret = id - 1;
 			return 0;
 		}
 	}
-	if (t->nnodes >= UINT32_MAX - 1 || STOKE_GROW(t->nodes, b->nodes_cap, t->nnodes + 1) < 0)
+	if (t->nnodes >= UINT32_MAX - 1 || stoke_hashmap_reserve(&b->index, 1) < 0 ||
+	    STOKE_GROW(t->nodes, b->nodes_cap, t->nnodes + 1) < 0)
 		return -ENOMEM;
 	t->nodes[t->nnodes] = (struct stoke_ctree_node){
 		.name = name,
@@ -79,7 +54,7 @@ static int child(struct build *b, uint32_t parent, uint32_t name, uint8_t kind, 
 		.depth = t->nodes[parent].depth + 1,
 		.kind = kind,
 	};
-	b->slots[j] = (uint32_t)++t->nnodes;
+	stoke_hashmap_put(&b->index, h, (uint32_t)++t->nnodes);
 	*ret = (uint32_t)(t->nnodes - 1);
 	return 0;
 }
@@ -180,7 +155,7 @@ int stoke_ctree_build(const struct stoke_profile *p, struct stoke_ctree **ret)
 		r = link_kids(t);
 	}
 	free(frame_name);
-	free(b.slots);
+	stoke_hashmap_free(&b.index);
 	if (r < 0) {
 		stoke_ctree_free(t);
 		return r;

@@ -35,12 +35,14 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "symbolizer/demangle.h"
@@ -263,12 +265,75 @@ static void report_no_debuginfo(struct stoke_elfcache *c, Dwfl_Module *dm, const
 		return;
 	stoke_u64set_add(&c->no_debuginfo,
 			 stoke_hash_bytes(0xcbf29ce484222325ULL, bits, (size_t)n) | 1);
+	hex[0] = '\0';
 	for (int i = 0; i < n && i < 20; i++)
 		snprintf(hex + 2 * i, 3, "%02x", bits[i]);
 	log_warn("symbolizer: %s: debug info for build-id %s unavailable (not found locally, "
 		 "debuginfod %s did not provide it: timed out, unreachable or missing); "
 		 "named from its symbols, without file:line",
 		 modname, hex, urls);
+}
+
+/*
+ * Build-ids whose debug info was not found (locally nor from debuginfod),
+ * for the whole process and NEG_TTL_S: libdwfl may ask again for each lookup
+ * it makes of a module (its DWARF, its symbol table) and every session
+ * has its own caches, so a server that times out would cost its timeout
+ * on every stoked scrape (each is a session of its own). One lookup
+ * against a server that never answers costs its timeout times its tries:
+ * 11 s for a 1 s `stoke record` with DEBUGINFOD_TIMEOUT=3 and the default
+ * DEBUGINFOD_RETRY_LIMIT (2), 5 s with 0. Direct-mapped: a collision only
+ * forgets a failure. Only while debuginfod is configured (without it, a
+ * local lookup is cheap). Ten minutes, as libdebuginfod remembers a file
+ * the server does not have.
+ */
+#define NEG_SLOTS 256
+#define NEG_TTL_S 600.0
+static struct {
+	uint64_t key;
+	double at;
+} neg_cache[NEG_SLOTS];
+static pthread_mutex_t neg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static double neg_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The key of dm's build-id while debuginfod is configured, else 0. */
+static uint64_t neg_key(Dwfl_Module *dm)
+{
+	const char *urls = getenv("DEBUGINFOD_URLS");
+	const unsigned char *bits;
+	GElf_Addr vaddr;
+	int n;
+
+	if (!urls || !*urls)
+		return 0;
+	n = dwfl_module_build_id(dm, &bits, &vaddr);
+	return n > 0 ? stoke_hash_bytes(0xcbf29ce484222325ULL, bits, (size_t)n) | 1 : 0;
+}
+
+static bool neg_has(uint64_t key)
+{
+	bool r;
+
+	pthread_mutex_lock(&neg_lock);
+	r = neg_cache[key % NEG_SLOTS].key == key &&
+	    neg_now() - neg_cache[key % NEG_SLOTS].at < NEG_TTL_S;
+	pthread_mutex_unlock(&neg_lock);
+	return r;
+}
+
+static void neg_add(uint64_t key)
+{
+	pthread_mutex_lock(&neg_lock);
+	neg_cache[key % NEG_SLOTS].key = key;
+	neg_cache[key % NEG_SLOTS].at = neg_now();
+	pthread_mutex_unlock(&neg_lock);
 }
 
 /* libdwfl opens separate debuginfo by path (next to the main file, in its
@@ -280,15 +345,23 @@ static int find_debuginfo_as_requester(Dwfl_Module *dm, void **userdata, const c
 				       char **debuginfo_file_name)
 {
 	struct stoke_elfcache *c = *userdata;
+	uint64_t key = neg_key(dm);
 	struct creds_save save;
 	int fd;
 
+	if (key && neg_has(key)) {
+		if (c)
+			report_no_debuginfo(c, dm, modname);
+		return -1;
+	}
 	if (c && creds_enter(&c->creds, &save) < 0)
 		return -1;
 	fd = dwfl_standard_find_debuginfo(dm, userdata, modname, base, file_name, debuglink_file,
 					  debuglink_crc, debuginfo_file_name);
 	if (c)
 		creds_leave(&save);
+	if (fd < 0 && key)
+		neg_add(key);
 	if (fd < 0 && c)
 		report_no_debuginfo(c, dm, modname);
 	return fd;

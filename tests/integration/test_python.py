@@ -20,7 +20,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stoketest import Fail, Skip, check, run_stoke, run_tests  # noqa: E402
+from stoketest import (Fail, Skip, check, contains_in_order, parse_folded,  # noqa: E402
+                       run_stoke, run_tests)
 
 PYTHON = "/usr/bin/python3.11"
 SRC = os.path.abspath(os.path.join(os.environ.get("STOKE_SOURCE_ROOT", "."), "tests", "fixtures",
@@ -427,11 +428,47 @@ def record_no_python(tmp):
           "--no-python: Python frames, or no evaluator frames: " + text[:300])
 
 
+def record_daemon_attach(tmp):
+    """stoked's attach gets Python frames too, with its authorization: a
+    process of nobody's, attached by nobody."""
+    if os.geteuid() != 0:
+        raise Skip("stoked's tests need root")
+    from test_daemon import NOBODY, Daemon, open_to_nobody, run_dirs, wait_ended
+    need_python()
+    out = open_to_nobody(tmp)
+    daemon = Daemon(tmp).start()
+    p = subprocess.Popen(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
+                          "--clear-groups", PYTHON, SRC, "single"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        check(p.stdout.readline().strip() == "ready", "fixture did not start")
+        sid = int(daemon.ok(["attach", str(p.pid), "-o", out, "-d", "3"], user=NOBODY).strip())
+        wait_ended(daemon, sid)
+        runs = run_dirs(out)
+        check(len(runs) == 1, "run directories: %s" % runs)
+        stacks = parse_folded(os.path.join(out, runs[0], "profile.folded"))
+        n = sum(c for _, c in stacks)
+        chain = ["<module>", "main", "loop"]
+        full = {"leaf_a": 0, "leaf_b": 0}
+        for frames, c in stacks:
+            for leaf, path in (("leaf_a", "path_a"), ("leaf_b", "path_b")):
+                if contains_in_order(frames, chain + [path, leaf]):
+                    full[leaf] += c
+        print("daemon: %d samples, %s" % (n, full))
+        check(full["leaf_a"] + full["leaf_b"] >= 0.5 * n,
+              "Python chains in %s of %d samples" % (full, n))
+        check(full["leaf_a"] > full["leaf_b"], "leaf_a %(leaf_a)d <= leaf_b %(leaf_b)d" % full)
+        check(p.poll() is None, "the target died")
+    finally:
+        stop(p)
+        daemon.stop()
+
+
 if __name__ == "__main__":
     run_tests({"record_single": record_single, "record_threads": record_threads,
                "record_c_extension": record_c_extension,
                "record_attach_detach": record_attach_detach, "record_pstats": record_pstats,
-               "record_no_python": record_no_python,
+               "record_no_python": record_no_python, "record_daemon_attach": record_daemon_attach,
                "dump_native_merged": dump_native_merged,
                "dump_native_c_extension": dump_native_c_extension,
                "dump_single": dump_single, "dump_threads": dump_threads,

@@ -1,6 +1,6 @@
 /*
  * The string interner (see strpool.h): strings copied into big chunks, found
- * again through an open-addressing table of (hash, string).
+ * again through common/hashmap over the list of strings.
  */
 #include "common/strpool.h"
 
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hashmap.h"
 #include "common/util.h"
 
 #define POOL_CHUNK_SIZE (64 * 1024)
@@ -19,15 +20,11 @@ struct pool_chunk {
 	char data[];
 };
 
-struct pool_slot {
-	uint64_t hash;
-	const char *str; /* NULL: empty slot */
-};
-
 struct stoke_strpool {
 	struct pool_chunk *chunks;
-	struct pool_slot *slots; /* open addressing, power-of-two size */
-	size_t nslots, count;
+	const char **strs; /* in the order interned */
+	size_t count, strs_cap;
+	struct stoke_hashmap index; /* hash -> position in strs + 1 */
 };
 
 int stoke_strpool_new(struct stoke_strpool **ret)
@@ -36,12 +33,6 @@ int stoke_strpool_new(struct stoke_strpool **ret)
 
 	if (!p)
 		return -ENOMEM;
-	p->nslots = 1024;
-	p->slots = calloc(p->nslots, sizeof(*p->slots));
-	if (!p->slots) {
-		free(p);
-		return -ENOMEM;
-	}
 	*ret = p;
 	return 0;
 }
@@ -56,7 +47,8 @@ void stoke_strpool_free(struct stoke_strpool *p)
 		free(p->chunks);
 		p->chunks = next;
 	}
-	free(p->slots);
+	free(p->strs);
+	stoke_hashmap_free(&p->index);
 	free(p);
 }
 
@@ -86,50 +78,29 @@ static char *pool_alloc(struct stoke_strpool *p, size_t size)
 	return c->data + c->used - size;
 }
 
-static int pool_rehash(struct stoke_strpool *p)
-{
-	size_t n = p->nslots * 2;
-	struct pool_slot *slots = calloc(n, sizeof(*slots));
-
-	if (!slots)
-		return -ENOMEM;
-	for (size_t i = 0; i < p->nslots; i++) {
-		size_t j;
-
-		if (!p->slots[i].str)
-			continue;
-		for (j = p->slots[i].hash & (n - 1); slots[j].str; j = (j + 1) & (n - 1))
-			;
-		slots[j] = p->slots[i];
-	}
-	free(p->slots);
-	p->slots = slots;
-	p->nslots = n;
-	return 0;
-}
-
 const char *stoke_strpool_intern_n(struct stoke_strpool *p, const char *s, size_t len)
 {
 	uint64_t h = stoke_hash_bytes(STOKE_HASH_INIT, s, len);
-	size_t i;
+	struct stoke_hashmap_iter it;
 	char *copy;
 
-	if (p->count * 2 >= p->nslots && pool_rehash(p) < 0)
-		return NULL;
-	for (i = h & (p->nslots - 1); p->slots[i].str; i = (i + 1) & (p->nslots - 1)) {
-		const char *t = p->slots[i].str;
+	for (uint32_t id = stoke_hashmap_first(&p->index, h, &it); id;
+	     id = stoke_hashmap_next(&p->index, &it)) {
+		const char *t = p->strs[id - 1];
 
-		if (p->slots[i].hash == h && strncmp(t, s, len) == 0 && t[len] == '\0')
+		if (strncmp(t, s, len) == 0 && t[len] == '\0')
 			return t;
 	}
+	if (p->count >= UINT32_MAX || stoke_hashmap_reserve(&p->index, 1) < 0 ||
+	    STOKE_GROW(p->strs, p->strs_cap, p->count + 1) < 0)
+		return NULL;
 	copy = pool_alloc(p, len + 1);
 	if (!copy)
 		return NULL;
 	memcpy(copy, s, len);
 	copy[len] = '\0';
-	p->slots[i].hash = h;
-	p->slots[i].str = copy;
-	p->count++;
+	p->strs[p->count++] = copy;
+	stoke_hashmap_put(&p->index, h, (uint32_t)p->count);
 	return copy;
 }
 

@@ -1,9 +1,14 @@
 /*
  * Logging: one line per message, prefixed with the program name and, below
  * error level, the level. Thread-safe as far as stdio is.
+ *
+ * Messages carry names a target or a requester chose (mapped paths, comms,
+ * build-ids): a control byte in one could forge or hide lines of a root
+ * daemon's log, so every byte below 0x20, and DEL, is written as \xNN.
  */
 #include "common/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static const char *log_prog = "stoke";
@@ -33,6 +38,8 @@ void stoke_logv(enum stoke_log_level level, const char *fmt, va_list ap)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
 	FILE *f = log_file ? log_file : stderr;
+	char buf[4096];
+	int n;
 
 	if (level > stoke_log_get_level())
 		return;
@@ -40,7 +47,17 @@ void stoke_logv(enum stoke_log_level level, const char *fmt, va_list ap)
 		fprintf(f, "%s: ", log_prog);
 	else
 		fprintf(f, "%s: %s: ", log_prog, names[level]);
-	vfprintf(f, fmt, ap);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (n < 0)
+		n = 0;
+	for (const unsigned char *p = (const unsigned char *)buf; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\x%02x", *p);
+		else
+			fputc(*p, f);
+	}
+	if ((size_t)n >= sizeof(buf))
+		fputs("...", f);
 	fputc('\n', f);
 	fflush(f);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/hashmap.h"
+#include "common/log.h"
 #include "common/strpool.h"
 #include "common/u64set.h"
 
@@ -153,6 +154,25 @@ START_TEST(test_u64map)
 }
 END_TEST
 
+/* A name a target chose cannot add, end or colour a line of the log. */
+START_TEST(test_log_escapes_control_bytes)
+{
+	FILE *f = tmpfile();
+	char line[256], rest[64];
+
+	ck_assert_ptr_nonnull(f);
+	stoke_log_set_prog("t");
+	stoke_log_set_file(f);
+	log_warn("map %s", "/tmp/x\nstoked: fake line\r\x1b[2K\x7f");
+	stoke_log_set_file(NULL);
+	rewind(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	ck_assert_str_eq(line, "t: warning: map /tmp/x\\x0astoked: fake line\\x0d\\x1b[2K\\x7f\n");
+	ck_assert_ptr_null(fgets(rest, sizeof(rest), f));
+	fclose(f);
+}
+END_TEST
+
 static Suite *common_suite(void)
 {
 	Suite *s = suite_create("common");
@@ -162,6 +182,7 @@ static Suite *common_suite(void)
 	tcase_add_test(tc, test_u64set);
 	tcase_add_test(tc, test_hashmap);
 	tcase_add_test(tc, test_u64map);
+	tcase_add_test(tc, test_log_escapes_control_bytes);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -394,8 +394,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 	}
 	return 0;
 bad_value:
-	fprintf(stderr, "stoked: invalid value '%s' for %s (see 'stoked --help')\n", optarg,
-		argv[optind - 1]);
+	/* Every value checked above is a long option's, and getopt_long set idx
+	 * to it; argv[optind - 1] is the value itself when it came as its own
+	 * argument. */
+	fprintf(stderr, "stoked: invalid value '%s' for --%s (see 'stoked --help')\n", optarg,
+		longopts[idx].name);
 	return 2;
 }
 

@@ -644,6 +644,20 @@ def test_sd_notify(d):
         n.close()
 
 
+def test_bad_options(d):
+    """A bad option value gets one line naming the option, exit 2, whether
+    the value is joined (--opt=V) or its own argument (--opt V)."""
+    for args, opt in ((["--max-sessions", "x"], "--max-sessions"),
+                      (["--socket-mode=999"], "--socket-mode"),
+                      (["--max-user-memory", "lots"], "--max-user-memory"),
+                      (["--max-user-fds", "3"], "--max-user-fds")):
+        p = subprocess.run([STOKED, "--foreground", "--socket", os.path.join(d, "s.sock")]
+                           + args, capture_output=True, text=True, timeout=30)
+        lines = p.stderr.strip().splitlines()
+        check(p.returncode == 2 and len(lines) == 1 and ("for " + opt + " ") in lines[0],
+              "%r: exit %d, %r" % (args, p.returncode, p.stderr))
+
+
 TESTS = {
     "continuous": test_continuous,
     "auth_refused_root_target": test_auth_refused_root_target,
@@ -658,6 +672,7 @@ TESTS = {
     "sigterm_flushes": test_sigterm_flushes,
     "sigkill_restart": test_sigkill_restart,
     "sighup_reopens_log": test_sighup_reopens_log,
+    "bad_options": test_bad_options,
     "sd_notify": test_sd_notify,
 }
 

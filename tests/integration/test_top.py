@@ -31,8 +31,11 @@ class Tmux:
         self.sock = os.path.join(d, "tmux.sock")
         self.exitfile = os.path.join(d, "exit")
         # The exit status goes to a file; the pane then waits (sleep) so
-        # its last screen can still be captured.
-        script = "%s; echo $? > %s; sleep 600" % (cmd, shlex.quote(self.exitfile))
+        # its last screen can still be captured. The shell survives Ctrl-C
+        # (a trap, which the command does not inherit: SIGINT stays its
+        # default there).
+        script = "trap true INT; %s; echo $? > %s; sleep 600" % (cmd,
+                                                                  shlex.quote(self.exitfile))
         self.tmux("-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50",
                   "sh", "-c", script)
 
@@ -122,7 +125,7 @@ def start_split(seconds=0):
 
 
 def top_cmd(pid, *extra):
-    return " ".join(shlex.quote(a) for a in [STOKE, "top", "-p", str(pid), "-w", "5"] +
+    return " ".join(shlex.quote(a) for a in [STOKE, "top", "-p", str(pid), "-w", "8"] +
                     list(extra))
 
 
@@ -143,7 +146,7 @@ def test_live_split_and_quit(d):
     p = start_split()
     tm = Tmux(d, top_cmd(p.pid))
     try:
-        (win, el, rows), screen = wait_for_view(tm, 500, 3.5)
+        (win, el, rows), screen = wait_for_view(tm, 300, 3.5)
         share = check_split(rows, screen)
         tm.keys("q")
         code = tm.exit_status(20)
@@ -156,17 +159,18 @@ def test_live_split_and_quit(d):
 
 
 def test_live_output(d):
-    """-o writes the whole profile so far on exit, atomically, in the format
-    of its extension: a loadable profile with the same split."""
+    """-o writes the whole profile so far on exit (here Ctrl-C's),
+    atomically, in the format of its extension: a loadable profile with the
+    same split."""
     out = os.path.join(d, "live.pb.gz")
     p = start_split()
     tm = Tmux(d, top_cmd(p.pid, "-o", out))
     try:
         wait_for_view(tm, 200, 2.5)
         check(not os.path.exists(out), "-o was written before the view ended")
-        tm.keys("q")
+        tm.keys("C-c")
         code = tm.exit_status(60)
-        check(code == 0, "q with -o: stoke top exited %d:\n%s" % (code, tm.screen()))
+        check(code == 0, "Ctrl-C with -o: stoke top exited %d:\n%s" % (code, tm.screen()))
         still_running(p)
     finally:
         tm.close()
@@ -225,6 +229,20 @@ def test_live_plain_table(d):
         kill(p)
 
 
+def test_live_command(d):
+    """stoke top -- CMD runs the command under the view and exits with its
+    status when it ends."""
+    r = run_stoke(["top", "-w", "5", "--", fixture("split"), "3", str(PCT_A)], timeout=60)
+    check(r.returncode == 0, "stoke top -- split exited %d: %s" % (r.returncode, r.stderr))
+    check("the target exited" in r.stderr, "no exit message: %r" % r.stderr)
+    tables = [t for t in r.stdout.split("\n\n") if t.strip()]
+    v = parse_view(tables[-1]) if tables else None
+    check(v is not None and "leaf_a" in v[2] and "leaf_b" in v[2],
+          "no leaves in the last table:\n%s" % r.stdout)
+    r = run_stoke(["top", "--", "sh", "-c", "exit 3"], timeout=60)
+    check(r.returncode == 3, "stoke top -- sh -c 'exit 3' exited %d" % r.returncode)
+
+
 def test_live_bad_usage(d):
     """Live options without a target, and -f without -o, are refused."""
     for args, what in ((["top", "-w", "5", "x.pb.gz"], "need -p PID"),
@@ -242,5 +260,6 @@ if __name__ == "__main__":
         "live_output": test_live_output,
         "live_target_exits": test_live_target_exits,
         "live_plain_table": test_live_plain_table,
+        "live_command": test_live_command,
         "live_bad_usage": test_live_bad_usage,
     })

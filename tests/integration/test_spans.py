@@ -205,6 +205,34 @@ def test_top_span(d):
     check(p.returncode == 0 and "burn" in p.stdout, "labels lost by report: %s" % p.stderr)
 
 
+def test_stoked(d):
+    """A stoked session (the daemon's attach): its run directory has the
+    spans of the target, which ran with them from before the attach."""
+    uprobe_pmu()
+    from test_daemon import Daemon, wait_ended  # noqa: E402 (the daemon's harness)
+    daemon = Daemon(d).start()
+    out = os.path.join(d, "out")
+    os.mkdir(out)
+    proc = spawn([fixture("spans"), "40", "20", "10"])
+    try:
+        sid = int(daemon.ok(["attach", str(proc.pid), "-o", out]).strip())
+        proc.wait(timeout=60)
+        info = wait_ended(daemon, sid, timeout=60)
+        check(info["last_run"], "no run directory written when the target exited")
+    finally:
+        kill(proc)
+        daemon.stop()
+    run = json.load(open(os.path.join(out, info["last_run"], "run.json")))
+    spans = by_name(run)
+    print({n: (s["count"], s["samples"]) for n, s in spans.items()})
+    for name in ("request", "compute", "wait"):
+        check(name in spans and 3 <= spans[name]["count"] <= 40,
+              "%s: %r" % (name, spans.get(name)))
+    check(spans["compute"]["parent"] == "request", "nesting: %r" % spans["compute"])
+    check(spans["compute"]["samples"] > 0.8 * run["samples"],
+          "compute holds %d of %d samples" % (spans["compute"]["samples"], run["samples"]))
+
+
 def test_pprof_label(d):
     """The pprof has a "span" label on each sample taken in a span, the
     innermost one (read by go tool pprof, as users would)."""
@@ -341,6 +369,7 @@ TESTS = {
     "pprof_label": test_pprof_label,
     "top_span": test_top_span,
     "attach": test_attach,
+    "stoked": test_stoked,
     "suite": test_suite,
     "python": test_python,
     "python_untraced": test_python_untraced,

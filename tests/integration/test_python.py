@@ -464,11 +464,36 @@ def record_daemon_attach(tmp):
         daemon.stop()
 
 
+def record_children(tmp):
+    """A multiprocessing child (fork) and a subprocess (exec of a new
+    interpreter) get their Python frames, each in its own process."""
+    need_python()
+    src = os.path.join(os.path.dirname(SRC), "pychildren.py")
+    out = os.path.join(tmp, "p.folded")
+    _, (py, approx) = record(tmp, out, ["--per-thread"], [src, "2"])
+    check_exact(py, approx)
+    pids = {}
+    for frames, c in parse_folded(out):
+        pid = frames[0].rsplit("-", 1)[-1].split("/")[0]
+        for fn, chain in (("burn_child", ["work", "burn_child"]),
+                          ("sub_burn", ["<module>", "sub_burn"])):
+            if contains_in_order(frames, chain):
+                pids.setdefault(fn, {}).setdefault(pid, 0)
+                pids[fn][pid] += c
+    print("samples by process: %s" % pids)
+    for fn in ("burn_child", "sub_burn"):
+        check(fn in pids and max(pids[fn].values()) >= 100,
+              "%s: too few samples with its Python chain: %s" % (fn, pids))
+    check(set(pids["burn_child"]).isdisjoint(pids["sub_burn"]),
+          "the fork child and the subprocess share a pid: %s" % pids)
+
+
 if __name__ == "__main__":
     run_tests({"record_single": record_single, "record_threads": record_threads,
                "record_c_extension": record_c_extension,
                "record_attach_detach": record_attach_detach, "record_pstats": record_pstats,
                "record_no_python": record_no_python, "record_daemon_attach": record_daemon_attach,
+               "record_children": record_children,
                "dump_native_merged": dump_native_merged,
                "dump_native_c_extension": dump_native_c_extension,
                "dump_single": dump_single, "dump_threads": dump_threads,

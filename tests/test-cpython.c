@@ -1,8 +1,9 @@
 /*
  * Unit tests for stack/cpython: the location-table decoder against the
  * lines CPython itself gives for every code unit of a real function, the
- * offsets table, 3.13's _Py_DebugOffsets parsing, and the refusal of a
- * process that is not CPython. Reading a live interpreter is tested in
+ * offsets table, 3.13's _Py_DebugOffsets parsing, the refusal of a
+ * process that is not CPython, and the splice of interpreter frames into a
+ * native stack (stack/interp.h). Reading a live interpreter is tested in
  * tests/integration/test_python.py.
  */
 #include <check.h>
@@ -14,6 +15,7 @@
 #include "cpython.h"
 #include "merge.h"
 #include "offsets.h"
+#include "stack/interp.h"
 
 /*
  * Generated once with this script under /usr/bin/python3.11:
@@ -221,6 +223,48 @@ START_TEST(merge_replaces_eval_frames)
 }
 END_TEST
 
+/* A frame source whose evaluator is the addresses 0x1000-0x1fff of pid 7. */
+static bool fake_is_eval(void *impl, uint32_t pid, uint64_t addr)
+{
+	return pid == 7 && addr >= 0x1000 && addr < 0x2000;
+}
+
+static const struct stoke_interp_ops fake_ops = {
+	.name = "fake",
+	.is_eval = fake_is_eval,
+};
+
+START_TEST(interp_splice)
+{
+	const struct stoke_interp_source src = {.ops = &fake_ops};
+	/* leaf first: a kernel frame, a C extension, the evaluator, a vectorcall,
+	 * the evaluator again (as a kernel address: never spliced), the
+	 * evaluator, main */
+	const uint64_t addrs[] = {0x1100, 0x9000, 0x1200, 0x5000, 0x1300, 0x1400, 0x400};
+	const bool user[] = {false, true, true, true, false, true, true};
+	struct stoke_interp_frame f[4] = {
+		{.is_entry = false}, {.is_entry = true}, {.is_entry = false}, {.is_entry = true}};
+	struct stoke_interp_slot sl[16];
+	const int want_native[] = {0, 1, -1, -1, 3, 4, -1, -1, 6};
+	const int want_interp[] = {-1, -1, 0, 1, -1, -1, 2, 3, -1};
+
+	size_t n = stoke_interp_splice(&src, 7, addrs, user, 7, f, 4, sl, 16);
+	ck_assert_uint_eq(n, 9);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_int_eq(sl[i].native_idx, want_native[i]);
+		ck_assert_int_eq(sl[i].interp_idx, want_interp[i]);
+	}
+	/* another process: nothing is the evaluator, the frames go at the root */
+	n = stoke_interp_splice(&src, 8, addrs, user, 7, f, 4, sl, 16);
+	ck_assert_uint_eq(n, 11);
+	ck_assert_int_eq(sl[6].native_idx, 6);
+	ck_assert_int_eq(sl[7].interp_idx, 0);
+	ck_assert_int_eq(sl[10].interp_idx, 3);
+	/* bounded by max */
+	ck_assert_uint_eq(stoke_interp_splice(&src, 7, addrs, user, 7, f, 4, sl, 4), 4);
+}
+END_TEST
+
 static Suite *cpython_suite(void)
 {
 	Suite *s = suite_create("cpython");
@@ -233,6 +277,7 @@ static Suite *cpython_suite(void)
 	tcase_add_test(tc, debug_offsets_refused);
 	tcase_add_test(tc, open_not_python);
 	tcase_add_test(tc, merge_replaces_eval_frames);
+	tcase_add_test(tc, interp_splice);
 	suite_add_tcase(s, tc);
 	return s;
 }

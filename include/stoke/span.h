@@ -24,14 +24,17 @@
  * where the probe's stack copy takes them. Names are copied at the probe, so
  * they may be built at run time and freed right after.
  *
- * Measured cost when untraced (tools/bench/spans, README "Spans"): within
- * the noise of a build without the header (< 1%).
+ * Measured (bench/spans.py, README "Spans"): untraced, +0.42% CPU time
+ * (2.3 ns) for two nested spans around ~0.5 us of work, against a build
+ * without this header; traced, about 1.5 us per begin or end (a uprobe
+ * hit).
  *
  * Rules: a span ends on the thread that began it; spans nest (an END closes
  * the innermost open span of that name); a name longer than
  * STOKE_SPAN_MAX_NAME bytes, or metadata past STOKE_SPAN_MAX_PAYLOAD bytes in
  * all, is cut. Include this header before any other use of <sys/sdt.h> in
- * the same file (the probes need its semaphore support).
+ * the same file: it turns on <sys/sdt.h>'s semaphores, so every other
+ * STAP_PROBE of that file needs its own semaphore variable too.
  *
  * The probes: provider "stoke", names "span_begin" and "span_end", two
  * arguments: a pointer to the payload ("name\0key=value\0...") and its length
@@ -39,6 +42,9 @@
  */
 #ifndef STOKE_SPAN_H
 #define STOKE_SPAN_H
+/* As when installed in /usr/include: <sys/sdt.h>'s probe macros expand to
+ * GNU extensions that -Wpedantic (clang) would flag in the user's file. */
+#pragma GCC system_header
 
 #if defined(_SYS_SDT_H) && !defined(_SDT_HAS_SEMAPHORES)
 #error "include <stoke/span.h> before <sys/sdt.h> (or define _SDT_HAS_SEMAPHORES)"
@@ -83,7 +89,7 @@ static inline void stoke__span_put(char *buf, size_t *len, const char *s, size_t
 
 /* The traced path, out of line so that the untraced one stays a test and a
  * branch. meta is a NULL-terminated list of "key=value" strings. */
-__attribute__((noinline, cold, unused)) static void stoke__span_fire(int begin,
+__attribute__((noinline, cold)) static void stoke__span_fire(int begin,
 								     const char *name, ...)
 {
 	char buf[STOKE_SPAN_MAX_PAYLOAD];
@@ -107,10 +113,13 @@ __attribute__((noinline, cold, unused)) static void stoke__span_fire(int begin,
 	__asm__ __volatile__("" : : "r"(buf) : "memory");
 }
 
-#define STOKE_SPAN_BEGIN(name, ...)                                                   \
-	do {                                                                          \
-		if (__builtin_expect(stoke_span_begin_semaphore != 0, 0))             \
-			stoke__span_fire(1, (name), ##__VA_ARGS__, (const char *)0);  \
+/* STOKE_SPAN_BEGIN(name, "key=value"...): the arguments are the name and
+ * up to STOKE_SPAN_MAX_META metadata strings (one parameter list, so that
+ * a name alone is no empty variadic part for -Wpedantic). */
+#define STOKE_SPAN_BEGIN(...)                                                   \
+	do {                                                                    \
+		if (__builtin_expect(stoke_span_begin_semaphore != 0, 0))       \
+			stoke__span_fire(1, __VA_ARGS__, (const char *)0);      \
 	} while (0)
 
 #define STOKE_SPAN_END(name)                                                  \
@@ -131,14 +140,17 @@ static inline void stoke__span_scope_end(struct stoke__span_scope *s)
 	STOKE_SPAN_END(s->span_name);
 }
 
+#define STOKE__FIRST(a, ...) a
 #define STOKE__CAT2(a, b) a##b
 #define STOKE__CAT(a, b) STOKE__CAT2(a, b)
 
-/* A span from here to the end of the enclosing scope. */
-#define STOKE_SPAN_SCOPE(name, ...)                                                        \
+/* STOKE_SPAN_SCOPE(name, "key=value"...): a span from here to the end of
+ * the enclosing scope (the name must live as long). */
+#define STOKE_SPAN_SCOPE(...)                                                              \
 	struct stoke__span_scope STOKE__CAT(stoke__scope_, __LINE__)                       \
-		__attribute__((cleanup(stoke__span_scope_end))) = { (name) };              \
-	STOKE_SPAN_BEGIN(STOKE__CAT(stoke__scope_, __LINE__).span_name, ##__VA_ARGS__)
+		__attribute__((cleanup(stoke__span_scope_end), unused)) =                  \
+			{ STOKE__FIRST(__VA_ARGS__, 0) };                                  \
+	STOKE_SPAN_BEGIN(__VA_ARGS__)
 
 #ifdef __cplusplus
 }

@@ -233,6 +233,24 @@ def test_stoked(d):
           "compute holds %d of %d samples" % (spans["compute"]["samples"], run["samples"]))
 
 
+def test_cxx(d):
+    """The C++ fixture: scoped spans in a member function and a lambda,
+    names built at run time (std::string), each counted exactly."""
+    uprobe_pmu()
+    out = os.path.join(d, "run")
+    p = run_stoke(["record", "-q", "--output-dir", out, "--name", "cxx", "--",
+                   fixture("spans-cxx"), "6"])
+    check(p.returncode == 0, "exit %d: %s" % (p.returncode, p.stderr))
+    run = json.load(open(glob.glob(os.path.join(out, "*_cxx", "run.json"))[0]))
+    spans = by_name(run)
+    print({n: (s["count"], s["parent"]) for n, s in spans.items()})
+    check(spans.get("cxx.spin", {}).get("count") == 6, "cxx.spin: %r" % spans.get("cxx.spin"))
+    for r in ("cxx.round.0", "cxx.round.1"):
+        check(spans.get(r, {}).get("count") == 3, "%s: %r" % (r, spans.get(r)))
+    check(spans["cxx.spin"]["parent"] in ("cxx.round.0", "cxx.round.1"),
+          "nesting: %r" % spans["cxx.spin"])
+
+
 def test_pprof_label(d):
     """The pprof has a "span" label on each sample taken in a span, the
     innermost one (read by go tool pprof, as users would)."""
@@ -369,6 +387,7 @@ TESTS = {
     "pprof_label": test_pprof_label,
     "top_span": test_top_span,
     "attach": test_attach,
+    "cxx": test_cxx,
     "stoked": test_stoked,
     "suite": test_suite,
     "python": test_python,

@@ -243,6 +243,35 @@ def test_live_command(d):
     check(r.returncode == 3, "stoke top -- sh -c 'exit 3' exited %d" % r.returncode)
 
 
+def test_live_python(d):
+    """Python frames reach the view through the same naming: a CPython
+    process attached by PID shows the fixture's Python leaves (pyspin.py,
+    70:30 by work) with their source file, by total share."""
+    python = "/usr/bin/python3.11"
+    if not os.path.exists(python):
+        raise Skip("no %s (tools/setup installs python3.11)" % python)
+    src = os.environ.get("STOKE_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
+    p = subprocess.Popen([python, os.path.join(src, "tests", "fixtures", "python", "pyspin.py"),
+                          "single"], stdout=subprocess.PIPE, text=True)
+    try:
+        check(p.stdout.readline().strip() == "ready", "pyspin.py did not start")
+        r = run_stoke(["top", "-p", str(p.pid), "-w", "8", "-d", "5", "--by", "total",
+                       "-n", "40"], timeout=60)
+        check(r.returncode == 0, "stoke top -p python exited %d: %s" % (r.returncode, r.stderr))
+        tables = [t for t in r.stdout.split("\n\n") if t.strip()]
+        last = tables[-1] if tables else ""
+        v = parse_view(last)
+        check(v is not None and "leaf_a" in v[2] and "leaf_b" in v[2],
+              "no Python leaves in the last table:\n%s" % last)
+        check(re.search(r"leaf_a \(pyspin\.py:\d+\)", last), "no pyspin.py location:\n%s" % last)
+        a, b = v[2]["leaf_a"][1], v[2]["leaf_b"][1]
+        share = 100.0 * a / (a + b)
+        check(abs(share - PCT_A) <= 5,
+              "leaf_a has %.1f%% of the leaves' total, want %d +- 5:\n%s" % (share, PCT_A, last))
+    finally:
+        kill(p)
+
+
 def test_live_bad_usage(d):
     """Live options without a target, and -f without -o, are refused."""
     for args, what in ((["top", "-w", "5", "x.pb.gz"], "need -p PID"),
@@ -261,5 +290,6 @@ if __name__ == "__main__":
         "live_target_exits": test_live_target_exits,
         "live_plain_table": test_live_plain_table,
         "live_command": test_live_command,
+        "live_python": test_live_python,
         "live_bad_usage": test_live_bad_usage,
     })

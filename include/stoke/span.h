@@ -24,10 +24,10 @@
  * where the probe's stack copy takes them. Names are copied at the probe, so
  * they may be built at run time and freed right after.
  *
- * Measured (bench/spans.py, README "Spans"): untraced, +0.42% CPU time
- * (2.3 ns) for two nested spans around ~0.5 us of work, against a build
- * without this header; traced, about 1.5 us per begin or end (a uprobe
- * hit).
+ * Measured (bench/spans.py, README "Spans"): untraced, two nested spans
+ * around ~0.5 us of work cost -0.00% CPU time against a build without this
+ * header (+0.42%, 2.3 ns, on a heavily loaded machine); traced, about
+ * 1.5 us per begin or end (a uprobe hit).
  *
  * Rules: a span ends on the thread that began it; spans nest (an END closes
  * the innermost open span of that name); a name longer than

@@ -26,6 +26,9 @@ struct {
 	__type(key, __u32); /* tid */
 	__type(value, __u64); /* its PyThreadState */
 	__uint(max_entries, 65536);
+	/* entries allocated as user space adds them: a session that samples
+	 * no Python costs no map memory */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 } tstates SEC(".maps");
 
 struct {
@@ -33,6 +36,7 @@ struct {
 	__type(key, __u32); /* tgid */
 	__type(value, struct pyframes_cfg);
 	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 } cfgs SEC(".maps");
 
 struct {

@@ -606,6 +606,9 @@ static int session_record(const struct stoke_record *rec, void *userdata)
 		if (r == 0)
 			r = stoke_profile_thread(s->profile, rec->comm.pid, rec->comm.tid,
 						 rec->comm.comm);
+		/* a new image: what the frame source knew of the process goes */
+		if (rec->comm.exec && s->interp.ops && s->interp.ops->exec)
+			s->interp.ops->exec(s->interp.impl, rec->comm.pid);
 		break;
 	case STOKE_REC_FORK:
 		r = stoke_symbolizer_record(s->symbolizer, rec);

@@ -36,6 +36,9 @@ struct stoke_interp_ops {
 		      struct stoke_interp_frame *out, size_t max, bool *approximate);
 	/* Whether addr, a user address of process pid, is in the evaluator. */
 	bool (*is_eval)(void *impl, uint32_t pid, uint64_t addr);
+	/* Process pid replaced its image (exec): forget what is known of it
+	 * (may be NULL). */
+	void (*exec)(void *impl, uint32_t pid);
 	void (*free)(void *impl);
 };
 

@@ -48,7 +48,11 @@
 #define MAX_THREADS 1024
 #define RESCAN_NS   10000000ULL	  /* an unknown thread: list read again */
 #define STALE_NS    1000000000ULL /* a list this old is read again */
-#define REOPEN_NS   100000000ULL  /* not CPython (yet): maps read again */
+/* Not CPython: read its maps again after REOPEN_NS, twice as long each time
+ * up to REOPEN_MAX_NS (a program may load libpython late); an exec starts
+ * afresh (cpy_exec). */
+#define REOPEN_NS     100000000ULL
+#define REOPEN_MAX_NS 10000000000ULL
 
 struct proc {
 	uint32_t pid;
@@ -56,6 +60,7 @@ struct proc {
 	int err; /* the last open's error (py NULL) */
 	bool noted;
 	uint64_t opened_ns, scanned_ns;
+	uint64_t reopen_ns; /* wait before the next open */
 	struct stoke_py_thread *threads;
 	int nthreads;
 };
@@ -164,11 +169,14 @@ static struct proc *proc_get(struct cpy *c, uint32_t pid, uint64_t now)
 	c->last = p;
 	/* not CPython: maybe not yet (a launched command before its exec, a
 	 * shell that execs python); an unknown version stays so */
-	if (!p->py && p->err != -ENOTSUP && (!p->opened_ns || now - p->opened_ns >= REOPEN_NS)) {
+	if (!p->py && p->err != -ENOTSUP && (!p->opened_ns || now - p->opened_ns >= p->reopen_ns)) {
 		char why[512];
 
 		why[0] = 0;
 		p->opened_ns = now ? now : 1;
+		p->reopen_ns = p->reopen_ns ? p->reopen_ns * 2 : REOPEN_NS;
+		if (p->reopen_ns > REOPEN_MAX_NS)
+			p->reopen_ns = REOPEN_MAX_NS;
 		p->err = stoke_py_open((pid_t)pid, &p->py, NULL, why, sizeof(why));
 		if (p->err < 0 && p->err != -ESRCH && !p->noted && c->note) {
 			c->note(c->ctx, p->err == -ENOENT ? 0 : 1, why);
@@ -528,6 +536,33 @@ static bool cpy_is_eval(void *impl, uint32_t pid, uint64_t addr)
 	return p && p->py && stoke_py_is_eval_addr(p->py, addr);
 }
 
+static void cpy_exec(void *impl, uint32_t pid)
+{
+	struct cpy *c = impl;
+
+	for (size_t i = 0; i < c->nprocs; i++) {
+		struct proc *p = &c->procs[i];
+
+		if (p->pid != pid)
+			continue;
+#ifdef STOKE_PYFRAMES_BPF
+		if (c->skel) {
+			bpf_map_delete_elem(bpf_map__fd(c->skel->maps.cfgs), &pid);
+			for (int k = 0; k < p->nthreads; k++) {
+				uint32_t tid = (uint32_t)p->threads[k].tid;
+
+				bpf_map_delete_elem(bpf_map__fd(c->skel->maps.tstates), &tid);
+			}
+		}
+#endif
+		stoke_py_close(p->py);
+		free(p->threads);
+		memset(p, 0, sizeof(*p));
+		p->pid = pid;
+		p->err = -ENOENT;
+	}
+}
+
 static void cpy_free(void *impl)
 {
 	struct cpy *c = impl;
@@ -567,6 +602,7 @@ static const struct stoke_interp_ops cpython_ops = {
 	.name = "cpython",
 	.frames = cpy_frames,
 	.is_eval = cpy_is_eval,
+	.exec = cpy_exec,
 	.free = cpy_free,
 };
 

@@ -32,8 +32,8 @@ struct stoke_interp_ops {
 	 * the count (0: the thread runs no interpreted code, or the process
 	 * is not this interpreter's), or -errno. *approximate is set when
 	 * they were read after the sample rather than at it. */
-	int (*frames)(void *impl, const struct stoke_sample *sample,
-		      struct stoke_interp_frame *out, size_t max, bool *approximate);
+	int (*frames)(void *impl, const struct stoke_sample *sample, struct stoke_interp_frame *out,
+		      size_t max, bool *approximate);
 	/* Whether addr, a user address of process pid, is in the evaluator. */
 	bool (*is_eval)(void *impl, uint32_t pid, uint64_t addr);
 	/* Process pid replaced its image (exec): forget what is known of it

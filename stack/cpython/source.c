@@ -81,7 +81,7 @@ struct cpy {
 	struct pyframes *skel;
 	struct ring_buffer *rb;
 #endif
-	struct tq **tqs; /* open addressing by tid */
+	struct tq **tqs;		   /* open addressing by tid */
 	struct pyframes_event *last_event; /* the one matched last */
 	/* perf's clock to the program's: event time - sample time */
 	enum { OFF_NONE, OFF_CANDIDATE, OFF_KNOWN } off_state;
@@ -236,7 +236,8 @@ static struct tq *tq_get(struct cpy *c, uint32_t tid, bool add)
 		for (size_t k = 0; k < c->tq_slots; k++) {
 			if (!c->tqs[k])
 				continue;
-			for (i = (c->tqs[k]->tid * 2654435761u) & (n - 1); t[i]; i = (i + 1) & (n - 1))
+			for (i = (c->tqs[k]->tid * 2654435761u) & (n - 1); t[i];
+			     i = (i + 1) & (n - 1))
 				;
 			t[i] = c->tqs[k];
 		}
@@ -246,7 +247,8 @@ static struct tq *tq_get(struct cpy *c, uint32_t tid, bool add)
 	}
 	if (!c->tq_slots)
 		return NULL;
-	for (i = (tid * 2654435761u) & (c->tq_slots - 1); c->tqs[i]; i = (i + 1) & (c->tq_slots - 1))
+	for (i = (tid * 2654435761u) & (c->tq_slots - 1); c->tqs[i];
+	     i = (i + 1) & (c->tq_slots - 1))
 		if (c->tqs[i]->tid == tid)
 			return c->tqs[i];
 	if (!add)
@@ -318,15 +320,15 @@ static void bpf_publish(struct cpy *c, struct proc *p)
 		.frame_code = o->frame_code,
 		.frame_previous = o->frame_previous,
 		.frame_prev_instr = o->frame_prev_instr,
-		.frame_flag = o->frame_is_entry != STOKE_PY_NO_FIELD ? o->frame_is_entry
-								      : o->frame_owner,
+		.frame_flag =
+			o->frame_is_entry != STOKE_PY_NO_FIELD ? o->frame_is_entry : o->frame_owner,
 	};
 	bpf_map_update_elem(bpf_map__fd(c->skel->maps.cfgs), &p->pid, &cfg, BPF_ANY);
 	for (int i = 0; i < p->nthreads; i++) {
 		uint32_t tid = (uint32_t)p->threads[i].tid;
 
-		bpf_map_update_elem(bpf_map__fd(c->skel->maps.tstates), &tid,
-				    &p->threads[i].tstate, BPF_ANY);
+		bpf_map_update_elem(bpf_map__fd(c->skel->maps.tstates), &tid, &p->threads[i].tstate,
+				    BPF_ANY);
 	}
 }
 #endif
@@ -476,8 +478,8 @@ static int event_frames(struct cpy *c, struct proc *p, const struct pyframes_eve
 	return n;
 }
 
-static int cpy_frames(void *impl, const struct stoke_sample *sample,
-		      struct stoke_interp_frame *out, size_t max, bool *approximate)
+static int cpy_frames(void *impl, const struct stoke_sample *sample, struct stoke_interp_frame *out,
+		      size_t max, bool *approximate)
 {
 	struct cpy *c = impl;
 	struct proc *p = proc_get(c, sample->pid, sample->time);
@@ -500,8 +502,7 @@ static int cpy_frames(void *impl, const struct stoke_sample *sample,
 		tstate = tstate_of(c, p, sample->tid, sample->time);
 		if (!tstate)
 			return 0;
-		n = stoke_py_stack(p->py, tstate, c->buf,
-				   max < MAX_FRAMES ? (int)max : MAX_FRAMES);
+		n = stoke_py_stack(p->py, tstate, c->buf, max < MAX_FRAMES ? (int)max : MAX_FRAMES);
 		approx = true;
 	}
 	if (n <= 0)
@@ -606,8 +607,7 @@ static const struct stoke_interp_ops cpython_ops = {
 	.free = cpy_free,
 };
 
-int stoke_cpython_source_new(stoke_cpython_note_fn note, void *ctx,
-			     struct stoke_interp_source *ret)
+int stoke_cpython_source_new(stoke_cpython_note_fn note, void *ctx, struct stoke_interp_source *ret)
 {
 	struct cpy *c = calloc(1, sizeof(*c));
 

@@ -23,6 +23,7 @@
  * sample is drained, and marked approximate.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -607,6 +608,17 @@ static const struct stoke_interp_ops cpython_ops = {
 	.free = cpy_free,
 };
 
+#ifdef STOKE_PYFRAMES_BPF
+static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	/* libbpf's messages (an unprivileged user's refused load) are for
+	 * debugging: without the program, frames are read after the sample */
+	if (stoke_log_get_level() >= STOKE_LOG_DEBUG)
+		return vfprintf(stderr, fmt, ap);
+	return 0;
+}
+#endif
+
 int stoke_cpython_source_new(stoke_cpython_note_fn note, void *ctx, struct stoke_interp_source *ret)
 {
 	struct cpy *c = calloc(1, sizeof(*c));
@@ -617,6 +629,7 @@ int stoke_cpython_source_new(stoke_cpython_note_fn note, void *ctx, struct stoke
 	c->ctx = ctx;
 #ifdef STOKE_PYFRAMES_BPF
 	if (!getenv("STOKE_PYTHON_NO_BPF")) {
+		libbpf_set_print(libbpf_quiet);
 		c->skel = pyframes__open_and_load();
 		if (c->skel)
 			c->rb = ring_buffer__new(bpf_map__fd(c->skel->maps.events), on_event, c,

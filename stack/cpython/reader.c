@@ -19,13 +19,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/hashmap.h"
 #include "cpython.h"
 #include "sampler/maps.h"
 #include "offsets.h"
 
 #define MAX_THREADS 4096
-/* Code objects named so far, by address: open addressing, at most half
- * full; past CODE_MAX entries it starts again empty. */
+/* Code objects named so far, in an array indexed by address (common's
+ * u64map, address -> position + 1); past CODE_MAX entries it starts again
+ * empty. */
 #define CODE_MAX 65536
 
 struct code_entry {
@@ -45,8 +47,9 @@ struct stoke_py {
 	uint64_t runtime, code_type, unicode_type;
 	uint64_t eval_lo, eval_hi; /* _PyEval_EvalFrameDefault's code, or 0 */
 	struct stoke_py_offsets own; /* 3.13: from _Py_DebugOffsets */
-	struct code_entry *cache;
-	size_t ncache, cache_slots;
+	struct code_entry *codes; /* addr 0: a stale entry, read again */
+	size_t ncodes, codes_cap;
+	struct stoke_u64map code_index;
 };
 
 static int rd(pid_t pid, uint64_t addr, void *buf, size_t len)
@@ -270,9 +273,10 @@ void stoke_py_close(struct stoke_py *py)
 {
 	if (!py)
 		return;
-	for (size_t i = 0; i < py->cache_slots; i++)
-		free(py->cache[i].table);
-	free(py->cache);
+	for (size_t i = 0; i < py->ncodes; i++)
+		free(py->codes[i].table);
+	free(py->codes);
+	stoke_u64map_free(&py->code_index);
 	free(py);
 }
 
@@ -452,49 +456,35 @@ int stoke_py_linetable_line(const uint8_t *t, size_t len, int firstlineno, long 
 	return -1;
 }
 
-static size_t code_hash(uint64_t code, size_t slots)
-{
-	return (size_t)((code >> 4) * 0x9e3779b97f4a7c15ULL >> 20) & (slots - 1);
-}
-
-/* The slot of code: its entry, or a free one for it (addr 0). NULL only
- * without memory. */
+/* The entry of code, or a new one for it (addr 0). NULL only without
+ * memory. */
 static struct code_entry *code_slot(struct stoke_py *py, uint64_t code)
 {
-	size_t i;
+	uint64_t pos = stoke_u64map_get(&py->code_index, code);
+	struct code_entry *c;
 
-	if ((py->ncache + 1) * 2 > py->cache_slots) {
-		size_t n = py->cache_slots ? py->cache_slots * 2 : 1024;
-		struct code_entry *t;
-
-		if (py->ncache >= CODE_MAX) { /* start again */
-			for (size_t k = 0; k < py->cache_slots; k++)
-				free(py->cache[k].table);
-			memset(py->cache, 0, py->cache_slots * sizeof(*py->cache));
-			py->ncache = 0;
-			n = py->cache_slots;
-		}
-		if (n != py->cache_slots) {
-			t = calloc(n, sizeof(*t));
-			if (!t)
-				return NULL;
-			for (size_t k = 0; k < py->cache_slots; k++) {
-				if (!py->cache[k].addr)
-					continue;
-				for (i = code_hash(py->cache[k].addr, n); t[i].addr; i = (i + 1) & (n - 1))
-					;
-				t[i] = py->cache[k];
-			}
-			free(py->cache);
-			py->cache = t;
-			py->cache_slots = n;
-		}
+	if (pos)
+		return &py->codes[pos - 1];
+	if (py->ncodes >= CODE_MAX) { /* start again */
+		for (size_t k = 0; k < py->ncodes; k++)
+			free(py->codes[k].table);
+		py->ncodes = 0;
+		stoke_u64map_free(&py->code_index);
 	}
-	for (i = code_hash(code, py->cache_slots); py->cache[i].addr;
-	     i = (i + 1) & (py->cache_slots - 1))
-		if (py->cache[i].addr == code)
-			return &py->cache[i];
-	return &py->cache[i];
+	if (py->ncodes == py->codes_cap) {
+		size_t n = py->codes_cap ? py->codes_cap * 2 : 256;
+		struct code_entry *t = realloc(py->codes, n * sizeof(*t));
+
+		if (!t)
+			return NULL;
+		py->codes = t;
+		py->codes_cap = n;
+	}
+	if (stoke_u64map_add(&py->code_index, code, py->ncodes + 1) < 0)
+		return NULL;
+	c = &py->codes[py->ncodes++];
+	memset(c, 0, sizeof(*c));
+	return c;
 }
 
 static struct code_entry *code_get(struct stoke_py *py, uint64_t code)
@@ -521,9 +511,7 @@ static struct code_entry *code_get(struct stoke_py *py, uint64_t code)
 	if (c->addr == code && c->filename == filename && c->qualname == qualname &&
 	    c->linetable == linetable)
 		return c;
-	if (!c->addr)
-		py->ncache++;
-	/* a failed read below leaves a hole: entries after it are read again */
+	/* a failed read below leaves the entry stale (addr 0): read again */
 	free(c->table);
 	memset(c, 0, sizeof(*c));
 	int32_t first;

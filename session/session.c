@@ -130,6 +130,9 @@ struct stoke_session {
 	uint64_t window_end_ns; /* events disabled at (wall clock); 0: not yet */
 	/* The targets' RSS and CPU over the window (from the first target). */
 	struct stoke_rsampler *rsampler;
+	/* Its points for the profile being written, copied at each settle
+	 * (fill_meta): stoked reads on another thread meanwhile. */
+	struct stoke_rseries res_snap;
 	/* Kernel counters at the last rotation: each profile reports its own
 	 * share of lost and throttled samples. */
 	uint64_t lost_base, throttled_base;
@@ -706,6 +709,7 @@ void stoke_session_free(struct stoke_session *s)
 	free(s->settle_fids);
 	free(s->targets);
 	stoke_rsampler_free(s->rsampler);
+	stoke_rseries_free(&s->res_snap);
 	free(s->exe);
 	free(s->build_id);
 	free(s);
@@ -743,7 +747,7 @@ void stoke_session_run_info(const struct stoke_session *s, struct stoke_run_info
 	ret->unwind_failed = st.unwind_no_cfi + st.unwind_bad_frame;
 	ret->truncated = st.unwind_truncated + st.unwind_max_depth;
 	ret->stitched = st.unwind_stitched;
-	ret->resources = stoke_rsampler_series(s->rsampler);
+	ret->resources = s->res_snap.n ? &s->res_snap : NULL;
 }
 
 static int add_target(struct stoke_session *s, pid_t pid)
@@ -864,7 +868,12 @@ uint64_t stoke_session_resources_due_ns(const struct stoke_session *s)
 
 const struct stoke_rseries *stoke_session_resources(const struct stoke_session *s)
 {
-	return stoke_rsampler_series(s->rsampler);
+	return s->res_snap.n ? &s->res_snap : NULL;
+}
+
+int stoke_session_resources_poll(struct stoke_session *s)
+{
+	return stoke_rsampler_try_tick(s->rsampler, mono_ns());
 }
 
 void stoke_session_target_exited(struct stoke_session *s, pid_t pid)
@@ -909,6 +918,10 @@ static int fill_meta(struct stoke_session *s, int r, bool counters, uint64_t end
 	if (stoke_profile_intern(s->profile, stoke_event_name(stoke_sampler_event(s->sampler)),
 				 &m->event) < 0 && r >= 0)
 		r = -ENOMEM;
+	/* The timeline's points for this profile (best effort: without
+	 * memory for them it goes without a timeline). */
+	stoke_rseries_free(&s->res_snap);
+	(void)stoke_rsampler_snapshot(s->rsampler, m->start_ns, &s->res_snap);
 	return r < 0 ? r : 0;
 }
 

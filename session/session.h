@@ -116,9 +116,17 @@ bool stoke_session_kernel_dropped(const struct stoke_session *s);
 /* The resource timeline (session/resources.h): the targets' RSS and CPU,
  * read every 100 ms while the window is open. The driver bounds its poll
  * timeout by the next reading's time (CLOCK_MONOTONIC ns; 0: none due),
- * and stoke_session_process takes the reading. NULL before the first. */
+ * and stoke_session_process takes the reading. stoke_session_resources:
+ * the points of the profile last settled (stop, sync, rotate), NULL before
+ * or when none. */
 uint64_t stoke_session_resources_due_ns(const struct stoke_session *s);
 const struct stoke_rseries *stoke_session_resources(const struct stoke_session *s);
+/* A reading if one is due within half an interval, from a thread other
+ * than the one using the session (stoked's loop, on its 100 ms timer,
+ * while the session's worker names and writes a rotation). It only
+ * touches the resource sampler, under its lock, and never waits for it
+ * (-EBUSY). Only while the session is running: not once a stop began. */
+int stoke_session_resources_poll(struct stoke_session *s);
 
 /* What run.json needs beyond the profile: the first target's executable
  * path and build-id (valid until stoke_session_free) and the unwind

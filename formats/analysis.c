@@ -316,14 +316,18 @@ void stoke_analysis_free(struct stoke_analysis *a)
 	free(a);
 }
 
-static const struct stoke_analysis *sort_ctx;
-static bool sort_by_total;
+struct sort_ctx {
+	const struct stoke_analysis *a;
+	bool by_total;
+};
 
-static int func_cmp(const void *x, const void *y)
+/* qsort_r: stoke serve builds top tables on several threads at once. */
+static int func_cmp(const void *x, const void *y, void *arg)
 {
-	const struct stoke_func_stat *a = &sort_ctx->funcs[*(const uint32_t *)x];
-	const struct stoke_func_stat *b = &sort_ctx->funcs[*(const uint32_t *)y];
-	uint64_t ka = sort_by_total ? a->total : a->self, kb = sort_by_total ? b->total : b->self;
+	const struct sort_ctx *ctx = arg;
+	const struct stoke_func_stat *a = &ctx->a->funcs[*(const uint32_t *)x];
+	const struct stoke_func_stat *b = &ctx->a->funcs[*(const uint32_t *)y];
+	uint64_t ka = ctx->by_total ? a->total : a->self, kb = ctx->by_total ? b->total : b->self;
 
 	if (ka != kb)
 		return ka > kb ? -1 : 1;
@@ -334,15 +338,12 @@ static int func_cmp(const void *x, const void *y)
 
 void stoke_analysis_sort(const struct stoke_analysis *a, bool by_total, uint32_t *order)
 {
+	struct sort_ctx ctx = { .a = a, .by_total = by_total };
+
 	for (size_t i = 0; i < a->nfuncs; i++)
 		order[i] = (uint32_t)i;
-	/* qsort has no context argument in C11; the analysis is read-only and
-	 * the tools are single-threaded. */
-	sort_ctx = a;
-	sort_by_total = by_total;
 	if (a->nfuncs) /* qsort(NULL, 0) is undefined */
-		qsort(order, a->nfuncs, sizeof(*order), func_cmp);
-	sort_ctx = NULL;
+		qsort_r(order, a->nfuncs, sizeof(*order), func_cmp, &ctx);
 }
 
 /* ---- per-line view ---- */

@@ -185,6 +185,74 @@ START_TEST(test_url_encode)
 }
 END_TEST
 
+/* Split cmd and compare with the expected words (NULL-terminated). */
+static void check_split(const char *cmd, const char *const *want)
+{
+	char **argv = NULL;
+	size_t n = 0, k = 0;
+
+	ck_assert_int_eq(serve_split_command(cmd, 16, &argv, &n), 0);
+	for (; want[k]; k++) {
+		ck_assert_uint_lt(k, n);
+		ck_assert_str_eq(argv[k], want[k]);
+	}
+	ck_assert_uint_eq(n, k);
+	ck_assert_ptr_null(argv[n]);
+	free(argv);
+}
+
+START_TEST(test_split_command)
+{
+	char **argv = NULL;
+	size_t n = 0;
+
+	check_split("./app --arg x", (const char *const[]){"./app", "--arg", "x", NULL});
+	check_split("  a\t\tb \n", (const char *const[]){"a", "b", NULL});
+	check_split("", (const char *const[]){NULL});
+	check_split("   ", (const char *const[]){NULL});
+	check_split("prog 'two words' \"and three words\"",
+		    (const char *const[]){"prog", "two words", "and three words", NULL});
+	check_split("a\\ b c", (const char *const[]){"a b", "c", NULL});
+	check_split("x'' '' \"\"", (const char *const[]){"x", "", "", NULL});
+	check_split("it's\\' 'q\"' \"s\\\"q\" \"b\\\\s\" \"\\n\"",
+		    (const char *const[]){"its\\", "q\"", "s\"q", "b\\s", "\\n", NULL});
+	/* Nothing is expanded: no variables, commands, globs or ~. */
+	check_split(
+		"echo $HOME `id` $(id) * ~ ;|&>",
+		(const char *const[]){"echo", "$HOME", "`id`", "$(id)", "*", "~", ";|&>", NULL});
+	check_split("a'b'\"c\"d", (const char *const[]){"abcd", NULL});
+	ck_assert_int_eq(serve_split_command("a 'b", 16, &argv, &n), -EINVAL);
+	ck_assert_int_eq(serve_split_command("a \"b", 16, &argv, &n), -EINVAL);
+	ck_assert_int_eq(serve_split_command("a b\\", 16, &argv, &n), -EINVAL);
+	ck_assert_int_eq(serve_split_command("a b c", 2, &argv, &n), -E2BIG);
+	ck_assert_int_eq(serve_split_command("a b", 2, &argv, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	free(argv);
+}
+END_TEST
+
+START_TEST(test_record_opts)
+{
+	ck_assert_ptr_null(serve_record_opts_check(NULL, NULL, NULL));
+	ck_assert_ptr_null(serve_record_opts_check("", "", ""));
+	ck_assert_ptr_null(serve_record_opts_check("99", "dwarf", "1.5"));
+	ck_assert_ptr_null(serve_record_opts_check("100000", "fp", ".5"));
+	ck_assert_ptr_null(serve_record_opts_check("1", "auto", "86400"));
+	ck_assert_ptr_nonnull(serve_record_opts_check("0", NULL, NULL));
+	ck_assert_ptr_nonnull(serve_record_opts_check("100001", NULL, NULL));
+	ck_assert_ptr_nonnull(serve_record_opts_check("-5", NULL, NULL));
+	ck_assert_ptr_nonnull(serve_record_opts_check(" 5", NULL, NULL));
+	ck_assert_ptr_nonnull(serve_record_opts_check("5x", NULL, NULL));
+	ck_assert_ptr_nonnull(serve_record_opts_check(NULL, "lbr", NULL));
+	ck_assert_ptr_nonnull(serve_record_opts_check(NULL, "dwarf,8192 -o x", NULL));
+	ck_assert_ptr_nonnull(serve_record_opts_check(NULL, NULL, "0"));
+	ck_assert_ptr_nonnull(serve_record_opts_check(NULL, NULL, "nan"));
+	ck_assert_ptr_nonnull(serve_record_opts_check(NULL, NULL, "inf"));
+	ck_assert_ptr_nonnull(serve_record_opts_check(NULL, NULL, "-1"));
+	ck_assert_ptr_nonnull(serve_record_opts_check(NULL, NULL, "1e9"));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("serve");
@@ -197,6 +265,8 @@ int main(void)
 	tcase_add_test(tc, test_relpath);
 	tcase_add_test(tc, test_open_beneath);
 	tcase_add_test(tc, test_url_encode);
+	tcase_add_test(tc, test_split_command);
+	tcase_add_test(tc, test_record_opts);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

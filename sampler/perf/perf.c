@@ -458,7 +458,7 @@ static void spans_add_module(struct stoke_perf_sampler *s, uint32_t pid, const c
 	if (!s->spans || !filename || filename[0] != '/')
 		return;
 	snprintf(path, sizeof(path), "/proc/%u/root%s", pid, filename);
-	r = stoke_perf_spans_add_file(s->spans, path);
+	r = stoke_perf_spans_add_file(s->spans, path, (pid_t)pid);
 	if (r > 0)
 		s->stats.span_probes += (uint32_t)r;
 }
@@ -663,6 +663,10 @@ int stoke_perf_attach(struct stoke_perf_sampler *s, pid_t pid)
 		goto out;
 	}
 	s->stats.threads_attached += (uint32_t)seen.n;
+	/* Its threads get the span probes known so far (of another target's
+	 * files); its own modules' come with the mappings below. */
+	if (s->spans)
+		stoke_perf_spans_add_target(s->spans, pid);
 
 	/* Synthesize after the events are open, so a mapping made in between
 	 * is reported twice rather than never. */
@@ -714,6 +718,8 @@ int stoke_perf_attach_threads(struct stoke_perf_sampler *s, pid_t pid, const pid
 	if (r < 0)
 		goto out;
 	s->stats.threads_attached += (uint32_t)n;
+	if (s->spans)
+		stoke_perf_spans_add_target(s->spans, pid);
 	for (size_t i = 0; r == 0 && i < n; i++)
 		r = synth_comm(s, pid, tids[i]);
 	if (r < 0)
@@ -877,7 +883,8 @@ int stoke_perf_launch(struct stoke_perf_sampler *s, char *const argv[], pid_t *r
 	if (s->spans) {
 		_cleanup_free_ char *exe = find_in_path(argv[0]);
 
-		if (exe && (r = stoke_perf_spans_add_file(s->spans, exe)) > 0)
+		stoke_perf_spans_add_target(s->spans, pid);
+		if (exe && (r = stoke_perf_spans_add_file(s->spans, exe, pid)) > 0)
 			s->stats.span_probes += (uint32_t)r;
 	}
 	/* enable_on_exec: counting starts at the exec, so the held child and
@@ -976,7 +983,7 @@ static int deliver(struct stoke_perf_sampler *s, const void *buf, size_t len)
 
 	if (stoke_perf_spans_blob(buf, len, &out)) {
 		if (!stoke_u64set_has(&s->targets, out.span.pid))
-			return 0; /* another process mapping the same file */
+			return 0; /* not a target (a TID reused, see open_task) */
 		s->stats.span_events++;
 		return s->cb(&out, s->userdata);
 	}

@@ -8,7 +8,9 @@
  */
 #include "sampler/perf/spans.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/perf_event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +45,14 @@ struct span_probe {
 	struct stoke_usdt_arg args[2];
 };
 
+/* A probe to put on every target thread: kept so that a target attached
+ * later, or a thread found later, gets the probes already enabled. */
+struct span_spec {
+	char *path; /* as the kernel resolves it at each open */
+	uint64_t pc_offset, sem_offset;
+	struct span_probe p; /* without id */
+};
+
 struct span_ring {
 	int cpu;
 	int fd; /* owner of the mapping, -1 before the first event */
@@ -67,6 +77,13 @@ struct stoke_perf_spans {
 	size_t nfds, fds_cap, probes_cap;
 	struct file_id *files;
 	size_t nfiles, files_cap;
+	struct span_spec *specs;
+	size_t nspecs, specs_cap;
+	pid_t *roots; /* the attached and launched processes */
+	size_t nroots, roots_cap;
+	/* probes[] in ascending id order (the kernel numbers events in the
+	 * order they are opened): a hit's probe is found by bisection. */
+	bool unsorted;
 	bool warned;
 };
 
@@ -162,6 +179,10 @@ void stoke_perf_spans_free(struct stoke_perf_spans *sp)
 	}
 	for (size_t i = 0; i < sp->nfds; i++)
 		close(sp->fds[i]);
+	for (size_t i = 0; i < sp->nspecs; i++)
+		free(sp->specs[i].path);
+	free(sp->specs);
+	free(sp->roots);
 	free(sp->fds);
 	free(sp->probes);
 	free(sp->files);
@@ -196,14 +217,219 @@ static int ring_join(struct stoke_perf_spans *sp, struct span_ring *sr, int fd)
 	return 0;
 }
 
-/* One probe on every CPU. */
-static int enable_probe(struct stoke_perf_spans *sp, const char *path,
-			const struct stoke_usdt_probe *pr, bool begin)
+/* Probe spec i on thread tid, one event per CPU, inherited by the threads
+ * and children tid creates from now on. The events go to fds[0..nrings)
+ * (not yet in any ring). Returns 0, -ESRCH (the thread is gone), or -errno. */
+static int open_spec(struct stoke_perf_spans *sp, const struct span_spec *spec, pid_t tid,
+		     int *fds)
 {
 	struct perf_event_attr a;
-	struct span_probe p = { .begin = begin };
+	size_t n;
 
-	if (stoke_usdt_args_parse(pr->args, p.args, 2) != 2) {
+	memset(&a, 0, sizeof(a));
+	a.size = sizeof(a);
+	a.type = (uint32_t)sp->pmu_type;
+	a.config = spec->sem_offset ? spec->sem_offset << sp->ref_ctr_shift : 0;
+	a.config1 = (uint64_t)(uintptr_t)spec->path; /* uprobe_path */
+	a.config2 = spec->pc_offset;                 /* probe_offset */
+	a.sample_period = 1;
+	a.sample_type = PERF_SAMPLE_IDENTIFIER | PERF_SAMPLE_TID | PERF_SAMPLE_TIME |
+			PERF_SAMPLE_REGS_USER | PERF_SAMPLE_STACK_USER;
+	a.sample_regs_user = STOKE_PERF_REGS_MASK;
+	a.sample_stack_user = SPAN_STACK_COPY;
+	a.exclude_kernel = 1;
+	a.exclude_hv = 1;
+	a.inherit = 1;
+	for (n = 0; n < sp->nrings; n++) {
+		long fd = perf_event_open(&a, tid, sp->rings[n].cpu, -1, PERF_FLAG_FD_CLOEXEC);
+
+		if (fd < 0) {
+			int r = -errno;
+
+			while (n > 0)
+				close(fds[--n]);
+			return r;
+		}
+		fds[n] = (int)fd;
+	}
+	return 0;
+}
+
+/* Events of fds (one per ring, for spec) into their rings. */
+static int commit_spec(struct stoke_perf_spans *sp, const struct span_spec *spec, int *fds)
+{
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < sp->nrings; i++) {
+		struct span_probe p = spec->p;
+
+		if (STOKE_GROW(sp->fds, sp->fds_cap, sp->nfds + 1) < 0 ||
+		    STOKE_GROW(sp->probes, sp->probes_cap, sp->nfds + 1) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		if (ioctl(fds[i], PERF_EVENT_IOC_ID, &p.id) < 0) {
+			r = -errno;
+			break;
+		}
+		if (sp->nfds > 0 && p.id <= sp->probes[sp->nfds - 1].id)
+			sp->unsorted = true;
+		sp->fds[sp->nfds] = fds[i];
+		sp->probes[sp->nfds] = p;
+		sp->nfds++;
+		fds[i] = -1;
+		r = ring_join(sp, &sp->rings[i], sp->fds[sp->nfds - 1]);
+		if (r < 0) {
+			i++;
+			break;
+		}
+	}
+	for (; i < sp->nrings; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return r;
+}
+
+/*
+ * Specs [from, nspecs) on thread tid of the process at procfd. As in the
+ * sampler's open_task, the TID is checked after the open (it may have been
+ * freed and taken by another process's thread since the readdir): events
+ * that turn out to be on another process are closed before they reach a
+ * ring, and that process's semaphores are down again. Returns 0, -ESRCH, or
+ * -errno.
+ */
+static int open_thread(struct stoke_perf_spans *sp, int procfd, pid_t tid, size_t from)
+{
+	_cleanup_free_ int *fds = NULL;
+	size_t nspecs = sp->nspecs - from, k;
+	char name[32];
+	struct stat st;
+	int r = 0;
+
+	if (nspecs == 0)
+		return 0;
+	fds = malloc(nspecs * sp->nrings * sizeof(*fds));
+	if (!fds)
+		return -ENOMEM;
+	for (k = 0; k < nspecs; k++) {
+		r = open_spec(sp, &sp->specs[from + k], tid, fds + k * sp->nrings);
+		if (r < 0)
+			break;
+	}
+	snprintf(name, sizeof(name), "task/%d", tid);
+	if (r == 0 && fstatat(procfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		r = -ESRCH;
+	if (r < 0) {
+		for (size_t i = 0; i < k * sp->nrings; i++)
+			close(fds[i]);
+		return r;
+	}
+	for (k = 0; k < nspecs; k++) {
+		int rc = commit_spec(sp, &sp->specs[from + k], fds + k * sp->nrings);
+
+		if (rc < 0 && r == 0)
+			r = rc;
+		if (rc < 0) /* close what was not committed */
+			for (size_t j = k + 1; j < nspecs; j++)
+				for (size_t i = 0; i < sp->nrings; i++)
+					close(fds[j * sp->nrings + i]);
+		if (rc < 0)
+			break;
+	}
+	return r;
+}
+
+static bool tids_have(const pid_t *tids, size_t n, pid_t tid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (tids[i] == tid)
+			return true;
+	return false;
+}
+
+/* Specs [from, nspecs) on every thread of process pid: passes over its task
+ * directory until one finds no thread not seen (a thread born during a pass
+ * inherits the events from its creator, or is found by the next pass).
+ * A process that is gone is no error. */
+static int open_process(struct stoke_perf_spans *sp, pid_t pid, size_t from)
+{
+	_cleanup_free_ pid_t *seen = NULL;
+	size_t nseen = 0, seen_cap = 0;
+	char path[64];
+	int procfd, r = 0, added, rounds = 0;
+
+	if (from >= sp->nspecs)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	procfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (procfd < 0)
+		return 0;
+	do {
+		struct dirent *de;
+		DIR *d;
+		int fd = openat(procfd, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		added = 0;
+		if (fd < 0)
+			break;
+		d = fdopendir(fd);
+		if (!d) {
+			close(fd);
+			break;
+		}
+		while (r == 0 && (de = readdir(d))) {
+			char *end;
+			long tid = strtol(de->d_name, &end, 10);
+
+			if (*end || tid <= 0 || tids_have(seen, nseen, (pid_t)tid))
+				continue;
+			if (STOKE_GROW(seen, seen_cap, nseen + 1) < 0) {
+				r = -ENOMEM;
+				break;
+			}
+			seen[nseen++] = (pid_t)tid;
+			r = open_thread(sp, procfd, (pid_t)tid, from);
+			if (r == -ESRCH)
+				r = 0;
+			added++;
+		}
+		closedir(d);
+	} while (r == 0 && added > 0 && ++rounds < 100);
+	close(procfd);
+	return r;
+}
+
+static bool is_root(const struct stoke_perf_spans *sp, pid_t pid)
+{
+	return tids_have(sp->roots, sp->nroots, pid);
+}
+
+int stoke_perf_spans_add_target(struct stoke_perf_spans *sp, pid_t pid)
+{
+	int r;
+
+	if (is_root(sp, pid))
+		return 0;
+	if (STOKE_GROW(sp->roots, sp->roots_cap, sp->nroots + 1) < 0)
+		return -ENOMEM;
+	sp->roots[sp->nroots++] = pid;
+	r = open_process(sp, pid, 0);
+	if (r < 0 && !sp->warned) {
+		log_warn("pid %d: span probes not enabled (%s): its spans not recorded", pid,
+			 strerror(-r));
+		sp->warned = true;
+	}
+	return r;
+}
+
+/* The probe as a spec, or 0 when stoke cannot use it. */
+static int add_spec(struct stoke_perf_spans *sp, const char *path,
+		    const struct stoke_usdt_probe *pr, bool begin)
+{
+	struct span_spec spec = { .p.begin = begin };
+
+	if (stoke_usdt_args_parse(pr->args, spec.p.args, 2) != 2) {
 		log_warn("%s: span probe %s with arguments stoke cannot read (\"%s\"): skipped",
 			 path, pr->name, pr->args);
 		return 0;
@@ -214,51 +440,23 @@ static int enable_probe(struct stoke_perf_spans *sp, const char *path,
 			 path);
 		return 0;
 	}
-	memset(&a, 0, sizeof(a));
-	a.size = sizeof(a);
-	a.type = (uint32_t)sp->pmu_type;
-	a.config = pr->sem_offset ? pr->sem_offset << sp->ref_ctr_shift : 0;
-	a.config1 = (uint64_t)(uintptr_t)path; /* uprobe_path */
-	a.config2 = pr->pc_offset;             /* probe_offset */
-	a.sample_period = 1;
-	a.sample_type = PERF_SAMPLE_IDENTIFIER | PERF_SAMPLE_TID | PERF_SAMPLE_TIME |
-			PERF_SAMPLE_REGS_USER | PERF_SAMPLE_STACK_USER;
-	a.sample_regs_user = STOKE_PERF_REGS_MASK;
-	a.sample_stack_user = SPAN_STACK_COPY;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
-	for (size_t i = 0; i < sp->nrings; i++) {
-		long fd = perf_event_open(&a, -1, sp->rings[i].cpu, -1, PERF_FLAG_FD_CLOEXEC);
-		int r;
-
-		if (fd < 0)
-			return -errno;
-		if (STOKE_GROW(sp->fds, sp->fds_cap, sp->nfds + 1) < 0 ||
-		    STOKE_GROW(sp->probes, sp->probes_cap, sp->nfds + 1) < 0) {
-			close((int)fd);
-			return -ENOMEM;
-		}
-		if (ioctl((int)fd, PERF_EVENT_IOC_ID, &p.id) < 0) {
-			r = -errno;
-			close((int)fd);
-			return r;
-		}
-		sp->fds[sp->nfds] = (int)fd;
-		sp->probes[sp->nfds] = p;
-		sp->nfds++;
-		r = ring_join(sp, &sp->rings[i], (int)fd);
-		if (r < 0)
-			return r;
-	}
+	if (STOKE_GROW(sp->specs, sp->specs_cap, sp->nspecs + 1) < 0)
+		return -ENOMEM;
+	spec.path = strdup(path);
+	if (!spec.path)
+		return -ENOMEM;
+	spec.pc_offset = pr->pc_offset;
+	spec.sem_offset = pr->sem_offset;
+	sp->specs[sp->nspecs++] = spec;
 	return 1;
 }
 
-int stoke_perf_spans_add_file(struct stoke_perf_spans *sp, const char *path)
+int stoke_perf_spans_add_file(struct stoke_perf_spans *sp, const char *path, pid_t pid)
 {
 	_cleanup_free_ struct stoke_usdt_probe *probes = NULL;
-	size_t n = 0;
+	size_t n = 0, from = sp->nspecs;
 	struct stat st;
-	int r, enabled = 0;
+	int r = 0, enabled = 0;
 
 	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
 		return 0;
@@ -268,13 +466,12 @@ int stoke_perf_spans_add_file(struct stoke_perf_spans *sp, const char *path)
 	if (STOKE_GROW(sp->files, sp->files_cap, sp->nfiles + 1) < 0)
 		return -ENOMEM;
 	sp->files[sp->nfiles++] = (struct file_id){ st.st_dev, st.st_ino };
-	r = stoke_usdt_read_file(path, &probes, &n);
-	if (r < 0)
+	if (stoke_usdt_read_file(path, &probes, &n) < 0)
 		return 0; /* not an ELF we read: no probes */
 	/* Ends first, then begins: the kernel raises a probe's semaphore with
 	 * its first event, so a program that sees the begin semaphore up
 	 * (stoke_span.traced()) finds every end probe enabled already. */
-	for (size_t k = 0; k < 2 * n; k++) {
+	for (size_t k = 0; k < 2 * n && r >= 0; k++) {
 		size_t i = k % n;
 		bool begin = k >= n;
 
@@ -287,17 +484,26 @@ int stoke_perf_spans_add_file(struct stoke_perf_spans *sp, const char *path)
 					 "spans not recorded",
 					 path);
 			sp->warned = true;
-			return 0;
+			break;
 		}
-		r = enable_probe(sp, path, &probes[i], begin);
-		if (r < 0) {
-			if (!sp->warned)
-				log_warn("%s: span probes not enabled (%s): spans not recorded",
-					 path, strerror(-r));
-			sp->warned = true;
-			return r;
-		}
-		enabled += r;
+		r = add_spec(sp, path, &probes[i], begin);
+		if (r > 0)
+			enabled += r;
+	}
+	/* On the targets' threads only: a per-CPU event of every process
+	 * would raise the semaphore in every process that maps the file,
+	 * other users' too. A process forked by a target before now (pid,
+	 * when it is no target itself) has none of these events to inherit. */
+	for (size_t i = 0; r >= 0 && i < sp->nroots; i++)
+		r = open_process(sp, sp->roots[i], from);
+	if (r >= 0 && pid > 0 && !is_root(sp, pid))
+		r = open_process(sp, pid, from);
+	if (r < 0) {
+		if (!sp->warned)
+			log_warn("%s: span probes not enabled (%s): spans not recorded", path,
+				 strerror(-r));
+		sp->warned = true;
+		return r;
 	}
 	if (enabled)
 		log_debug("%s: %d span probes enabled", path, enabled);
@@ -320,9 +526,22 @@ static int take(struct cursor *c, void *out, size_t n)
 	return 0;
 }
 
+/* One event per probe, CPU and thread: thousands with many threads. */
 static const struct span_probe *find_probe(const struct stoke_perf_spans *sp, uint64_t id)
 {
-	for (size_t i = 0; i < sp->nfds; i++)
+	size_t lo = 0, hi = sp->nfds;
+
+	while (!sp->unsorted && lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (sp->probes[mid].id == id)
+			return &sp->probes[mid];
+		if (sp->probes[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = 0; sp->unsorted && i < sp->nfds; i++)
 		if (sp->probes[i].id == id)
 			return &sp->probes[i];
 	return NULL;

@@ -29,7 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hashmap.h"
 #include "common/log.h"
+#include "common/strpool.h"
 #include "cpython.h"
 #include "offsets.h"
 #include "source.h"
@@ -82,76 +84,43 @@ struct cpy {
 	struct pyframes *skel;
 	struct ring_buffer *rb;
 #endif
-	struct tq **tqs;		   /* open addressing by tid */
+	struct stoke_u64map tqs;	   /* tid -> struct tq * */
 	struct pyframes_event *last_event; /* the one matched last */
 	/* perf's clock to the program's: event time - sample time */
 	enum { OFF_NONE, OFF_CANDIDATE, OFF_KNOWN } off_state;
 	int64_t off;
 	unsigned confirmed, misses;
-	size_t ntqs, tq_slots;
 	uint64_t events, matched;
 	stoke_cpython_note_fn note;
 	void *ctx;
 	struct proc *procs;
 	size_t nprocs, cap;
 	struct proc *last;
-	/* interned strings: open addressing, power-of-two slots */
-	char **strs;
-	size_t nstrs, nslots;
+	struct stoke_u64map proc_index; /* pid -> position in procs + 1 */
+	struct stoke_strpool *strs;	/* names handed out live as long as c */
 	struct stoke_py_frame buf[MAX_FRAMES];
 };
 
-static uint64_t str_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	while (*s)
-		h = (h ^ (uint8_t)*s++) * 1099511628211ULL;
-	return h;
-}
-
 static const char *intern(struct cpy *c, const char *s)
 {
-	size_t i;
+	return stoke_strpool_intern(c->strs, s);
+}
 
-	if ((c->nstrs + 1) * 2 > c->nslots) {
-		size_t n = c->nslots ? c->nslots * 2 : 1024;
-		char **t = calloc(n, sizeof(*t));
+/* The entry of pid, or NULL (a process sampled by -a is one of many). */
+static struct proc *proc_find(struct cpy *c, uint32_t pid)
+{
+	uint64_t pos;
 
-		if (!t)
-			return NULL;
-		for (size_t k = 0; k < c->nslots; k++) {
-			if (!c->strs[k])
-				continue;
-			for (i = str_hash(c->strs[k]) & (n - 1); t[i]; i = (i + 1) & (n - 1))
-				;
-			t[i] = c->strs[k];
-		}
-		free(c->strs);
-		c->strs = t;
-		c->nslots = n;
-	}
-	for (i = str_hash(s) & (c->nslots - 1); c->strs[i]; i = (i + 1) & (c->nslots - 1))
-		if (!strcmp(c->strs[i], s))
-			return c->strs[i];
-	c->strs[i] = strdup(s);
-	if (!c->strs[i])
-		return NULL;
-	c->nstrs++;
-	return c->strs[i];
+	if (c->last && c->last->pid == pid)
+		return c->last;
+	pos = stoke_u64map_get(&c->proc_index, pid);
+	return pos ? &c->procs[pos - 1] : NULL;
 }
 
 static struct proc *proc_get(struct cpy *c, uint32_t pid, uint64_t now)
 {
-	struct proc *p = NULL;
+	struct proc *p = proc_find(c, pid);
 
-	if (c->last && c->last->pid == pid) {
-		p = c->last;
-	} else {
-		for (size_t i = 0; i < c->nprocs; i++)
-			if (c->procs[i].pid == pid)
-				p = &c->procs[i];
-	}
 	if (!p) {
 		if (c->nprocs == c->cap) {
 			size_t n = c->cap ? c->cap * 2 : 8;
@@ -161,7 +130,10 @@ static struct proc *proc_get(struct cpy *c, uint32_t pid, uint64_t now)
 				return NULL;
 			c->procs = t;
 			c->cap = n;
+			c->last = NULL; /* it pointed into the old array */
 		}
+		if (stoke_u64map_add(&c->proc_index, pid, c->nprocs + 1) < 0)
+			return NULL;
 		p = &c->procs[c->nprocs++];
 		memset(p, 0, sizeof(*p));
 		p->pid = pid;
@@ -226,40 +198,19 @@ static uint64_t tstate_of(struct cpy *c, struct proc *p, uint32_t tid, uint64_t 
 
 static struct tq *tq_get(struct cpy *c, uint32_t tid, bool add)
 {
-	size_t i;
+	struct tq *q = (struct tq *)(uintptr_t)stoke_u64map_get(&c->tqs, tid);
 
-	if (add && (c->ntqs + 1) * 2 > c->tq_slots) {
-		size_t n = c->tq_slots ? c->tq_slots * 2 : 64;
-		struct tq **t = calloc(n, sizeof(*t));
-
-		if (!t)
-			return NULL;
-		for (size_t k = 0; k < c->tq_slots; k++) {
-			if (!c->tqs[k])
-				continue;
-			for (i = (c->tqs[k]->tid * 2654435761u) & (n - 1); t[i];
-			     i = (i + 1) & (n - 1))
-				;
-			t[i] = c->tqs[k];
-		}
-		free(c->tqs);
-		c->tqs = t;
-		c->tq_slots = n;
+	if (q || !add)
+		return q;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	q->tid = tid;
+	if (stoke_u64map_add(&c->tqs, tid, (uintptr_t)q) < 0) {
+		free(q);
+		return NULL;
 	}
-	if (!c->tq_slots)
-		return NULL;
-	for (i = (tid * 2654435761u) & (c->tq_slots - 1); c->tqs[i];
-	     i = (i + 1) & (c->tq_slots - 1))
-		if (c->tqs[i]->tid == tid)
-			return c->tqs[i];
-	if (!add)
-		return NULL;
-	c->tqs[i] = calloc(1, sizeof(struct tq));
-	if (!c->tqs[i])
-		return NULL;
-	c->tqs[i]->tid = tid;
-	c->ntqs++;
-	return c->tqs[i];
+	return q;
 }
 
 #ifdef STOKE_PYFRAMES_BPF
@@ -529,24 +480,17 @@ static int cpy_frames(void *impl, const struct stoke_sample *sample, struct stok
 
 static bool cpy_is_eval(void *impl, uint32_t pid, uint64_t addr)
 {
-	struct cpy *c = impl;
-	struct proc *p = c->last && c->last->pid == pid ? c->last : NULL;
+	struct proc *p = proc_find(impl, pid);
 
-	for (size_t i = 0; !p && i < c->nprocs; i++)
-		if (c->procs[i].pid == pid)
-			p = &c->procs[i];
 	return p && p->py && stoke_py_is_eval_addr(p->py, addr);
 }
 
 static void cpy_exec(void *impl, uint32_t pid)
 {
 	struct cpy *c = impl;
+	struct proc *p = proc_find(c, pid);
 
-	for (size_t i = 0; i < c->nprocs; i++) {
-		struct proc *p = &c->procs[i];
-
-		if (p->pid != pid)
-			continue;
+	if (p) {
 #ifdef STOKE_PYFRAMES_BPF
 		if (c->skel) {
 			bpf_map_delete_elem(bpf_map__fd(c->skel->maps.cfgs), &pid);
@@ -568,6 +512,7 @@ static void cpy_exec(void *impl, uint32_t pid)
 static void cpy_free(void *impl)
 {
 	struct cpy *c = impl;
+	uint64_t v;
 
 	if (!c)
 		return;
@@ -576,20 +521,18 @@ static void cpy_free(void *impl)
 		free(c->procs[i].threads);
 	}
 	free(c->procs);
-	for (size_t i = 0; i < c->nslots; i++)
-		free(c->strs[i]);
-	free(c->strs);
-	for (size_t i = 0; i < c->tq_slots; i++) {
-		struct tq *q = c->tqs[i];
+	stoke_strpool_free(c->strs);
+	stoke_u64map_free(&c->proc_index);
+	for (size_t pos = 0; stoke_u64map_next(&c->tqs, &pos, NULL, &v);) {
+		struct tq *q = (struct tq *)(uintptr_t)v;
 
-		for (uint32_t k = 0; q && k < q->n; k++)
+		for (uint32_t k = 0; k < q->n; k++)
 			free(q->ev[(q->head + k) & (q->cap - 1)]);
-		if (q)
-			free(q->ev);
+		free(q->ev);
 		free(q);
 	}
 	free(c->last_event);
-	free(c->tqs);
+	stoke_u64map_free(&c->tqs);
 #ifdef STOKE_PYFRAMES_BPF
 	if (c->events || c->skel)
 		log_debug("python: %llu BPF events, %llu matched to samples",
@@ -625,6 +568,10 @@ int stoke_cpython_source_new(stoke_cpython_note_fn note, void *ctx, struct stoke
 
 	if (!c)
 		return -ENOMEM;
+	if (stoke_strpool_new(&c->strs) < 0) {
+		free(c);
+		return -ENOMEM;
+	}
 	c->note = note;
 	c->ctx = ctx;
 #ifdef STOKE_PYFRAMES_BPF

@@ -24,6 +24,17 @@ token).
              until it ends, and the suite and its runs appear.
   missing_tools  without graphviz the call graph page says so, clearly; so
              does the run page without speedscope's build.
+  concurrent while call graphs' dots (a fake one, STOKE_DOT, that waits
+             for the test's word) hold every heavy slot, the runs list and
+             the jobs page answer, and a run page waits for a slot; then
+             all of them end.
+  jobs_end_on_exit  a launched record whose target ignores SIGTERM is
+             ended, with its whole process group, when serve gets SIGTERM.
+  launch_quoted  the launch form's command line is split with shell quoting
+             (an argument with a space reaches the program whole), the
+             record options (frequency, call graph, duration) reach
+             run.json, and bad ones are refused with 400 before anything
+             runs.
 """
 import http.client
 import json
@@ -34,7 +45,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from stoketest import STOKE, Fail, Skip, check, fixture, run_stoke, run_tests  # noqa: E402
@@ -390,6 +404,212 @@ def test_missing_tools(d):
         srv.stop()
 
 
+def post_form(srv, fields):
+    body = "&".join("%s=%s" % (k, urllib.parse.quote_plus(v)) for k, v in fields.items())
+    return srv.request("POST", "/launch", body=body, headers={
+        "Content-Type": "application/x-www-form-urlencoded"})
+
+
+def wait_job(srv, n, timeout):
+    """The jobs page's div of job n once it is done (or failed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st, body, _ = srv.request("GET", "/jobs", headers=srv.cookie())
+        check(st == 200, "jobs: %d" % st)
+        job = body[body.find('id="job-%d"' % n):]
+        job = job[:job.find("</div>")]
+        if 'class="pass done"' in job or 'class="fail done"' in job:
+            return job
+        check(time.monotonic() < deadline, "job %d did not finish:\n%s" % (n, job[-2000:]))
+        time.sleep(0.3)
+
+
+HEAVY = 4  # tools/serve/server.c's MAX_HEAVY: profile loads and dot runs at once
+
+
+def test_concurrent(d):
+    runs = os.path.join(d, "runs")
+    os.mkdir(runs)
+    record(runs, 50, "0.3")
+    run = os.listdir(runs)[0]
+    release = os.path.join(d, "dot-release")
+    # A dot that holds its request until the test says so (at most 60 s):
+    # slow call graphs made deterministic. Each says it started.
+    dot = os.path.join(d, "slow-dot")
+    with open(dot, "w") as f:
+        f.write("#!/bin/sh\ncat >/dev/null\n: > '%s/dot-started.'$$\ni=0\n"
+                "while [ ! -e '%s' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"
+                "echo '<svg xmlns=\"http://www.w3.org/2000/svg\"/>'\n" % (d, release))
+    os.chmod(dot, 0o755)
+    srv = Server([runs], env=dict(os.environ, STOKE_DOT=dot))
+    results = []
+
+    def timed(path):
+        res = {"path": path}
+        results.append(res)
+        t = time.monotonic()
+        try:
+            res["status"], res["body"], _ = srv.request("GET", path, headers=srv.cookie())
+        except Exception as e:  # noqa: BLE001 - reported by the checks
+            res["error"] = repr(e)
+        res["seconds"] = time.monotonic() - t
+
+    def started():
+        return len([n for n in os.listdir(d) if n.startswith("dot-started.")])
+
+    threads = []
+    try:
+        # As many slow call graphs as there are heavy slots.
+        for i in range(HEAVY):
+            th = threading.Thread(target=timed,
+                                  args=("/callgraph.svg?run=0/%s&node=%d" % (run, i),))
+            th.start()
+            threads.append(th)
+        deadline = time.monotonic() + 60
+        while started() < HEAVY:
+            check(time.monotonic() < deadline, "only %d of %d fake dots started: %r" %
+                  (started(), HEAVY, results))
+            time.sleep(0.05)
+        t = time.monotonic()
+        st, body, _ = srv.request("GET", "/", headers=srv.cookie())
+        st2, body2, _ = srv.request("GET", "/jobs", headers=srv.cookie())
+        fast = time.monotonic() - t
+        # Every dot still waits for the release file: these answered while
+        # the slow requests were held, whatever the machine's speed.
+        check(all(th.is_alive() for th in threads) and not os.path.exists(release),
+              "the slow requests are not held any more: %r" % results)
+        check(st == 200 and '<tr class="run">' in body, "the runs list: %d" % st)
+        check(st2 == 200 and "No job launched yet" in body2, "the jobs page: %d" % st2)
+        # One more heavy request waits for a slot (no dot of its own).
+        extra = threading.Thread(target=timed, args=("/run?run=0/%s" % run,))
+        extra.start()
+        extra.join(1.5)
+        check(extra.is_alive() and started() == HEAVY,
+              "a heavy request beyond the %d slots did not wait: %r" % (HEAVY, results[-1]))
+        with open(release, "w"):
+            pass
+        for th in threads + [extra]:
+            th.join(120)
+            check(not th.is_alive(), "a request never ended")
+        for res in results:
+            check(res.get("status") == 200, "%s: %r" % (res["path"], res))
+        slow = min(r["seconds"] for r in results if "callgraph" in r["path"])
+        check(all("<svg" in r["body"] for r in results if "callgraph" in r["path"]),
+              "a call graph is not the fake dot's SVG")
+        check("leaf_a" in results[-1]["body"], "the run page after the wait")
+        check(fast < slow, "the lists took %.2f s, the held call graphs %.2f s" % (fast, slow))
+        print("runs list and jobs page %.3f s while %d call graphs took %.3f s or more" %
+              (fast, HEAVY, slow))
+    finally:
+        with open(release, "w"):
+            pass
+        for th in threads:
+            th.join(120)
+        code = srv.stop()
+    check(code == 0, "stoke serve exited %s on SIGTERM" % code)
+
+
+def procs_with(marker):
+    """pids whose command line holds marker."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+            with open("/proc/%s/stat" % pid) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmd and state != "Z":
+            found.append(int(pid))
+    return found
+
+
+def test_jobs_end_on_exit(d):
+    runs = os.path.join(d, "runs")
+    os.mkdir(runs)
+    marker = "stoke-serve-job-" + uuid.uuid4().hex
+    srv = Server([runs])
+    try:
+        # A target that ignores SIGTERM (and so do the sleeps it starts):
+        # only SIGKILL to its group ends it.
+        cmd = "/bin/sh -c 'trap \"\" TERM; while :; do sleep 0.2; done' %s" % marker
+        st, body, _ = post_form(srv, {"kind": "record", "command": cmd, "token": srv.token})
+        check(st == 303, "launch: %d %s" % (st, body[-500:]))
+        deadline = time.monotonic() + 60
+        # The record and its target both carry the marker.
+        while len(procs_with(marker)) < 2:
+            check(time.monotonic() < deadline, "the launched record's target never ran")
+            time.sleep(0.1)
+        pids = procs_with(marker)
+        st, body, _ = srv.request("GET", "/jobs", headers=srv.cookie())
+        check('class="running"' in body, "the job is not running")
+    finally:
+        t = time.monotonic()
+        code = srv.stop()
+    took = time.monotonic() - t
+    check(code == 0, "stoke serve exited %s on SIGTERM" % code)
+    left = procs_with(marker)
+    check(not left, "still running after serve exited: %s (were %s)" % (left, pids))
+    print("serve and its job (pids %s) ended %.2f s after SIGTERM" % (pids, took))
+
+
+def test_launch_quoted(d):
+    runs = os.path.join(d, "runs")
+    os.mkdir(runs)
+    out = os.path.join(d, "argv.txt")
+    srv = Server([runs])
+    try:
+        tok = srv.token
+        for fields, what in (({"command": "/bin/true 'open"}, "an open quote"),
+                             ({"command": "/bin/true", "frequency": "0"}, "frequency 0"),
+                             ({"command": "/bin/true", "frequency": "9 -o /tmp/x"},
+                              "a frequency with words"),
+                             ({"command": "/bin/true", "call_graph": "lbr"}, "call graph lbr"),
+                             ({"command": "/bin/true", "duration": "-1"}, "duration -1"),
+                             ({"command": "  "}, "no command")):
+            st, body, _ = post_form(srv, dict(fields, kind="record", token=tok))
+            check(st == 400, "%s: %d %s" % (what, st, body[-300:]))
+        st, body, _ = srv.request("GET", "/jobs", headers=srv.cookie())
+        check("No job launched yet" in body, "a refused form launched something")
+        # The target writes its arguments one per line, then runs the
+        # split fixture (so the run has samples).
+        cmd = ("/bin/sh -c 'printf \"%%s\\n\" \"$@\" > %s; exec %s 0.4 50' sh "
+               "\"two words\" 'it'\\''s' plain\\ too '$HOME'" % (out, fixture("split")))
+        st, body, _ = post_form(srv, {"kind": "record", "command": cmd, "frequency": "250",
+                                      "call_graph": "fp", "token": tok})
+        check(st == 303, "launch: %d %s" % (st, body[-500:]))
+        job = wait_job(srv, 1, 120)
+        check('class="pass done"' in job, "the record failed:\n" + job[-2000:])
+        with open(out) as f:
+            args = f.read().split("\n")[:-1]
+        check(args == ["two words", "it's", "plain too", "$HOME"],
+              "the target's arguments: %r" % args)
+        new = re.findall(r'class="new-run" href="/run\?run=0/([^"]+)"', job)
+        check(len(new) == 1, "the new run is not linked: %r" % new)
+        with open(os.path.join(runs, new[0], "run.json")) as f:
+            rj = json.load(f)
+        check(rj["frequency"] == 250 and rj["call_graph"] == "fp",
+              "run.json: frequency %r, call graph %r" % (rj["frequency"], rj["call_graph"]))
+        # The duration option ends a record of a long command early.
+        st, body, _ = post_form(srv, {"kind": "record", "command": "%s 60 50" % fixture("split"),
+                                      "duration": "0.5", "token": tok})
+        check(st == 303, "launch: %d %s" % (st, body[-500:]))
+        job = wait_job(srv, 2, 50)
+        new = [r for r in re.findall(r'class="new-run" href="/run\?run=0/([^"]+)"', job)]
+        check(len(new) == 1, "the duration-bound run is not linked:\n" + job[-1500:])
+        with open(os.path.join(runs, new[0], "run.json")) as f:
+            rj = json.load(f)
+        check(rj["duration_s"] < 20, "a 0.5 s record lasted %r s" % rj["duration_s"])
+    finally:
+        code = srv.stop()
+    check(code == 0, "stoke serve exited %s on SIGTERM" % code)
+
+
 if __name__ == "__main__":
     run_tests({"browser": test_browser, "refusals": test_refusals, "suites": test_suites,
-               "run_page": test_run_page, "launch_suite": test_launch_suite, "missing_tools": test_missing_tools})
+               "run_page": test_run_page, "launch_suite": test_launch_suite, "missing_tools": test_missing_tools,
+               "concurrent": test_concurrent, "jobs_end_on_exit": test_jobs_end_on_exit,
+               "launch_quoted": test_launch_quoted})

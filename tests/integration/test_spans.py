@@ -14,8 +14,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stoketest import (Skip, check, fixture, kill, parse_folded, run_stoke,  # noqa: E402
-                       run_tests, spawn)
+from stoketest import (STOKE, Skip, check, fixture, kill, parse_folded,  # noqa: E402
+                       run_stoke, run_tests, spawn)
 
 
 def uprobe_pmu():
@@ -180,6 +180,132 @@ def test_attach(d):
     check(spans["compute"]["parent"] == "request", "nesting: %r" % spans["compute"])
     check(spans["compute"]["samples"] > 0.8 * run["samples"],
           "compute holds %d of %d samples" % (spans["compute"]["samples"], run["samples"]))
+
+
+def semaphore_reader(pid, exe):
+    """A function that reads process pid's stoke_span_begin_semaphore (the
+    count of tracers the kernel keeps in it), found by nm in exe and placed
+    at exe's load address from /proc/PID/maps."""
+    p = subprocess.run(["nm", exe], capture_output=True, text=True)
+    addr = [int(ln.split()[0], 16) for ln in p.stdout.splitlines()
+            if ln.endswith(" stoke_span_begin_semaphore")]
+    check(p.returncode == 0 and len(addr) == 1, "no semaphore symbol in %s: %s"
+          % (exe, p.stderr))
+    with open(exe, "rb") as f:
+        pie = int.from_bytes(f.read(18)[16:18], "little") == 3  # ET_DYN
+    real = os.path.realpath(exe)
+    base = None
+    with open("/proc/%d/maps" % pid) as f:
+        for ln in f:
+            parts = ln.split()
+            if len(parts) >= 6 and parts[5] == real and int(parts[2], 16) == 0:
+                base = int(parts[0].split("-")[0], 16)
+                break
+    check(base is not None, "pid %d does not map %s" % (pid, real))
+    where = (base if pie else 0) + addr[0]
+
+    def read():
+        with open("/proc/%d/mem" % pid, "rb") as m:
+            m.seek(where)
+            return int.from_bytes(m.read(2), "little")
+    return read
+
+
+def wait_exec(pid, exe, alive, timeout=10):
+    """Until process pid has exec'd exe (its maps name it)."""
+    real, end = os.path.realpath(exe), time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if real in open("/proc/%d/maps" % pid).read():
+                return
+        except OSError:
+            pass
+        check(alive(), "pid %d exited before its exec" % pid)
+        time.sleep(0.01)
+    check(False, "pid %d did not exec %s in %d s" % (pid, exe, timeout))
+
+
+def test_others_untouched(d):
+    """The span probes are the targets' only (per-task uprobe events): a
+    second process of the same fixture binary, not profiled, keeps its
+    semaphore at 0 (its probes stay a nop) while the first is recorded,
+    attached (-p) and launched; the recorded one's is up, which shows the
+    reading works."""
+    uprobe_pmu()
+    exe = fixture("spans")
+    other = spawn([exe, "100000", "5", "5"])
+    procs = [other]
+    try:
+        wait_exec(other.pid, exe, lambda: other.poll() is None)
+        sem_other = semaphore_reader(other.pid, exe)
+        check(sem_other() == 0, "the semaphore is up before any recording")
+        target = spawn([exe, "100000", "5", "5"])
+        procs.append(target)
+        wait_exec(target.pid, exe, lambda: target.poll() is None)
+        out = os.path.join(d, "att")
+        modes = {
+            "attach": [STOKE, "record", "-q", "-p", str(target.pid), "-d", "3",
+                       "--output-dir", out, "--name", "att"],
+            "launch": [STOKE, "record", "-q", "--output-dir", out, "--name", "launch", "--",
+                       exe, "60", "20", "10"],
+        }
+        for mode, cmd in modes.items():
+            rec = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   text=True)
+            procs.append(rec)
+            if mode == "attach":
+                sem_target = semaphore_reader(target.pid, exe)
+            else:
+                # the launched command: stoke's child
+                end = time.monotonic() + 10
+                child = None
+                while child is None and time.monotonic() < end and rec.poll() is None:
+                    for t in os.listdir("/proc/%d/task" % rec.pid):
+                        kids = open("/proc/%d/task/%s/children" % (rec.pid, t)).read().split()
+                        child = int(kids[0]) if kids else child
+                    time.sleep(0.01)
+                check(child is not None, "no launched child of stoke")
+                wait_exec(child, exe, lambda: rec.poll() is None)
+                sem_target = semaphore_reader(child, exe)
+            # Until the recording has enabled the probes (the target's
+            # semaphore is up), then the other's is read while it stays up.
+            end, up, reads = time.monotonic() + 15, 0, []
+            while time.monotonic() < end and rec.poll() is None:
+                try:
+                    st = sem_target()
+                except OSError:
+                    break
+                if st:
+                    up += 1
+                    reads.append(sem_other())
+                    if up >= 20:
+                        break
+                time.sleep(0.02)
+            print("%s: target's semaphore up in %d reads; the other's: max %d"
+                  % (mode, up, max(reads or [0])))
+            check(up > 0, "%s: the recorded process's semaphore was never up" % mode)
+            check(max(reads) == 0, "%s: the unprofiled process's semaphore went up to %d "
+                  "while another process was recorded" % (mode, max(reads)))
+            _, err = rec.communicate(timeout=60)
+            check(rec.returncode == 0, "%s: record exit %d: %s" % (mode, rec.returncode, err))
+            check(sem_other() == 0, "%s: the other's semaphore is up after the recording"
+                  % mode)
+        check(target.poll() is None and other.poll() is None, "a fixture exited early")
+        check(semaphore_reader(target.pid, exe)() == 0,
+              "the attached process's semaphore is still up after the recording")
+    finally:
+        for p in procs:
+            kill(p)
+    for name, least in (("att", 3), ("launch", 60)):
+        run = json.load(open(glob.glob(os.path.join(out, "*_" + name, "run.json"))[0]))
+        spans = by_name(run)
+        print(name, {n: (s["count"], s["samples"]) for n, s in spans.items()})
+        for sname in ("request", "compute", "wait"):
+            check(sname in spans and spans[sname]["count"] >= least,
+                  "%s: %s: %r" % (name, sname, spans.get(sname)))
+        if name == "launch":
+            check(all(s["count"] == 60 for s in spans.values()), "launch counts: %r"
+                  % {n: s["count"] for n, s in spans.items()})
 
 
 def test_top_span(d):
@@ -396,6 +522,7 @@ TESTS = {
     "no_probes": test_no_probes,
     "no_spans_flag": test_no_spans_flag,
     "diff_by_span": test_diff_by_span,
+    "others_untouched": test_others_untouched,
 }
 
 if __name__ == "__main__":

@@ -169,3 +169,106 @@ char *serve_url_encode(const char *s)
 	*o = '\0';
 	return out;
 }
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int serve_split_command(const char *cmd, size_t max, char ***ret, size_t *ret_n)
+{
+	size_t len = strlen(cmd), n = 0;
+	/* The words take at most the line's bytes plus one NUL each word
+	 * beyond what the separators and quotes they replace gave back. */
+	char **argv = malloc((max + 1) * sizeof(*argv) + len + 1);
+	char *out, *w = NULL;
+	enum { BARE, SINGLE, DOUBLE } st = BARE;
+
+	if (!argv)
+		return -ENOMEM;
+	out = (char *)(argv + max + 1);
+	for (const char *p = cmd;; p++) {
+		char c = *p;
+
+		if (c == '\0' && st != BARE) {
+			free(argv);
+			return -EINVAL;
+		}
+		if (st == BARE && (c == '\0' || is_blank(c))) {
+			if (w) {
+				*out++ = '\0';
+				argv[n++] = w;
+				w = NULL;
+			}
+			if (c == '\0')
+				break;
+			continue;
+		}
+		if (!w) {
+			if (n == max) {
+				free(argv);
+				return -E2BIG;
+			}
+			w = out;
+		}
+		if (st == SINGLE) {
+			if (c == '\'')
+				st = BARE;
+			else
+				*out++ = c;
+		} else if (st == DOUBLE) {
+			if (c == '"') {
+				st = BARE;
+			} else if (c == '\\' && p[1] && strchr("\"\\$`\n", p[1])) {
+				if (*++p != '\n')
+					*out++ = *p;
+			} else {
+				*out++ = c;
+			}
+		} else if (c == '\'') {
+			st = SINGLE;
+		} else if (c == '"') {
+			st = DOUBLE;
+		} else if (c == '\\') {
+			if (!p[1]) {
+				free(argv);
+				return -EINVAL;
+			}
+			if (*++p != '\n')
+				*out++ = *p;
+		} else {
+			*out++ = c;
+		}
+	}
+	argv[n] = NULL;
+	*ret = argv;
+	*ret_n = n;
+	return 0;
+}
+
+const char *serve_record_opts_check(const char *freq, const char *call_graph, const char *duration)
+{
+	char *end;
+
+	if (freq && *freq) {
+		long v;
+
+		errno = 0;
+		v = strtol(freq, &end, 10);
+		if (errno || *end || v < 1 || v > 100000 || !(*freq >= '0' && *freq <= '9'))
+			return "the frequency is a whole number of Hz from 1 to 100000";
+	}
+	if (call_graph && *call_graph && strcmp(call_graph, "fp") && strcmp(call_graph, "dwarf") &&
+	    strcmp(call_graph, "auto"))
+		return "the call graph mode is fp, dwarf or auto";
+	if (duration && *duration) {
+		double v;
+
+		errno = 0;
+		v = strtod(duration, &end);
+		if (errno || *end || !(v > 0) || v > 86400 ||
+		    !((*duration >= '0' && *duration <= '9') || *duration == '.'))
+			return "the duration is a number of seconds above 0, up to 86400";
+	}
+	return NULL;
+}

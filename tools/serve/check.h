@@ -47,3 +47,25 @@ int serve_open_beneath(const char *root, const char *rel, int flags);
 /* Percent-encode s for a URL query value into a malloc'd string (NULL on
  * ENOMEM): everything but A-Z a-z 0-9 - . _ ~ / is encoded. */
 char *serve_url_encode(const char *s);
+
+/*
+ * Split a command line typed in the launch form into words, as a shell
+ * would split it but without a shell: words are separated by blanks
+ * (space, tab, newline); '...' keeps everything inside as is; "..." keeps
+ * everything but a backslash before " \ $ ` or a newline; a backslash
+ * outside quotes keeps the next character. Nothing is expanded ($VAR,
+ * `cmd`, globs and ~ stay literal), so the form can run no more than the
+ * one program it names. On success *ret is a NULL-terminated array in one
+ * allocation (free() it) holding *ret_n words. Returns 0, -EINVAL for an
+ * unterminated quote or a trailing backslash, -E2BIG for more than max
+ * words, or -ENOMEM.
+ */
+int serve_split_command(const char *cmd, size_t max, char ***ret, size_t *ret_n);
+
+/*
+ * Check the launch form's record options (NULL or "" each: record's
+ * default): frequency an integer from 1 to 100000 Hz, call graph "fp",
+ * "dwarf" or "auto", duration seconds > 0 up to a day. Returns NULL, or
+ * what is wrong as one line.
+ */
+const char *serve_record_opts_check(const char *freq, const char *call_graph, const char *duration);

@@ -14,6 +14,7 @@ struct serve_opts {
 	const char *speedscope; /* speedscope's static build (index.html), or NULL */
 };
 
-/* Serve until SIGINT or SIGTERM. Prints the URL (with its token) on stdout
- * once listening. Returns 0, or 1 after an error it has logged. */
+/* Serve until SIGINT or SIGTERM, then end the jobs launched from the page
+ * that still run. Prints the URL (with its token) on stdout once listening.
+ * Returns 0, or 1 after an error it has logged. */
 int serve_run(const struct serve_opts *o);

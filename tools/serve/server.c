@@ -1,7 +1,10 @@
 /*
- * stoke serve: the dashboard's HTTP server (libmicrohttpd, one internal
- * polling thread, so requests run one at a time and the job table needs no
- * lock).
+ * stoke serve: the dashboard's HTTP server (libmicrohttpd, a thread per
+ * connection, so a slow call graph or a big profile holds up no other
+ * request). Requests that load a profile or run dot are heavy: at most
+ * MAX_HEAVY run at once, the others wait for a slot. The job table is
+ * shared by the connection threads and has a lock; the rest of a request's
+ * state is its own.
  *
  * Every request passes three gates before anything is read or run: the Host
  * header must name the listen address (DNS rebinding), the token must come
@@ -24,6 +27,8 @@
 #include <math.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -54,6 +59,12 @@
 #define TOP_ROWS      50
 #define DIFF_ROWS     40
 #define DOT_TIMEOUT_S 30
+#define MAX_HEAVY     4	 /* profile loads and dot runs at once */
+#define HEAVY_WAIT_S  60 /* a request waits this long for a slot, then 503 */
+/* SIGTERM to SIGKILL for jobs when serve exits: record's own grace for its
+ * target (twice 3 s) and the writing of its run fit in it. */
+#define JOB_GRACE_MS 10000
+#define MAX_WORDS    250 /* words of a launched command */
 
 struct entry {
 	char *id;	/* "N/rel": root index and path below it */
@@ -84,8 +95,11 @@ struct server {
 	unsigned port;
 	char self_exe[PATH_MAX];
 	char logdir[64];
+	pthread_mutex_t jobs_lock; /* jobs, njobs, and launching */
 	struct job jobs[MAX_JOBS];
 	size_t njobs;
+	sem_t heavy;	      /* MAX_HEAVY slots */
+	atomic_bool stopping; /* SIGINT/SIGTERM came: dot is cut short, no launch */
 };
 
 /* ---- small output helpers ---- */
@@ -471,6 +485,8 @@ static void entry_label(FILE *f, const struct entry *e)
 
 /* ---- jobs (launched records and suites) ---- */
 
+/* With jobs_lock held. A job is its own process group (setpgid in
+ * launch), so serve can end everything it started when it exits. */
 static void jobs_reap(struct server *s)
 {
 	for (size_t i = 0; i < s->njobs; i++) {
@@ -539,7 +555,6 @@ static enum MHD_Result page_index(struct server *s, struct MHD_Connection *c)
 	struct entry *es;
 	FILE *f;
 
-	jobs_reap(s);
 	es = scan(s, &n);
 	if (page_open(&pg) < 0) {
 		entries_free(es, n);
@@ -642,7 +657,13 @@ static enum MHD_Result page_index(struct server *s, struct MHD_Connection *c)
 	esc(f, s->token);
 	fputs("\"><input type=\"hidden\" name=\"kind\" value=\"record\">"
 	      "<label>record a command: <input name=\"command\" id=\"launch-command\" size=\"60\" "
-	      "placeholder=\"./app --arg (split at spaces)\"></label> "
+	      "placeholder=\"./app --name 'two words' (quotes as in a shell; no $ or globs)\">"
+	      "</label> <label>frequency (Hz) <input name=\"frequency\" id=\"launch-frequency\" "
+	      "size=\"6\" placeholder=\"default\"></label> <label>call graph <select "
+	      "name=\"call_graph\" id=\"launch-call-graph\"><option value=\"\">default</option>"
+	      "<option>fp</option><option>dwarf</option><option>auto</option></select></label> "
+	      "<label>duration (s) <input name=\"duration\" id=\"launch-duration\" size=\"6\" "
+	      "placeholder=\"until exit\"></label> "
 	      "<button type=\"submit\">record</button></form>\n"
 	      "<form id=\"launch-suite\" method=\"post\" action=\"/launch\">"
 	      "<input type=\"hidden\" name=\"token\" value=\"",
@@ -1345,7 +1366,8 @@ static int write_dot(FILE *f, const struct stoke_analysis *a, double node_min, d
 }
 
 /* Run dot -Tsvg on src; the SVG is returned malloc'd. */
-static int run_dot(const char *dot, const char *src, size_t srclen, char **ret, size_t *ret_n)
+static int run_dot(const struct server *s, const char *dot, const char *src, size_t srclen,
+		   char **ret, size_t *ret_n)
 {
 	int in = memfd_create("stoke-dot", MFD_CLOEXEC), out[2] = {-1, -1};
 	struct page pg = {0};
@@ -1394,7 +1416,7 @@ static int run_dot(const char *dot, const char *src, size_t srclen, char **ret, 
 			break;
 		if (errno == EINTR)
 			continue;
-		if (errno != EAGAIN || time(NULL) > deadline) {
+		if (errno != EAGAIN || time(NULL) > deadline || atomic_load(&s->stopping)) {
 			kill(pid, SIGKILL);
 			break;
 		}
@@ -1478,7 +1500,7 @@ static enum MHD_Result callgraph(struct server *s, struct MHD_Connection *c, con
 		r = write_dot(src.f, a, node, edge);
 		fclose(src.f);
 		if (r == 0)
-			r = run_dot(dot, src.buf, src.len, &svg, &svglen);
+			r = run_dot(s, dot, src.buf, src.len, &svg, &svglen);
 		free(src.buf);
 	}
 	stoke_analysis_free(a);
@@ -1605,22 +1627,18 @@ static void job_free_before(struct job *j)
 	j->nbefore = 0;
 }
 
-/* Split at spaces and tabs (no quoting): argv entries point into buf. */
-static size_t split_words(char *buf, char **argv, size_t max)
-{
-	size_t n = 0;
+struct launch_form {
+	const char *kind;
+	const char *command, *frequency, *call_graph, *duration; /* a record */
+	const char *file;					 /* a suite */
+};
 
-	for (char *tok = strtok(buf, " \t\r\n"); tok && n < max; tok = strtok(NULL, " \t\r\n"))
-		argv[n++] = tok;
-	return n;
-}
-
-static enum MHD_Result launch(struct server *s, struct MHD_Connection *c, const char *kind,
-			      const char *command, const char *file)
+/* Fork and exec argv as a job in a process group of its own. With
+ * jobs_lock held. */
+static enum MHD_Result launch_locked(struct server *s, struct MHD_Connection *c, char **argv,
+				     char *what_arg)
 {
-	char *argv[260];
-	size_t n = 0;
-	_cleanup_free_ char *words = NULL, *what = NULL, *log = NULL;
+	_cleanup_free_ char *what = what_arg, *log = NULL;
 	struct entry *es;
 	size_t nes;
 	struct job *j;
@@ -1628,42 +1646,12 @@ static enum MHD_Result launch(struct server *s, struct MHD_Connection *c, const 
 	pid_t pid;
 
 	jobs_reap(s);
+	if (atomic_load(&s->stopping))
+		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
+				  "stoke serve is exiting");
 	if (s->njobs == MAX_JOBS)
 		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many jobs",
 				  "restart stoke serve to launch more");
-	argv[n++] = s->self_exe;
-	if (kind && !strcmp(kind, "record")) {
-		argv[n++] = (char *)"record";
-		argv[n++] = (char *)"-q";
-		argv[n++] = (char *)"--output-dir";
-		argv[n++] = s->roots[0];
-		argv[n++] = (char *)"--";
-		size_t nw;
-
-		words = strdup(command ? command : "");
-		if (!words)
-			return MHD_NO;
-		nw = split_words(words, argv + n, 250);
-		if (nw == 0)
-			return send_error(c, MHD_HTTP_BAD_REQUEST, "nothing to record",
-					  "give the command to record");
-		n += nw;
-		what = strdup(command);
-	} else if (kind && !strcmp(kind, "suite")) {
-		if (!file || !*file)
-			return send_error(c, MHD_HTTP_BAD_REQUEST, "no suite file",
-					  "give the path of a suite file");
-		argv[n++] = (char *)"suite";
-		argv[n++] = (char *)file;
-		argv[n++] = (char *)"--output-dir";
-		argv[n++] = s->roots[0];
-		if (asprintf(&what, "suite %s", file) < 0)
-			what = NULL;
-	} else {
-		return send_error(c, MHD_HTTP_BAD_REQUEST, "unknown launch",
-				  "kind is record or suite");
-	}
-	argv[n] = NULL;
 	if (!what || asprintf(&log, "%s/job-%zu.log", s->logdir, s->njobs + 1) < 0)
 		return MHD_NO;
 	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -1680,7 +1668,9 @@ static enum MHD_Result launch(struct server *s, struct MHD_Connection *c, const 
 	pid = fork();
 	if (pid == 0) {
 		/* The child of a threaded process: only async-signal-safe
-		 * calls until exec. */
+		 * calls until exec. Its own process group, which its record's
+		 * target joins too: serve ends the whole group on exit. */
+		setpgid(0, 0);
 		child_signals();
 		dup2(devnull, 0);
 		dup2(logfd, 1);
@@ -1695,6 +1685,8 @@ static enum MHD_Result launch(struct server *s, struct MHD_Connection *c, const 
 		return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot launch",
 				  strerror(errno));
 	}
+	/* Also here: the group must exist before serve may signal it. */
+	setpgid(pid, pid);
 	j = &s->jobs[s->njobs++];
 	*j = (struct job){
 		.pid = pid, .what = TAKE_PTR(what), .log = TAKE_PTR(log), .start = time(NULL)};
@@ -1704,6 +1696,80 @@ static enum MHD_Result launch(struct server *s, struct MHD_Connection *c, const 
 	entries_free(es, nes);
 	log_info("launched job %zu (pid %d): %s", s->njobs, (int)pid, j->what);
 	return redirect(c, "/jobs", NULL);
+}
+
+static enum MHD_Result launch(struct server *s, struct MHD_Connection *c,
+			      const struct launch_form *fm)
+{
+	char *argv[MAX_WORDS + 20];
+	_cleanup_free_ char **words = NULL;
+	_cleanup_free_ char *freq_arg = NULL, *cg_arg = NULL, *dur_arg = NULL;
+	char *what = NULL;
+	size_t n = 0, nw = 0;
+	enum MHD_Result ret;
+
+	argv[n++] = s->self_exe;
+	if (fm->kind && !strcmp(fm->kind, "record")) {
+		const char *bad =
+			serve_record_opts_check(fm->frequency, fm->call_graph, fm->duration);
+		int r;
+
+		if (bad)
+			return send_error(c, MHD_HTTP_BAD_REQUEST, "bad record option", bad);
+		r = serve_split_command(fm->command ? fm->command : "", MAX_WORDS, &words, &nw);
+		if (r == -ENOMEM)
+			return MHD_NO;
+		if (r < 0)
+			return send_error(c, MHD_HTTP_BAD_REQUEST, "bad command line",
+					  r == -E2BIG ? "more than 250 words"
+						      : "a quote is not closed, or a backslash "
+							"ends the line");
+		if (nw == 0)
+			return send_error(c, MHD_HTTP_BAD_REQUEST, "nothing to record",
+					  "give the command to record");
+		argv[n++] = (char *)"record";
+		argv[n++] = (char *)"-q";
+		argv[n++] = (char *)"--output-dir";
+		argv[n++] = s->roots[0];
+		/* One word each, so a value can never become another option. */
+		if (fm->frequency && *fm->frequency) {
+			if (asprintf(&freq_arg, "--freq=%s", fm->frequency) < 0)
+				return MHD_NO;
+			argv[n++] = freq_arg;
+		}
+		if (fm->call_graph && *fm->call_graph) {
+			if (asprintf(&cg_arg, "--call-graph=%s", fm->call_graph) < 0)
+				return MHD_NO;
+			argv[n++] = cg_arg;
+		}
+		if (fm->duration && *fm->duration) {
+			if (asprintf(&dur_arg, "--duration=%s", fm->duration) < 0)
+				return MHD_NO;
+			argv[n++] = dur_arg;
+		}
+		argv[n++] = (char *)"--";
+		for (size_t i = 0; i < nw; i++)
+			argv[n++] = words[i];
+		what = strdup(fm->command);
+	} else if (fm->kind && !strcmp(fm->kind, "suite")) {
+		if (!fm->file || !*fm->file)
+			return send_error(c, MHD_HTTP_BAD_REQUEST, "no suite file",
+					  "give the path of a suite file");
+		argv[n++] = (char *)"suite";
+		argv[n++] = (char *)fm->file;
+		argv[n++] = (char *)"--output-dir";
+		argv[n++] = s->roots[0];
+		if (asprintf(&what, "suite %s", fm->file) < 0)
+			what = NULL;
+	} else {
+		return send_error(c, MHD_HTTP_BAD_REQUEST, "unknown launch",
+				  "kind is record or suite");
+	}
+	argv[n] = NULL;
+	pthread_mutex_lock(&s->jobs_lock);
+	ret = launch_locked(s, c, argv, what);
+	pthread_mutex_unlock(&s->jobs_lock);
+	return ret;
 }
 
 static bool in_before(const struct job *j, const char *id)
@@ -1722,11 +1788,13 @@ static enum MHD_Result page_jobs(struct server *s, struct MHD_Connection *c)
 	struct page pg;
 	FILE *f;
 
+	if (page_open(&pg) < 0)
+		return MHD_NO;
+	/* Held to the end: the page reads the jobs' strings. */
+	pthread_mutex_lock(&s->jobs_lock);
 	jobs_reap(s);
 	for (size_t i = 0; i < s->njobs; i++)
 		running |= !s->jobs[i].done;
-	if (page_open(&pg) < 0)
-		return MHD_NO;
 	f = pg.f;
 	fputs("<!DOCTYPE html><html><head><meta charset=\"utf-8\">", f);
 	/* Progress: the page reloads itself while a job runs. */
@@ -1790,6 +1858,7 @@ static enum MHD_Result page_jobs(struct server *s, struct MHD_Connection *c)
 		}
 		fputs("</div>\n", f);
 	}
+	pthread_mutex_unlock(&s->jobs_lock);
 	entries_free(es, nes);
 	page_tail(f);
 	return send_page(c, MHD_HTTP_OK, &pg);
@@ -1844,6 +1913,8 @@ static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
 	}
 }
 
+static enum MHD_Result route(struct server *s, struct MHD_Connection *c, const char *url);
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
 			      const char *method, const char *version, const char *upload_data,
 			      size_t *upload_data_size, void **con_cls)
@@ -1877,6 +1948,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	}
 	if (cn->post) {
 		_cleanup_free_ char *token = NULL, *kind = NULL, *command = NULL, *file = NULL;
+		_cleanup_free_ char *freq = NULL, *cg = NULL, *dur = NULL;
 
 		if (*upload_data_size) {
 			if (cn->len + *upload_data_size > MAX_POST) {
@@ -1907,7 +1979,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		kind = form_value(cn->body, "kind");
 		command = form_value(cn->body, "command");
 		file = form_value(cn->body, "file");
-		return launch(s, c, kind, command, file);
+		freq = form_value(cn->body, "frequency");
+		cg = form_value(cn->body, "call_graph");
+		dur = form_value(cn->body, "duration");
+		return launch(s, c,
+			      &(struct launch_form){.kind = kind,
+						    .command = command,
+						    .frequency = freq,
+						    .call_graph = cg,
+						    .duration = dur,
+						    .file = file});
 	}
 	if (qtoken && serve_token_equal(s->token, qtoken)) {
 		/* Jupyter's way: the URL's token becomes a cookie, and the
@@ -1919,6 +2000,23 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		if (!strcmp(url, "/"))
 			return redirect(c, "/", cookie);
 	}
+	return route(s, c, url);
+}
+
+/* Whether url loads a profile or runs dot. */
+static bool heavy_url(const char *url)
+{
+	static const char *const heavy[] = {"/run",	"/suite",	  "/flame", "/diffflame",
+					    "/compare", "/callgraph.svg", NULL};
+
+	for (size_t i = 0; heavy[i]; i++)
+		if (!strcmp(url, heavy[i]))
+			return true;
+	return false;
+}
+
+static enum MHD_Result route_light(struct server *s, struct MHD_Connection *c, const char *url)
+{
 #define ARG(k) MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k)
 	if (!strcmp(url, "/"))
 		return page_index(s, c);
@@ -1951,6 +2049,28 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	return send_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
 }
 
+/* A heavy request waits for one of MAX_HEAVY slots; the light ones (the
+ * lists, the jobs, files) never wait. */
+static enum MHD_Result route(struct server *s, struct MHD_Connection *c, const char *url)
+{
+	struct timespec ts;
+	enum MHD_Result ret;
+	int r;
+
+	if (!heavy_url(url))
+		return route_light(s, c, url);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += HEAVY_WAIT_S;
+	while ((r = sem_clockwait(&s->heavy, CLOCK_MONOTONIC, &ts)) < 0 && errno == EINTR)
+		;
+	if (r < 0)
+		return send_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+				 "busy: too many profiles being loaded; try again\n");
+	ret = route_light(s, c, url);
+	sem_post(&s->heavy);
+	return ret;
+}
+
 /* ---- start and stop ---- */
 
 static bool is_dir_with_index(const char *dir)
@@ -1959,6 +2079,62 @@ static bool is_dir_with_index(const char *dir)
 
 	snprintf(p, sizeof(p), "%s/index.html", dir);
 	return access(p, R_OK) == 0;
+}
+
+/* SIGTERM to every running job's process group, then SIGKILL to the
+ * groups after JOB_GRACE_MS, and reap. A job leader that has exited stays
+ * unreaped (waitid WNOWAIT) until the SIGKILL, so its group id cannot have
+ * passed to anyone else. */
+static void jobs_end(struct server *s)
+{
+	bool term_sent[MAX_JOBS] = {false};
+	struct timespec t0, now;
+
+	pthread_mutex_lock(&s->jobs_lock);
+	jobs_reap(s);
+	for (size_t i = 0; i < s->njobs; i++) {
+		if (s->jobs[i].done)
+			continue;
+		log_info("stopping job %zu (pid %d)", i + 1, (int)s->jobs[i].pid);
+		kill(-s->jobs[i].pid, SIGTERM);
+		term_sent[i] = true;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		bool left = false;
+
+		for (size_t i = 0; i < s->njobs; i++) {
+			siginfo_t si = {0};
+
+			if (!term_sent[i])
+				continue;
+			if (waitid(P_PID, (id_t)s->jobs[i].pid, &si, WEXITED | WNOHANG | WNOWAIT) <
+				    0 ||
+			    si.si_pid == 0)
+				left = true;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (!left ||
+		    (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >
+			    JOB_GRACE_MS)
+			break;
+		usleep(20000);
+	}
+	for (size_t i = 0; i < s->njobs; i++) {
+		int st;
+
+		if (!term_sent[i])
+			continue;
+		/* Whatever is left of the group: a target that ignored
+		 * SIGTERM, or a leader that did. */
+		kill(-s->jobs[i].pid, SIGKILL);
+		kill(s->jobs[i].pid, SIGKILL);
+		if (waitpid(s->jobs[i].pid, &st, 0) == s->jobs[i].pid) {
+			s->jobs[i].done = true;
+			s->jobs[i].status = st;
+		}
+	}
+	pthread_mutex_unlock(&s->jobs_lock);
 }
 
 int serve_run(const struct serve_opts *o)
@@ -1973,6 +2149,8 @@ int serve_run(const struct serve_opts *o)
 
 	if (!s)
 		return 1;
+	pthread_mutex_init(&s->jobs_lock, NULL);
+	sem_init(&s->heavy, 0, MAX_HEAVY);
 	snprintf(s->addr, sizeof(s->addr), "%s", o->addr ? o->addr : "127.0.0.1");
 	if (inet_pton(AF_INET, s->addr, &sin.sin_addr) != 1) {
 		log_error("--bind takes an IPv4 address, not '%s'", s->addr);
@@ -2020,11 +2198,11 @@ int serve_run(const struct serve_opts *o)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-			     handle, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-			     MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL, MHD_OPTION_END);
+	d = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
+		0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
+		(unsigned)60, MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL, MHD_OPTION_END);
 	if (!d) {
 		log_error("cannot listen on %s:%u: %s", s->addr, o->port, strerror(errno));
 		goto out;
@@ -2044,8 +2222,13 @@ int serve_run(const struct serve_opts *o)
 	} while (sig == SIGHUP);
 	code = 0;
 out:
-	if (d)
+	/* No new launch from here, and a dot running is cut short; the jobs
+	 * get SIGTERM now and wind down while the requests in flight end. */
+	atomic_store(&s->stopping, true);
+	if (d) {
+		jobs_end(s);
 		MHD_stop_daemon(d);
+	}
 	for (size_t i = 0; i < s->njobs; i++) {
 		unlink(s->jobs[i].log);
 		free(s->jobs[i].log);
@@ -2058,6 +2241,8 @@ out:
 		free(s->roots[i]);
 	free(s->roots);
 	free(s->speedscope);
+	sem_destroy(&s->heavy);
+	pthread_mutex_destroy(&s->jobs_lock);
 	free(s);
 	return code;
 }

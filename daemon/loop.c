@@ -338,7 +338,11 @@ static void tick(struct daemon *d)
 		bool discard;
 
 		struct stoked_session_ctl *ctl = stoked_session_ctl(ds);
-		enum stoked_job due = stoked_session_tick(ds, now, &reason, &discard);
+		enum stoked_job due;
+
+		/* Busy or not: the timeline keeps its 100 ms cadence. */
+		stoked_session_poll_resources(ds);
+		due = stoked_session_tick(ds, now, &reason, &discard);
 
 		if (!stoked_session_active(ds)) {
 			/* Busy: what is due waits for the job (job_finished). */

@@ -318,8 +318,9 @@ unsigned stoked_session_estimate_fds(pid_t pid)
 	while ((de = readdir(d)))
 		threads += de->d_name[0] != '.';
 	closedir(d);
-	/* One event per (thread, CPU); the pidfd, the output directory. */
-	return threads * online_cpus() + 2;
+	/* One event per (thread, CPU); the pidfd, the output directory, the
+	 * resource timeline's /proc/PID/stat (kept open, resources.c). */
+	return threads * online_cpus() + 3;
 }
 
 unsigned stoked_session_fds(const struct stoked_session *ds)
@@ -488,6 +489,14 @@ int stoked_session_ringfds(const struct stoked_session *ds, const int **ret)
 int stoked_session_pidfd(const struct stoked_session *ds)
 {
 	return ds->pidfd;
+}
+
+void stoked_session_poll_resources(struct stoked_session *ds)
+{
+	/* S_RUNNING: the attach is collected, and no end was posted (the
+	 * loop sets S_ENDING first), so ds->s stays while this reads. */
+	if (ds->state == S_RUNNING && ds->s)
+		(void)stoke_session_resources_poll(ds->s);
 }
 
 /* Remove a run directory this session wrote (keep-N pruning): its files,

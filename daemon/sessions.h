@@ -82,6 +82,10 @@ bool stoked_session_busy(const struct stoked_session *ds);
  * exits). Valid while the session is active. */
 int stoked_session_ringfds(const struct stoked_session *ds, const int **ret);
 int stoked_session_pidfd(const struct stoked_session *ds);
+/* The resource timeline's reading when due, on the loop thread, whatever
+ * job the session's worker runs (a rotation's naming and writing takes
+ * seconds on a loaded machine). Never blocks: a few procfs reads. */
+void stoked_session_poll_resources(struct stoked_session *ds);
 
 /* How many fds attaching to pid would open (one event per thread and CPU,
  * plus the rings' bookkeeping); 0 when it cannot be told. */

@@ -239,6 +239,61 @@ def test_continuous(d):
         daemon.stop()
 
 
+def test_resources_rotation(d):
+    """A continuous session's resource timeline keeps its 100 ms cadence
+    while rotations are named and written on the session's worker: every
+    rotated profile's run.json has points about 100 ms apart (median gap
+    <= 150 ms), no gap over 400 ms, also from one profile to the next, and
+    the 200 MB the rss-step fixture touches halfway shows as its peak RSS
+    (within 10%)."""
+    mb = 200
+    daemon = Daemon(d).start()
+    out = os.path.join(d, "out")
+    os.mkdir(out)
+    times = os.path.join(d, "times.txt")
+    target = subprocess.Popen([fixture("rss-step"), "6", str(mb), times],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.2)  # past exec
+    try:
+        sid = int(daemon.ok(["attach", str(target.pid), "-o", out, "--continuous",
+                             "--rotate", "1"]).strip())
+        check(target.wait(timeout=60) == 0, "rss-step failed: %r" % target.stderr.read())
+        wait_ended(daemon, sid, timeout=60)
+    finally:
+        kill(target)
+        daemon.stop()
+    runs = []
+    names = run_dirs(out)
+    for name in names:
+        with open(os.path.join(out, name, "run.json")) as f:
+            res = json.load(f).get("resources")
+        t = [res["clock_ns"] / 1e9 + x for x in res["series"]["t_s"]] if res else []
+        # the last one may start as the target exits
+        check(t or name == names[-1], "%s: no resource timeline" % name)
+        if t:
+            runs.append((t[0], name, t, res))
+    runs.sort()
+    check(len(runs) >= 4, "only %d run directories with a timeline: %r" % (len(runs), names))
+    points = []
+    for _, name, t, res in runs:
+        gaps = [b - a for a, b in zip(t, t[1:])]
+        print("%s: %d points over %.2f s, gaps %s" % (name, len(t), t[-1] - t[0],
+                                                     " ".join("%.3f" % g for g in gaps)))
+        # a full rotation (1 s): points every 100 ms
+        if t[-1] - t[0] >= 0.5:
+            check(sorted(gaps)[len(gaps) // 2] <= 0.15,
+                  "%s: median gap %.3f s" % (name, sorted(gaps)[len(gaps) // 2]))
+        points += t
+    # A point at a rotation's instant may be in both profiles (1 ms slack).
+    points = sorted(set(round(t, 3) for t in points))
+    gaps = [b - a for a, b in zip(points, points[1:])]
+    check(max(gaps) <= 0.4, "a gap of %.3f s in the timeline (across the runs: %s)"
+          % (max(gaps), " ".join("%.2f" % g for g in gaps if g > 0.2)))
+    peak = max(res["peak_rss_bytes"] for _, _, _, res in runs)
+    check(abs(peak - mb * 2**20) <= 0.1 * mb * 2**20,
+          "peak RSS %.1f MB, the fixture touched %d MB" % (peak / 2**20, mb))
+
+
 def test_auth_refused_root_target(d):
     out = open_to_nobody(d)
     daemon = Daemon(d).start()
@@ -660,6 +715,7 @@ def test_bad_options(d):
 
 TESTS = {
     "continuous": test_continuous,
+    "resources_rotation": test_resources_rotation,
     "auth_refused_root_target": test_auth_refused_root_target,
     "auth_own_process": test_auth_own_process,
     "auth_revoked": test_auth_revoked,

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
 
 #define DEFAULT_INTERVAL_NS 100000000ULL
@@ -112,7 +113,11 @@ int stoke_rsampler_add(struct stoke_rsampler *r, pid_t pid, bool born)
 		if (r->procs[i].pid == pid)
 			goto out;
 	if (r->n >= MAX_PROCS) {
-		r->not_followed++;
+		/* Said once: the series undercounts from here on. */
+		if (!r->not_followed++)
+			log_warn("resource timeline: the targets have more than %d processes; "
+				 "the RSS and CPU series leave the newer ones out",
+				 MAX_PROCS);
 		goto out;
 	}
 	if (STOKE_GROW(r->procs, r->cap, r->n + 1) < 0) {

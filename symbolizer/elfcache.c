@@ -114,6 +114,7 @@ struct stoke_elfcache {
 	 * stoke_elfcache_open). */
 	struct stoke_file_creds creds;
 	enum stoke_demangle_mode demangle;
+	unsigned load_delay_us; /* stoke_elfcache_set_load_delay */
 	struct stoke_module *ids; /* loaded modules with a build-id */
 	/* Names and paths libdw hands out stay put while their Dwarf lives (as
 	 * long as the cache), so the interned (demangled, joined) form is
@@ -882,13 +883,15 @@ int stoke_module_symbol(struct stoke_elfcache *c, struct stoke_module *mod, uint
 
 /* The line index, created on first use; NULL when the module has no
  * DWARF (then it is not asked again). */
-static struct stoke_srcline *module_srcline(struct stoke_module *mod)
+static struct stoke_srcline *module_srcline(struct stoke_elfcache *c, struct stoke_module *mod)
 {
 	Dwarf_Addr bias;
 
 	if (mod->srcline || mod->no_dwarf)
 		return mod->srcline;
 	/* This is where separate debuginfo is searched for. */
+	if (c->load_delay_us)
+		usleep(c->load_delay_us);
 	if (!dwfl_module_getdwarf(mod->dwmod, &bias)) {
 		log_debug("symbolizer: %s: no DWARF: %s", mod->path, dwfl_errmsg(-1));
 		mod->no_dwarf = true;
@@ -954,7 +957,7 @@ int stoke_module_frames(struct stoke_elfcache *c, struct stoke_module *mod, uint
 		return r;
 	if (max == 0)
 		return 0;
-	sl = module_srcline(mod);
+	sl = module_srcline(c, mod);
 	if (sl) {
 		n = stoke_srcline_lookup(sl, vaddr + mod->bias, src,
 					 STOKE_MIN(max, (size_t)STOKE_MODULE_MAX_FRAMES));
@@ -998,6 +1001,23 @@ int stoke_module_frames(struct stoke_elfcache *c, struct stoke_module *mod, uint
 int stoke_module_parse(struct stoke_elfcache *c, struct stoke_module *mod)
 {
 	return module_ready(c, mod);
+}
+
+int stoke_module_preload(struct stoke_elfcache *c, struct stoke_module *mod)
+{
+	int r = module_ready(c, mod);
+
+	if (r < 0)
+		return r;
+	/* Each part is optional for naming (a module without DWARF is named
+	 * from its symbol table): what failed here fails again on use. */
+	(void)module_srcline(c, mod);
+	return module_symtab(mod) ? 0 : -ENOMEM;
+}
+
+void stoke_elfcache_set_load_delay(struct stoke_elfcache *c, unsigned us)
+{
+	c->load_delay_us = us;
 }
 
 const void *stoke_module_key(const struct stoke_module *mod)

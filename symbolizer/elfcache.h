@@ -72,6 +72,15 @@ int stoke_elfcache_get(struct stoke_elfcache *c, const struct stoke_mmap *m,
  * or -ENOEXEC when it cannot be read as ELF (or was never opened). */
 int stoke_module_parse(struct stoke_elfcache *c, struct stoke_module *mod);
 
+/* Load now everything naming an address of mod needs on first use: parse
+ * it, find its DWARF (separate debuginfo too) and index its symbol table.
+ * A module without DWARF is no error. Returns 0, -ENOEXEC or -ENOMEM. */
+int stoke_module_preload(struct stoke_elfcache *c, struct stoke_module *mod);
+
+/* Tests: sleep us microseconds before each module's DWARF is searched for
+ * (see STOKE_TEST_LOAD_DELAY_US in symbolizer.c). */
+void stoke_elfcache_set_load_delay(struct stoke_elfcache *c, unsigned us);
+
 /* The module's path as mapped (interned). */
 const char *stoke_module_path(const struct stoke_module *mod);
 

@@ -27,6 +27,14 @@
  * STOKE_TEST_NAME_DELAY_US (microseconds slept per module lookup that
  * misses the cache), to check that nothing waits on it.
  *
+ * Loading. The first lookup in the kernel reads /proc/kallsyms, the first
+ * in a module finds and opens its DWARF: steps of a tenth of a second or
+ * more that nothing can split, during which a caller naming between ring
+ * drains (stoke top) drains nothing. stoke_symbolizer_preload_kernel and
+ * _preload_mapping take them before the events are enabled. Tests make
+ * them slow on purpose with STOKE_TEST_LOAD_DELAY_US (microseconds slept
+ * before kallsyms is read and before each module's DWARF is searched for).
+ *
  * Return addresses. A return address points after its call instruction,
  * which may be the first byte of the next function (a noreturn call ends a
  * function) or the next line. So every callchain entry but the first of its
@@ -41,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -138,6 +147,7 @@ struct stoke_symbolizer {
 	struct stoke_stack_frame *walk; /* stoke_symbolizer_sample_locs's scratch */
 	size_t walk_cap;
 	unsigned test_delay_us; /* STOKE_TEST_NAME_DELAY_US */
+	unsigned test_load_delay_us; /* STOKE_TEST_LOAD_DELAY_US */
 };
 
 int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
@@ -157,6 +167,9 @@ int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
 
 		if (delay)
 			s->test_delay_us = (unsigned)strtoul(delay, NULL, 10);
+		delay = secure_getenv("STOKE_TEST_LOAD_DELAY_US");
+		if (delay)
+			s->test_load_delay_us = (unsigned)strtoul(delay, NULL, 10);
 	}
 	s->kallsyms_path = strdup(opts && opts->kallsyms_path ? opts->kallsyms_path
 							      : "/proc/kallsyms");
@@ -174,6 +187,7 @@ int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
 		goto fail;
 	if (opts)
 		stoke_elfcache_set_creds(s->elfs, &opts->file_creds);
+	stoke_elfcache_set_load_delay(s->elfs, s->test_load_delay_us);
 	r = stoke_proctable_new(&s->procs);
 	if (r < 0)
 		goto fail;
@@ -362,21 +376,30 @@ static void result_add(struct stoke_symbolizer *s, const struct result *res)
 
 /* ---- lookups ---- */
 
+/* Read kallsyms once (a failure too: the kernel is then named by address). */
+static void ksyms_ensure(struct stoke_symbolizer *s)
+{
+	int r;
+
+	if (s->ksyms_tried)
+		return;
+	s->ksyms_tried = true;
+	if (s->test_load_delay_us)
+		usleep(s->test_load_delay_us);
+	r = stoke_ksyms_load(s->kallsyms_path, &s->ksyms);
+	if (r < 0)
+		log_debug("symbolizer: no kernel symbols from %s: %s", s->kallsyms_path,
+			  strerror(-r));
+}
+
 static void kernel_lookup(struct stoke_symbolizer *s, uint64_t addr, struct result *res)
 {
 	const char *mod = "", *name;
-	int r;
 
 	res->mod = &s->kernel_key;
 	res->addr = addr;
 	res->module = s->kernel_module;
-	if (!s->ksyms_tried) {
-		s->ksyms_tried = true;
-		r = stoke_ksyms_load(s->kallsyms_path, &s->ksyms);
-		if (r < 0)
-			log_debug("symbolizer: no kernel symbols from %s: %s", s->kallsyms_path,
-				  strerror(-r));
-	}
+	ksyms_ensure(s);
 	name = stoke_ksyms_lookup(s->ksyms, addr, NULL, &mod);
 	if (!name)
 		return;
@@ -740,6 +763,28 @@ int stoke_symbolizer_loc_frames(struct stoke_symbolizer *s, const struct stoke_f
 	}
 	count_unknown(s, frames, n);
 	return (int)n;
+}
+
+void stoke_symbolizer_preload_kernel(struct stoke_symbolizer *s)
+{
+	if (!s->no_kernel)
+		ksyms_ensure(s);
+}
+
+int stoke_symbolizer_preload_mapping(struct stoke_symbolizer *s, const struct stoke_mmap *m)
+{
+	struct stoke_module *mod;
+	int r;
+
+	/* What on_mmap would make a module of, code only. */
+	if (m->kernel || m->pid == (uint32_t)-1 || !(m->prot & PROT_EXEC) ||
+	    is_pseudo_path(m->filename))
+		return 0;
+	r = stoke_elfcache_get(s->elfs, m, &mod);
+	if (r < 0)
+		return r;
+	r = stoke_module_preload(s->elfs, mod);
+	return r == -ENOMEM ? r : 0;
 }
 
 int stoke_symbolizer_addr_frames(struct stoke_symbolizer *s, pid_t pid, uint64_t addr,

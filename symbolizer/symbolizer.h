@@ -208,6 +208,20 @@ int stoke_symbolizer_loc_frames(struct stoke_symbolizer *s, const struct stoke_f
 				struct stoke_symbol *frames, size_t max);
 
 /*
+ * Take now the slow first steps of naming, which nothing can split (reading
+ * kallsyms: tenths of a second on a loaded machine; finding and opening a
+ * module's DWARF, as long for a libc with debuginfo), so that a caller who
+ * names while sampling (stoke top) does so before its events are enabled.
+ * _kernel reads kallsyms (not with no_kernel). _mapping loads the names of
+ * the file an executable mapping m maps (the record the sampler will
+ * synthesize for it finds the same module); other mappings are skipped.
+ * _mapping returns 0 (an unreadable file too: it is named by address later)
+ * or -ENOMEM.
+ */
+void stoke_symbolizer_preload_kernel(struct stoke_symbolizer *s);
+int stoke_symbolizer_preload_mapping(struct stoke_symbolizer *s, const struct stoke_mmap *m);
+
+/*
  * Resolve one address of process pid (kernel addresses when kernel is true).
  * return_addr applies the -1 rule. Returns 0 (ret filled, possibly unknown).
  * When the address is inside inlined code, ret is the function that

@@ -28,6 +28,7 @@
 
 #include "common/hashmap.h"
 #include "common/log.h"
+#include "sampler/maps.h"
 #include "session/driver.h"
 #include "stack/cpython/source.h"
 #include "stack/interp.h"
@@ -789,11 +790,52 @@ static void set_command_from_proc(struct stoke_session *s, pid_t pid)
 	(void)stoke_profile_intern(s->profile, buf, &m->command);
 }
 
+struct preload_ctx {
+	struct stoke_session *s;
+	pid_t pid;
+	int error;
+};
+
+static int preload_mapping(const struct stoke_maps_entry *e, void *userdata)
+{
+	struct preload_ctx *c = userdata;
+	struct stoke_record rec;
+	int r;
+
+	stoke_maps_entry_to_record(e, (uint32_t)c->pid, &rec);
+	r = stoke_symbolizer_preload_mapping(c->s->symbolizer, &rec.mmap);
+	if (r < 0 && !c->error)
+		c->error = r;
+	return 0;
+}
+
+/* With preload_symbols, before pid's events are enabled: the loads naming
+ * would take at the first sync, which drains nothing while one runs (see
+ * symbolizer.h), done while there is nothing to drain. Best effort: what
+ * is not loaded now is loaded on first use. */
+static int preload(struct stoke_session *s, pid_t pid)
+{
+	struct preload_ctx c = { s, pid, 0 };
+	uint64_t t0 = mono_ns();
+
+	if (!s->opts.preload_symbols)
+		return 0;
+	stoke_symbolizer_preload_kernel(s->symbolizer);
+	if (pid > 0)
+		(void)stoke_maps_read_pid(pid, preload_mapping, &c);
+	log_debug("session: names of pid %d loaded before sampling in %.3f s", (int)pid,
+		  (double)(mono_ns() - t0) / 1e9);
+	return c.error;
+}
+
 int stoke_session_attach(struct stoke_session *s, pid_t pid)
 {
 	int r;
 
 	set_command_from_proc(s, pid);
+	r = preload(s, pid);
+	if (r < 0)
+		return r;
 	r = stoke_sampler_attach(s->sampler, pid);
 	if (r < 0)
 		return r;
@@ -807,6 +849,9 @@ int stoke_session_attach_threads(struct stoke_session *s, pid_t pid, const pid_t
 	int r;
 
 	set_command_from_proc(s, pid);
+	r = preload(s, pid);
+	if (r < 0)
+		return r;
 	r = stoke_sampler_attach_threads(s->sampler, pid, tids, n);
 	if (r < 0)
 		return r;
@@ -835,6 +880,8 @@ int stoke_session_launch(struct stoke_session *s, char *const argv[], pid_t *ret
 	}
 	r = stoke_profile_intern(s->profile, cmd, &m->command);
 	free(cmd);
+	if (r == 0)
+		r = preload(s, 0); /* kallsyms: its code is not mapped yet */
 	if (r < 0)
 		return r;
 	r = stoke_sampler_launch(s->sampler, argv, ret_pid);

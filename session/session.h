@@ -34,6 +34,11 @@ struct stoke_session_opts {
 	uint64_t max_samples;
 	/* Do not splice Python frames into CPython processes' stacks (#14). */
 	bool no_python;
+	/* Read kallsyms and the names of each attached process's mapped code
+	 * before its events are enabled (stoke_symbolizer_preload_*): for a
+	 * caller that names while sampling (stoke top), whose rings would
+	 * overflow during those loads. Launched commands get kallsyms only. */
+	bool preload_symbols;
 };
 
 struct stoke_session_stats {

@@ -1039,6 +1039,9 @@ int record_run_live(int argc, char **argv, struct record_result *res, struct rec
 	code = parse_record(argc, argv, &args);
 	if (code)
 		return code;
+	/* The live view names once a second while sampling: the loads of the
+	 * first naming go before the events are enabled. */
+	args.sopts.preload_symbols = live != NULL;
 	code = open_output(&rec);
 	if (code)
 		goto out;

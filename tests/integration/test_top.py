@@ -272,6 +272,45 @@ def test_live_python(d):
         kill(p)
 
 
+def test_live_slow_loads(d):
+    """No sample is lost to the first naming: reading kallsyms and a
+    module's DWARF are steps nothing can split, slowed here to 0.5 s each
+    (STOKE_TEST_LOAD_DELAY_US, symbolizer.c); if the view took them at its
+    first refresh, the DWARF ring (64 samples of the busy fixture) would
+    overflow meanwhile. They are taken before the events are enabled."""
+    LOST = re.compile(r"lost (\d+) \((\d+) in window\)")
+    delay = 0.5
+    p = start_split()
+    try:
+        # -d counts from the start, loads included: kallsyms and each
+        # mapped file (more of them in a sanitizer build), then 6 s.
+        with open("/proc/%d/maps" % p.pid) as f:
+            files = {line.split(None, 5)[5].strip() for line in f
+                     if len(line.split(None, 5)) == 6 and "x" in line.split()[1]
+                     and line.split(None, 5)[5].startswith("/")}
+        seconds = int((len(files) + 1) * delay + 6)
+        env = dict(os.environ, STOKE_TEST_LOAD_DELAY_US=str(int(delay * 1e6)))
+        r = run_stoke(["top", "-p", str(p.pid), "-F", "999", "-w", "10", "-d", str(seconds)],
+                      timeout=120 + seconds, env=env)
+        check(r.returncode == 0, "stoke top -d %d exited %d: %s"
+              % (seconds, r.returncode, r.stderr))
+        tables = [t for t in r.stdout.split("\n\n") if t.strip()]
+        check(tables, "no table printed:\n%s" % r.stderr)
+        last = tables[-1]
+        v = parse_view(last)
+        check(v is not None and "leaf_a" in v[2] and "leaf_b" in v[2],
+              "the last table has no leaves:\n%s" % last)
+        m = LOST.search(last)
+        check(m, "no lost count in the last table:\n%s" % last)
+        check(v[0] >= 100, "only %d samples in the window:\n%s" % (v[0], last))
+        check(int(m.group(1)) == 0, "%s samples lost with slow loads:\n%s\n%s"
+              % (m.group(1), last, r.stderr))
+        print("%d samples, 0 lost, %d tables, %d mapped files, -d %d"
+              % (v[0], len(tables), len(files), seconds))
+    finally:
+        kill(p)
+
+
 def test_live_bad_usage(d):
     """Live options without a target, and -f without -o, are refused."""
     for args, what in ((["top", "-w", "5", "x.pb.gz"], "need -p PID"),
@@ -291,5 +330,6 @@ if __name__ == "__main__":
         "live_plain_table": test_live_plain_table,
         "live_command": test_live_command,
         "live_python": test_live_python,
+        "live_slow_loads": test_live_slow_loads,
         "live_bad_usage": test_live_bad_usage,
     })

@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -240,6 +241,8 @@ static int open_spec(struct stoke_perf_spans *sp, const struct span_spec *spec, 
 	a.exclude_kernel = 1;
 	a.exclude_hv = 1;
 	a.inherit = 1;
+	a.use_clockid = 1; /* the sampling events' clock (perf.c) */
+	a.clockid = CLOCK_MONOTONIC;
 	for (n = 0; n < sp->nrings; n++) {
 		long fd = perf_event_open(&a, tid, sp->rings[n].cpu, -1, PERF_FLAG_FD_CLOEXEC);
 

@@ -813,19 +813,18 @@ static int preload_mapping(const struct stoke_maps_entry *e, void *userdata)
  * would take at the first sync, which drains nothing while one runs (see
  * symbolizer.h), done while there is nothing to drain. Best effort: what
  * is not loaded now is loaded on first use. */
-static int preload(struct stoke_session *s, pid_t pid)
+static void preload(struct stoke_session *s, pid_t pid)
 {
 	struct preload_ctx c = { s, pid, 0 };
 	uint64_t t0 = mono_ns();
 
 	if (!s->opts.preload_symbols)
-		return 0;
+		return;
 	stoke_symbolizer_preload_kernel(s->symbolizer);
 	if (pid > 0)
 		(void)stoke_maps_read_pid(pid, preload_mapping, &c);
-	log_debug("session: names of pid %d loaded before sampling in %.3f s", (int)pid,
-		  (double)(mono_ns() - t0) / 1e9);
-	return c.error;
+	log_debug("session: names of pid %d loaded before sampling in %.3f s%s", (int)pid,
+		  (double)(mono_ns() - t0) / 1e9, c.error ? " (out of memory for some)" : "");
 }
 
 int stoke_session_attach(struct stoke_session *s, pid_t pid)
@@ -833,9 +832,7 @@ int stoke_session_attach(struct stoke_session *s, pid_t pid)
 	int r;
 
 	set_command_from_proc(s, pid);
-	r = preload(s, pid);
-	if (r < 0)
-		return r;
+	preload(s, pid);
 	r = stoke_sampler_attach(s->sampler, pid);
 	if (r < 0)
 		return r;
@@ -849,9 +846,7 @@ int stoke_session_attach_threads(struct stoke_session *s, pid_t pid, const pid_t
 	int r;
 
 	set_command_from_proc(s, pid);
-	r = preload(s, pid);
-	if (r < 0)
-		return r;
+	preload(s, pid);
 	r = stoke_sampler_attach_threads(s->sampler, pid, tids, n);
 	if (r < 0)
 		return r;
@@ -880,10 +875,9 @@ int stoke_session_launch(struct stoke_session *s, char *const argv[], pid_t *ret
 	}
 	r = stoke_profile_intern(s->profile, cmd, &m->command);
 	free(cmd);
-	if (r == 0)
-		r = preload(s, 0); /* kallsyms: its code is not mapped yet */
 	if (r < 0)
 		return r;
+	preload(s, 0); /* kallsyms: its code is not mapped yet */
 	r = stoke_sampler_launch(s->sampler, argv, ret_pid);
 	if (r < 0)
 		return r;

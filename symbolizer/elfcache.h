@@ -74,7 +74,8 @@ int stoke_module_parse(struct stoke_elfcache *c, struct stoke_module *mod);
 
 /* Load now everything naming an address of mod needs on first use: parse
  * it, find its DWARF (separate debuginfo too) and index its symbol table.
- * A module without DWARF is no error. Returns 0, -ENOEXEC or -ENOMEM. */
+ * Best effort past the parse (a module without DWARF or symbols is no
+ * error). Returns 0, -ENOEXEC (not ELF) or -ENOMEM. */
 int stoke_module_preload(struct stoke_elfcache *c, struct stoke_module *mod);
 
 /* Tests: sleep us microseconds before each module's DWARF is searched for

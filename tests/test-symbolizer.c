@@ -564,6 +564,55 @@ START_TEST(test_module_identity)
 }
 END_TEST
 
+/* Preloading a mapping makes the module its MMAP record will find (one
+ * module, named as usual); what is no code file is skipped. */
+START_TEST(test_preload_mapping)
+{
+	struct stoke_symbolizer *s = sym_new(NULL, false);
+	char *path = write_mini_elf();
+	struct stoke_mmap m = { .pid = FAKE_PID, .tid = FAKE_PID, .addr = 0x100000, .len = 0x3000,
+				.pgoff = MINI_SEG1_OFF, .is_mmap2 = true,
+				.prot = PROT_READ | PROT_EXEC, .filename = path };
+	struct stoke_symbol sym;
+	struct stat st;
+
+	ck_assert_int_eq(stat(path, &st), 0);
+	m.maj = major(st.st_dev);
+	m.min = minor(st.st_dev);
+	m.ino = st.st_ino;
+	ck_assert_int_eq(stoke_symbolizer_preload_mapping(s, &m), 0);
+	ck_assert_uint_eq(stats_of(s).modules, 1);
+	ck_assert_uint_eq(stats_of(s).modules_failed, 0);
+	/* Its MMAP record later: the same module, and its names. */
+	feed_mmap_id(s, FAKE_PID, m.addr, m.len, m.pgoff, path, m.maj, m.min, m.ino);
+	ck_assert_uint_eq(stats_of(s).modules, 1);
+	sym = resolve(s, FAKE_PID, m.addr + 0x10, false, false);
+	ck_assert_str_eq(sym.module, path);
+	ck_assert_uint_eq(sym.offset, MINI_SEG1_VADDR + 0x10);
+	ck_assert_uint_eq(stats_of(s).modules_failed, 0);
+	/* Data, pseudo files and kernel maps make no module. */
+	m.prot = PROT_READ;
+	m.ino++;
+	ck_assert_int_eq(stoke_symbolizer_preload_mapping(s, &m), 0);
+	m.prot = PROT_READ | PROT_EXEC;
+	m.filename = "[vdso]";
+	ck_assert_int_eq(stoke_symbolizer_preload_mapping(s, &m), 0);
+	m.filename = path;
+	m.kernel = true;
+	ck_assert_int_eq(stoke_symbolizer_preload_mapping(s, &m), 0);
+	ck_assert_uint_eq(stats_of(s).modules, 1);
+	/* A file that is gone: no error now, named by address later. */
+	m.kernel = false;
+	m.filename = "/nonexistent/stoke-preload";
+	ck_assert_int_eq(stoke_symbolizer_preload_mapping(s, &m), 0);
+	/* kallsyms (here a missing file) is read once, without error. */
+	stoke_symbolizer_preload_kernel(s);
+	unlink(path);
+	free(path);
+	stoke_symbolizer_free(s);
+}
+END_TEST
+
 START_TEST(test_exec_clears)
 {
 	struct stoke_symbolizer *s = sym_new(NULL, false);
@@ -1383,6 +1432,7 @@ static Suite *symbolizer_suite(void)
 	tcase_add_test(tc, test_cache_hits);
 	tcase_add_test(tc, test_no_result_cache);
 	tcase_add_test(tc, test_module_identity);
+	tcase_add_test(tc, test_preload_mapping);
 	tcase_add_test(tc, test_exec_clears);
 	tcase_add_test(tc, test_locate_then_name);
 	tcase_add_test(tc, test_fork_copies);

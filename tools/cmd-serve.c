@@ -24,7 +24,7 @@ static void usage(FILE *f)
 	      "the current directory, searched 4 levels deep): runs with their top\n"
 	      "functions, flame graph, timeline and call graph; suites' statistics;\n"
 	      "comparisons with a regression gate; records and suites launched from the\n"
-	      "page (written to the first DIR, run as you).\n"
+	      "page (written to the first DIR, run as you, and ended when serve exits).\n"
 	      "Prints the URL to open; it carries a random token, without which every\n"
 	      "request is refused.\n"
 	      "\n"

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2142,7 +2143,7 @@ int serve_run(const struct serve_opts *o)
 	struct server *s = calloc(1, sizeof(*s));
 	struct sockaddr_in sin = {.sin_family = AF_INET};
 	struct MHD_Daemon *d = NULL;
-	const union MHD_DaemonInfo *info;
+	int lfd = -1;
 	sigset_t set;
 	ssize_t n;
 	int sig, code = 1;
@@ -2198,18 +2199,28 @@ int serve_run(const struct serve_opts *o)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
-		0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned)60, MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL, MHD_OPTION_END);
-	if (!d) {
+	/* The socket is bound here, before any request thread exists: the
+	 * port and the cookie's name that every request reads are set
+	 * first, and only then does a connection get through. */
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int)) < 0 ||
+	    bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(lfd, 64) < 0 ||
+	    getsockname(lfd, (struct sockaddr *)&sin, &(socklen_t){sizeof(sin)}) < 0) {
 		log_error("cannot listen on %s:%u: %s", s->addr, o->port, strerror(errno));
 		goto out;
 	}
-	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-	s->port = info ? info->port : o->port;
+	s->port = ntohs(sin.sin_port);
 	snprintf(s->cookie, sizeof(s->cookie), "stoke_token_%u", s->port);
+	d = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
+		0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, lfd,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
+		(unsigned)60, MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL, MHD_OPTION_END);
+	if (!d) {
+		log_error("cannot serve on %s:%u: %s", s->addr, s->port, strerror(errno));
+		goto out;
+	}
+	lfd = -1; /* the daemon's now, closed by MHD_stop_daemon */
 	if (strncmp(s->addr, "127.", 4))
 		log_warn("listening on %s, not loopback: anyone who can reach it and learns the "
 			 "token can launch commands as you",
@@ -2229,6 +2240,8 @@ out:
 		jobs_end(s);
 		MHD_stop_daemon(d);
 	}
+	if (lfd >= 0)
+		close(lfd);
 	for (size_t i = 0; i < s->njobs; i++) {
 		unlink(s->jobs[i].log);
 		free(s->jobs[i].log);

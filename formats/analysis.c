@@ -346,6 +346,33 @@ void stoke_analysis_sort(const struct stoke_analysis *a, bool by_total, uint32_t
 		qsort_r(order, a->nfuncs, sizeof(*order), func_cmp, &ctx);
 }
 
+size_t stoke_analysis_neighbours(const struct stoke_analysis *a, uint32_t fn, bool callers,
+				 struct stoke_neighbour *out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < a->nedges; i++) {
+		const struct stoke_func_edge *e = &a->edges[i];
+		uint32_t self = callers ? e->callee : e->caller;
+		uint32_t other = callers ? e->caller : e->callee;
+		size_t j;
+
+		if (self != fn || other == fn)
+			continue;
+		/* Keep the heaviest few: insertion into a small sorted array. */
+		for (j = n; j > 0 && out[j - 1].weight < e->weight; j--)
+			if (j < max)
+				out[j] = out[j - 1];
+		if (j < max) {
+			out[j].func = other;
+			out[j].weight = e->weight;
+			if (n < max)
+				n++;
+		}
+	}
+	return n;
+}
+
 /* ---- per-line view ---- */
 
 static int line_cmp(const void *x, const void *y)

@@ -55,6 +55,16 @@ long stoke_analysis_find(const struct stoke_analysis *a, const char *name);
  * (by_total false) or total weight, descending, ties by name. */
 void stoke_analysis_sort(const struct stoke_analysis *a, bool by_total, uint32_t *order);
 
+struct stoke_neighbour {
+	uint32_t func;	 /* index into funcs */
+	uint64_t weight; /* of the edge */
+};
+/* The heaviest max callers (or callees) of function fn other than fn
+ * itself, heaviest first, into out. Returns how many. (stoke top and stoke
+ * serve show three.) */
+size_t stoke_analysis_neighbours(const struct stoke_analysis *a, uint32_t fn, bool callers,
+				 struct stoke_neighbour *out, size_t max);
+
 struct stoke_line_stat {
 	const char *file;   /* string of the profile, or NULL */
 	uint32_t line;

@@ -66,37 +66,18 @@ static void usage(FILE *f)
 }
 
 /* Print up to TOP_NEIGHBOURS callers (or callees) of function fn with their
- * share of fn's total. Edges are sorted by caller, heaviest first. */
+ * share of fn's total. */
 static void neighbours(const struct stoke_analysis *a, uint32_t fn, bool callers)
 {
-	struct { uint32_t other; uint64_t w; } best[TOP_NEIGHBOURS];
-	size_t nbest = 0;
+	struct stoke_neighbour best[TOP_NEIGHBOURS];
+	size_t nbest = stoke_analysis_neighbours(a, fn, callers, best, TOP_NEIGHBOURS);
 
-	for (size_t i = 0; i < a->nedges; i++) {
-		const struct stoke_func_edge *e = &a->edges[i];
-		uint32_t self = callers ? e->callee : e->caller;
-		uint32_t other = callers ? e->caller : e->callee;
-		size_t j;
-
-		if (self != fn || other == fn)
-			continue;
-		/* Keep the heaviest few: insertion into a tiny sorted array. */
-		for (j = nbest; j > 0 && best[j - 1].w < e->weight; j--)
-			if (j < TOP_NEIGHBOURS)
-				best[j] = best[j - 1];
-		if (j < TOP_NEIGHBOURS) {
-			best[j].other = other;
-			best[j].w = e->weight;
-			if (nbest < TOP_NEIGHBOURS)
-				nbest++;
-		}
-	}
 	if (!nbest)
 		return;
 	printf("          %s ", callers ? "callers:" : "callees:");
 	for (size_t j = 0; j < nbest; j++)
-		printf("%s%s %.1f%%", j ? ", " : "", a->funcs[best[j].other].name,
-		       stoke_pct(best[j].w, a->funcs[fn].total));
+		printf("%s%s %.1f%%", j ? ", " : "", a->funcs[best[j].func].name,
+		       stoke_pct(best[j].weight, a->funcs[fn].total));
 	putchar('\n');
 }
 

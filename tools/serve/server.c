@@ -684,34 +684,13 @@ static enum MHD_Result page_index(struct server *s, struct MHD_Connection *c)
  * stoke top shows them. */
 static void neighbours(FILE *f, const struct stoke_analysis *a, uint32_t fn, bool callers)
 {
-	struct {
-		uint32_t other;
-		uint64_t w;
-	} best[3];
-	size_t nbest = 0;
+	struct stoke_neighbour best[3];
+	size_t nbest = stoke_analysis_neighbours(a, fn, callers, best, 3);
 
-	for (size_t i = 0; i < a->nedges; i++) {
-		const struct stoke_func_edge *e = &a->edges[i];
-		uint32_t self = callers ? e->callee : e->caller;
-		uint32_t other = callers ? e->caller : e->callee;
-		size_t j;
-
-		if (self != fn || other == fn)
-			continue;
-		for (j = nbest; j > 0 && best[j - 1].w < e->weight; j--)
-			if (j < 3)
-				best[j] = best[j - 1];
-		if (j < 3) {
-			best[j].other = other;
-			best[j].w = e->weight;
-			if (nbest < 3)
-				nbest++;
-		}
-	}
 	for (size_t j = 0; j < nbest; j++) {
 		fputs(j ? ", " : "", f);
-		esc(f, a->funcs[best[j].other].name);
-		fprintf(f, " %.1f%%", stoke_pct(best[j].w, a->funcs[fn].total));
+		esc(f, a->funcs[best[j].func].name);
+		fprintf(f, " %.1f%%", stoke_pct(best[j].weight, a->funcs[fn].total));
 	}
 }
 

@@ -104,12 +104,13 @@ static uint64_t percentile(const uint64_t *v, size_t n, unsigned pct)
 	return v[rank ? rank - 1 : 0];
 }
 
-/* Span indexes sorted by (tid, begin, depth). */
-static const struct stoke_pspan *sort_base;
-static int cmp_span(const void *a, const void *b)
+/* Span indexes sorted by (tid, begin, depth); qsort_r's context is the
+ * span array (stoked and stoke serve sort on several threads at once). */
+static int cmp_span(const void *a, const void *b, void *ctx)
 {
-	const struct stoke_pspan *x = &sort_base[*(const uint32_t *)a];
-	const struct stoke_pspan *y = &sort_base[*(const uint32_t *)b];
+	const struct stoke_pspan *base = ctx;
+	const struct stoke_pspan *x = &base[*(const uint32_t *)a];
+	const struct stoke_pspan *y = &base[*(const uint32_t *)b];
 
 	if (x->tid != y->tid)
 		return x->tid < y->tid ? -1 : 1;
@@ -162,9 +163,7 @@ int stoke_span_sample_names(const struct stoke_profile *p, uint32_t **ret)
 	}
 	for (size_t i = 0; i < nsp; i++)
 		order[i] = (uint32_t)i;
-	sort_base = spans;
-	qsort(order, nsp, sizeof(*order), cmp_span);
-	sort_base = NULL;
+	qsort_r(order, nsp, sizeof(*order), cmp_span, (void *)spans);
 	for (size_t i = 0; i < ns; i++) {
 		const struct stoke_psample *s = &samples[i];
 		size_t lo = 0, hi = nsp;

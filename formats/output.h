@@ -97,6 +97,9 @@ struct stoke_run_info {
 	uint64_t unwind_failed;  /* stacks that did not unwind fully */
 	uint64_t truncated;      /* stacks cut at the callchain/stack-copy limit */
 	uint64_t stitched;       /* truncated stacks completed by stitching */
+	/* Modules left unsymbolized by a symbolizer bound (their frames are
+	 * module+0xoff): run.json "modules_capped", written when not 0. */
+	uint32_t modules_capped;
 	/* The target's RSS and CPU over the recording (run.json "resources"
 	 * and the HTML report), or NULL */
 	const struct stoke_rseries *resources;

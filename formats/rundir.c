@@ -178,6 +178,8 @@ int stoke_runjson_write(const struct stoke_profile *p, const struct stoke_run_in
 	json_u64(out, "unwind_failures", info->unwind_failed, true);
 	json_u64(out, "truncated_stacks", info->truncated, true);
 	json_u64(out, "stitched_stacks", info->stitched, true);
+	if (info->modules_capped)
+		json_u64(out, "modules_capped", info->modules_capped, true);
 	runjson_threads(p, out);
 	fputs("  \"resources\": ", out);
 	if (info->resources)

@@ -651,6 +651,8 @@ int stoke_session_new(const struct stoke_session_opts *opts, struct stoke_sessio
 		.debuginfo_path = opts->debuginfo_path,
 		.demangle = opts->demangle,
 		.file_creds = opts->file_creds,
+		.max_modules = opts->max_modules,
+		.max_module_bytes = opts->max_module_bytes,
 	};
 	struct stoke_session *s;
 	struct stoke_pmeta *m;
@@ -748,6 +750,7 @@ void stoke_session_run_info(const struct stoke_session *s, struct stoke_run_info
 	ret->unwind_failed = st.unwind_no_cfi + st.unwind_bad_frame;
 	ret->truncated = st.unwind_truncated + st.unwind_max_depth;
 	ret->stitched = st.unwind_stitched;
+	ret->modules_capped = st.modules_capped;
 	ret->resources = s->res_snap.n ? &s->res_snap : NULL;
 }
 
@@ -1104,11 +1107,18 @@ void stoke_session_get_stats(const struct stoke_session *s, struct stoke_session
 		ret->unwind_max_depth = ss.unwind_max_depth;
 		ret->unwind_fp_links = ss.unwind_fp_links;
 		ret->unwind_stitched = ss.unwind_stitched;
+		ret->modules_capped = ss.modules_capped;
+		ret->module_bytes = ss.module_bytes;
 	}
 	ret->python_samples = s->python_samples;
 	ret->python_approx = s->python_approx;
 	ret->threads = (uint32_t)nthreads;
 	ret->targets_alive = stoke_session_targets_alive(s);
+}
+
+void stoke_session_set_max_module_bytes(struct stoke_session *s, uint64_t max)
+{
+	stoke_symbolizer_set_max_module_bytes(s->symbolizer, max);
 }
 
 const char *stoke_session_event_name(const struct stoke_session *s)

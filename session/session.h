@@ -32,6 +32,10 @@ struct stoke_session_opts {
 	 * fails with -E2BIG: the daemon bounds each session's memory so.
 	 * Samples read past it are counted as lost (lost_limit). */
 	uint64_t max_samples;
+	/* Bounds on the symbolizer's module loading (0: none): modules parsed
+	 * and their estimated bytes (see stoke_symbolizer_opts). */
+	uint32_t max_modules;
+	uint64_t max_module_bytes;
 	/* Do not splice Python frames into CPython processes' stacks (#14). */
 	bool no_python;
 	/* Read kallsyms and the names of each attached process's mapped code
@@ -61,6 +65,8 @@ struct stoke_session_stats {
 	uint64_t unwind_stitched;   /* truncated stacks stitched complete */
 	uint64_t python_samples;    /* samples given Python frames */
 	uint64_t python_approx;     /* … of them read after the sample */
+	uint32_t modules_capped; /* modules named module+0xoff by a bound */
+	uint64_t module_bytes;   /* the symbolizer's estimate for its modules */
 	uint32_t threads;      /* threads seen with samples or names */
 	uint32_t targets_alive;
 };
@@ -70,6 +76,8 @@ struct stoke_session;
 void stoke_session_opts_init(struct stoke_session_opts *opts);
 int stoke_session_new(const struct stoke_session_opts *opts, struct stoke_session **ret);
 void stoke_session_free(struct stoke_session *s);
+/* Change max_module_bytes; safe while another thread names samples. */
+void stoke_session_set_max_module_bytes(struct stoke_session *s, uint64_t max);
 
 /* Attach to a running process (every thread, and threads born later).
  * Returns 0 or -errno (see stoke_sampler_strerror). */

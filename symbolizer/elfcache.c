@@ -30,12 +30,14 @@
  */
 #include "symbolizer/elfcache.h"
 
+#include <elfutils/libdw.h>
 #include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <gelf.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +126,17 @@ struct stoke_elfcache {
 	size_t memo_count, memo_cap;
 	struct stoke_hashmap memo_index; /* (key, key2) -> memo position + 1 */
 	struct stoke_u64set no_debuginfo; /* build-ids already reported */
+	/* Limits on what modules may load (stoke_elfcache_set_limits): a
+	 * target chooses how many and how big the files it maps are, and
+	 * stoked loads them as root on the user's behalf. bytes is the
+	 * running estimate of what loaded modules hold; max_bytes is atomic
+	 * because stoked lowers it from its loop while a job symbolizes. */
+	uint32_t max_modules; /* 0: no cap */
+	_Atomic uint64_t max_bytes; /* 0: no cap */
+	_Atomic uint64_t bytes;
+	uint32_t loaded; /* modules parsed (READY) */
+	uint32_t capped; /* modules refused by a limit */
+	uint32_t dwarf_capped; /* modules left without DWARF by max_bytes */
 };
 
 struct name_memo {
@@ -697,6 +710,78 @@ static int module_load(struct stoke_elfcache *c, struct stoke_module *mod)
 	return 0;
 }
 
+/* What parsing elf costs us, roughly, from section headers only (known
+ * before anything is loaded): libdw's Dwarf and our line index grow with
+ * the .debug_* sections (counted twice: the mapping plus the structures);
+ * the symbol index, its demangled and interned names and the mapped pages
+ * with the symbol and string tables (five times: measured, stoked's VmHWM
+ * grew ~22 MiB per copy of libLLVM-14.so.1, 4.2 MiB of .dynsym+.dynstr,
+ * preloaded); a compressed .gnu_debugdata unpacks to several times its
+ * size and is then indexed. */
+static uint64_t elf_estimate(Elf *elf)
+{
+	size_t shstrndx;
+	uint64_t sum = 4096;
+	Elf_Scn *scn = NULL;
+
+	if (!elf || elf_getshdrstrndx(elf, &shstrndx) != 0)
+		return sum;
+	while ((scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr mem, *sh = gelf_getshdr(scn, &mem);
+		const char *name = sh ? elf_strptr(elf, shstrndx, sh->sh_name) : NULL;
+
+		if (!sh || !name || sh->sh_type == SHT_NOBITS)
+			continue;
+		if (sh->sh_type == SHT_SYMTAB || sh->sh_type == SHT_DYNSYM ||
+		    !strcmp(name, ".strtab") || !strcmp(name, ".dynstr"))
+			sum += 5 * sh->sh_size;
+		else if (!strncmp(name, ".debug_", 7) || !strncmp(name, ".zdebug_", 8))
+			sum += 2 * sh->sh_size;
+		else if (!strcmp(name, ".gnu_debugdata"))
+			sum += 20 * sh->sh_size;
+	}
+	return sum;
+}
+
+/* Whether adding bytes keeps the cache within max_bytes. */
+static bool bytes_fit(struct stoke_elfcache *c, uint64_t bytes)
+{
+	uint64_t max = c->max_bytes;
+
+	return !max || c->bytes + bytes <= max;
+}
+
+/* Before mod is parsed: whether the limits let it load, charging its
+ * estimate when they do. A refused module is named module+0xoff. */
+static bool module_admit(struct stoke_elfcache *c, struct stoke_module *mod)
+{
+	uint64_t est;
+	Elf *elf;
+
+	if (c->max_modules && c->loaded >= c->max_modules) {
+		if (!c->capped++)
+			log_warn("symbolizer: %s: not loaded: %u modules loaded, the session's cap",
+				 mod->path, c->max_modules);
+		return false;
+	}
+	elf = elf_begin(mod->fd, ELF_C_READ_MMAP, NULL);
+	est = elf_estimate(elf);
+	if (elf)
+		elf_end(elf);
+	if (!bytes_fit(c, est)) {
+		if (!c->capped++)
+			log_warn("symbolizer: %s: not loaded: its symbols would take ~%llu KiB, "
+				 "over the session's symbolizer memory budget (~%llu of %llu KiB used)",
+				 mod->path, (unsigned long long)(est >> 10),
+				 (unsigned long long)(c->bytes >> 10),
+				 (unsigned long long)(c->max_bytes >> 10));
+		return false;
+	}
+	c->bytes += est;
+	c->loaded++;
+	return true;
+}
+
 /* Modules with the same build-id share one result-cache key. */
 static void module_set_key(struct stoke_elfcache *c, struct stoke_module *mod)
 {
@@ -729,6 +814,12 @@ static int module_ready(struct stoke_elfcache *c, struct stoke_module *mod)
 		return 0;
 	if (mod->state == MODULE_FAILED)
 		return -ENOEXEC;
+	if (mod->fd >= 0 && !module_admit(c, mod)) {
+		mod->state = MODULE_FAILED;
+		close(mod->fd);
+		mod->fd = -1;
+		return -ENOEXEC;
+	}
 	r = module_load(c, mod);
 	if (r < 0) {
 		mod->state = MODULE_FAILED;
@@ -885,17 +976,36 @@ int stoke_module_symbol(struct stoke_elfcache *c, struct stoke_module *mod, uint
  * DWARF (then it is not asked again). */
 static struct stoke_srcline *module_srcline(struct stoke_elfcache *c, struct stoke_module *mod)
 {
-	Dwarf_Addr bias;
+	Dwarf_Addr bias, mbias;
+	Dwarf *dw;
+	Elf *delf;
 
 	if (mod->srcline || mod->no_dwarf)
 		return mod->srcline;
 	/* This is where separate debuginfo is searched for. */
 	if (c->load_delay_us)
 		usleep(c->load_delay_us);
-	if (!dwfl_module_getdwarf(mod->dwmod, &bias)) {
+	dw = dwfl_module_getdwarf(mod->dwmod, &bias);
+	if (!dw) {
 		log_debug("symbolizer: %s: no DWARF: %s", mod->path, dwfl_errmsg(-1));
 		mod->no_dwarf = true;
 		return NULL;
+	}
+	/* Separate debuginfo was not in the module's estimate: charge it now,
+	 * and past the budget name the module from its symbols only. */
+	delf = dwarf_getelf(dw);
+	if (delf && delf != dwfl_module_getelf(mod->dwmod, &mbias)) {
+		uint64_t est = elf_estimate(delf);
+
+		if (!bytes_fit(c, est)) {
+			if (!c->dwarf_capped++)
+				log_warn("symbolizer: %s: debug info not used: over the session's "
+					 "symbolizer memory budget",
+					 mod->path);
+			mod->no_dwarf = true;
+			return NULL;
+		}
+		c->bytes += est;
 	}
 	if (stoke_srcline_new(mod->dwmod, &mod->srcline) < 0)
 		return NULL; /* ENOMEM: try again next time */
@@ -1034,6 +1144,28 @@ uint32_t stoke_elfcache_modules(const struct stoke_elfcache *c)
 uint32_t stoke_elfcache_failed(const struct stoke_elfcache *c)
 {
 	return c->failed;
+}
+
+void stoke_elfcache_set_limits(struct stoke_elfcache *c, uint32_t max_modules,
+			       uint64_t max_bytes)
+{
+	c->max_modules = max_modules;
+	c->max_bytes = max_bytes;
+}
+
+void stoke_elfcache_set_max_bytes(struct stoke_elfcache *c, uint64_t max_bytes)
+{
+	c->max_bytes = max_bytes;
+}
+
+uint64_t stoke_elfcache_bytes(const struct stoke_elfcache *c)
+{
+	return c->bytes;
+}
+
+uint32_t stoke_elfcache_capped(const struct stoke_elfcache *c)
+{
+	return c->capped + c->dwarf_capped;
 }
 
 /* ---- accessors for the unwinder (unwind.c) ---- */

@@ -134,6 +134,23 @@ uint32_t stoke_elfcache_modules(const struct stoke_elfcache *c);
 uint32_t stoke_elfcache_failed(const struct stoke_elfcache *c);
 
 /*
+ * Bound what parsing modules may cost (0: no bound): at most max_modules
+ * modules are parsed, and a module is parsed only while the running
+ * estimate of what parsed modules hold (symbol and string tables, DWARF,
+ * separate debuginfo: from section sizes, see elf_estimate) stays within
+ * max_bytes. A refused module keeps its name; its frames are module+0xoff.
+ * set_max_bytes may be called from another thread while lookups run
+ * (stoked narrows it to what is left of the user's budget).
+ */
+void stoke_elfcache_set_limits(struct stoke_elfcache *c, uint32_t max_modules,
+			       uint64_t max_bytes);
+void stoke_elfcache_set_max_bytes(struct stoke_elfcache *c, uint64_t max_bytes);
+/* The running estimate, in bytes, of what parsed modules hold. */
+uint64_t stoke_elfcache_bytes(const struct stoke_elfcache *c);
+/* Modules (or their separate debuginfo) refused by a limit. */
+uint32_t stoke_elfcache_capped(const struct stoke_elfcache *c);
+
+/*
  * For the unwinder: the module's main ELF file (the one mapped into the
  * process, never separate debuginfo), parsed on first use. The handle is
  * libdwfl's and stays valid until the cache is freed; elf_rawfile() on it

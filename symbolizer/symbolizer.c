@@ -185,8 +185,10 @@ int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
 				     opts ? opts->demangle : STOKE_DEMANGLE_SHORT);
 	if (r < 0)
 		goto fail;
-	if (opts)
+	if (opts) {
 		stoke_elfcache_set_creds(s->elfs, &opts->file_creds);
+		stoke_elfcache_set_limits(s->elfs, opts->max_modules, opts->max_module_bytes);
+	}
 	stoke_elfcache_set_load_delay(s->elfs, s->test_load_delay_us);
 	r = stoke_proctable_new(&s->procs);
 	if (r < 0)
@@ -992,5 +994,12 @@ void stoke_symbolizer_get_stats(const struct stoke_symbolizer *s,
 	}
 	ret->modules = stoke_elfcache_modules(s->elfs);
 	ret->modules_failed = stoke_elfcache_failed(s->elfs);
+	ret->modules_capped = stoke_elfcache_capped(s->elfs);
+	ret->module_bytes = stoke_elfcache_bytes(s->elfs);
 	ret->processes = (uint32_t)stoke_proctable_count(s->procs);
+}
+
+void stoke_symbolizer_set_max_module_bytes(struct stoke_symbolizer *s, uint64_t max)
+{
+	stoke_elfcache_set_max_bytes(s->elfs, max);
 }

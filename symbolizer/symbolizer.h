@@ -92,6 +92,11 @@ struct stoke_symbolizer_opts {
 			       * dedups its input), where the cache only
 			       * costs memory and hash probes */
 	struct stoke_file_creds file_creds; /* the requester (stoked) */
+	/* Bounds on loading modules' symbols and debug info (0: none): see
+	 * stoke_elfcache_set_limits. Frames of a module past them are
+	 * module+0xoff, counted in stats.modules_capped. */
+	uint32_t max_modules;
+	uint64_t max_module_bytes;
 };
 
 struct stoke_symbolizer_stats {
@@ -115,6 +120,8 @@ struct stoke_symbolizer_stats {
 				     * thread's previous stack (in complete) */
 	uint32_t modules;       /* modules known */
 	uint32_t modules_failed;/* modules whose ELF could not be read */
+	uint32_t modules_capped;/* modules (or debuginfo) refused by a bound */
+	uint64_t module_bytes;  /* estimated memory of loaded modules */
 	uint32_t processes;
 };
 
@@ -252,6 +259,9 @@ int stoke_symbolizer_elf_frames(struct stoke_symbolizer *s, const char *path, ui
 
 void stoke_symbolizer_get_stats(const struct stoke_symbolizer *s,
 				struct stoke_symbolizer_stats *ret);
+/* Narrow (or widen) max_module_bytes while lookups may run on another
+ * thread: stoked keeps it at what is left of the owner's budget. */
+void stoke_symbolizer_set_max_module_bytes(struct stoke_symbolizer *s, uint64_t max);
 
 /* ---- kernel symbols (kallsyms), usable on their own ---- */
 

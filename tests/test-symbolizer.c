@@ -873,6 +873,147 @@ START_TEST(test_file_kept_open)
 }
 END_TEST
 
+/* ---- bounds on module loading (issue #12) ---- */
+
+/* A copy of the test executable (a distinct file: its own module). */
+static char *exe_copy(const char *exe)
+{
+	FILE *in = fopen(exe, "rb");
+	char *data, *copy;
+	size_t len;
+
+	ck_assert_ptr_nonnull(in);
+	fseek(in, 0, SEEK_END);
+	len = (size_t)ftell(in);
+	rewind(in);
+	data = malloc(len);
+	ck_assert_ptr_nonnull(data);
+	ck_assert_uint_eq(fread(data, 1, len, in), len);
+	fclose(in);
+	copy = tmp_file(data, len);
+	free(data);
+	return copy;
+}
+
+/* Map file (a copy of exe) into pid where exe's code is mapped in us. */
+static void feed_as_exe(struct stoke_symbolizer *s, uint32_t pid, const char *exe,
+			const char *file)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[4096];
+	int fed = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long start, end, off;
+		char perms[8];
+		int pos = 0;
+
+		if (sscanf(line, "%llx-%llx %7s %llx %*x:%*x %*u %n", &start, &end, perms, &off,
+			   &pos) < 4 || !strchr(perms, 'x') || !pos)
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		if (strcmp(line + pos, exe) != 0)
+			continue;
+		feed_mmap(s, pid, start, end - start, off, file);
+		fed++;
+	}
+	fclose(f);
+	ck_assert_int_gt(fed, 0);
+}
+
+static struct stoke_symbolizer *sym_new_bounded(uint32_t max_modules, uint64_t max_bytes)
+{
+	struct stoke_symbolizer_opts opts = {
+		.no_kernel = true,
+		.kallsyms_path = "/nonexistent/kallsyms",
+		.max_modules = max_modules,
+		.max_module_bytes = max_bytes,
+	};
+	struct stoke_symbolizer *s = NULL;
+
+	ck_assert_int_eq(stoke_symbolizer_new(&opts, &s), 0);
+	return s;
+}
+
+/* Past max_modules, or past max_module_bytes of estimated memory, a module
+ * is not loaded: its frames keep the module and offset, counted once. The
+ * estimate grows with what is loaded, and the bound can be lowered while
+ * the symbolizer is in use (stoked does). */
+START_TEST(test_module_bounds)
+{
+	uint64_t fn = (uintptr_t)&target_fn;
+	char *exe = self_exe();
+	char *a = exe_copy(exe), *b = exe_copy(exe);
+	struct stoke_symbolizer *s;
+	struct stoke_symbol sym;
+	uint64_t one;
+
+	/* No bound: both named; the estimate counts each module. */
+	s = sym_new_bounded(0, 0);
+	feed_as_exe(s, FAKE_PID, exe, a);
+	feed_as_exe(s, FAKE_PID + 1, exe, b);
+	sym = resolve(s, FAKE_PID, fn, false, false);
+	assert_fn(&sym, "target_fn");
+	one = stats_of(s).module_bytes;
+	ck_assert_uint_gt(one, 4096); /* a symbol table, at least */
+	sym = resolve(s, FAKE_PID + 1, fn, false, false);
+	assert_fn(&sym, "target_fn");
+	ck_assert_uint_eq(stats_of(s).module_bytes, 2 * one);
+	ck_assert_uint_eq(stats_of(s).modules_capped, 0);
+	stoke_symbolizer_free(s);
+
+	/* One module: the second is module+0xoff. */
+	s = sym_new_bounded(1, 0);
+	feed_as_exe(s, FAKE_PID, exe, a);
+	feed_as_exe(s, FAKE_PID + 1, exe, b);
+	sym = resolve(s, FAKE_PID, fn, false, false);
+	assert_fn(&sym, "target_fn");
+	for (int round = 0; round < 2; round++) {
+		sym = resolve(s, FAKE_PID + 1, fn, false, false);
+		ck_assert_ptr_null(sym.function);
+		ck_assert_str_eq(sym.module, b);
+		ck_assert_uint_gt(sym.offset, 0);
+	}
+	ck_assert_uint_eq(stats_of(s).modules_capped, 1);
+	ck_assert_uint_eq(stats_of(s).modules_failed, 0);
+	ck_assert_uint_eq(stats_of(s).module_bytes, one);
+	stoke_symbolizer_free(s);
+
+	/* Room for one module's estimate, not two. */
+	s = sym_new_bounded(0, one + one / 2);
+	feed_as_exe(s, FAKE_PID, exe, a);
+	feed_as_exe(s, FAKE_PID + 1, exe, b);
+	sym = resolve(s, FAKE_PID, fn, false, false);
+	assert_fn(&sym, "target_fn");
+	sym = resolve(s, FAKE_PID + 1, fn, false, false);
+	ck_assert_ptr_null(sym.function);
+	ck_assert_str_eq(sym.module, b);
+	ck_assert_uint_eq(stats_of(s).modules_capped, 1);
+	ck_assert_uint_le(stats_of(s).module_bytes, one + one / 2);
+	stoke_symbolizer_free(s);
+
+	/* Lowered while in use: nothing more loads. */
+	s = sym_new_bounded(0, 0);
+	feed_as_exe(s, FAKE_PID, exe, a);
+	feed_as_exe(s, FAKE_PID + 1, exe, b);
+	sym = resolve(s, FAKE_PID, fn, false, false);
+	assert_fn(&sym, "target_fn");
+	stoke_symbolizer_set_max_module_bytes(s, 1);
+	sym = resolve(s, FAKE_PID + 1, fn, false, false);
+	ck_assert_ptr_null(sym.function);
+	ck_assert_uint_eq(stats_of(s).modules_capped, 1);
+	ck_assert_uint_eq(stats_of(s).module_bytes, one);
+	stoke_symbolizer_free(s);
+
+	unlink(a);
+	unlink(b);
+	free(a);
+	free(b);
+	free(exe);
+}
+END_TEST
+
 /* ---- inlined frames, demangling, JIT maps ---- */
 
 #ifdef HAVE_INL_MARK
@@ -1440,6 +1581,7 @@ static Suite *symbolizer_suite(void)
 	tcase_add_test(tc, test_malformed_elf);
 	tcase_add_test(tc, test_file_kept_open);
 	tcase_add_test(tc, test_ignored_records);
+	tcase_add_test(tc, test_module_bounds);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("lines");

@@ -81,6 +81,37 @@ uint64_t stoked_user_memory(const struct daemon *d, uid_t uid)
 	return sum;
 }
 
+/*
+ * What a session of uid may still load into its symbolizer (0: no bound,
+ * for root or without --max-user-memory): half the room left under the
+ * budget, plus what ds (NULL: a session about to start, whose base is not counted
+ * yet) already holds. Several sessions of one uid may each take the same
+ * room between two ticks: at most --max-sessions / 2 times, and the next
+ * tick gives them nothing more.
+ */
+uint64_t stoked_module_budget(const struct daemon *d, uid_t uid, const struct stoked_session *ds)
+{
+	uint64_t used = stoked_user_memory(d, uid), max = d->opt.max_user_memory;
+
+	if (uid == 0 || !max)
+		return 0;
+	if (!ds)
+		used += STOKED_SESSION_BASE_MEMORY;
+	/* Half the room: the rest is for the samples the session takes. */
+	return (used < max ? (max - used) / 2 : 0) + (ds ? stoked_session_module_bytes(ds) : 0);
+}
+
+static void update_module_budgets(struct daemon *d)
+{
+	for (size_t i = 0; i < d->nsessions; i++) {
+		uid_t uid = stoked_session_owner(d->sessions[i]);
+
+		if (uid != 0 && d->opt.max_user_memory && stoked_session_running(d->sessions[i]))
+			stoked_session_set_module_budget(
+				d->sessions[i], stoked_module_budget(d, uid, d->sessions[i]));
+	}
+}
+
 /* The fds held on behalf of uid: its clients (each may carry a passed
  * directory fd) and its sessions; (uid_t)-1 for every non-root user. */
 static unsigned user_fds(const struct daemon *d, uid_t uid)
@@ -332,6 +363,7 @@ static void tick(struct daemon *d)
 			d->listen_paused = false;
 	}
 	enforce_memory(d);
+	update_module_budgets(d);
 	for (size_t i = 0; i < d->nsessions; i++) {
 		struct stoked_session *ds = d->sessions[i];
 		const char *reason;

@@ -116,8 +116,9 @@ static void do_attach(struct daemon *d, struct client *c, const struct stoke_req
 			return;
 		}
 	}
-	r = stoked_session_start(d->next_id, req, &c->cred, outdir, stoked_mono_s(), &ds, &refused,
-				 err, sizeof(err));
+	r = stoked_session_start(d->next_id, req, &c->cred, outdir, stoked_mono_s(),
+				 stoked_module_budget(d, c->cred.uid, NULL), &ds, &refused, err,
+				 sizeof(err));
 	if (r < 0) {
 		close(outdir);
 		/* Say what failed: only an authorization refusal is "may not

@@ -76,6 +76,10 @@ struct stoked_session {
 	/* frozen for the loop thread while a job runs */
 	unsigned fds;
 	uint64_t memory;
+	uint64_t module_bytes; /* the symbolizer's part of memory */
+	/* What the symbolizer may load for this session (bytes; 0: no bound),
+	 * from the owner's --max-user-memory: see stoked_session_set_module_budget. */
+	_Atomic uint64_t module_budget;
 	pthread_mutex_t lock; /* last_run, last_error, runs_written */
 	char shown_run[256], shown_error[512];
 	struct stoke_request req;
@@ -227,6 +231,11 @@ static int open_session(struct stoked_session *ds, char *err, size_t errlen)
 	so.no_kernel_symbols = ds->req.no_kernel;
 	/* Files the target names are opened with the owner's rights. */
 	so.file_creds = (struct stoke_file_creds){ true, ds->owner.uid, ds->owner.gid };
+	/* A user chooses how many and how big the files its target maps are:
+	 * bound what root loads for them (issue #12). */
+	if (ds->owner.uid != 0)
+		so.max_modules = STOKED_SESSION_MAX_MODULES;
+	so.max_module_bytes = atomic_load(&ds->module_budget);
 	/* A continuous session names each rotation while sampling (on this
 	 * worker): the loads nothing can split go before the events are
 	 * enabled (10 of 10 runs lost 23-270 samples at the first rotation
@@ -334,6 +343,22 @@ unsigned stoked_session_fds(const struct stoked_session *ds)
 	return ds->state == S_ENDED ? 0 : ds->fds;
 }
 
+uint64_t stoked_session_module_bytes(const struct stoked_session *ds)
+{
+	return ds->state == S_ENDED ? 0 : ds->module_bytes;
+}
+
+void stoked_session_set_module_budget(struct stoked_session *ds, uint64_t bytes)
+{
+	/* 0 would mean "no bound": an exhausted budget is one byte. */
+	bytes = STOKE_MAX(bytes, 1);
+	atomic_store(&ds->module_budget, bytes);
+	/* Only between jobs: a job may create or free ds->s. A job that runs
+	 * keeps the bound it started with. */
+	if (ds->s && ds->job == STOKED_JOB_NONE)
+		stoke_session_set_max_module_bytes(ds->s, bytes);
+}
+
 uint64_t stoked_session_memory(const struct stoked_session *ds)
 {
 	return ds->state == S_ENDED ? 0 : ds->memory;
@@ -341,7 +366,8 @@ uint64_t stoked_session_memory(const struct stoked_session *ds)
 
 int stoked_session_start(uint64_t id, const struct stoke_request *req,
 			 const struct stoke_auth_requester *owner, int outdir, double now,
-			 struct stoked_session **ret, bool *ret_refused, char *err, size_t errlen)
+			 uint64_t module_budget, struct stoked_session **ret, bool *ret_refused,
+			 char *err, size_t errlen)
 {
 	struct stoked_session *ds;
 	int r;
@@ -362,6 +388,7 @@ int stoked_session_start(uint64_t id, const struct stoke_request *req,
 	ds->outdir = -1;
 	ds->started = now;
 	ds->memory = STOKED_SESSION_BASE_MEMORY;
+	atomic_store(&ds->module_budget, module_budget);
 	/* The pidfd pins the identity of the target across the checks and
 	 * the attach: if it exits and its pid is reused in between, the
 	 * pidfd says so. */
@@ -623,7 +650,7 @@ static uint64_t estimate_memory(const struct stoked_session *ds)
 	 * as well: st.samples is every sample the session took. */
 	if (st.samples > nsamples)
 		nsamples = (size_t)st.samples;
-	return STOKED_SESSION_BASE_MEMORY + (uint64_t)nsamples * 48 +
+	return st.module_bytes + STOKED_SESSION_BASE_MEMORY + (uint64_t)nsamples * 48 +
 	       (p ? (uint64_t)stoke_profile_nstacks(p) * 48 + (uint64_t)stoke_profile_nframes(p) * 96 +
 			    (uint64_t)stoke_profile_nstrings(p) * 96
 		  : 0);
@@ -682,6 +709,11 @@ static void end_job(struct stoked_session *ds)
 		 (unsigned long long)ds->id, ds->pid, ds->end_reason,
 		 (unsigned long long)ds->job_stats.samples, (unsigned long long)ds->job_stats.lost,
 		 ds->end_discard ? ", profile discarded" : "");
+	if (ds->job_stats.modules_capped)
+		log_warn("session %llu: %u modules not symbolized (named module+0xoff): over "
+			 "the owner's symbolizer bounds (%u modules, --max-user-memory)",
+			 (unsigned long long)ds->id, ds->job_stats.modules_capped,
+			 STOKED_SESSION_MAX_MODULES);
 	/* The events, rings and symbolizer go now: an ended session only
 	 * keeps what status needs. */
 	stoke_session_free(ds->s);
@@ -783,6 +815,7 @@ enum stoked_job stoked_session_job_done(struct stoked_session *ds, int *ret_resu
 	if (ds->s && ds->state == S_RUNNING) {
 		ds->memory = estimate_memory(ds);
 		stoke_session_get_stats(ds->s, &ds->stats);
+		ds->module_bytes = ds->stats.module_bytes;
 	}
 	return job;
 }

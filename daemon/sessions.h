@@ -52,10 +52,12 @@ void stoked_sessions_set_notify_fd(int fd);
  * session starting (busy), or -errno with a one-line reason for the
  * requester in err; *ret_refused tells an authorization refusal (to be
  * logged as such) from any other failure (the output directory, …).
+ * module_budget bounds what its symbolizer loads (stoked_module_budget).
  */
 int stoked_session_start(uint64_t id, const struct stoke_request *req,
 			 const struct stoke_auth_requester *owner, int outdir, double now,
-			 struct stoked_session **ret, bool *ret_refused, char *err, size_t errlen);
+			 uint64_t module_budget, struct stoked_session **ret, bool *ret_refused,
+			 char *err, size_t errlen);
 /* Wait for a running job to finish (stoked is stopping); it is then
  * collected with stoked_session_job_done as usual. */
 void stoked_session_wait(struct stoked_session *ds);
@@ -103,6 +105,14 @@ uint64_t stoked_session_memory(const struct stoked_session *ds);
  * Measured: four sessions on one target added 120 MB of RSS, most of it
  * each session's kernel symbol table and libdw state. */
 #define STOKED_SESSION_BASE_MEMORY (32ULL << 20)
+/* Modules whose symbols one non-root session may load (issue #12). */
+#define STOKED_SESSION_MAX_MODULES 1024
+/* The symbolizer's part of stoked_session_memory (0 once ended). */
+uint64_t stoked_session_module_bytes(const struct stoked_session *ds);
+/* Bound what the session's symbolizer may still load, in bytes of its
+ * estimate (at least 1: never "no bound"); the loop keeps it at what is
+ * left of the owner's --max-user-memory. Applied between jobs. */
+void stoked_session_set_module_budget(struct stoked_session *ds, uint64_t bytes);
 
 /* Start the drain job (the session must be active). Returns 0 or -errno. */
 int stoked_session_drain(struct stoked_session *ds);

@@ -160,6 +160,8 @@ bool stoked_target_gone(const struct stoked_session *ds);
 void stoked_unwatch(struct daemon *d, int fd);
 void stoked_unwatch_session(struct daemon *d, struct stoked_session *ds);
 uint64_t stoked_user_memory(const struct daemon *d, uid_t uid);
+struct stoked_session;
+uint64_t stoked_module_budget(const struct daemon *d, uid_t uid, const struct stoked_session *ds);
 unsigned stoked_user_sessions(const struct daemon *d, uid_t uid);
 int stoked_watch(struct daemon *d, enum watch_kind k, int fd, uint32_t events);
 uint64_t stoked_watch_key(enum watch_kind k, int fd);

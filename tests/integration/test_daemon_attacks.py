@@ -23,6 +23,13 @@ What each test reproduces, and what it asserts instead:
   responsiveness      one uid does its worst (many clients, slow readers, a
                       big attach, big profiles written) while root's status
                       must answer in < 200 ms every time.
+  symbolizer_budget   a user maps many copies of a big library and attaches
+                      (continuous: its mapped code is preloaded): root's
+                      stoked loaded every copy's symbols. Now what the
+                      symbolizer loads counts in --max-user-memory: the
+                      daemon's VmHWM stays near the budget, the session
+                      still writes profiles saying modules_capped, and
+                      root's concurrent session is fully named.
 """
 import fcntl
 import json
@@ -544,6 +551,82 @@ def test_responsiveness(d):
         daemon.stop()
 
 
+BIG_LIB = "/usr/lib/x86_64-linux-gnu/libLLVM-14.so.1"  # clang-14 (tools/setup): ~4 MB of symbols
+MAPPER = r"""
+import mmap, os, sys, time
+maps = []
+for name in sorted(os.listdir(sys.argv[1])):
+    with open(os.path.join(sys.argv[1], name), "rb") as f:
+        maps.append(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ | mmap.PROT_EXEC,
+                              flags=mmap.MAP_PRIVATE))
+print(len(maps), flush=True)
+end = time.monotonic() + 600
+while time.monotonic() < end:
+    pass
+"""
+
+
+def vm_hwm(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_symbolizer_budget(d):
+    if not os.path.exists(BIG_LIB):
+        check(False, "no %s (libllvm14, from clang in tools/setup) to map copies of" % BIG_LIB)
+    out = open_to_nobody(d)
+    libs = os.path.join(d, "libs")
+    os.mkdir(libs)
+    ncopies = 6
+    for i in range(ncopies):
+        # Distinct files (not links: the daemon keys modules by inode).
+        subprocess.run(["cp", BIG_LIB, os.path.join(libs, "libbig%d.so" % i)], check=True)
+    subprocess.run(["chown", "-R", "%d:%d" % (NOBODY, NOBODY), libs], check=True)
+    budget = 48 << 20  # one 32 MiB session base plus 16 MiB: one copy's symbols
+    daemon = Daemon(d, "--max-user-memory", str(budget >> 20) + "M").start()
+    mapper = subprocess.Popen(AS_NOBODY + ["python3", "-c", MAPPER, libs],
+                              stdout=subprocess.PIPE, text=True)
+    rtarget = spawn_split(0, 70)
+    try:
+        check(int(mapper.stdout.readline()) == ncopies, "the mapper did not map its copies")
+        rout = os.path.join(d, "out-root")
+        os.mkdir(rout)
+        before = vm_hwm(daemon.proc.pid)
+        rsid = int(daemon.ok(["attach", str(rtarget.pid), "-o", rout, "-d", "4"]).strip())
+        sid = int(nobody_attach(daemon, mapper.pid, out, "--continuous", "--rotate", "1",
+                                "-d", "3").stdout.strip())
+        # It may also end earlier, at the budget (memory_budget): either
+        # way with a profile.
+        info = wait_ended(daemon, sid, 30)
+        rinfo = wait_ended(daemon, rsid, 30)
+        grown = vm_hwm(daemon.proc.pid) - before
+        print("daemon VmHWM grew by %.1f MiB (budget %d MiB, %d copies of %s)"
+              % (grown / 2**20, budget >> 20, ncopies, os.path.basename(BIG_LIB)))
+        # Root's concurrent session costs up to its base (sessions.h) too;
+        # without the bound this grew by ~170 MiB (~22 MiB per copy).
+        check(grown <= budget + (48 << 20),
+              "stoked's VmHWM grew by %d MiB: over nobody's %d MiB budget plus root's session"
+              % (grown >> 20, budget >> 20))
+        check(info["last_run"], "nobody's session wrote no profile: %r" % info)
+        with open(os.path.join(out, info["last_run"], "run.json")) as f:
+            run = json.load(f)
+        print("modules_capped:", run.get("modules_capped"))
+        check(run.get("modules_capped", 0) >= ncopies - 2,
+              "the cap is not reported: run.json has modules_capped %r"
+              % run.get("modules_capped"))
+        check("modules not symbolized" in daemon.logtext(), "the cap is not logged")
+        check(rinfo["last_run"], "root's session wrote no profile: %r" % rinfo)
+        check_run_dir(os.path.join(rout, rinfo["last_run"]), 70)
+        check(daemon.proc.poll() is None, "stoked died")
+    finally:
+        kill(mapper)
+        kill(rtarget)
+        daemon.stop()
+
+
 TESTS = {
     "fd_exhaustion": test_fd_exhaustion,
     "emfile_spare": test_emfile_spare,
@@ -553,6 +636,7 @@ TESTS = {
     "outdir_error_logged": test_outdir_error_logged,
     "cap_not_trusted": test_cap_not_trusted,
     "responsiveness": test_responsiveness,
+    "symbolizer_budget": test_symbolizer_budget,
 }
 
 

@@ -723,19 +723,69 @@ static unw_accessors_t accessors = {
 
 /* ---- unwinder ---- */
 
-/* libunwind initializes its globals lazily, on the first address space or
- * cursor, behind a flag it reads without a lock: two stoked sessions
- * unwinding at once on their own threads race on it (TSan saw it). Creating
- * one address space once, before any unwinder exists, does that work while a
- * single thread runs it. */
+/* libunwind initializes its globals lazily, on the first cursor
+ * (unw_init_remote; creating an address space does not), behind a flag it
+ * reads without a lock: two stoked sessions unwinding at once on their own
+ * threads race on it (TSan saw it), and the pipe it keeps for validating
+ * addresses opened at whichever session first unwound. One cursor over a
+ * dummy address space, once, before any unwinder exists, does that work
+ * while a single thread runs it. */
 static pthread_once_t libunwind_once = PTHREAD_ONCE_INIT;
+
+static int init_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *pi,
+			       int need_unwind_info, void *arg)
+{
+	return -UNW_ENOINFO;
+}
+
+static void init_put_unwind_info(unw_addr_space_t as, unw_proc_info_t *pi, void *arg)
+{
+}
+
+static int init_get_dyn_info_list_addr(unw_addr_space_t as, unw_word_t *dilap, void *arg)
+{
+	return -UNW_ENOINFO;
+}
+
+static int init_access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *valp, int write,
+			   void *arg)
+{
+	return -UNW_EINVAL;
+}
+
+static int init_access_reg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t *valp, int write,
+			   void *arg)
+{
+	if (write)
+		return -UNW_EBADREG;
+	*valp = 0;
+	return 0;
+}
 
 static void libunwind_init(void)
 {
-	unw_addr_space_t as = unw_create_addr_space(&accessors, 0);
+	static unw_accessors_t init_accessors = {
+		.find_proc_info = init_find_proc_info,
+		.put_unwind_info = init_put_unwind_info,
+		.get_dyn_info_list_addr = init_get_dyn_info_list_addr,
+		.access_mem = init_access_mem,
+		.access_reg = init_access_reg,
+		.access_fpreg = acc_access_fpreg,
+		.resume = acc_resume,
+		.get_proc_name = acc_get_proc_name,
+	};
+	unw_addr_space_t as = unw_create_addr_space(&init_accessors, 0);
+	unw_cursor_t cur;
 
-	if (as)
-		unw_destroy_addr_space(as);
+	if (!as)
+		return;
+	(void)unw_init_remote(&cur, as, NULL);
+	unw_destroy_addr_space(as);
+}
+
+void stoke_unwind_init_once(void)
+{
+	pthread_once(&libunwind_once, libunwind_init);
 }
 
 int stoke_unwinder_new(struct stoke_elfcache *elfs, struct stoke_strpool *pool,
@@ -743,7 +793,7 @@ int stoke_unwinder_new(struct stoke_elfcache *elfs, struct stoke_strpool *pool,
 {
 	struct stoke_unwinder *u;
 
-	pthread_once(&libunwind_once, libunwind_init);
+	stoke_unwind_init_once();
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;

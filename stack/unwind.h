@@ -72,6 +72,11 @@ struct stoke_unwind_stats {
 
 struct stoke_unwinder;
 
+/* Initialize libunwind's globals, once per process (later calls return at
+ * once). stoke_symbolizer_new calls it, so that it runs when a session
+ * starts rather than at its first unwound sample on a worker thread. */
+void stoke_unwind_init_once(void);
+
 /* Neither elfs nor pool are owned; both must outlive the unwinder. */
 int stoke_unwinder_new(struct stoke_elfcache *elfs, struct stoke_strpool *pool,
 		       struct stoke_unwinder **ret);

@@ -158,6 +158,7 @@ int stoke_symbolizer_new(const struct stoke_symbolizer_opts *opts,
 
 	if (!s)
 		return -ENOMEM;
+	stoke_unwind_init_once();
 	if (opts) {
 		s->no_kernel = opts->no_kernel;
 		s->no_result_cache = opts->no_result_cache;

@@ -108,11 +108,19 @@ class Daemon:
         """The daemon's open fds once it has caught up: a client that just
         hung up may not have been closed yet, so take the least of a few
         samples."""
-        counts = []
+        best = None
         for _ in range(10):
-            counts.append(len(os.listdir("/proc/%d/fd" % self.proc.pid)))
+            fds = {}
+            for fd in os.listdir("/proc/%d/fd" % self.proc.pid):
+                try:
+                    fds[fd] = os.readlink("/proc/%d/fd/%s" % (self.proc.pid, fd))
+                except OSError:
+                    pass
+            if best is None or len(fds) < len(best):
+                best = fds
             time.sleep(0.05)
-        return min(counts)
+        self.last_fds = best
+        return len(best)
 
     def rss_kb(self):
         with open("/proc/%d/status" % self.proc.pid) as f:
@@ -462,6 +470,7 @@ def test_attach_detach_cycles(d):
         for i in range(200):
             if i == 20:
                 fds0, rss0 = daemon.fds(), daemon.rss_kb()
+                fdmap0 = daemon.last_fds
             sid = int(daemon.ok(["attach", str(target.pid), "-o", out]).strip())
             detached = daemon.json(["detach", str(sid)])
             samples += detached["session"]["samples"]
@@ -469,6 +478,10 @@ def test_attach_detach_cycles(d):
         fds1, rss1 = daemon.fds(), daemon.rss_kb()
         print("daemon fds %d -> %d, RSS %d kB -> %d kB (cycles 20 -> 200), %d samples"
               % (fds0, fds1, rss0, rss1, samples))
+        if fds1 != fds0:
+            print("fds at cycle 20: %s\nfds at cycle 200: %s"
+                  % (sorted(fdmap0.items(), key=lambda x: int(x[0])),
+                     sorted(daemon.last_fds.items(), key=lambda x: int(x[0]))))
         check(fds1 == fds0, "fd count grew from %d to %d" % (fds0, fds1))
         check(rss1 - rss0 < 4096, "RSS grew by %d kB over 180 cycles" % (rss1 - rss0))
         check(samples > 0, "no samples in 200 sessions")

@@ -190,9 +190,13 @@ def offcpu_shares(d, args, target, chains=None):
                    and names(fr)[-1].startswith("[off-cpu")]
         good = sum(c for fr, c in blocked
                    if contains_in_order([x for x in names(fr) if not x.endswith("_[k]")], chain))
+        bad = sorted(((c, names(fr)) for fr, c in blocked
+                      if not contains_in_order([x for x in names(fr)
+                                                if not x.endswith("_[k]")], chain)),
+                     reverse=True)[:2]
         check(good >= 0.95 * sum(c for _, c in blocked),
-              "%s: %d of %d blocked samples have %s" %
-              (ph, good, sum(c for _, c in blocked), chain))
+              "%s: %d of %d blocked samples have %s; the commonest others: %s" %
+              (ph, good, sum(c for _, c in blocked), chain, bad))
     ksys = {"sleep_phase": "__x64_sys_nanosleep", "pipe_phase": "ksys_read"}
     for ph, fn in ksys.items():
         check(any(ph in names(fr) and fn in names(fr) for fr, _ in main[0]),
